@@ -1,0 +1,116 @@
+"""The `cosell` command line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from cosell import __version__
+from cosell.commands.audit import audit
+from cosell.commands.check import check
+from cosell.commands.db import db_app
+from cosell.commands.demo import demo
+from cosell.commands.init import init
+from cosell.commands.mapping import mapping_app
+from cosell.commands.plan import plan
+from cosell.commands.sandbox import up_command
+from cosell.commands.serve import serve
+from cosell.commands.status import status
+from cosell.commands.sync import sync
+from cosell.commands.webhooks import webhooks_app
+from cosell.salesforce.metadata import DEPLOY_INSTRUCTIONS, MetadataWriteError, write_project
+from cosell.sandbox.cli import sandbox_app
+
+app = typer.Typer(
+    name="cosell",
+    help=(
+        "Keeps Microsoft Partner Center co-sell referrals and Salesforce opportunities and "
+        "leads in sync, both ways, in seconds."
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+sandbox_app.command("up")(up_command)
+app.add_typer(sandbox_app, name="sandbox")
+app.add_typer(db_app, name="db")
+app.add_typer(mapping_app, name="mapping")
+app.command("plan")(plan)
+app.command("sync")(sync)
+app.command("serve")(serve)
+app.command("status")(status)
+app.command("audit")(audit)
+app.add_typer(webhooks_app, name="webhooks")
+app.command("init")(init)
+app.command("check")(check)
+app.command("demo")(demo)
+
+salesforce_app = typer.Typer(
+    help="Set up Salesforce for cosell: the custom fields, objects and permission set it needs.",
+    no_args_is_help=True,
+)
+app.add_typer(salesforce_app, name="salesforce")
+
+
+@salesforce_app.command("metadata")
+def _salesforce_metadata(
+    out: Annotated[
+        Path,
+        typer.Option(
+            "--out",
+            help="Directory to write the Salesforce DX project to (created if missing; must be empty).",
+            file_okay=False,
+            dir_okay=True,
+        ),
+    ],
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force", help="Write into a non-empty directory, overwriting cosell's files."
+        ),
+    ] = False,
+) -> None:
+    """Write cosell's Salesforce metadata as a project to deploy with the sf CLI."""
+    try:
+        written = write_project(out, force=force)
+    except MetadataWriteError as exc:
+        typer.echo(f"Error: {exc}", err=True)
+        raise typer.Exit(code=1) from exc
+    typer.echo(f"Wrote {len(written)} files to {out}:")
+    for path in written:
+        typer.echo(f"  {path.relative_to(out).as_posix()}")
+    typer.echo("")
+    typer.echo(
+        DEPLOY_INSTRUCTIONS.replace("the folder cosell wrote", f"the folder cosell wrote ({out})"),
+        nl=False,
+    )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"cosell {__version__}")
+        raise typer.Exit
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False,
+        "--version",
+        help="Print the version and exit.",
+        callback=_print_version,
+        is_eager=True,
+    ),
+) -> None:
+    """Keeps Partner Center co-sell referrals and Salesforce in sync."""
+
+
+def main() -> None:
+    """Entry point of the `cosell` console script."""
+    app()
+
+
+if __name__ == "__main__":
+    main()
