@@ -1,0 +1,985 @@
+"""`Store`: the sync engine's durable state, one named verb per state change.
+
+Mechanism. Every public method is one database transaction (a read verb reads one consistent
+snapshot; a write verb commits or changes nothing). Every row carries the store's `tenant` and
+every query filters on it. Times come from the injected `Clock`, never from the database or the
+machine, so tests move time by hand and lease expiry is decided by the same clock that the
+caller's backoff and schedules use.
+
+Idempotency rests on unique constraints, not on read-then-write, so that it holds across
+processes:
+
+- `create_link` inserts with ON CONFLICT DO NOTHING, then reads what is there: the same
+  arguments give the same link, and a referral or record already tied to something else is a
+  `LinkConflictError` saying which.
+- `record_event` inserts with ON CONFLICT DO NOTHING on (tenant, source, event_id) and reports
+  whether a row was inserted.
+- `claim` is one statement: INSERT ... ON CONFLICT (tenant, key) DO UPDATE ... WHERE the lease
+  has expired or is already the caller's. The database decides atomically; exactly one of two
+  competing owners gets a row back. Both SQLite and PostgreSQL implement this upsert.
+
+Whether a statement inserted or updated a row is read from its RETURNING clause, never from the
+driver's rowcount (psycopg reports -1 for these statements through SQLAlchemy). RETURNING needs
+SQLite 3.35 or newer (2021; Python 3.11's builds bundle newer ones).
+
+Invariants: a referral id and a (sobject, record id) each belong to at most one link per
+tenant; record ids are stored in their 18-character form; at most `AUDIT_ENTRIES_KEPT` audit
+entries are kept per link; a lease has one owner at a time.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Final
+
+import sqlalchemy as sa
+from sqlalchemy import exc
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import URL, Engine
+
+from cosell.clock import Clock
+from cosell.store import schema
+from cosell.store import tables as t
+from cosell.store.database import (
+    WRITE,
+    create_engine,
+    json_serializer,
+    normalise_url,
+    refused,
+    unavailable,
+)
+from cosell.store.errors import LinkConflictError, LinkNotFoundError, StoreError
+from cosell.store.tables import AUDIT_ENTRIES_KEPT, DEFAULT_TENANT
+from cosell.store.types import (
+    AuditEntry,
+    ConflictRecord,
+    CreateIntent,
+    InboxEvent,
+    JsonScalar,
+    Key,
+    Link,
+    LinkId,
+    SyncStatus,
+    canonical_record_id,
+    check_sobject,
+)
+
+
+class _Unset:
+    """The type of `UNSET`: "leave this column as it is" in `update_link`."""
+
+    def __repr__(self) -> str:
+        return "UNSET"
+
+
+UNSET: Final = _Unset()
+
+SIDES = ("partner_center", "salesforce")
+
+
+def _insert(dialect: str, table: sa.Table) -> Any:
+    # The dialect's own INSERT construct: the portable one has no ON CONFLICT.
+    if dialect == "postgresql":
+        return postgresql.insert(table)
+    return sqlite.insert(table)
+
+
+def _link(row: sa.Row[Any]) -> Link:
+    return Link(
+        id=LinkId(row.id),
+        tenant=row.tenant,
+        referral_id=row.referral_id,
+        engagement_id=row.engagement_id,
+        sobject=row.sobject,
+        record_id=row.record_id,
+        sync_status=SyncStatus(row.sync_status),
+        last_error=row.last_error,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        last_synced_at=row.last_synced_at,
+    )
+
+
+class Store:
+    """The durable state of the sync engine for one tenant (see the module docstring).
+
+    Make one with `Store.open`; share it between threads (the engine pools connections); close
+    it when done. Several processes may open the same database at once.
+    """
+
+    def __init__(self, engine: Engine, *, clock: Clock, tenant: str = DEFAULT_TENANT) -> None:
+        if not tenant or len(tenant) > 100:  # 100: the tenant column's length
+            raise ValueError("a tenant is a name of 1 to 100 characters, e.g. default")
+        self._engine = engine
+        self._writer = engine.execution_options(**{WRITE: True})  # made once: each call copies
+        self._clock = clock
+        self._tenant = tenant
+        self._dialect = engine.dialect.name
+
+    @classmethod
+    def open(
+        cls,
+        url: str | None = None,
+        *,
+        clock: Clock,
+        tenant: str = DEFAULT_TENANT,
+        migrate: bool = True,
+    ) -> Store:
+        """Open (and by default migrate) the store at `url`.
+
+        Args:
+            url: `sqlite:///path.db`, `postgresql://...` or `postgresql+psycopg://...`; None for
+                `sqlite:///./cosell.db` in the working directory.
+            clock: Where every stored time comes from.
+            tenant: The connection whose rows this store reads and writes.
+            migrate: Bring the schema to this cosell's revision first; when False the schema
+                must already be there.
+
+        Returns:
+            An open store; call `close` when done.
+
+        Raises:
+            StoreError: A bad URL, an unreachable database (`StoreUnavailableError`), or a schema
+                this cosell cannot use (`SchemaVersionError`); the message says what to do.
+        """
+        parsed = normalise_url(url)
+        engine = create_engine(parsed)
+        try:
+            if migrate:
+                schema.upgrade(engine)
+            else:
+                schema.check(engine)
+        except exc.DBAPIError as error:
+            engine.dispose()
+            raise refused(parsed, error) from error
+        except BaseException:
+            engine.dispose()
+            raise
+        return cls(engine, clock=clock, tenant=tenant)
+
+    @property
+    def tenant(self) -> str:
+        """The tenant this store reads and writes."""
+        return self._tenant
+
+    @property
+    def url(self) -> URL:
+        """The database URL (render with `hide_password=True` before showing it)."""
+        return self._engine.url
+
+    @property
+    def engine(self) -> Engine:
+        """The SQLAlchemy engine, for callers that share the database (the engine's DBOS)."""
+        return self._engine
+
+    def close(self) -> None:
+        """Close every pooled connection; the store cannot be used afterwards."""
+        self._engine.dispose()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    # -- transactions -------------------------------------------------------------------------
+
+    @contextmanager
+    def _read(self) -> Iterator[sa.Connection]:
+        try:
+            with self._engine.begin() as connection:
+                yield connection
+        except exc.OperationalError as error:
+            raise unavailable(self._engine.url, error) from error
+
+    @contextmanager
+    def _write(self) -> Iterator[sa.Connection]:
+        try:
+            with self._writer.begin() as connection:
+                yield connection
+        except exc.OperationalError as error:
+            raise unavailable(self._engine.url, error) from error
+
+    def _now(self) -> datetime:
+        return self._clock.now()
+
+    def _new_link_id(self) -> LinkId:
+        milliseconds = int(self._now().timestamp() * 1000)
+        return LinkId(f"{milliseconds:012x}{secrets.token_hex(10)}")
+
+    # -- links --------------------------------------------------------------------------------
+
+    def _select_link(self) -> sa.Select[Any]:
+        return sa.select(t.links).where(t.links.c.tenant == self._tenant)
+
+    def _one_link(self, connection: sa.Connection, *where: sa.ColumnElement[bool]) -> Link | None:
+        row = connection.execute(self._select_link().where(*where)).first()
+        return None if row is None else _link(row)
+
+    def link_for_referral(self, referral_id: str) -> Link | None:
+        """The link of a Partner Center referral, or None when it has none."""
+        with self._read() as connection:
+            return self._one_link(connection, t.links.c.referral_id == referral_id)
+
+    def link_for_record(self, sobject: str, record_id: str) -> Link | None:
+        """The link of a Salesforce record (15- or 18-character id), or None when it has none.
+
+        Raises:
+            KeyFormatError: When `record_id` is not a Salesforce id (a `ValueError`).
+        """
+        record_id = canonical_record_id(record_id)
+        with self._read() as connection:
+            return self._one_link(
+                connection, t.links.c.sobject == sobject, t.links.c.record_id == record_id
+            )
+
+    def get_link(self, link_id: str) -> Link | None:
+        """The link with this id, or None."""
+        with self._read() as connection:
+            return self._one_link(connection, t.links.c.id == link_id)
+
+    def create_link(
+        self,
+        *,
+        sobject: str,
+        record_id: str | None = None,
+        referral_id: str | None = None,
+        engagement_id: str | None = None,
+    ) -> Link:
+        """Tie a referral and a Salesforce record together; idempotent.
+
+        Calling it again with the same arguments returns the same link. When a link already
+        holds one of the two ids and lacks the other (a create under way), the missing id (and
+        the engagement id, when missing) is filled in. New links start `Pending`.
+
+        Args:
+            sobject: The Salesforce object, e.g. `Opportunity`.
+            record_id: The Salesforce record id (15 or 18 characters), when known.
+            referral_id: The Partner Center referral id, when known.
+            engagement_id: The Partner Center engagement id, when known.
+
+        Returns:
+            The link.
+
+        Raises:
+            ValueError: When neither `record_id` nor `referral_id` is given.
+            LinkConflictError: When the referral or the record is already linked to something
+                else; the message names both.
+        """
+        if record_id is None and referral_id is None:
+            raise ValueError("a link needs a record id, a referral id, or both")
+        check_sobject(sobject)
+        if record_id is not None:
+            record_id = canonical_record_id(record_id)
+        now = self._now()
+        with self._write() as connection:
+            statement = (
+                _insert(self._dialect, t.links)
+                .values(
+                    id=self._new_link_id(),
+                    tenant=self._tenant,
+                    referral_id=referral_id,
+                    engagement_id=engagement_id,
+                    sobject=sobject,
+                    record_id=record_id,
+                    sync_status=SyncStatus.PENDING.value,
+                    last_error=None,
+                    created_at=now,
+                    updated_at=now,
+                    last_synced_at=None,
+                )
+                .on_conflict_do_nothing()
+                .returning(t.links.c.id)
+            )
+            inserted = connection.execute(statement).first() is not None
+            by_referral = (
+                None
+                if referral_id is None
+                else self._one_link(connection, t.links.c.referral_id == referral_id)
+            )
+            by_record = (
+                None
+                if record_id is None
+                else self._one_link(
+                    connection, t.links.c.sobject == sobject, t.links.c.record_id == record_id
+                )
+            )
+            link = by_referral or by_record
+            assert link is not None, "the insert or its conflict left a row"
+            if inserted:
+                return link
+            if by_referral is not None and by_record is not None and by_referral.id != by_record.id:
+                raise LinkConflictError(
+                    f"referral {referral_id} is linked to {_describe(by_referral)} and "
+                    f"{sobject} {record_id} to {_describe(by_record)}: they cannot be linked to "
+                    "each other until one of those links is removed"
+                )
+            self._check_same(link, sobject=sobject, record_id=record_id, referral_id=referral_id)
+            fill: dict[str, Any] = {}
+            if referral_id is not None and link.referral_id is None:
+                fill["referral_id"] = referral_id
+            if record_id is not None and link.record_id is None:
+                fill["record_id"] = record_id
+            if engagement_id is not None and link.engagement_id is None:
+                fill["engagement_id"] = engagement_id
+            if not fill:
+                return link
+            fill["updated_at"] = now
+            return self._update(connection, link.id, fill)
+
+    @staticmethod
+    def _check_same(
+        link: Link, *, sobject: str, record_id: str | None, referral_id: str | None
+    ) -> None:
+        if referral_id is not None and link.referral_id not in (None, referral_id):
+            raise LinkConflictError(
+                f"{sobject} {record_id} is already linked to referral {link.referral_id}, "
+                f"not {referral_id}: one record syncs with one referral"
+            )
+        if link.sobject != sobject or link.record_id not in (None, record_id or link.record_id):
+            linked = f"{link.sobject} {link.record_id or '(being created)'}"
+            wanted = f"{sobject} {record_id}" if record_id else f"a new {sobject}"
+            raise LinkConflictError(
+                f"referral {referral_id} is already linked to {linked}, not {wanted}: "
+                "one referral syncs with one record"
+            )
+
+    def _update(self, connection: sa.Connection, link_id: str, values: dict[str, Any]) -> Link:
+        try:
+            row = connection.execute(
+                t.links.update()
+                .where(t.links.c.tenant == self._tenant, t.links.c.id == link_id)
+                .values(**values)
+                .returning(*t.links.c)
+            ).first()
+        except exc.IntegrityError as error:
+            raise LinkConflictError(
+                f"cannot change link {link_id}: {_taken(values)} already belongs to another link"
+            ) from error
+        if row is None:
+            raise LinkNotFoundError(f"there is no link {link_id} in tenant {self._tenant!r}")
+        return _link(row)
+
+    def update_link(
+        self,
+        link_id: str,
+        *,
+        referral_id: str | _Unset | None = UNSET,
+        engagement_id: str | _Unset | None = UNSET,
+        record_id: str | _Unset | None = UNSET,
+        sobject: str | _Unset = UNSET,
+        sync_status: SyncStatus | str | _Unset = UNSET,
+        last_error: str | _Unset | None = UNSET,
+        last_synced_at: datetime | _Unset | None = UNSET,
+    ) -> Link:
+        """Change some columns of a link; the ones not passed keep their values.
+
+        Args:
+            link_id: The link.
+            referral_id: The Partner Center referral id (after a create).
+            engagement_id: The Partner Center engagement id.
+            record_id: The Salesforce record id, 15 or 18 characters (after a create).
+            sobject: The Salesforce object (a lead converted to an opportunity: with `record_id`).
+            sync_status: `Synced`, `Pending` or `Error`.
+            last_error: Why the last reconcile failed; None clears it.
+            last_synced_at: When both sides last agreed (timezone-aware).
+
+        Returns:
+            The link as it is now.
+
+        Raises:
+            LinkNotFoundError: When there is no such link.
+            LinkConflictError: When the new referral or record id belongs to another link.
+            ValueError: For an unknown sync status, a malformed object name or record id, or a
+                naive `last_synced_at`.
+        """
+        values: dict[str, Any] = {}
+        if not isinstance(referral_id, _Unset):
+            values["referral_id"] = referral_id
+        if not isinstance(engagement_id, _Unset):
+            values["engagement_id"] = engagement_id
+        if not isinstance(record_id, _Unset):
+            values["record_id"] = None if record_id is None else canonical_record_id(record_id)
+        if not isinstance(sobject, _Unset):
+            values["sobject"] = check_sobject(sobject)
+        if not isinstance(sync_status, _Unset):
+            try:
+                values["sync_status"] = SyncStatus(sync_status).value
+            except ValueError:
+                raise ValueError(
+                    f"{sync_status!r} is not a sync status: use Synced, Pending or Error"
+                ) from None
+        if not isinstance(last_error, _Unset):
+            values["last_error"] = last_error
+        if not isinstance(last_synced_at, _Unset):
+            if last_synced_at is not None and last_synced_at.utcoffset() is None:
+                raise ValueError(f"last_synced_at must be timezone-aware, got {last_synced_at!r}")
+            values["last_synced_at"] = last_synced_at
+        values["updated_at"] = self._now()
+        with self._write() as connection:
+            return self._update(connection, link_id, values)
+
+    def links(
+        self,
+        *,
+        status: SyncStatus | str | None = None,
+        limit: int | None = None,
+        after: str | None = None,
+    ) -> list[Link]:
+        """Links in creation order, a page at a time.
+
+        Args:
+            status: Only links with this sync status.
+            limit: At most this many.
+            after: Only links after this link id (the last id of the previous page).
+
+        Returns:
+            The links.
+        """
+        query = self._select_link().order_by(t.links.c.id)
+        if status is not None:
+            query = query.where(t.links.c.sync_status == SyncStatus(status).value)
+        if after is not None:
+            query = query.where(t.links.c.id > after)
+        if limit is not None:
+            query = query.limit(limit)
+        with self._read() as connection:
+            return [_link(row) for row in connection.execute(query)]
+
+    # -- base snapshots -------------------------------------------------------------------------
+
+    def snapshot(self, link_id: str) -> dict[str, JsonScalar] | None:
+        """The values both sides last agreed on, or None before the first reconcile."""
+        with self._read() as connection:
+            values = connection.execute(
+                sa.select(t.snapshots.c.field_values).where(
+                    t.snapshots.c.tenant == self._tenant, t.snapshots.c.link_id == link_id
+                )
+            ).scalar()
+        return None if values is None else dict(values)
+
+    def save_snapshot(self, link_id: str, values: Mapping[str, JsonScalar]) -> None:
+        """Replace the base of a link with `values`.
+
+        Raises:
+            LinkNotFoundError: When there is no such link.
+            TypeError: When a value is something JSON cannot represent.
+        """
+        document = _json_document(values, what="a snapshot")
+        now = self._now()
+        with self._write() as connection:
+            self._require_link(connection, link_id)
+            statement = _insert(self._dialect, t.snapshots).values(
+                link_id=link_id, tenant=self._tenant, field_values=document, saved_at=now
+            )
+            connection.execute(
+                statement.on_conflict_do_update(
+                    index_elements=[t.snapshots.c.link_id],
+                    set_={"field_values": document, "saved_at": now},
+                )
+            )
+
+    def _require_link(self, connection: sa.Connection, link_id: str) -> None:
+        exists = connection.execute(
+            sa.select(t.links.c.id).where(t.links.c.tenant == self._tenant, t.links.c.id == link_id)
+        ).first()
+        if exists is None:
+            raise LinkNotFoundError(f"there is no link {link_id} in tenant {self._tenant!r}")
+
+    # -- audit and conflicts --------------------------------------------------------------------
+
+    def record_audit(
+        self, link_id: str | None, message: str, *, details: Mapping[str, Any] | None = None
+    ) -> None:
+        """Add an entry to a link's audit trail (None: an entry about no particular link).
+
+        Only the newest `AUDIT_ENTRIES_KEPT` entries of a link are kept.
+
+        Args:
+            link_id: The link, or None.
+            message: What happened, for a human.
+            details: JSON-serialisable facts (datetimes and decimals become strings); never secrets.
+
+        Raises:
+            LinkNotFoundError: When there is no such link.
+            TypeError: When `details` holds something JSON cannot represent.
+        """
+        document = _json_document(details or {}, what="audit details")
+        with self._write() as connection:
+            if link_id is not None:
+                self._require_link(connection, link_id)
+            connection.execute(
+                t.audit.insert().values(
+                    tenant=self._tenant,
+                    link_id=link_id,
+                    at=self._now(),
+                    message=message,
+                    details=document,
+                )
+            )
+            same_link = sa.and_(
+                t.audit.c.tenant == self._tenant,
+                t.audit.c.link_id.is_(None) if link_id is None else t.audit.c.link_id == link_id,
+            )
+            oldest_kept = (
+                sa.select(t.audit.c.id)
+                .where(same_link)
+                .order_by(t.audit.c.id.desc())
+                .offset(AUDIT_ENTRIES_KEPT - 1)
+                .limit(1)
+                .scalar_subquery()
+            )
+            connection.execute(t.audit.delete().where(same_link, t.audit.c.id < oldest_kept))
+
+    def audit(self, link_id: str | None, *, limit: int = 50) -> list[AuditEntry]:
+        """A link's audit trail, newest first (None: the entries about no particular link)."""
+        query = (
+            sa.select(t.audit)
+            .where(
+                t.audit.c.tenant == self._tenant,
+                t.audit.c.link_id.is_(None) if link_id is None else t.audit.c.link_id == link_id,
+            )
+            .order_by(t.audit.c.id.desc())
+            .limit(limit)
+        )
+        with self._read() as connection:
+            return [
+                AuditEntry(
+                    id=row.id,
+                    tenant=row.tenant,
+                    link_id=None if row.link_id is None else LinkId(row.link_id),
+                    at=row.at,
+                    message=row.message,
+                    details=row.details,
+                )
+                for row in connection.execute(query)
+            ]
+
+    def record_conflict(
+        self,
+        link_id: str,
+        *,
+        field: str,
+        partner_center: JsonScalar,
+        salesforce: JsonScalar,
+        base: JsonScalar,
+        winner: str,
+    ) -> None:
+        """Record that both sides changed `field` differently, and which side won.
+
+        Raises:
+            LinkNotFoundError: When there is no such link.
+            ValueError: When `winner` is not `partner_center` or `salesforce`.
+        """
+        winner = str(winner)
+        if winner not in SIDES:
+            raise ValueError(f"the winner of a conflict is one of {SIDES}, not {winner!r}")
+        with self._write() as connection:
+            self._require_link(connection, link_id)
+            connection.execute(
+                t.conflicts.insert().values(
+                    tenant=self._tenant,
+                    link_id=link_id,
+                    field=field,
+                    partner_center=partner_center,
+                    salesforce=salesforce,
+                    base=base,
+                    winner=winner,
+                    at=self._now(),
+                )
+            )
+
+    def conflicts(
+        self, link_id: str | None = None, *, limit: int | None = None
+    ) -> list[ConflictRecord]:
+        """Recorded conflicts, newest first: one link's, or every link's when None."""
+        query = sa.select(t.conflicts).where(t.conflicts.c.tenant == self._tenant)
+        if link_id is not None:
+            query = query.where(t.conflicts.c.link_id == link_id)
+        query = query.order_by(t.conflicts.c.id.desc())
+        if limit is not None:
+            query = query.limit(limit)
+        with self._read() as connection:
+            return [
+                ConflictRecord(
+                    id=row.id,
+                    tenant=row.tenant,
+                    link_id=LinkId(row.link_id),
+                    field=row.field,
+                    partner_center=row.partner_center,
+                    salesforce=row.salesforce,
+                    base=row.base,
+                    winner=row.winner,
+                    at=row.at,
+                )
+                for row in connection.execute(query)
+            ]
+
+    # -- change cursors -------------------------------------------------------------------------
+
+    def cursor(self, name: str) -> str | None:
+        """The value of a poller's cursor, or None before the first `set_cursor`."""
+        with self._read() as connection:
+            value: str | None = connection.execute(
+                sa.select(t.cursors.c.value).where(
+                    t.cursors.c.tenant == self._tenant, t.cursors.c.name == name
+                )
+            ).scalar()
+        return value
+
+    def set_cursor(self, name: str, value: str) -> None:
+        """Set a poller's cursor."""
+        now = self._now()
+        with self._write() as connection:
+            statement = _insert(self._dialect, t.cursors).values(
+                tenant=self._tenant, name=name, value=value, updated_at=now
+            )
+            connection.execute(
+                statement.on_conflict_do_update(
+                    index_elements=[t.cursors.c.tenant, t.cursors.c.name],
+                    set_={"value": value, "updated_at": now},
+                )
+            )
+
+    # -- webhook inbox --------------------------------------------------------------------------
+
+    def record_event(self, *, source: str, event_id: str, key: str, payload: bytes | str) -> bool:
+        """Keep a received event until it has been handled; idempotent on (source, event_id).
+
+        Args:
+            source: Who sent it, e.g. `partner_center`.
+            event_id: The sender's id for the event.
+            key: The key it says may be out of date.
+            payload: The body as received (text is stored as UTF-8).
+
+        Returns:
+            True when the event is new, False when it had been recorded before.
+        """
+        body = payload.encode() if isinstance(payload, str) else bytes(payload)
+        with self._write() as connection:
+            result = connection.execute(
+                _insert(self._dialect, t.inbox)
+                .values(
+                    tenant=self._tenant,
+                    source=source,
+                    event_id=event_id,
+                    key=key,
+                    payload=body,
+                    received_at=self._now(),
+                    completed_at=None,
+                )
+                .on_conflict_do_nothing()
+                .returning(t.inbox.c.id)
+            )
+            return result.first() is not None
+
+    def pending_events(self, limit: int = 100) -> list[InboxEvent]:
+        """Events not yet completed, oldest first."""
+        query = (
+            sa.select(t.inbox)
+            .where(t.inbox.c.tenant == self._tenant, t.inbox.c.completed_at.is_(None))
+            .order_by(t.inbox.c.id)
+            .limit(limit)
+        )
+        with self._read() as connection:
+            return [
+                InboxEvent(
+                    id=row.id,
+                    tenant=row.tenant,
+                    source=row.source,
+                    event_id=row.event_id,
+                    key=Key(row.key),
+                    payload=bytes(row.payload),
+                    received_at=row.received_at,
+                    completed_at=row.completed_at,
+                )
+                for row in connection.execute(query)
+            ]
+
+    def complete_event(self, event_id: str, *, source: str | None = None) -> None:
+        """Mark an event handled; a no-op when it already is.
+
+        Args:
+            event_id: The sender's id for the event.
+            source: Its sender, when several sources could use the same id.
+        """
+        where = [
+            t.inbox.c.tenant == self._tenant,
+            t.inbox.c.event_id == event_id,
+            t.inbox.c.completed_at.is_(None),
+        ]
+        if source is not None:
+            where.append(t.inbox.c.source == source)
+        with self._write() as connection:
+            connection.execute(t.inbox.update().where(*where).values(completed_at=self._now()))
+
+    # -- create intents -------------------------------------------------------------------------
+
+    def record_create_intent(self, link_id: str, *, side: str, external_reference: str) -> None:
+        """Record, before calling a create, that one is about to be made for this link.
+
+        Recording the same intent again is a no-op.
+
+        Args:
+            link_id: The link the created object will belong to.
+            side: `partner_center` or `salesforce`.
+            external_reference: What finds the created object again.
+
+        Raises:
+            LinkNotFoundError: When there is no such link.
+            StoreError: When a different intent is already recorded for the link.
+            ValueError: For an unknown side.
+        """
+        if side not in SIDES:
+            raise ValueError(f"a create intent's side is one of {SIDES}, not {side!r}")
+        with self._write() as connection:
+            self._require_link(connection, link_id)
+            connection.execute(
+                _insert(self._dialect, t.create_intents)
+                .values(
+                    link_id=link_id,
+                    tenant=self._tenant,
+                    side=side,
+                    external_reference=external_reference,
+                    created_at=self._now(),
+                )
+                .on_conflict_do_nothing()
+            )
+            existing = self._intent(connection, link_id)
+            assert existing is not None
+            if (existing.side, existing.external_reference) != (side, external_reference):
+                raise StoreError(
+                    f"link {link_id} already has an unresolved create intent on {existing.side} "
+                    f"(reference {existing.external_reference}): recover or resolve it before "
+                    "recording another"
+                )
+
+    def _intent(self, connection: sa.Connection, link_id: str) -> CreateIntent | None:
+        row = connection.execute(
+            sa.select(t.create_intents).where(
+                t.create_intents.c.tenant == self._tenant, t.create_intents.c.link_id == link_id
+            )
+        ).first()
+        if row is None:
+            return None
+        return CreateIntent(
+            link_id=LinkId(row.link_id),
+            tenant=row.tenant,
+            side=row.side,
+            external_reference=row.external_reference,
+            created_at=row.created_at,
+        )
+
+    def create_intent(self, link_id: str) -> CreateIntent | None:
+        """The unresolved create intent of a link, or None."""
+        with self._read() as connection:
+            return self._intent(connection, link_id)
+
+    def resolve_create_intent(self, link_id: str) -> None:
+        """Forget a link's create intent once the create's result is stored; idempotent."""
+        with self._write() as connection:
+            connection.execute(
+                t.create_intents.delete().where(
+                    t.create_intents.c.tenant == self._tenant, t.create_intents.c.link_id == link_id
+                )
+            )
+
+    # -- per-key leases -------------------------------------------------------------------------
+
+    def claim(self, key: str, *, owner: str, ttl_seconds: float) -> bool:
+        """Take (or renew) the lease on `key` for `ttl_seconds`, atomically across processes.
+
+        Succeeds when nobody holds the lease, when `owner` already holds it (the lease is then
+        extended), or when the holder's lease has expired on the store's clock.
+
+        Args:
+            key: The key to lease.
+            owner: Who takes it: unique per worker and task, e.g. `<host>:<pid>:<workflow id>`.
+            ttl_seconds: How long the lease lasts unless renewed or released (> 0).
+
+        Returns:
+            True when `owner` holds the lease now.
+        """
+        if ttl_seconds <= 0:
+            raise ValueError("a lease lasts a positive number of seconds")
+        now = self._now()
+        expires_at = now + timedelta(seconds=ttl_seconds)
+        with self._write() as connection:
+            statement = _insert(self._dialect, t.leases).values(
+                tenant=self._tenant, key=key, owner=owner, expires_at=expires_at
+            )
+            result = connection.execute(
+                statement.on_conflict_do_update(
+                    index_elements=[t.leases.c.tenant, t.leases.c.key],
+                    set_={"owner": owner, "expires_at": expires_at},
+                    where=sa.or_(t.leases.c.expires_at <= now, t.leases.c.owner == owner),
+                ).returning(t.leases.c.owner)
+            )
+            return result.first() is not None
+
+    def release(self, key: str, *, owner: str) -> None:
+        """Give up a lease; a no-op when `owner` does not hold it (it expired and was taken)."""
+        with self._write() as connection:
+            connection.execute(
+                t.leases.delete().where(
+                    t.leases.c.tenant == self._tenant,
+                    t.leases.c.key == key,
+                    t.leases.c.owner == owner,
+                )
+            )
+
+    def lease_owner(self, key: str) -> str | None:
+        """Who holds a live lease on `key` now, or None."""
+        with self._read() as connection:
+            owner: str | None = connection.execute(
+                sa.select(t.leases.c.owner).where(
+                    t.leases.c.tenant == self._tenant,
+                    t.leases.c.key == key,
+                    t.leases.c.expires_at > self._now(),
+                )
+            ).scalar()
+        return owner
+
+    # -- read-only summaries (cosell status) ---------------------------------------------------
+
+    def summary(self) -> StoreSummary:
+        """Counts and times that say how sync is doing, read in one transaction.
+
+        Returns:
+            Links by sync status, the links never synced, the oldest Pending link's last change,
+            the newest sync and audit times, the pending webhook events, and every cursor.
+        """
+        links = t.links.c
+        mine = links.tenant == self._tenant
+        with self._read() as connection:
+            by_status = {
+                str(status): int(count)
+                for status, count in connection.execute(
+                    sa.select(links.sync_status, sa.func.count())
+                    .where(mine)
+                    .group_by(links.sync_status)
+                )
+            }
+            # MIN and MAX keep their column's type, so these times come back aware UTC.
+            never_synced, oldest_pending, last_synced = connection.execute(
+                sa.select(
+                    sa.func.count().filter(links.last_synced_at.is_(None)),
+                    sa.func.min(links.updated_at).filter(
+                        links.sync_status == SyncStatus.PENDING.value
+                    ),
+                    sa.func.max(links.last_synced_at),
+                ).where(mine)
+            ).one()
+            newest_audit = connection.execute(
+                sa.select(sa.func.max(t.audit.c.at)).where(t.audit.c.tenant == self._tenant)
+            ).scalar()
+            inbox_pending, oldest_event = connection.execute(
+                sa.select(sa.func.count(), sa.func.min(t.inbox.c.received_at)).where(
+                    t.inbox.c.tenant == self._tenant, t.inbox.c.completed_at.is_(None)
+                )
+            ).one()
+            cursors = tuple(
+                CursorState(name=row.name, value=row.value, updated_at=row.updated_at)
+                for row in connection.execute(
+                    sa.select(t.cursors)
+                    .where(t.cursors.c.tenant == self._tenant)
+                    .order_by(t.cursors.c.name)
+                )
+            )
+        return StoreSummary(
+            links_by_status={status.value: by_status.get(status.value, 0) for status in SyncStatus},
+            never_synced=int(never_synced or 0),
+            oldest_pending_at=oldest_pending,
+            last_synced_at=last_synced,
+            newest_audit_at=newest_audit,
+            inbox_pending=int(inbox_pending or 0),
+            oldest_event_at=oldest_event,
+            cursors=cursors,
+        )
+
+    def failed_links(self, *, limit: int = 20) -> list[Link]:
+        """The links in Error, the most recently changed first.
+
+        Args:
+            limit: At most this many (a status page shows a bounded list).
+        """
+        query = (
+            self._select_link()
+            .where(t.links.c.sync_status == SyncStatus.ERROR.value)
+            .order_by(t.links.c.updated_at.desc(), t.links.c.id.desc())
+            .limit(limit)
+        )
+        with self._read() as connection:
+            return [_link(row) for row in connection.execute(query)]
+
+
+@dataclass(frozen=True)
+class CursorState:
+    """One stored cursor (a poller's position, or any named mark an engine keeps).
+
+    Attributes:
+        name: the cursor's name, e.g. `poll:partner_center`.
+        value: what was stored, as stored.
+        updated_at: when it was last set (every poll sets it, moved or not).
+    """
+
+    name: str
+    value: str
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class StoreSummary:
+    """What `Store.summary` read (see there); times are UTC, None when there is none.
+
+    Attributes:
+        links_by_status: links per sync status (`Synced`, `Pending`, `Error`, zeros included).
+        never_synced: links that have never been brought into agreement.
+        oldest_pending_at: the last change of the Pending link that changed longest ago.
+        last_synced_at: the newest time a reconcile brought a link into agreement.
+        newest_audit_at: the newest audit entry's time.
+        inbox_pending: webhook events received and not yet handled.
+        oldest_event_at: when the oldest of those arrived.
+        cursors: every stored cursor, by name.
+    """
+
+    links_by_status: Mapping[str, int]
+    never_synced: int
+    oldest_pending_at: datetime | None
+    last_synced_at: datetime | None
+    newest_audit_at: datetime | None
+    inbox_pending: int
+    oldest_event_at: datetime | None
+    cursors: tuple[CursorState, ...]
+
+
+def _describe(link: Link) -> str:
+    parts = []
+    if link.referral_id is not None:
+        parts.append(f"referral {link.referral_id}")
+    if link.record_id is not None:
+        parts.append(f"{link.sobject} {link.record_id}")
+    return f"link {link.id} ({' and '.join(parts)})"
+
+
+def _taken(values: Mapping[str, Any]) -> str:
+    if values.get("referral_id") is not None:
+        return f"referral {values['referral_id']}"
+    if values.get("record_id") is not None:
+        return f"record {values['record_id']}"
+    return "the new id"
+
+
+def _json_document(values: Mapping[str, Any], *, what: str) -> dict[str, Any]:
+    # Serialised once here, so that what is stored is exactly what will be read back
+    # (datetimes and decimals as strings) and a value JSON cannot hold fails before the write.
+    try:
+        document: dict[str, Any] = json.loads(json_serializer(dict(values)))
+    except TypeError as error:
+        raise TypeError(f"{what} must be JSON: {error}") from None
+    return document
