@@ -1,0 +1,309 @@
+"""Checking a mapping against the org's describe and the referral model.
+
+`check_mapping` is pure given the object descriptions: the caller (`cosell mapping check`, or
+the engine before it starts) fetches `describe(Opportunity)` and `describe(Account)` and hands
+them over as a function. Each problem carries the place in the mapping file it concerns
+(`Mapping.place`), so an admin can go straight to the line.
+
+What is checked, per field: the Salesforce object and field exist (with a "did you mean" from
+the org's field names); the field is createable (creates write every mapped field) and
+updateable where the direction writes to Salesforce; its type fits the transform (a date
+transform on a date field, an amount on a currency/double/percent/int field, ...); the picklist
+map's Salesforce values and the defaults are active picklist values; the Partner Center path
+is a known scalar member of the referral (from the `Referral` model) of a type that fits the
+transform, and writable by a partner where the direction writes to Partner Center; picklist
+map keys are documented values of a Partner Center enum. Across the mapping: the stage table's
+stages are active values of the stage field; every field Salesforce requires on create is
+mapped; the fields cosell writes itself exist, are writable, and the referral id is an
+external id. (Duplicate names are refused when the file is loaded.)
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable, Iterable
+
+from cosell.mapping.model import ACCOUNT, OPPORTUNITY, FieldMapping, Loc, Mapping, Problem
+from cosell.mapping.referral_paths import referral_paths
+from cosell.mapping.transforms import (
+    AmountTransform,
+    BooleanTransform,
+    CountryTransform,
+    CurrencyTransform,
+    DateTransform,
+    PicklistTransform,
+    StageTransform,
+    TextTransform,
+)
+from cosell.mapping.types import Direction
+from cosell.salesforce.schema import FieldDescription, ObjectDescription
+
+_TEXT = frozenset({"string", "textarea", "url", "email", "phone", "picklist", "combobox"})
+SALESFORCE_TYPES: dict[type, frozenset[str]] = {
+    TextTransform: _TEXT,
+    AmountTransform: frozenset({"currency", "double", "percent", "int", "long"}),
+    CurrencyTransform: frozenset({"picklist", "string", "combobox"}),
+    DateTransform: frozenset({"date"}),
+    CountryTransform: frozenset({"string", "picklist", "combobox", "textarea"}),
+    BooleanTransform: frozenset({"boolean"}),
+    PicklistTransform: frozenset({"picklist", "string", "combobox"}),
+    StageTransform: frozenset({"picklist"}),
+}
+"""The Salesforce field types each transform can read and write."""
+
+PARTNER_CENTER_KINDS: dict[type, frozenset[str]] = {
+    TextTransform: frozenset({"string", "enum"}),
+    AmountTransform: frozenset({"decimal"}),
+    CurrencyTransform: frozenset({"string"}),
+    DateTransform: frozenset({"datetime"}),
+    CountryTransform: frozenset({"string"}),
+    BooleanTransform: frozenset({"boolean"}),
+    PicklistTransform: frozenset({"enum", "string"}),
+    StageTransform: frozenset({"enum"}),
+}
+"""The kinds of referral member (see `referral_paths`) each transform can read and write."""
+
+_OWN_TYPES = {
+    "sync": frozenset({"boolean"}),
+    "referral_id": frozenset({"string"}),
+    "referral_link": frozenset({"url", "string"}),
+    "partner_center_status": frozenset({"string", "textarea"}),
+    "sync_status": frozenset({"picklist", "string"}),
+    "sync_error": frozenset({"string", "textarea"}),
+    "audit": frozenset({"textarea"}),
+}
+
+
+def _transform_name(mapped: FieldMapping) -> str:
+    return mapped.transform.type
+
+
+def _suggest(name: str, candidates: Iterable[str]) -> str:
+    close = difflib.get_close_matches(name, list(candidates), n=3, cutoff=0.6)
+    return f" (did you mean {', '.join(close)}?)" if close else ""
+
+
+class _Checker:
+    def __init__(self, mapping: Mapping, describe: Callable[[str], ObjectDescription]) -> None:
+        self.mapping = mapping
+        self._describe = describe
+        self._objects: dict[str, ObjectDescription | None] = {}
+        self.problems: list[Problem] = []
+
+    def add(self, loc: Loc, message: str) -> None:
+        self.problems.append(Problem(self.mapping.place(*loc), message))
+
+    def described(self, sobject: str) -> ObjectDescription | None:
+        if sobject not in self._objects:
+            try:
+                self._objects[sobject] = self._describe(sobject)
+            except LookupError:
+                self._objects[sobject] = None
+        return self._objects[sobject]
+
+    def salesforce_field(self, sobject: str, name: str, loc: Loc) -> FieldDescription | None:
+        description = self.described(sobject)
+        if description is None:
+            self.add(loc, f"the org has no object {sobject!r} (or cosell's user cannot see it)")
+            return None
+        found = description.field(name)
+        if found is None:
+            self.add(
+                loc,
+                f"{sobject} has no field {name!r}{_suggest(name, description.field_names)}; "
+                "check the API name (custom fields end in __c) and the field-level security of "
+                "cosell's user",
+            )
+        return found
+
+    def run(self) -> list[Problem]:
+        for index, mapped in enumerate(self.mapping.fields):
+            self.check_salesforce(index, mapped)
+            self.check_partner_center(index, mapped)
+        self.check_stages()
+        self.check_required_on_create()
+        self.check_own_fields()
+        return self.problems
+
+    def check_salesforce(self, index: int, mapped: FieldMapping) -> None:
+        if mapped.is_constant:
+            return
+        loc: Loc = ("fields", index, "salesforce")
+        found = self.salesforce_field(mapped.sobject, mapped.sf_field, loc)
+        if found is None:
+            return
+        where = f"{mapped.sobject}.{found.name}"
+        if not found.createable:
+            self.add(
+                loc,
+                f"{where} is not createable by cosell's user, and creates write every mapped "
+                "field; grant edit access or map another field",
+            )
+        if mapped.direction != Direction.TO_PARTNER_CENTER and not found.updateable:
+            self.add(
+                loc,
+                f"{where} is not updateable, but direction {mapped.direction.value} writes to "
+                "Salesforce; use direction: to_partner_center, or grant edit access",
+            )
+        allowed = SALESFORCE_TYPES[type(mapped.transform)]
+        if found.type not in allowed:
+            self.add(
+                ("fields", index, "transform"),
+                f"{where} is a {found.type} field; the {_transform_name(mapped)} transform needs "
+                f"one of: {', '.join(sorted(allowed))}",
+            )
+            return
+        if found.type != "picklist":
+            return
+        active = found.active_values
+        transform = mapped.transform
+        if isinstance(transform, PicklistTransform):
+            for key, target in transform.values.items():
+                if target is not None and target not in active:
+                    self._not_a_value(
+                        ("fields", index, "transform", "values", key), where, target, active
+                    )
+            default = transform.salesforce_default
+            if default is not None and default not in active:
+                self._not_a_value(
+                    ("fields", index, "transform", "salesforce_default"), where, default, active
+                )
+        default_wire = self._default_wire(mapped)
+        if default_wire is not None and default_wire not in active:
+            self._not_a_value(("fields", index, "default"), where, default_wire, active)
+
+    def _default_wire(self, mapped: FieldMapping) -> str | None:
+        if mapped.default is None or mapped.is_stage:
+            return None
+        wire = mapped.simple_transform.to_salesforce(mapped.default_value)
+        return wire if isinstance(wire, str) else None
+
+    def _not_a_value(self, loc: Loc, where: str, value: str, active: tuple[str, ...]) -> None:
+        self.add(
+            loc,
+            f"{value!r} is not an active picklist value of {where}"
+            f"{_suggest(value, active)}; its values are: {', '.join(active)}",
+        )
+
+    def check_partner_center(self, index: int, mapped: FieldMapping) -> None:
+        loc: Loc = ("fields", index, "partner_center")
+        known = referral_paths()
+        described = known.get(mapped.partner_center)
+        if described is None:
+            scalars = [p for p, d in known.items() if d.kind != "list"]
+            self.add(
+                loc,
+                f"{mapped.partner_center!r} is not a member of a referral"
+                f"{_suggest(mapped.partner_center, scalars)}",
+            )
+            return
+        if described.kind == "list":
+            self.add(loc, f"{mapped.partner_center} is a list; map one of its scalar members")
+            return
+        if mapped.direction != Direction.TO_SALESFORCE and not described.updatable:
+            self.add(
+                loc,
+                f"Partner Center does not let partners change {mapped.partner_center} after the "
+                f"referral is created, but direction {mapped.direction.value} writes to it; use "
+                "direction: to_salesforce",
+            )
+        allowed = PARTNER_CENTER_KINDS[type(mapped.transform)]
+        if described.kind not in allowed:
+            self.add(
+                ("fields", index, "transform"),
+                f"{mapped.partner_center} holds a {described.kind}; the "
+                f"{_transform_name(mapped)} transform needs one of: {', '.join(sorted(allowed))}",
+            )
+            return
+        transform = mapped.transform
+        if isinstance(transform, PicklistTransform) and described.values:
+            lowered = {v.lower() for v in described.values}
+            for key in transform.values:
+                if key.lower() not in lowered:
+                    self.add(
+                        ("fields", index, "transform", "values", key),
+                        f"{key!r} is not a Partner Center value of {mapped.partner_center}"
+                        f"{_suggest(key, described.values)}; its values are: "
+                        f"{', '.join(described.values)}",
+                    )
+
+    def check_stages(self) -> None:
+        stage_field = self.mapping.stage_field
+        sobject, name = (
+            (stage_field.sobject, stage_field.sf_field)
+            if stage_field
+            else (OPPORTUNITY, "StageName")
+        )
+        description = self.described(sobject)
+        found = description.field(name) if description else None
+        if found is None or found.type != "picklist":
+            return  # reported with the field itself
+        active = found.active_values
+        for key, stage in self.mapping.stages.stage_names().items():
+            if stage not in active:
+                where = f"{sobject}.{found.name}"
+                self._not_a_value(_stage_loc(key), where, stage, active)
+
+    def check_required_on_create(self) -> None:
+        own = {n.lower() for n in self.mapping.opportunity.names().values()}
+        for sobject in (OPPORTUNITY, ACCOUNT):
+            description = self.described(sobject)
+            if description is None:
+                continue
+            mapped = {f.sf_field.lower() for f in self.mapping.fields_on(sobject)}
+            if sobject == OPPORTUNITY:
+                mapped |= own
+            for described in description.fields:
+                if described.required_on_create and described.name.lower() not in mapped:
+                    self.add(
+                        ("fields",),
+                        f"{sobject}.{described.name} is required when cosell creates a "
+                        f"{sobject}, but no field maps it; add a field for it (with a default "
+                        "if Partner Center may not have a value)",
+                    )
+
+    def check_own_fields(self) -> None:
+        description = self.described(OPPORTUNITY)
+        if description is None:
+            self.add(("opportunity",), "the org has no Opportunity object cosell can see")
+            return
+        for role, name in self.mapping.opportunity.names().items():
+            loc: Loc = ("opportunity", role)
+            found = self.salesforce_field(OPPORTUNITY, name, loc)
+            if found is None:
+                continue
+            where = f"Opportunity.{found.name}"
+            if not (found.createable and found.updateable):
+                self.add(loc, f"{where} must be createable and updateable by cosell's user")
+            if found.type not in _OWN_TYPES[role]:
+                self.add(
+                    loc,
+                    f"{where} is a {found.type} field; the {role} field must be one of: "
+                    f"{', '.join(sorted(_OWN_TYPES[role]))}",
+                )
+            if role == "referral_id" and not found.external_id:
+                self.add(
+                    loc,
+                    f"{where} must be an External ID (and Unique): creates upsert on it, so a "
+                    "retried create never makes a second opportunity",
+                )
+
+
+def _stage_loc(key: str) -> Loc:
+    """The place of a stage table key such as `won_stage` or `other_lost_stages[1]`."""
+    name, _, index = key.partition("[")
+    return ("stages", name, int(index.rstrip("]"))) if index else ("stages", name)
+
+
+def check_mapping(mapping: Mapping, describe: Callable[[str], ObjectDescription]) -> list[Problem]:
+    """Every problem of a mapping against the org's schema and the referral model.
+
+    Args:
+        mapping: a loaded mapping (its places point into its file).
+        describe: the description of an object by name (`Opportunity`, `Account`); raises
+            `LookupError` (e.g. `KeyError`) for an object the org does not have.
+
+    Returns:
+        The problems, each with its place; empty when the mapping fits the org.
+    """
+    return _Checker(mapping, describe).run()
