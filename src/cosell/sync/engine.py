@@ -1,0 +1,1140 @@
+"""The durable engine: reconciles as DBOS Transact workflows, one queue partitioned by key.
+
+The reconcile (`cosell.sync.reconcile`) is plain async code that reads both sides, merges and
+writes; this module decides *when* it runs, *where* (which worker), and makes it survive
+crashes. Everything durable about scheduling lives in DBOS's system database (a SQLite file
+next to the store by default, the store's own PostgreSQL database, schema `dbos`, when the
+store is PostgreSQL); everything durable about sync lives in the store.
+
+**Workflows.**
+
+- `cosell.reconcile_key(key)`: one key, for notifications (webhooks, pollers). Enqueued on the
+  queue `cosell-reconcile`, *partitioned by key* with `partition_concurrency=1`: DBOS starts at
+  most one workflow of a partition at a time, across every worker sharing the system database.
+- `cosell.reconcile_batch(keys)`: up to 200 keys, for sweeps and `cosell sync`;
+  `reconcile.reconcile_batch` reads them with a few Partner Center list calls and one SOQL
+  `IN` query, and writes with sObject collections.
+- Scheduled, once per period across all workers (DBOS gives a scheduled run a deterministic
+  workflow id per tick, so a tick fired by two workers runs once), on the queue
+  `cosell-schedules`: `cosell.poll_partner_center` and `cosell.poll_salesforce` (see
+  `pollers`: poll from the stored cursor, enqueue the keys, *then* store the cursor), and
+  `cosell.sweep` (every referral page, the opportunities waiting for their referral, and the
+  links parked in Error, as batch workflows on `cosell-batch`).
+
+**Coalescing, level-triggered.** A notification only says "key K may be out of date"; the
+reconcile reads the truth when it *starts*. So a notification is satisfied by any reconcile of
+K that starts after it arrived. `notify(K)` therefore looks for a workflow of K that is still
+`ENQUEUED` (waiting, not started: workflow ids are `cosell-reconcile:<key>:<suffix>`, found
+by prefix): if there is one, that future run covers this notification and nothing is enqueued;
+if there is none (no run, or the run is already `PENDING`, i.e. reading or writing), a new
+workflow is enqueued, and the partition makes it wait until the running one has finished. A
+burst of N notifications thus costs at most two runs (the running one and one queued), and a
+notification that arrives *while* K is being reconciled always causes one more run afterwards.
+DBOS's own deduplication ids are not used: DBOS refuses them on partitioned queues, and they
+would be held until the workflow finishes, which would drop exactly that last notification.
+Two workers notifying K at the same instant may both enqueue (check-then-enqueue is not
+atomic); that costs one extra, harmless, reconcile and never loses one. (The prefix match is
+case-insensitive on SQLite; keys stay distinct because referral ids are GUIDs and 18-character
+Salesforce ids are case-safe.)
+
+**Leases.** Batches do not run on the key partitions, so every reconcile (single or batch)
+first takes the store's per-key lease (`store.claim(key, owner=<workflow id>)`, renewable by
+the same owner, so a workflow recovered after a crash takes its own lease back), and renews it
+every third of its TTL while the reconcile runs (a throttled call may wait minutes in place). A key whose
+lease is held elsewhere is not reconciled by this workflow: a single-key workflow waits and
+tries again (bounded); a batch leaves the key out and notifies it, so it runs after the holder.
+
+**Retries.** Retriable errors (`partnercenter.errors.RetriableError`,
+`salesforce.errors.RetriableError`, `sync.errors.RetriableSyncError`) are caught inside the
+step and retried by the workflow with capped exponential backoff and full jitter, never less
+than the server's `Retry-After` (`BackoffPolicy`), on the injected clock. After the last
+attempt the key's link is parked in Error with the message and the workflow ends; the next
+change or sweep tries it again. Terminal errors are parked by the reconcile itself and come
+back as an `error` outcome. Any other exception (a bug) is logged with its traceback and parks
+the key (or the batch's keys) at once, without retries: that key fails, everything else keeps
+syncing. Steps return values, never raise, so nothing depends on pickling exceptions.
+
+**Passes** (`run_pass`, for `cosell sync`). Incremental: both pollers from their cursors plus
+the parked links; full: every referral page, the opportunities waiting for their referral and
+the parked links. Keys gather into batches of 200 across list pages and run as batch workflows
+(leases included) on the calling task, so a crashed pass is recovered at the next start like
+any workflow. A dry run runs the same reconciles with `ctx.dry_run` outside DBOS: no API write,
+no store write, no workflow row.
+
+**Recovery.** A worker that restarts with the same `executor_id` recovers the workflows it was
+running (DBOS records the executor of each). A worker that never comes back leaves its running
+workflows `PENDING`, which also holds their key partitions; the leases they held expire after
+their TTL, so the scheduled sweep still reconciles those keys, and `dbos workflow resume` (or
+restarting a worker under the dead one's id) releases the partitions.
+
+**One engine per process.** DBOS is a process-wide singleton and its workflow functions are
+module-level, so the running `Engine` is registered in this module while started; `start()`
+refuses a second one. DBOS's logging goes through the standard `logging` tree (logger `dbos`,
+at WARNING) with database passwords masked; OTLP export and Conductor stay off, so DBOS opens
+no connection but its system database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import random
+import re
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final, Protocol
+
+from dbos import DBOS, DBOSConfig, ScheduleInput, SetEnqueueOptions, SetWorkflowID
+from sqlalchemy.engine import URL, make_url
+
+from cosell import __version__
+from cosell.clock import Clock
+from cosell.config import Settings
+from cosell.partnercenter.errors import RetriableError as PartnerCenterRetriableError
+from cosell.salesforce.errors import RetriableError as SalesforceRetriableError
+from cosell.store.types import Key, KeyFormatError, SyncStatus, parse_key
+from cosell.sync import outcome as results
+from cosell.sync import pollers
+from cosell.sync.errors import RetriableSyncError
+from cosell.sync.outcome import Outcome
+
+if TYPE_CHECKING:
+    from cosell.store import Store
+    from cosell.sync.context import SyncContext
+
+log = logging.getLogger(__name__)
+
+RECONCILE_QUEUE: Final = "cosell-reconcile"
+BATCH_QUEUE: Final = "cosell-batch"
+SCHEDULE_QUEUE: Final = "cosell-schedules"
+KEY_WORKFLOW_PREFIX: Final = "cosell-reconcile:"
+BATCH_SIZE: Final = 200  # keys per batch workflow: one SOQL IN list, one sObject collection
+LAST_SWEEP_CURSOR: Final = (
+    "sweep:last"  # when the periodic sweep last ran; `cosell status` shows it
+)
+RETRIABLE_ERRORS: Final = (
+    PartnerCenterRetriableError,
+    SalesforceRetriableError,
+    RetriableSyncError,
+)
+
+_LINK_PAGE: Final = 500  # parked links read per store query: small rows, few round trips
+
+Progress = Callable[[int, int | None], None]
+"""Called after each batch of a pass with (keys done, keys expected or None when unknown)."""
+
+ContextFactory = Callable[[bool], AbstractAsyncContextManager["SyncContext"]]
+"""Opens a `SyncContext` (its clients) for the engine: called with `dry_run`, closed on exit."""
+
+
+class Reconciler(Protocol):
+    """The reconcile functions as the engine calls them (the module `cosell.sync.reconcile`)."""
+
+    async def reconcile_key(self, ctx: SyncContext, key: Key, /) -> Outcome:
+        """Reconcile one key."""
+        ...
+
+    async def reconcile_batch(self, ctx: SyncContext, keys: Sequence[Key], /) -> list[Outcome]:
+        """Reconcile up to 200 keys with shared reads and collection writes."""
+        ...
+
+
+class EngineError(Exception):
+    """The engine cannot run as configured; the message says what to change."""
+
+
+@dataclass(frozen=True)
+class BackoffPolicy:
+    """How a key's reconcile is retried after a retriable error.
+
+    Attributes:
+        max_attempts: attempts in all, the first included (6: about a minute of waiting with
+            the defaults before the key is parked until its next change or sweep).
+        base_delay: the first backoff's upper bound, seconds.
+        max_delay: the cap of one backoff, seconds (and of a `Retry-After` we wait in place;
+            longer ones park the key, the sweep picks it up later).
+        busy_delay: seconds between tries when another workflow holds the key's lease.
+        busy_attempts: tries before giving up on a held lease (the lease TTL bounds a holder
+            that died).
+        rng: the jitter's source; seed it for a reproducible schedule.
+    """
+
+    max_attempts: int = 6
+    base_delay: float = 1.0
+    max_delay: float = 30.0
+    busy_delay: float = 2.0
+    busy_attempts: int = 90  # 90 x 2 s = 3 minutes: longer than a batch lease (120 s)
+    rng: random.Random = field(default_factory=random.Random, compare=False, repr=False)
+
+    def delay(self, attempt: int, retry_after: float | None) -> float:
+        """Seconds to wait after failed attempt number `attempt` (1-based).
+
+        Full jitter: uniform(0, min(max_delay, base_delay * 2**(attempt-1))), but never less
+        than the server's `Retry-After` (capped at `max_delay`).
+        """
+        ceiling = min(self.max_delay, self.base_delay * (2 ** (attempt - 1)))
+        wait = self.rng.uniform(0.0, ceiling)
+        if retry_after is not None:
+            wait = max(wait, min(retry_after, self.max_delay))
+        return wait
+
+
+@dataclass(frozen=True)
+class EngineOptions:
+    """How the engine runs (from `Settings` by `EngineOptions.from_settings`, or by hand).
+
+    Attributes:
+        system_database_url: DBOS's system database. None: derived from the store's URL.
+        poll_interval_seconds: period of both pollers (a divisor of 60 below a minute, else a
+            whole number of minutes dividing an hour, or of hours dividing a day).
+        sweep_interval_seconds: period of the full reconciliation (same rule).
+        executor_id: this worker's name in the system database; a restarted worker with the
+            same name recovers the workflows it was running. Two live workers need two names.
+        queue_polling_seconds: how often a worker looks for queued workflows.
+        lease_seconds: a single key's lease (longer than one reconcile with its 412 retries).
+        batch_lease_seconds: a batch's leases (200 keys: a few calls, then collection writes).
+        worker_reconciles: single-key reconciles one worker runs at once (a burst of many keys
+            must not open as many API calls at once).
+        worker_batches: batch workflows one worker runs at once.
+        overlap_seconds: the pollers' overlap (see `pollers`).
+        backoff: the retry policy.
+    """
+
+    system_database_url: str | None = None
+    poll_interval_seconds: int = 30
+    sweep_interval_seconds: int = 3600
+    executor_id: str = "local"
+    queue_polling_seconds: float = (
+        0.25  # a webhook's reconcile starts within 1/4 s (target: p95 < 2 s)
+    )
+    lease_seconds: float = 60.0
+    batch_lease_seconds: float = 120.0
+    worker_reconciles: int = 16  # enough to hide API latency; well under both APIs' limits
+    worker_batches: int = 2  # two batches overlap one's reads with the other's writes
+    overlap_seconds: float = pollers.DEFAULT_OVERLAP_SECONDS
+    backoff: BackoffPolicy = field(default_factory=BackoffPolicy)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> EngineOptions:
+        """The options `cosell.toml`'s `[sync]` section asks for.
+
+        The executor id comes from `COSELL_WORKER_ID` (default `local`): give each worker that
+        shares a PostgreSQL store its own, and keep it across restarts.
+        """
+        sync = settings.sync
+        return cls(
+            poll_interval_seconds=int(sync.poll_interval_seconds),
+            sweep_interval_seconds=int(sync.sweep_interval_seconds),
+            executor_id=os.environ.get("COSELL_WORKER_ID", "local"),
+        )
+
+
+@dataclass(frozen=True)
+class Summary:
+    """What a pass did.
+
+    Attributes:
+        keys_seen: keys reconciled (or planned, in a dry run).
+        counts: outcomes by result (`cosell.sync.outcome.RESULTS`).
+        api_calls: API calls made, reads of the pollers and sweeps included.
+        errors: (key, message) of every key that ended in error.
+        outcomes: every outcome, in order (the CLI prints a dry run's plans from them).
+        dry_run: nothing was written.
+    """
+
+    keys_seen: int
+    counts: dict[str, int]
+    api_calls: int
+    errors: tuple[tuple[str, str], ...]
+    outcomes: tuple[Outcome, ...]
+    dry_run: bool
+
+    def count(self, result: str) -> int:
+        """How many keys ended with `result`."""
+        return self.counts.get(result, 0)
+
+    @property
+    def ok(self) -> bool:
+        """No key ended in error."""
+        return not self.errors
+
+
+@dataclass
+class _Tally:
+    outcomes: list[Outcome] = field(default_factory=list)
+    extra_calls: int = 0
+
+    def add(self, outcomes: Iterable[Outcome]) -> None:
+        self.outcomes.extend(outcomes)
+
+    def summary(self, *, dry_run: bool) -> Summary:
+        counts = dict.fromkeys(results.RESULTS, 0)
+        for item in self.outcomes:
+            counts[item.result] = counts.get(item.result, 0) + 1
+        return Summary(
+            keys_seen=len(self.outcomes),
+            counts=counts,
+            api_calls=self.extra_calls + sum(o.api_calls for o in self.outcomes),
+            errors=tuple(
+                (o.key, o.message or "failed") for o in self.outcomes if o.result == results.ERROR
+            ),
+            outcomes=tuple(self.outcomes),
+            dry_run=dry_run,
+        )
+
+
+# -- configuration helpers ----------------------------------------------------------------------
+
+
+def system_database_url(store_url: str | URL) -> str:
+    """DBOS's system database for a store: a SQLite file beside it, or the same PostgreSQL.
+
+    Args:
+        store_url: the store's SQLAlchemy URL.
+
+    Returns:
+        `sqlite:///<dir>/<store stem>-dbos.sqlite`, or the store's PostgreSQL URL (DBOS keeps
+        its tables in the schema `dbos`).
+
+    Raises:
+        EngineError: an in-memory SQLite store, or a database DBOS cannot use.
+    """
+    url = make_url(store_url) if isinstance(store_url, str) else store_url
+    backend = url.get_backend_name()
+    if backend == "sqlite":
+        database = url.database
+        if not database or database == ":memory:":
+            raise EngineError(
+                "the store is an in-memory SQLite database, which has no place for the engine's "
+                "system database; use a file (store url sqlite:///cosell.db)"
+            )
+        path = Path(database)
+        return f"sqlite:///{path.with_name(path.stem + '-dbos.sqlite')}"
+    if backend == "postgresql":
+        return url.set(drivername="postgresql").render_as_string(hide_password=False)
+    raise EngineError(
+        f"the engine runs on SQLite or PostgreSQL, not {backend}; set [store] url accordingly"
+    )
+
+
+def cron_for(seconds: int, what: str) -> str:
+    """A six-field cron (seconds first) that fires every `seconds`, aligned on the clock.
+
+    Raises:
+        EngineError: a period cron cannot express evenly; the message lists good ones.
+    """
+    if seconds <= 0:
+        raise EngineError(f"{what} must be a positive number of seconds")
+    if seconds < 60 and 60 % seconds == 0:
+        return f"*/{seconds} * * * * *"
+    if seconds % 60 == 0 and seconds < 3600 and 60 % (seconds // 60) == 0:
+        return f"0 */{seconds // 60} * * * *"
+    if seconds % 3600 == 0 and 24 % (seconds // 3600) == 0:
+        return f"0 0 */{seconds // 3600} * * *"
+    raise EngineError(
+        f"{what} = {seconds} cannot be scheduled evenly; use a divisor of 60 seconds "
+        "(e.g. 15, 30), whole minutes dividing an hour (e.g. 300, 900) or hours dividing a day "
+        "(e.g. 3600, 21600)"
+    )
+
+
+_PASSWORD_IN_URL = re.compile(r"(://[^:/@\s]*:)[^@\s]*@")
+
+
+class _MaskPasswords(logging.Filter):
+    """Masks `user:password@` in DBOS's log messages (its errors may quote the database URL)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        masked = _PASSWORD_IN_URL.sub(r"\1***@", message)
+        if masked != message:
+            record.msg, record.args = masked, None
+        return True
+
+
+def configure_dbos_logging(level: int = logging.WARNING) -> None:
+    """Send DBOS's records through the standard logging tree at `level`, passwords masked.
+
+    DBOS adds a console handler of its own unless its logger already has one; a NullHandler
+    keeps it from doing so, and propagation hands every record to the application's handlers.
+    """
+    logger = logging.getLogger("dbos")
+    if not any(isinstance(h, logging.NullHandler) for h in logger.handlers):
+        logger.addHandler(logging.NullHandler())
+    if not any(isinstance(f, _MaskPasswords) for f in logger.filters):
+        logger.addFilter(_MaskPasswords())
+    logger.propagate = True
+    logger.setLevel(level)
+
+
+# -- the running engine (DBOS is one per process) ----------------------------------------------
+
+_active: Engine | None = None
+
+
+def _engine() -> Engine:
+    if _active is None:
+        raise EngineError("a cosell workflow ran while no Engine is started in this process")
+    return _active
+
+
+def _key_workflow_prefix(key: str) -> str:
+    return f"{KEY_WORKFLOW_PREFIX}{key}:"
+
+
+@dataclass(frozen=True)
+class _Attempt:
+    """What one step did.
+
+    `done` (outcomes), `retry` (a retriable error), `busy` (leases held elsewhere) or `failed`
+    (an unexpected error: the keys are parked, not retried in place).
+    """
+
+    kind: str
+    outcomes: tuple[Outcome, ...] = ()
+    busy: tuple[Key, ...] = ()
+    retry_after: float | None = None
+    message: str | None = None
+
+
+def _error_outcome(key: str, message: str) -> Outcome:
+    return Outcome(key=key, link_id=None, result=results.ERROR, message=message)
+
+
+def _busy_outcome(key: str) -> Outcome:
+    return Outcome(
+        key=key,
+        link_id=None,
+        result=results.SKIPPED,
+        message="being reconciled by another worker; queued to run after it",
+    )
+
+
+def _unexpected(exc: BaseException) -> str:
+    return f"unexpected {type(exc).__name__}: {exc}"
+
+
+# -- steps and workflows -------------------------------------------------------------------------
+
+
+@DBOS.step(name="cosell.reconcile_key_step")
+async def _reconcile_key_step(key: str, owner: str) -> _Attempt:
+    engine = _engine()
+    return await engine._attempt_key(engine._context(), Key(key), owner)
+
+
+@DBOS.step(name="cosell.reconcile_batch_step")
+async def _reconcile_batch_step(keys: list[str], owner: str) -> _Attempt:
+    engine = _engine()
+    return await engine._attempt_batch(engine._context(), [Key(k) for k in keys], owner)
+
+
+@DBOS.step(name="cosell.park_step")
+async def _park_step(keys: list[str], message: str) -> None:
+    for key in keys:
+        _engine()._park(Key(key), message)
+
+
+@DBOS.step(name="cosell.backoff_step")
+async def _backoff_step(seconds: float) -> None:
+    # A step, so that a workflow recovered after a crash does not wait its past backoffs again.
+    await _engine()._clock.sleep(seconds)
+
+
+@DBOS.step(name="cosell.unqueued_keys_step")
+async def _unqueued_keys_step(keys: list[str]) -> list[str]:
+    return await _unqueued_keys(keys)
+
+
+@DBOS.step(name="cosell.poll_step")
+async def _poll_step(side: str) -> pollers.PollResult:
+    return await _engine()._poll(side, _engine()._context())
+
+
+@DBOS.step(name="cosell.save_cursor_step")
+async def _save_cursor_step(name: str, value: str) -> None:
+    _engine()._store.set_cursor(name, value)
+
+
+@DBOS.step(name="cosell.sweep_page_step")
+async def _sweep_page_step(next_link: str | None) -> tuple[list[str], str | None]:
+    page = await pollers.list_sweep_page(_engine()._context().partner_center, next_link=next_link)
+    return list(page.keys), page.next_link
+
+
+@DBOS.step(name="cosell.sweep_extras_step")
+async def _sweep_extras_step() -> tuple[list[str], list[str]]:
+    engine = _engine()
+    candidates, _ = await pollers.salesforce_create_candidates(engine._context().salesforce)
+    return list(candidates), list(engine._parked_keys())
+
+
+@DBOS.workflow(name="cosell.reconcile_key")
+async def reconcile_key_workflow(key: str) -> Outcome:
+    """Reconcile one key, retrying with backoff (see the module docstring)."""
+    return await _engine()._run_key(key, owner=DBOS.workflow_id or key)
+
+
+@DBOS.workflow(name="cosell.reconcile_batch")
+async def reconcile_batch_workflow(keys: list[str]) -> list[Outcome]:
+    """Reconcile up to 200 keys under their leases; held keys are notified instead."""
+    return await _engine()._run_batch(keys, owner=DBOS.workflow_id or "batch")
+
+
+@DBOS.workflow(name="cosell.poll_partner_center")
+async def poll_partner_center_workflow(scheduled_at: datetime, context: Any) -> None:
+    """Scheduled: enqueue the referrals changed since the cursor, then store the cursor."""
+    await _engine()._run_poll("partner_center")
+
+
+@DBOS.workflow(name="cosell.poll_salesforce")
+async def poll_salesforce_workflow(scheduled_at: datetime, context: Any) -> None:
+    """Scheduled: enqueue the opportunities changed since the cursor, then store the cursor."""
+    await _engine()._run_poll("salesforce")
+
+
+@DBOS.workflow(name="cosell.sweep")
+async def sweep_workflow(scheduled_at: datetime, context: Any) -> None:
+    """Scheduled: the periodic full reconciliation, as batch workflows of one page each."""
+    await _engine()._run_sweep()
+
+
+async def _unqueued_keys(keys: Iterable[str]) -> list[str]:
+    """The keys that have no reconcile waiting to start (see "Coalescing")."""
+    fresh: list[str] = []
+    for key in dict.fromkeys(keys):
+        waiting = await DBOS.list_workflows_async(
+            workflow_id_prefix=_key_workflow_prefix(key),
+            status=["ENQUEUED"],
+            queue_name=RECONCILE_QUEUE,
+            limit=1,
+            load_input=False,
+            load_output=False,
+        )
+        if not waiting:
+            fresh.append(key)
+    return fresh
+
+
+async def _enqueue_keys(keys: Sequence[str], suffix: str) -> list[str]:
+    queue = await DBOS.retrieve_queue_async(RECONCILE_QUEUE)
+    if queue is None:
+        raise EngineError(f"the queue {RECONCILE_QUEUE} is not registered; start the engine")
+    ids: list[str] = []
+    for key in keys:
+        workflow_id = f"{_key_workflow_prefix(key)}{suffix}"
+        with SetEnqueueOptions(queue_partition_key=key), SetWorkflowID(workflow_id):
+            handle = await queue.enqueue_async(reconcile_key_workflow, key)
+        ids.append(handle.workflow_id)
+    return ids
+
+
+# -- the engine ----------------------------------------------------------------------------------
+
+
+class Engine:
+    """The sync engine of one process: DBOS launched, queues and schedules registered.
+
+    Args:
+        settings: cosell's settings (`[sync]` intervals); may be None when `options` is given.
+        store: the opened store (leases, cursors, parked links).
+        context_factory: opens the `SyncContext` the reconciles use (called with `dry_run`).
+        clock: what backoff waits on.
+        options: overrides `EngineOptions.from_settings(settings)`.
+        reconciler: the reconcile functions; W1's `cosell.sync.reconcile` by default.
+    """
+
+    def __init__(
+        self,
+        settings: Settings | None,
+        *,
+        store: Store,
+        context_factory: ContextFactory,
+        clock: Clock,
+        options: EngineOptions | None = None,
+        reconciler: Reconciler | None = None,
+    ) -> None:
+        if options is None:
+            if settings is None:
+                raise EngineError("an Engine needs settings or options")
+            options = EngineOptions.from_settings(settings)
+        self._options = options
+        self._store = store
+        self._factory = context_factory
+        self._clock = clock
+        self._reconciler = reconciler if reconciler is not None else _default_reconciler()
+        self._ctx: SyncContext | None = None
+        self._ctx_manager: AbstractAsyncContextManager[SyncContext] | None = None
+        self._started = False
+        self._background = False
+        self._running = 0  # reconcile and batch workflows running in this process
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    @property
+    def options(self) -> EngineOptions:
+        """The options in force."""
+        return self._options
+
+    def _context(self) -> SyncContext:
+        if self._ctx is None:
+            raise EngineError("the engine is not started")
+        return self._ctx
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    def dbos_config(self) -> DBOSConfig:
+        """The DBOS configuration this engine launches with (no telemetry, no Conductor)."""
+        url = self._options.system_database_url or system_database_url(self._store.url)
+        return {
+            "name": "cosell",
+            "system_database_url": url,
+            "application_version": __version__,
+            "executor_id": self._options.executor_id,
+            "log_level": "WARNING",
+            "enable_otlp": False,
+            # A worker wakes for notifications on SQLite by polling; a tenth of a second keeps
+            # a webhook's reconcile prompt without measurable load.
+            "notification_listener_polling_interval_sec": 0.1,
+            "scheduler_polling_interval_sec": 5.0,  # schedules change only when we apply them
+        }
+
+    async def start(self, *, background: bool = True) -> None:
+        """Open the context, launch DBOS, register the queues (and the schedules).
+
+        Call it on the event loop that is to run the workflows (the service's loop): DBOS
+        adopts the loop running at launch, and the context's HTTP clients belong to it.
+
+        Args:
+            background: run as a worker: dequeue reconciles and batches, and apply the poller
+                and sweep schedules. False (`cosell sync`): only what `run_pass` needs.
+
+        Raises:
+            EngineError: another engine is started in this process.
+        """
+        global _active
+        if _active is not None:
+            raise EngineError(
+                "an engine is already started in this process (DBOS is one per process)"
+            )
+        configure_dbos_logging()
+        manager = self._factory(False)
+        self._ctx = await manager.__aenter__()
+        self._ctx_manager = manager
+        _active = self
+        try:
+            DBOS(config=self.dbos_config())
+            if not background:
+                DBOS.listen_queues([])
+            DBOS.launch()
+            polling = self._options.queue_polling_seconds
+            await DBOS.register_queue_async(
+                RECONCILE_QUEUE,
+                partition_concurrency=1,
+                worker_concurrency=self._options.worker_reconciles,
+                polling_interval_sec=polling,
+                on_conflict="always_update",
+            )
+            await DBOS.register_queue_async(
+                BATCH_QUEUE,
+                worker_concurrency=self._options.worker_batches,
+                polling_interval_sec=polling,
+                on_conflict="always_update",
+            )
+            await DBOS.register_queue_async(
+                SCHEDULE_QUEUE, polling_interval_sec=polling, on_conflict="always_update"
+            )
+            if background:
+                await DBOS.apply_schedules_async(self._schedules())
+        except BaseException:
+            await self._teardown()
+            raise
+        self._started = True
+        self._background = background
+        if background:
+            await self.drain_inbox()  # events recorded before a crash or a restart
+
+    def _schedules(self) -> list[ScheduleInput]:
+        poll = cron_for(self._options.poll_interval_seconds, "poll_interval_seconds")
+        sweep = cron_for(self._options.sweep_interval_seconds, "sweep_interval_seconds")
+        return [
+            {
+                "schedule_name": "cosell-poll-partner-center",
+                "workflow_fn": poll_partner_center_workflow,
+                "schedule": poll,
+                "queue_name": SCHEDULE_QUEUE,
+            },
+            {
+                "schedule_name": "cosell-poll-salesforce",
+                "workflow_fn": poll_salesforce_workflow,
+                "schedule": poll,
+                "queue_name": SCHEDULE_QUEUE,
+            },
+            {
+                "schedule_name": "cosell-sweep",
+                "workflow_fn": sweep_workflow,
+                "schedule": sweep,
+                "queue_name": SCHEDULE_QUEUE,
+            },
+        ]
+
+    async def stop(self, *, grace_seconds: float = 10.0) -> None:
+        """Let running reconciles finish (up to `grace_seconds`), shut DBOS down, close.
+
+        Args:
+            grace_seconds: how long running reconciles may take to finish; any still running
+                then is recovered at the next start (by a worker with the same executor id).
+        """
+        if self._running:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._idle.wait(), grace_seconds)
+        await self._teardown()
+
+    async def _teardown(self) -> None:
+        global _active
+        # DBOS joins its threads, which may be waiting on this event loop: never block it.
+        await asyncio.to_thread(DBOS.destroy)
+        if self._ctx_manager is not None:
+            manager, self._ctx_manager = self._ctx_manager, None
+            await manager.__aexit__(None, None, None)
+        self._ctx = None
+        self._started = False
+        if _active is self:
+            _active = None
+
+    # -- notifications ----------------------------------------------------------------------
+
+    async def notify(self, key: str) -> bool:
+        """Say that `key` may be out of date: enqueue its reconcile unless one is waiting.
+
+        Idempotent and cheap (two system-database statements, no remote call).
+
+        Args:
+            key: `referral:<id>` or `salesforce:<SObject>:<id>`.
+
+        Returns:
+            True when a reconcile was enqueued, False when a waiting one already covers it.
+
+        Raises:
+            KeyFormatError: `key` is not a cosell key.
+        """
+        parse_key(key)
+        self._require_started()
+        fresh = await _unqueued_keys([key])
+        if not fresh:
+            return False
+        await _enqueue_keys(fresh, uuid.uuid4().hex)
+        return True
+
+    async def drain_inbox(self, *, page: int = 500) -> int:
+        """Notify the key of every pending webhook event in the store's inbox, then complete it.
+
+        An event is completed only once its reconcile is enqueued (durably, in the system
+        database), so a crash in between notifies it again: harmless, the reconcile is
+        level-triggered. `start` drains the inbox of a worker; the webhook endpoint may call it
+        after recording events.
+
+        Args:
+            page: events read per store query.
+
+        Returns:
+            How many events were drained.
+        """
+        self._require_started()
+        drained = 0
+        while events := self._store.pending_events(page):
+            for event in events:
+                try:
+                    await self.notify(event.key)
+                except KeyFormatError as exc:
+                    # Nothing can reconcile it; say so instead of blocking the inbox behind it.
+                    log.warning(
+                        "inbox event %s of %s dropped: %s", event.event_id, event.source, exc
+                    )
+                self._store.complete_event(event.event_id, source=event.source)
+            drained += len(events)
+        return drained
+
+    async def _notify_from_workflow(self, keys: Sequence[str], *, attempt: int = 0) -> int:
+        # The child ids derive from this workflow's id (deterministic when it is recovered)
+        # and the attempt, so a later attempt notifying the same key enqueues a new run.
+        fresh = await _unqueued_keys_step(list(keys))
+        await _enqueue_keys(fresh, f"{DBOS.workflow_id or uuid.uuid4().hex}-{attempt}")
+        return len(fresh)
+
+    def _require_started(self) -> None:
+        if not self._started:
+            raise EngineError("start the engine first (await engine.start())")
+
+    # -- one key ----------------------------------------------------------------------------
+
+    async def _attempt_key(self, ctx: SyncContext, key: Key, owner: str | None) -> _Attempt:
+        ttl = self._options.lease_seconds
+        if owner is not None and not self._store.claim(key, owner=owner, ttl_seconds=ttl):
+            return _Attempt("busy", busy=(key,))
+        try:
+            async with self._renewing([key] if owner else [], owner, ttl):
+                outcome = await self._reconciler.reconcile_key(ctx, key)
+        except RETRIABLE_ERRORS as exc:
+            return _Attempt(
+                "retry", retry_after=getattr(exc, "retry_after", None), message=str(exc)
+            )
+        except Exception as exc:
+            # A bug, or an error the reconcile should have parked: this key fails, the
+            # others keep syncing, and the traceback is in the log.
+            log.exception("reconcile of %s failed unexpectedly", key)
+            return _Attempt("failed", message=_unexpected(exc))
+        finally:
+            if owner is not None:
+                self._store.release(key, owner=owner)
+        return _Attempt("done", outcomes=(outcome,))
+
+    @asynccontextmanager
+    async def _renewing(
+        self, keys: Sequence[Key], owner: str | None, ttl: float
+    ) -> AsyncIterator[None]:
+        """Keep the leases on `keys` while the body runs (a reconcile may outlast its TTL).
+
+        Renewed every third of the TTL on the event loop's timer (the holder is alive as long
+        as its loop runs); the leases themselves expire on the store's clock.
+        """
+        if not keys or owner is None:
+            yield
+            return
+
+        async def renew() -> None:
+            while True:
+                await asyncio.sleep(ttl / 3)
+                lost = [k for k in keys if not self._store.claim(k, owner=owner, ttl_seconds=ttl)]
+                if lost:
+                    log.warning("lost the lease on %s while reconciling it", ", ".join(lost))
+
+        task = asyncio.create_task(renew())
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    @contextlib.contextmanager
+    def _busy(self) -> Iterator[None]:
+        self._running += 1
+        self._idle.clear()
+        try:
+            yield
+        finally:
+            self._running -= 1
+            if self._running == 0:
+                self._idle.set()
+
+    async def _run_key(self, key: str, *, owner: str) -> Outcome:
+        with self._busy():
+            return await self._run_key_attempts(key, owner=owner)
+
+    async def _run_key_attempts(self, key: str, *, owner: str) -> Outcome:
+        policy = self._options.backoff
+        failures = 0
+        busy = 0
+        while True:
+            attempt = await _reconcile_key_step(key, owner)
+            if attempt.kind == "done":
+                return attempt.outcomes[0]
+            if attempt.kind == "failed":
+                message = f"{attempt.message}; retried at the next change or sweep"
+                await _park_step([key], message)
+                return _error_outcome(key, message)
+            if attempt.kind == "busy":
+                busy += 1
+                if busy >= policy.busy_attempts:
+                    message = "another worker kept this key busy; it will be retried by the sweep"
+                    return _error_outcome(key, message)
+                await _backoff_step(policy.busy_delay)
+                continue
+            failures += 1
+            if failures >= policy.max_attempts:
+                message = (
+                    f"gave up after {failures} attempts: {attempt.message}; retried at the next "
+                    "change or sweep"
+                )
+                await _park_step([key], message)
+                return _error_outcome(key, message)
+            delay = policy.delay(failures, attempt.retry_after)
+            log.warning(
+                "reconcile of %s failed (%s); retry %d in %.1f s",
+                key,
+                attempt.message,
+                failures,
+                delay,
+            )
+            await _backoff_step(delay)
+
+    def _park(self, key: Key, message: str) -> None:
+        parts = parse_key(key)
+        if parts[0] == "referral":
+            link = self._store.link_for_referral(parts[1])
+        else:
+            link = self._store.link_for_record(parts[1], parts[2])
+        if link is not None:
+            self._store.update_link(link.id, sync_status=SyncStatus.ERROR, last_error=message[:255])
+
+    def _parked_keys(self) -> list[Key]:
+        keys: list[Key] = []
+        after: str | None = None
+        while True:
+            page = self._store.links(status=SyncStatus.ERROR, limit=_LINK_PAGE, after=after)
+            keys.extend(link.keys[0] for link in page if link.keys)
+            if len(page) < _LINK_PAGE:
+                return keys
+            after = page[-1].id
+
+    # -- batches ----------------------------------------------------------------------------
+
+    async def _attempt_batch(
+        self, ctx: SyncContext, keys: Sequence[Key], owner: str | None
+    ) -> _Attempt:
+        claimed: list[Key] = []
+        busy: list[Key] = []
+        ttl = self._options.batch_lease_seconds
+        if owner is None:
+            claimed = list(keys)
+        else:
+            for key in keys:
+                taken = self._store.claim(key, owner=owner, ttl_seconds=ttl)
+                (claimed if taken else busy).append(key)
+        try:
+            async with self._renewing(claimed if owner else [], owner, ttl):
+                outcomes = await self._reconciler.reconcile_batch(ctx, claimed) if claimed else []
+        except RETRIABLE_ERRORS as exc:
+            return _Attempt(
+                "retry",
+                busy=tuple(busy),
+                retry_after=getattr(exc, "retry_after", None),
+                message=str(exc),
+            )
+        except Exception as exc:
+            log.exception("a batch of %d keys failed unexpectedly", len(claimed))
+            return _Attempt("failed", busy=tuple(busy), message=_unexpected(exc))
+        finally:
+            if owner is not None:
+                for key in claimed:
+                    self._store.release(key, owner=owner)
+        return _Attempt("done", outcomes=tuple(outcomes), busy=tuple(busy))
+
+    async def _run_batch(self, keys: Sequence[str], *, owner: str) -> list[Outcome]:
+        with self._busy():
+            return await self._run_batch_attempts(keys, owner=owner)
+
+    async def _run_batch_attempts(self, keys: Sequence[str], *, owner: str) -> list[Outcome]:
+        policy = self._options.backoff
+        failures = 0
+        while True:
+            attempt = await _reconcile_batch_step(list(keys), owner)
+            if attempt.busy:
+                await self._notify_from_workflow(attempt.busy, attempt=failures)
+            if attempt.kind == "done":
+                return list(attempt.outcomes) + [_busy_outcome(k) for k in attempt.busy]
+            failures += 1
+            if attempt.kind == "failed" or failures >= policy.max_attempts:
+                reason = (
+                    attempt.message
+                    if attempt.kind == "failed"
+                    else f"gave up after {failures} attempts: {attempt.message}"
+                )
+                message = f"{reason}; retried at the next change or sweep"
+                failed = [k for k in keys if k not in attempt.busy]
+                await _park_step(failed, message)
+                return [_error_outcome(k, message) for k in failed] + [
+                    _busy_outcome(k) for k in attempt.busy
+                ]
+            await _backoff_step(policy.delay(failures, attempt.retry_after))
+
+    # -- pollers and sweeps -----------------------------------------------------------------
+
+    async def _poll(self, side: str, ctx: SyncContext) -> pollers.PollResult:
+        overlap = self._options.overlap_seconds
+        if side == "partner_center":
+            cursor = pollers.Cursor.parse(self._store.cursor(pollers.PARTNER_CENTER_CURSOR))
+            return await pollers.poll_partner_center(ctx.partner_center, cursor, overlap=overlap)
+        cursor = pollers.Cursor.parse(self._store.cursor(pollers.SALESFORCE_CURSOR))
+        return await pollers.poll_salesforce(ctx.salesforce, cursor, overlap=overlap)
+
+    async def _run_poll(self, side: str) -> int:
+        found = await _poll_step(side)
+        await self._notify_from_workflow(found.keys)
+        name = (
+            pollers.PARTNER_CENTER_CURSOR if side == "partner_center" else pollers.SALESFORCE_CURSOR
+        )
+        await _save_cursor_step(name, found.cursor.dump())
+        return len(found.keys)
+
+    async def _run_sweep(self) -> int:
+        queue = await DBOS.retrieve_queue_async(BATCH_QUEUE)
+        if queue is None:
+            raise EngineError(f"the queue {BATCH_QUEUE} is not registered; start the engine")
+        parent = DBOS.workflow_id or uuid.uuid4().hex
+        batches = 0
+        seen: set[str] = set()
+        pending: list[str] = []
+
+        async def submit(keys: Sequence[str], *, flush: bool = False) -> None:
+            # Full batches of 200 across pages, as in a pass (one SOQL IN per batch).
+            nonlocal batches
+            fresh = [k for k in dict.fromkeys(keys) if k not in seen]
+            seen.update(fresh)
+            pending.extend(fresh)
+            while len(pending) >= BATCH_SIZE or (flush and pending):
+                chunk = pending[:BATCH_SIZE]
+                del pending[:BATCH_SIZE]
+                with SetWorkflowID(f"cosell-batch:{parent}:{batches}"):
+                    await queue.enqueue_async(reconcile_batch_workflow, chunk)
+                batches += 1
+
+        next_link: str | None = None
+        for _ in range(pollers.MAX_SWEEP_PAGES):
+            keys, next_link = await _sweep_page_step(next_link)
+            await submit(keys)
+            if next_link is None:
+                break
+        candidates, parked = await _sweep_extras_step()
+        await submit([*candidates, *parked], flush=True)
+        # When the last sweep ran, for `cosell status` (the cursor named there).
+        await _save_cursor_step(LAST_SWEEP_CURSOR, self._clock.now().isoformat())
+        return len(seen)
+
+    # -- a foreground pass ------------------------------------------------------------------
+
+    async def run_pass(
+        self, *, full: bool = False, dry_run: bool = False, progress: Progress | None = None
+    ) -> Summary:
+        """Reconcile once, in the foreground (`cosell sync`).
+
+        Incremental (default): the keys both pollers find since their cursors, plus the links
+        parked in Error; the cursors advance when every batch ran. Full: every referral, page
+        by page, the opportunities waiting for their referral, and the parked links; cursors
+        are left alone.
+
+        Args:
+            full: reconcile everything, not only what changed.
+            dry_run: read and plan; write nothing (no API write, no store write, no workflow).
+            progress: called after each batch with (keys done, keys expected or None).
+
+        Returns:
+            The summary.
+
+        Raises:
+            EngineError: a write pass on an engine that is not started.
+        """
+        if dry_run:
+            async with self._factory(True) as ctx:
+                return await self._pass(ctx, full=full, dry_run=True, progress=progress)
+        self._require_started()
+        return await self._pass(self._context(), full=full, dry_run=False, progress=progress)
+
+    async def _pass(
+        self, ctx: SyncContext, *, full: bool, dry_run: bool, progress: Progress | None
+    ) -> Summary:
+        tally = _Tally()
+        done: set[str] = set()
+        pending: list[Key] = []
+        failed = False
+        total: int | None = None
+
+        async def run(chunk: list[Key]) -> None:
+            nonlocal failed
+            if dry_run:
+                outcomes = await self._dry_batch(ctx, chunk)
+            else:
+                outcomes = await reconcile_batch_workflow(list(chunk))
+            failed = failed or any(o.result == results.ERROR for o in outcomes)
+            tally.add(outcomes)
+            if progress is not None:
+                progress(len(tally.outcomes), total)
+
+        async def reconcile(keys: Iterable[Key], *, flush: bool = False) -> None:
+            # Keys gather into full batches: a page of 100 referrals waits for the next page,
+            # so one SOQL IN query and one sObject collection serve 200 keys.
+            fresh = [k for k in dict.fromkeys(keys) if k not in done]
+            done.update(fresh)
+            pending.extend(fresh)
+            while len(pending) >= BATCH_SIZE or (flush and pending):
+                chunk = pending[:BATCH_SIZE]
+                del pending[:BATCH_SIZE]
+                await run(chunk)
+
+        if full:
+            candidates, calls = await pollers.salesforce_create_candidates(ctx.salesforce)
+            tally.extra_calls += calls
+            others = list(dict.fromkeys([*candidates, *self._parked_keys()]))
+            async for page in pollers.sweep_pages(ctx.partner_center):
+                tally.extra_calls += 1
+                if page.count is not None:
+                    total = page.count + len(others)
+                await reconcile(page.keys)
+            await reconcile(others, flush=True)
+        else:
+            pc = await self._poll("partner_center", ctx)
+            sf = await self._poll("salesforce", ctx)
+            tally.extra_calls += pc.api_calls + sf.api_calls
+            keys = list(dict.fromkeys([*pc.keys, *sf.keys, *self._parked_keys()]))
+            total = len(keys)
+            if progress is not None:
+                progress(0, total)
+            await reconcile(keys, flush=True)
+            if not dry_run and not failed:
+                self._store.set_cursor(pollers.PARTNER_CENTER_CURSOR, pc.cursor.dump())
+                self._store.set_cursor(pollers.SALESFORCE_CURSOR, sf.cursor.dump())
+        return tally.summary(dry_run=dry_run)
+
+    async def _dry_batch(self, ctx: SyncContext, keys: Sequence[Key]) -> list[Outcome]:
+        policy = self._options.backoff
+        for failures in range(1, policy.max_attempts + 1):
+            attempt = await self._attempt_batch(ctx, keys, owner=None)
+            if attempt.kind == "done":
+                return list(attempt.outcomes)
+            if attempt.kind == "failed":
+                break
+            if failures < policy.max_attempts:
+                await self._clock.sleep(policy.delay(failures, attempt.retry_after))
+        else:
+            attempt = replace(
+                attempt, message=f"gave up after {policy.max_attempts} attempts: {attempt.message}"
+            )
+        return [_error_outcome(k, attempt.message or "failed") for k in keys]
+
+
+def settings_context_factory(settings: Settings, *, store: Store, clock: Clock) -> ContextFactory:
+    """The context factory of a real deployment: clients built from settings, closed on exit.
+
+    Args:
+        settings: cosell's settings (credentials, URLs, mapping file).
+        store: the opened store.
+        clock: the clock of clients and tokens.
+
+    Returns:
+        A factory opening a `SyncContext` (dry run when asked, or when the settings say so).
+    """
+
+    @asynccontextmanager
+    async def open_context(dry_run: bool) -> AsyncIterator[SyncContext]:
+        from cosell.sync.context import build_context
+
+        ctx = build_context(settings, store=store, clock=clock)
+        try:
+            yield replace(ctx, dry_run=dry_run or ctx.dry_run)
+        finally:
+            await ctx.aclose()
+
+    return open_context
+
+
+def _default_reconciler() -> Reconciler:
+    from cosell.sync import reconcile
+
+    return reconcile

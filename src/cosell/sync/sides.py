@@ -1,0 +1,207 @@
+"""Reading both sides of a link: the referral, and the opportunity with its account.
+
+One reconcile reads one referral (`GET /referrals/{id}`, which carries the eTag the write
+will send in `If-Match`) and one opportunity by a single SOQL query whose SELECT list is the
+mapping's `salesforce_query_fields` plus cosell's own identity and status fields. The
+opportunity's account comes in the same row through the `Account.<field>` relationship paths,
+so the account costs no call of its own. A batch reads up to 200 opportunities with one
+`IN` query, and its referrals with `id eq ... or ...` list filters (`REFERRAL_FILTER_CHUNK`
+ids per list call).
+
+Every call made here is counted in the caller's `ApiCalls`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from cosell.mapping import Mapping as SyncMapping
+from cosell.mapping import SalesforceRecords, salesforce_query_fields
+from cosell.partnercenter.client import odata_string
+from cosell.partnercenter.models import Referral, ReferralId
+from cosell.salesforce.values import parse_datetime, soql_in
+from cosell.sync.context import (
+    ACCOUNT,
+    OPPORTUNITY,
+    ApiCalls,
+    SyncContext,
+)
+
+# Ids per Partner Center list call when a batch reads referrals by id: 50 GUID comparisons
+# keep the URL near 3 KB, inside every proxy's limit.
+REFERRAL_FILTER_CHUNK = 50
+SOQL_IN_CHUNK = 200  # ids per SOQL IN list: a batch is at most 200 keys, so one query
+
+SOLUTIONS_SUBQUERY = (
+    "(SELECT Solution_Id__c, Name, Solution_Type__c FROM Microsoft_Solutions__r ORDER BY Name)"
+)
+CONTACT_ROLES_SUBQUERY = (
+    "(SELECT IsPrimary, Contact.FirstName, Contact.LastName, Contact.Email, Contact.Phone, "
+    "Contact.Title FROM OpportunityContactRoles)"
+)
+
+_OWN_FIELDS = (
+    "Id",
+    "Name",
+    "AccountId",
+    "LastModifiedDate",
+    "SystemModstamp",
+)
+"""What the reconcile reads on the opportunity besides what the mapping asks for (which
+includes cosell's own identity and status fields)."""
+
+
+def opportunity_fields(mapping: SyncMapping) -> list[str]:
+    """The SELECT list of the opportunity query: mapped fields (`Account.` paths too) and ours."""
+    wanted = salesforce_query_fields(mapping)
+    fields: list[str] = []
+    seen: set[str] = set()
+    for name in (*_OWN_FIELDS, *wanted.get(OPPORTUNITY, ())):
+        if name.lower() not in seen:
+            seen.add(name.lower())
+            fields.append(name)
+    return fields
+
+
+def records_of(opportunity: dict[str, Any]) -> SalesforceRecords:
+    """The mapping's records of one opportunity row: the row, and its account (from `Account.`)."""
+    nested = opportunity.get(ACCOUNT)
+    account: dict[str, Any] | None = None
+    if isinstance(nested, dict) and opportunity.get("AccountId"):
+        account = {**nested, "Id": opportunity["AccountId"]}
+    return {OPPORTUNITY: opportunity, ACCOUNT: account}
+
+
+def referral_json(referral: Referral) -> dict[str, Any]:
+    """The referral as the API returns it (camelCase JSON), for the mapping's functions."""
+    body: dict[str, Any] = referral.model_dump(by_alias=True, mode="json")
+    return body
+
+
+@dataclass(frozen=True)
+class Sides:
+    """Both sides of one link, as read in this reconcile.
+
+    Attributes:
+        referral: the referral (with the eTag to send in `If-Match`).
+        records: the opportunity row and its account.
+    """
+
+    referral: Referral
+    records: SalesforceRecords
+
+    @property
+    def referral_json(self) -> dict[str, Any]:
+        """The referral as camelCase JSON."""
+        return referral_json(self.referral)
+
+    @property
+    def opportunity(self) -> dict[str, Any]:
+        """The opportunity row."""
+        row = self.records[OPPORTUNITY]
+        assert row is not None
+        return row
+
+    @property
+    def last_modified(self) -> datetime | None:
+        """The opportunity's `LastModifiedDate`, for `If-Unmodified-Since`."""
+        text = self.opportunity.get("LastModifiedDate")
+        return parse_datetime(text) if isinstance(text, str) and text else None
+
+
+async def read_opportunities(
+    ctx: SyncContext,
+    calls: ApiCalls,
+    *,
+    ids: Iterable[str] = (),
+    referral_ids: Iterable[str] = (),
+    with_children: bool = False,
+) -> list[dict[str, Any]]:
+    """Opportunities by id or by `Referral_Identifier__c`, with one SOQL query per 200 values.
+
+    Args:
+        ctx: the context.
+        calls: counts the queries.
+        ids: opportunity ids.
+        referral_ids: referral ids, matched on `Referral_Identifier__c`.
+        with_children: also read the Microsoft solutions and contact roles (subqueries, same
+            call), which a referral created from the opportunity carries.
+
+    Returns:
+        The rows found (deleted ones are not), in no particular order.
+    """
+    id_list = sorted(set(ids))
+    ref_list = sorted(set(referral_ids))
+    select = ", ".join(opportunity_fields(ctx.mapping))
+    if with_children:
+        select += f", {SOLUTIONS_SUBQUERY}, {CONTACT_ROLES_SUBQUERY}"
+    rows: list[dict[str, Any]] = []
+    for start in range(0, max(len(id_list), len(ref_list)), SOQL_IN_CHUNK):
+        clauses = []
+        if id_list[start : start + SOQL_IN_CHUNK]:
+            clauses.append(f"Id IN {soql_in(id_list[start : start + SOQL_IN_CHUNK])}")
+        if ref_list[start : start + SOQL_IN_CHUNK]:
+            chunk = ref_list[start : start + SOQL_IN_CHUNK]
+            clauses.append(f"{ctx.fields.referral_id} IN {soql_in(chunk)}")
+        soql = f"SELECT {select} FROM {OPPORTUNITY} WHERE {' OR '.join(clauses)}"  # noqa: S608 - soql_in
+        calls.salesforce += 1
+        rows.extend([row async for row in ctx.salesforce.query(soql)])
+    return rows
+
+
+def children(opportunity: dict[str, Any], relationship: str) -> list[dict[str, Any]]:
+    """The rows of a child subquery in an opportunity row (empty when it has none)."""
+    block = opportunity.get(relationship)
+    if not isinstance(block, dict):
+        return []
+    return [row for row in block.get("records") or () if isinstance(row, dict)]
+
+
+async def read_referral(ctx: SyncContext, calls: ApiCalls, referral_id: str) -> Referral:
+    """One referral by id, with its eTag.
+
+    Raises:
+        NotFoundError: no such referral, or not visible to this user.
+    """
+    calls.partner_center += 1
+    return await ctx.partner_center.get(ReferralId(referral_id))
+
+
+async def read_referrals(
+    ctx: SyncContext, calls: ApiCalls, referral_ids: Sequence[str]
+) -> dict[str, Referral]:
+    """Referrals by id with `$filter=id eq ... or ...`, `REFERRAL_FILTER_CHUNK` ids a call.
+
+    Returns:
+        The referrals found, by id; one that is missing was not found or is not visible.
+    """
+    found: dict[str, Referral] = {}
+    unique = sorted(set(referral_ids))
+    for start in range(0, len(unique), REFERRAL_FILTER_CHUNK):
+        chunk = unique[start : start + REFERRAL_FILTER_CHUNK]
+        query = " or ".join(f"id eq {odata_string(rid)}" for rid in chunk)
+        calls.partner_center += 1
+        page = await ctx.partner_center.list_page(filter=query, top=len(chunk))
+        for referral in page.referrals:
+            if referral.id is not None:
+                found[referral.id] = referral
+        if page.next_link is not None:
+            # A server that pages below $top: follow it, still within this chunk's ids.
+            async for referral in _rest(ctx, calls, page.next_link):
+                if referral.id is not None:
+                    found[referral.id] = referral
+    return found
+
+
+async def _rest(ctx: SyncContext, calls: ApiCalls, next_link: str | None) -> Any:
+    seen: set[str] = set()
+    while next_link is not None and next_link not in seen:
+        seen.add(next_link)
+        calls.partner_center += 1
+        page = await ctx.partner_center.list_page(next_link=next_link)
+        for referral in page.referrals:
+            yield referral
+        next_link = page.next_link
