@@ -1,0 +1,543 @@
+"""`cosell check`: is this installation ready to sync? A checklist that says what to fix.
+
+Each line is one check with one of three marks: ✓ passed, ✗ failed (with what to do), a dash
+for not checked (with why). The checks, in order:
+
+1. Settings: `cosell.toml` (or `--config`) loads, and each side has every key its sign-in
+   needs (`PartnerCenterSettings.missing()`, `SalesforceSettings.missing()`). If the file does
+   not load, nothing else can be checked and every other line says so.
+2. Partner Center: a token for the Referrals API (the configured grant), then one Referrals
+   call (`list`, `$top=1`), which proves the user has a Referrals role.
+3. Salesforce: a token (the configured OAuth flow), then `limits()` (the daily API budget).
+4. Salesforce schema: the describe of Opportunity and `Microsoft_Solution__c` (and Lead when
+   `[sync] lead_sync` is on) has every field cosell needs: the fields of cosell's metadata
+   (`cosell.salesforce.metadata`), the mapping's `opportunity` fields, and the mapping's custom
+   (`__c`) fields. One line per missing field or object, each saying how to deploy the metadata.
+   A missing standard field is the mapping's problem and shows under 5.
+5. Permission set: a SOQL query on `PermissionSetAssignment` for the integration user (the
+   user id of the Salesforce token's identity URL) and `Cosell_Integration`. Decision: an org
+   that does not let the integration user read that object (`INVALID_TYPE` - the Salesforce
+   sandbox has no such object - or no access) is reported "not checked", with how to check by
+   hand, never as a failure: the user may have the access through a profile, which no query
+   can see either.
+6. Mapping: the mapping file loads, and `cosell.mapping.check_mapping` finds no problem
+   against the org's describe of Opportunity and Account.
+7. Webhooks: the tenant's registration (`WebhooksClient.show`) exists, covers the four
+   referral events and points at `[server] public_url`.
+
+Independence: each check catches the errors of its own API calls and becomes a ✗ line; a
+later check that needs an earlier one's result (the schema needs a Salesforce session) is "not
+checked" with the reason, and every check that does not depend on a failed one still runs.
+The exit status is 0 when no line failed ("not checked" lines do not fail the run), else 1.
+Secrets never appear: error messages of the clients and the settings carry none.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import httpx
+import typer
+from rich.console import Console
+from rich.text import Text
+
+from cosell.clock import Clock, SystemClock
+from cosell.commands import ConfigOption
+from cosell.commands.webhooks import REFERRAL_EVENTS, quiet_client_logs, webhooks_client
+from cosell.config import ConfigError, Settings
+from cosell.mapping import Mapping, MappingError, check_mapping, load_mapping
+from cosell.mapping.model import ACCOUNT, OPPORTUNITY
+from cosell.partnercenter.auth import RoutingHttpClient
+from cosell.partnercenter.client import ReferralsClient
+from cosell.partnercenter.errors import (
+    AccessDeniedError,
+    AuthConfigurationError,
+    AuthenticationError,
+    PartnerCenterError,
+)
+from cosell.salesforce.client import SalesforceClient
+from cosell.salesforce.errors import (
+    AccessDeniedError as SalesforceAccessDeniedError,
+)
+from cosell.salesforce.errors import NotFoundError, QueryError, SalesforceError
+from cosell.salesforce.metadata import PERMISSION_SET, project_files
+from cosell.salesforce.schema import ObjectDescription
+from cosell.salesforce.values import soql_quote
+
+# The Referrals API tokens exactly as `cosell sync` builds them (one builder, not a copy).
+from cosell.sync.context import partner_center_tokens
+
+Mark = Literal["pass", "fail", "skip"]
+LEAD = "Lead"
+HTTP_TIMEOUT = httpx.Timeout(30.0, connect=10.0)  # describes are large but quick
+MAX_MAPPING_PROBLEMS = 10  # shown on the checklist; `cosell mapping check` lists them all
+DEPLOY_FIX = (
+    "deploy cosell's metadata: cosell salesforce metadata --out cosell-metadata, then "
+    "sf project deploy start --source-dir force-app --target-org <alias> (in that folder)"
+)
+_SYMBOLS = {
+    "pass": ("✓", "green"),
+    "fail": ("✗", "red"),
+    "skip": ("\u2013", "yellow"),
+}  # an en dash
+
+
+@dataclass(frozen=True)
+class CheckLine:
+    """One line of the checklist.
+
+    Attributes:
+        mark: `pass`, `fail` or `skip` (not checked).
+        area: what was checked (`Settings`, `Partner Center`, `Salesforce`, ...).
+        text: what was found.
+        fix: what to do (failures), or why it was not checked.
+    """
+
+    mark: Mark
+    area: str
+    text: str
+    fix: str | None = None
+
+
+@dataclass
+class _Clients:
+    salesforce: SalesforceClient | None = None
+    user_id: str | None = None
+    username: str | None = None
+    descriptions: dict[str, ObjectDescription] = field(default_factory=dict)
+
+
+def metadata_fields() -> dict[str, set[str]]:
+    """The fields of cosell's Salesforce metadata, by object (from the packaged project)."""
+    found: dict[str, set[str]] = {}
+    for relative, _ in project_files():
+        parts = relative.split("/")
+        if "objects" not in parts:
+            continue
+        obj = parts[parts.index("objects") + 1]
+        found.setdefault(obj, set())
+        if parts[-1].endswith(".field-meta.xml"):
+            found[obj].add(parts[-1].removesuffix(".field-meta.xml"))
+    return found
+
+
+def required_fields(mapping: Mapping | None, *, lead_sync: bool) -> dict[str, set[str]]:
+    """The objects and fields cosell needs in the org (see the module docstring, check 4)."""
+    needed = {k: set(v) for k, v in metadata_fields().items() if k != LEAD or lead_sync}
+    if mapping is not None:
+        needed.setdefault(OPPORTUNITY, set()).update(mapping.opportunity.names().values())
+        for mapped in mapping.fields:
+            if mapped.salesforce and mapped.salesforce.endswith("__c"):
+                obj, _, name = mapped.salesforce.partition(".")
+                needed.setdefault(obj, set()).add(name)
+    return needed
+
+
+class Checklist:
+    """Runs the checks of `cosell check`; `run()` returns the lines.
+
+    Args:
+        settings_file: the settings file; None for `./cosell.toml`.
+        clock: the clock of tokens and retries.
+        pc_http: the HTTP client for Partner Center (tests); None for a new one.
+        sf_http: the HTTP client for Salesforce (tests); None for a new one.
+    """
+
+    def __init__(
+        self,
+        settings_file: Path | None,
+        *,
+        clock: Clock | None = None,
+        pc_http: httpx.AsyncClient | None = None,
+        sf_http: httpx.AsyncClient | None = None,
+    ) -> None:
+        self._file = settings_file
+        self._clock = clock or SystemClock()
+        self._pc_http = pc_http
+        self._sf_http = sf_http
+        self.lines: list[CheckLine] = []
+
+    def _add(self, mark: Mark, area: str, text: str, fix: str | None = None) -> None:
+        self.lines.append(CheckLine(mark, area, text, fix))
+
+    async def run(self) -> list[CheckLine]:
+        """Run every check; the checklist."""
+        try:
+            settings = Settings.load(self._file)
+        except ConfigError as exc:
+            self._add(
+                "fail", "Settings", str(exc), "fix the settings file (cosell init writes one)"
+            )
+            for area in ("Partner Center", "Salesforce", "Permission set", "Mapping", "Webhooks"):
+                self._add("skip", area, "not checked", "the settings do not load")
+            return self.lines
+        self._settings_lines(settings)
+        async with self._http() as (pc_http, sf_http):
+            await self._partner_center(settings, pc_http)
+            clients = await self._salesforce(settings, sf_http)
+            mapping = self._load_mapping(settings)
+            await self._schema(settings, clients, mapping)
+            await self._permission_set(clients)
+            self._mapping(mapping, clients)
+            await self._webhooks(settings, pc_http)
+        return self.lines
+
+    @contextlib.asynccontextmanager
+    async def _http(self) -> AsyncIterator[tuple[httpx.AsyncClient, httpx.AsyncClient]]:
+        owned: list[httpx.AsyncClient] = []
+        pc, sf = self._pc_http, self._sf_http
+        if pc is None:
+            pc = httpx.AsyncClient(timeout=HTTP_TIMEOUT)
+            owned.append(pc)
+        if sf is None:
+            sf = httpx.AsyncClient(timeout=HTTP_TIMEOUT)
+            owned.append(sf)
+        try:
+            yield pc, sf
+        finally:
+            for client in owned:
+                await client.aclose()
+
+    def _settings_lines(self, settings: Settings) -> None:
+        where = str(self._file or "./cosell.toml (if present) and COSELL_* variables")
+        self._add("pass", "Settings", f"loaded from {where}")
+        for section, missing in (
+            ("partner_center", settings.partner_center.missing()),
+            ("salesforce", settings.salesforce.missing()),
+        ):
+            auth = getattr(settings, section).auth
+            if missing:
+                keys = ", ".join(f"{section}.{key}" for key in missing)
+                variables = ", ".join(f"COSELL_{section.upper()}__{k.upper()}" for k in missing)
+                self._add(
+                    "fail",
+                    "Settings",
+                    f"[{section}] auth = {auth!r} needs {keys}",
+                    f"set them in the settings file or as {variables}",
+                )
+
+    async def _partner_center(self, settings: Settings, http: httpx.AsyncClient) -> None:
+        pc = settings.partner_center
+        if pc.missing():
+            self._add("skip", "Partner Center", "sign-in not checked", "settings incomplete")
+            return
+        routed: httpx.Client | None = None
+        try:
+            msal_http: Any = None
+            if pc.route_to:
+                routed = httpx.Client(timeout=HTTP_TIMEOUT)
+                msal_http = RoutingHttpClient(pc.route_to, routed)
+            tokens = partner_center_tokens(settings, clock=self._clock, msal_http_client=msal_http)
+            try:
+                await tokens.token()
+            except PartnerCenterError as exc:
+                self._add(
+                    "fail",
+                    "Partner Center",
+                    f"no token for the Referrals API ({pc.auth} grant): {exc}",
+                    _token_fix(pc.auth),
+                )
+                return
+            self._add("pass", "Partner Center", f"signed in ({pc.auth} grant)")
+            client = ReferralsClient(http, tokens, base_url=pc.api_base_url, clock=self._clock)
+            try:
+                page = await client.list_page(top=1)
+            except AccessDeniedError as exc:
+                fix = (
+                    "the Referrals API takes App+User tokens only: set [partner_center] auth = "
+                    "'refresh_token' (an admin's consent) instead of client_credentials"
+                    if pc.auth == "client_credentials"
+                    else "give the user the Referrals admin role in Partner Center (Account "
+                    "settings > User management)"
+                )
+                self._add("fail", "Partner Center", f"the Referrals API refused: {exc}", fix)
+                return
+            except PartnerCenterError as exc:
+                self._add("fail", "Partner Center", f"the Referrals API failed: {exc}", None)
+                return
+            self._add(
+                "pass",
+                "Partner Center",
+                f"the Referrals API answers (list top=1: {len(page.referrals)} referral(s))",
+            )
+        finally:
+            if routed is not None:
+                routed.close()
+
+    async def _salesforce(self, settings: Settings, http: httpx.AsyncClient) -> _Clients:
+        clients = _Clients()
+        sf = settings.salesforce
+        if sf.missing():
+            self._add("skip", "Salesforce", "sign-in not checked", "settings incomplete")
+            return clients
+        try:
+            flow = sf.auth_flow(clock=self._clock)
+        except ConfigError as exc:
+            self._add("fail", "Salesforce", "cannot sign in", str(exc))
+            return clients
+        client = SalesforceClient(http, flow, api_version=sf.api_version, clock=self._clock)
+        try:
+            token = await client.session.token()
+        except SalesforceError as exc:
+            self._add(
+                "fail",
+                "Salesforce",
+                f"no token ({sf.auth} flow): {exc}",
+                "check the connected app's consumer key and secret, its OAuth policies (the "
+                "integration user pre-authorised, the flow enabled) and login_url",
+            )
+            return clients
+        self._add("pass", "Salesforce", f"signed in ({sf.auth} flow) at {token.instance_url}")
+        try:
+            limits = await client.limits()
+        except SalesforceError as exc:
+            self._add("fail", "Salesforce", f"the REST API failed: {exc}", exc.hint)
+            return clients
+        daily = limits.get("DailyApiRequests")
+        budget = ""
+        if isinstance(daily, dict) and "Remaining" in daily and "Max" in daily:
+            budget = f": {daily['Remaining']} of {daily['Max']} daily API requests left"
+        self._add("pass", "Salesforce", f"the REST API answers (limits{budget})")
+        clients.salesforce = client
+        clients.user_id = token.user_id
+        clients.username = sf.username
+        return clients
+
+    def _load_mapping(self, settings: Settings) -> Mapping | MappingError:
+        try:
+            return load_mapping(settings.sync.mapping_file)
+        except MappingError as exc:
+            return exc
+
+    async def _schema(
+        self, settings: Settings, clients: _Clients, mapping: Mapping | MappingError
+    ) -> None:
+        client = clients.salesforce
+        if client is None:
+            self._add("skip", "Salesforce", "schema not checked", "not signed in to Salesforce")
+            return
+        needed = required_fields(
+            mapping if isinstance(mapping, Mapping) else None, lead_sync=settings.sync.lead_sync
+        )
+        missing: list[tuple[str, str | None]] = []
+        for obj in sorted({*needed, ACCOUNT}):
+            try:
+                clients.descriptions[obj] = await client.describe(obj)
+            except NotFoundError:
+                missing.append((obj, None))
+            except SalesforceError as exc:
+                self._add("fail", "Salesforce", f"cannot describe {obj}: {exc}", exc.hint)
+                return
+        for obj in sorted(needed):
+            description = clients.descriptions.get(obj)
+            if description is None:
+                continue
+            missing += [(obj, name) for name in sorted(needed[obj]) if not description.field(name)]
+        for obj, name in missing:
+            what = f"object {obj}" if name is None else f"field {obj}.{name}"
+            self._add("fail", "Salesforce", f"{what} missing", DEPLOY_FIX)
+        if not missing:
+            count = sum(len(names) for names in needed.values())
+            self._add(
+                "pass",
+                "Salesforce",
+                f"schema: the {count} fields cosell needs on {', '.join(sorted(needed))} exist",
+            )
+
+    async def _permission_set(self, clients: _Clients) -> None:
+        client = clients.salesforce
+        if client is None or not clients.user_id:
+            self._add("skip", "Permission set", "not checked", "not signed in to Salesforce")
+            return
+        soql = (
+            "SELECT Id FROM PermissionSetAssignment WHERE AssigneeId = "  # noqa: S608 - soql_quote
+            f"{soql_quote(clients.user_id)} AND PermissionSet.Name = "
+            f"{soql_quote(PERMISSION_SET)} LIMIT 1"
+        )
+        who = clients.username or f"user {clients.user_id}"
+        try:
+            rows = [row async for row in client.query(soql)]
+        except (QueryError, NotFoundError, SalesforceAccessDeniedError) as exc:
+            self._add(
+                "skip",
+                "Permission set",
+                f"{PERMISSION_SET} not checked: the org does not let the integration user read "
+                f"PermissionSetAssignment ({exc.error_code or type(exc).__name__})",
+                f"check in Setup > Users > {who} > Permission Set Assignments",
+            )
+            return
+        except SalesforceError as exc:
+            self._add("fail", "Permission set", f"the query failed: {exc}", exc.hint)
+            return
+        if rows:
+            self._add("pass", "Permission set", f"{PERMISSION_SET} is assigned to {who}")
+        else:
+            self._add(
+                "fail",
+                "Permission set",
+                f"{PERMISSION_SET} is not assigned to {who}",
+                f"sf org assign permset --name {PERMISSION_SET} --target-org <alias> "
+                f"--on-behalf-of {clients.username or '<integration user>'}",
+            )
+
+    def _mapping(self, mapping: Mapping | MappingError, clients: _Clients) -> None:
+        if isinstance(mapping, MappingError):
+            problems: Sequence[object] = mapping.problems
+            self._add(
+                "fail",
+                "Mapping",
+                f"the mapping file has {len(problems)} problem(s): "
+                + "; ".join(str(p) for p in problems[:MAX_MAPPING_PROBLEMS]),
+                "fix the mapping file ([sync] mapping_file)",
+            )
+            return
+        if clients.salesforce is None:
+            self._add(
+                "skip", "Mapping", "not checked against the org", "not signed in to Salesforce"
+            )
+            return
+        descriptions = clients.descriptions
+        if OPPORTUNITY not in descriptions or ACCOUNT not in descriptions:
+            self._add("skip", "Mapping", "not checked", "Opportunity or Account not described")
+            return
+        found = check_mapping(mapping, lambda name: descriptions[name])
+        if found:
+            shown = found[:MAX_MAPPING_PROBLEMS]
+            more = len(found) - len(shown)
+            self._add(
+                "fail",
+                "Mapping",
+                f"{len(found)} problem(s) in {mapping.source}:\n"
+                + "\n".join(f"      {problem}" for problem in shown)
+                + (f"\n      ... and {more} more" if more else ""),
+                f"fix the mapping, or deploy the missing fields; cosell mapping check --mapping "
+                f"{mapping.source} lists every problem",
+            )
+            return
+        self._add("pass", "Mapping", f"{mapping.source}: {len(mapping.fields)} fields fit the org")
+
+    async def _webhooks(self, settings: Settings, http: httpx.AsyncClient) -> None:
+        public_url = settings.server.public_url
+        if settings.partner_center.missing():
+            self._add("skip", "Webhooks", "registration not checked", "settings incomplete")
+            return
+        try:
+            async with webhooks_client(settings, clock=self._clock, http=http) as client:
+                registration = await client.show()
+        except (ConfigError, AuthConfigurationError, AuthenticationError) as exc:
+            self._add(
+                "fail",
+                "Webhooks",
+                f"cannot read the registration: {exc}",
+                "the Webhooks API takes app-only tokens: set partner_center.client_secret "
+                "(COSELL_PARTNER_CENTER__CLIENT_SECRET) of an app registered in Partner Center "
+                "(Account settings > App management)",
+            )
+            return
+        except PartnerCenterError as exc:
+            self._add("fail", "Webhooks", f"cannot read the registration: {exc}", None)
+            return
+        register = f"cosell webhooks register --url {public_url or '<public url>'}"
+        if registration is None:
+            self._add(
+                "fail",
+                "Webhooks",
+                "no webhook registration: Partner Center sends no events",
+                register,
+            )
+            return
+        lacking = [event for event in REFERRAL_EVENTS if event not in registration.webhook_events]
+        ok = True
+        if lacking:
+            ok = False
+            self._add(
+                "fail",
+                "Webhooks",
+                f"the registration lacks {', '.join(lacking)}",
+                register + " --overwrite",
+            )
+        if public_url is None:
+            ok = False
+            self._add(
+                "fail",
+                "Webhooks",
+                f"registered at {registration.webhook_url}, but [server] public_url is not set",
+                "set [server] public_url to the https URL cosell serve is reached at",
+            )
+        elif registration.webhook_url != public_url:
+            ok = False
+            self._add(
+                "fail",
+                "Webhooks",
+                f"registered at {registration.webhook_url}, not at [server] public_url "
+                f"{public_url}",
+                register + " --overwrite",
+            )
+        if ok:
+            self._add(
+                "pass",
+                "Webhooks",
+                f"registered at {public_url} for the {len(REFERRAL_EVENTS)} referral events",
+            )
+
+
+def _token_fix(auth: str) -> str:
+    if auth == "refresh_token":
+        return (
+            "check partner_center.tenant_id, client_id and client_secret; if the refresh token "
+            "expired or was revoked, an admin with the Referrals admin role consents again and "
+            "you set the new one in COSELL_PARTNER_CENTER__REFRESH_TOKEN"
+        )
+    if auth == "password":
+        return "check partner_center.username and password (MFA makes this grant fail)"
+    return "check partner_center.tenant_id, client_id and client_secret"
+
+
+def render(lines: Sequence[CheckLine], console: Console) -> None:
+    """Print the checklist: a mark, the area, what was found, and what to do."""
+    for line in lines:
+        symbol, style = _SYMBOLS[line.mark]
+        text = Text()
+        text.append(f"{symbol} ", style=f"bold {style}")
+        text.append(f"{line.area}: ", style="bold")
+        text.append(line.text)
+        if line.fix:
+            text.append(" — " if line.mark == "fail" else " (", style="dim")
+            text.append(line.fix, style="dim" if line.mark == "skip" else "")
+            if line.mark != "fail":
+                text.append(")", style="dim")
+        console.print(text, soft_wrap=True)
+    failed = sum(1 for line in lines if line.mark == "fail")
+    skipped = sum(1 for line in lines if line.mark == "skip")
+    summary = (f"{failed} check(s) failed" if failed else "Every check passed") + (
+        f", {skipped} not checked" if skipped else ""
+    )
+    console.print(Text(summary, style="bold red" if failed else "bold green"))
+
+
+async def run_check(
+    config_file: Path | None,
+    *,
+    console: Console,
+    clock: Clock | None = None,
+    pc_http: httpx.AsyncClient | None = None,
+    sf_http: httpx.AsyncClient | None = None,
+) -> int:
+    """Run every check and print the checklist; the exit status (0 when nothing failed)."""
+    lines = await Checklist(config_file, clock=clock, pc_http=pc_http, sf_http=sf_http).run()
+    render(lines, console)
+    return 1 if any(line.mark == "fail" for line in lines) else 0
+
+
+def check(
+    config: ConfigOption = None,
+) -> None:
+    """Check the settings, both APIs' credentials, the Salesforce schema, the mapping and the webhook."""
+    with quiet_client_logs():
+        status = asyncio.run(run_check(config, console=Console()))
+    raise typer.Exit(code=status)

@@ -1,0 +1,165 @@
+"""`cosell sandbox up`: both sandboxes in one process, and settings that point cosell at them.
+
+`cosell sandbox partner-center` and `cosell sandbox salesforce` (in `cosell.sandbox`) run one
+emulator each with every flag it has; `up` runs both in one process (one event loop, stopped
+together by Ctrl-C) with their defaults, which is what a developer or an admin trying cosell
+wants first. It prints one line of JSON holding both sandboxes' URLs and credentials and, with
+`--write-config FILE`, writes a `cosell.toml` for them, so `cosell sync`, `cosell plan` and
+`cosell mapping check` work against the sandboxes with no hand editing. It lives in the CLI
+layer (not in `cosell.sandbox`) because it uses cosell's settings, which the sandboxes must not
+know.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import typer
+from pydantic import SecretStr
+
+from cosell.config import Settings
+from cosell.sandbox.partnercenter.app import PartnerCenterSandbox
+from cosell.sandbox.partnercenter.app import SandboxOptions as PartnerCenterOptions
+from cosell.sandbox.partnercenter.persistence import SandboxDataError as PartnerCenterDataError
+from cosell.sandbox.salesforce.app import SalesforceSandbox, SandboxDataError
+from cosell.sandbox.salesforce.app import SandboxOptions as SalesforceOptions
+from cosell.sandbox.serving import Listener, listen, run_forever, usage_error
+
+DEFAULT_STORE_URL = "sqlite:///./cosell.db"
+
+
+def settings_toml(settings: Settings) -> str:
+    """`settings` as a cosell.toml text (secrets written out: these are sandbox credentials)."""
+    lines = [
+        "# cosell settings for the local sandboxes, written by `cosell sandbox up --write-config`.",
+        "# The credentials below are the sandboxes' own; they work nowhere else.",
+    ]
+    for section, values in settings.model_dump(exclude_none=True).items():
+        lines.append(f"\n[{section}]")
+        for key, value in values.items():
+            lines.append(f"{key} = {_toml_value(value)}")
+    return "\n".join(lines) + "\n"
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, SecretStr):
+        value = value.get_secret_value()
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_toml_value(item) for item in value) + "]"
+    # A JSON string is a valid TOML basic string: the same quotes and escapes.
+    return json.dumps(str(value))
+
+
+def _fail(message: str, listeners: list[Listener]) -> typer.Exit:
+    for listener in listeners:
+        listener.sock.close()
+    return usage_error(message)
+
+
+def up_command(
+    pc_port: int = typer.Option(
+        8610, "--pc-port", help="Loopback port of the Partner Center sandbox; 0 picks a free one."
+    ),
+    sf_port: int = typer.Option(
+        8620, "--sf-port", help="Loopback port of the Salesforce sandbox; 0 picks a free one."
+    ),
+    data_dir: Path | None = typer.Option(  # noqa: B008 - typer reads options from defaults
+        None,
+        "--data-dir",
+        help="Directory that keeps both sandboxes' state across restarts (partner-center.db, "
+        "salesforce.db and the Salesforce JWT key pair). Without it the state lives in memory.",
+    ),
+    write_config: Path | None = typer.Option(  # noqa: B008 - typer reads options from defaults
+        None,
+        "--write-config",
+        help="Write a cosell.toml for these sandboxes to this file (an existing file is "
+        "replaced), so `cosell sync` and `cosell plan` run against them.",
+    ),
+    seed: int | None = typer.Option(
+        None, "--seed", help="Make credentials, ids and injected faults reproducible."
+    ),
+    json_output: bool = typer.Option(
+        False, "--json", help="Print only the one line of startup JSON (for scripts)."
+    ),
+) -> None:
+    """Run both sandboxes (Partner Center and Salesforce) until Ctrl-C."""
+    listeners: list[Listener] = []
+    try:
+        listeners.append(listen(pc_port))
+        listeners.append(listen(sf_port))
+    except OSError as exc:
+        raise _fail(str(exc), listeners) from None
+    pc_listener, sf_listener = listeners
+    if data_dir is not None:
+        try:
+            data_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise _fail(f"cannot use --data-dir {data_dir}: {exc.strerror}", listeners) from None
+    try:
+        partner_center = PartnerCenterSandbox(
+            base_url=pc_listener.base_url,
+            options=PartnerCenterOptions(
+                seed=seed, data_path=data_dir / "partner-center.db" if data_dir else None
+            ),
+        )
+        salesforce = SalesforceSandbox(
+            base_url=sf_listener.base_url,
+            options=SalesforceOptions(
+                seed=seed,
+                data_path=data_dir / "salesforce.db" if data_dir else None,
+                key_dir=data_dir / "salesforce-keys" if data_dir else None,
+            ),
+        )
+    except (PartnerCenterDataError, SandboxDataError) as exc:
+        raise _fail(str(exc), listeners) from None
+    try:
+        _serve(partner_center, salesforce, listeners, write_config, json_output=json_output)
+    finally:
+        salesforce.close()
+
+
+def _serve(
+    partner_center: PartnerCenterSandbox,
+    salesforce: SalesforceSandbox,
+    listeners: list[Listener],
+    write_config: Path | None,
+    *,
+    json_output: bool,
+) -> None:
+    pc_info, sf_info = partner_center.info(), salesforce.info()
+    if write_config is not None:
+        _write_settings(write_config, pc_info, sf_info, listeners)
+    typer.echo(json.dumps({"partner_center": pc_info, "salesforce": sf_info}))
+    if not json_output:
+        state = "in memory (use --data-dir DIR to keep it)"
+        typer.echo(
+            "cosell sandboxes are running:\n"
+            f"  Partner Center  {pc_info['base_url']}  (Referrals API {pc_info['referrals_api']},"
+            f" control API {pc_info['control_api']})\n"
+            f"  Salesforce      {sf_info['base_url']}  (instance {sf_info['instance_url']},"
+            f" control API {sf_info['control_api']})\n"
+            + (f"  Settings        {write_config}\n" if write_config else "")
+            + "The JSON line above has working credentials for both"
+            + (f"; state {state}" if not partner_center.options.data_path else "")
+            + ". Press Ctrl-C to stop."
+        )
+    pc_listener, sf_listener = listeners
+    run_forever([(partner_center.app, pc_listener), (salesforce.app, sf_listener)])
+
+
+def _write_settings(
+    path: Path, pc_info: Mapping[str, Any], sf_info: Mapping[str, Any], listeners: list[Listener]
+) -> None:
+    settings = Settings.for_sandboxes(pc_info, sf_info, store_url=DEFAULT_STORE_URL)
+    try:
+        path.write_text(settings_toml(settings), encoding="utf-8")
+        path.chmod(0o600)  # it holds (sandbox) secrets; keep the habit
+    except OSError as exc:
+        raise _fail(f"cannot write --write-config {path}: {exc.strerror}", listeners) from None

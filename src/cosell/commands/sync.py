@@ -1,0 +1,183 @@
+"""`cosell sync [--full] [--dry-run] [--config FILE]`: one reconcile pass in the foreground.
+
+Without `--full` the pass reconciles what changed since the last pass (both pollers' cursors)
+plus the links parked in Error; with `--full` it reconciles every referral, page by page, and
+every opportunity waiting for its referral (a backfill). A rich progress bar follows the keys;
+a summary table ends the run: keys seen, unchanged, synced, created, conflicts, refused,
+errors, skipped, API calls. The exit status is 0 when no key ended in error, else 1 with each
+error listed (key and message).
+
+`--dry-run` reads both sides and prints, per key, what the pass would write where; it writes
+nothing: no API write, no store row (the store's schema is created if missing, nothing more),
+and no engine state (DBOS is not even started).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import replace
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from cosell.clock import SystemClock
+from cosell.commands import ConfigOption
+from cosell.config import ConfigError, Settings
+from cosell.mapping import MappingError
+from cosell.partnercenter.errors import PartnerCenterError
+from cosell.salesforce.errors import SalesforceError
+from cosell.store import Store, StoreError
+from cosell.sync.engine import (
+    Engine,
+    EngineError,
+    EngineOptions,
+    Summary,
+    settings_context_factory,
+)
+from cosell.sync.outcome import Outcome
+
+_USER_ERRORS = (
+    ConfigError,
+    StoreError,
+    MappingError,
+    EngineError,
+    PartnerCenterError,
+    SalesforceError,
+)
+"""What a bad setting or an unreachable side raises: reported in one line, exit status 1."""
+
+_ROWS = (
+    ("unchanged", "Unchanged"),
+    ("synced", "Synced"),
+    ("created", "Created"),
+    ("conflict", "Conflicts"),
+    ("refused", "Refused"),
+    ("error", "Errors"),
+    ("skipped", "Skipped"),
+)
+
+
+def sync(
+    full: Annotated[
+        bool,
+        typer.Option("--full", help="Reconcile everything (a backfill), not only what changed."),
+    ] = False,
+    dry_run: Annotated[
+        bool,
+        typer.Option("--dry-run", help="Print what would be written; write nothing anywhere."),
+    ] = False,
+    config: ConfigOption = None,
+) -> None:
+    """Run one sync pass in the foreground and print a summary (exit 1 if a key failed)."""
+    console = Console()
+    try:
+        settings = Settings.load(config)
+        summary = asyncio.run(
+            run_sync(settings, full=full, dry_run=dry_run or settings.sync.dry_run, console=console)
+        )
+    except _USER_ERRORS as error:
+        typer.echo(f"Error: {error}", err=True)
+        raise typer.Exit(code=1) from error
+    render(summary, console)
+    raise typer.Exit(code=0 if summary.ok else 1)
+
+
+async def run_sync(settings: Settings, *, full: bool, dry_run: bool, console: Console) -> Summary:
+    """Open the store, run one pass with a progress bar, close everything.
+
+    Args:
+        settings: cosell's settings.
+        full: reconcile everything.
+        dry_run: write nothing.
+        console: where the progress bar goes.
+
+    Returns:
+        The pass's summary.
+    """
+    clock = SystemClock()
+    store = Store.open(settings.store.url, clock=clock)
+    try:
+        options = EngineOptions.from_settings(settings)
+        # A pass is its own executor: it recovers its own interrupted batches at its next run,
+        # never the workflows a `cosell serve` on this host is running.
+        options = replace(options, executor_id=f"{options.executor_id}-sync")
+        engine = Engine(
+            settings,
+            store=store,
+            context_factory=settings_context_factory(settings, store=store, clock=clock),
+            clock=clock,
+            options=options,
+        )
+        if not dry_run:
+            await engine.start(background=False)
+        try:
+            columns = (
+                TextColumn("[bold]{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+            )
+            with Progress(*columns, console=console, transient=True) as bar:
+                label = "Planning" if dry_run else "Syncing"
+                task = bar.add_task(label, total=None)
+
+                def advance(done: int, total: int | None) -> None:
+                    bar.update(task, completed=done, total=total)
+
+                return await engine.run_pass(full=full, dry_run=dry_run, progress=advance)
+        finally:
+            if not dry_run:
+                await engine.stop()
+    finally:
+        store.close()
+
+
+def plan_lines(outcome: Outcome) -> list[str]:
+    """A dry run's plan for one key: a header line, then one line per value to write.
+
+    Returns:
+        No lines when the key would not change.
+    """
+    changes = bool(outcome.to_salesforce or outcome.to_partner_center)
+    if not changes and outcome.result not in ("created", "conflict", "refused", "error"):
+        return []
+    header = f"{outcome.key}  {outcome.result}"
+    if outcome.message:
+        header += f"  ({outcome.message})"
+    lines = [header]
+    for side, values in (
+        ("to Salesforce", outcome.to_salesforce),
+        ("to Partner Center", outcome.to_partner_center),
+    ):
+        for n, (name, value) in enumerate(values.items()):
+            label = side if n == 0 else ""
+            lines.append(f"    {label:<18} {name} = {value!r}")
+    return lines
+
+
+def render(summary: Summary, console: Console) -> None:
+    """Print a pass's plans (dry run), its summary table and its errors."""
+    if summary.dry_run:
+        plans = [lines for o in summary.outcomes if (lines := plan_lines(o))]
+        console.print(
+            f"[bold]Dry run[/bold]: nothing was written. {len(plans)} key(s) would change:"
+        )
+        for lines in plans:
+            for line in lines:
+                console.print(f"  {line}", markup=False, highlight=False, soft_wrap=True)
+    title = "Dry run (planned)" if summary.dry_run else "Sync pass"
+    table = Table(title=title, show_header=False)
+    table.add_column("What")
+    table.add_column("Keys", justify="right")
+    table.add_row("Keys seen", str(summary.keys_seen))
+    for result, label in _ROWS:
+        table.add_row(label, str(summary.count(result)))
+    table.add_row("API calls", str(summary.api_calls))
+    console.print(table)
+    if summary.errors:
+        console.print(f"[bold red]{len(summary.errors)} key(s) failed:[/bold red]")
+        for key, message in summary.errors:
+            console.print(f"  {key}: {message}", markup=False, highlight=False)
