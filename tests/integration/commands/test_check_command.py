@@ -1,0 +1,184 @@
+"""`cosell check` against both sandboxes served on loopback: all green, then broken one way at a time."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from commands_kit import Served, write_settings
+from typer.testing import CliRunner
+
+from cosell.cli import app
+from cosell.mapping.loader import default_mapping_text
+
+runner = CliRunner()
+SKIP = "\u2013"  # the en dash that marks a check not run
+
+
+def _check(config: Path) -> tuple[int, list[str]]:
+    result = runner.invoke(app, ["check", "--config", str(config)])
+    assert "token_acquired" not in result.output  # the clients' sign-in logs stay out of it
+    lines = [line for line in result.output.splitlines() if line[:1] in ("✓", "✗", SKIP)]
+    return result.exit_code, lines
+
+
+def _marked(lines: list[str], mark: str, area: str) -> list[str]:
+    return [line for line in lines if line.startswith(f"{mark} {area}:")]
+
+
+@pytest.fixture
+def registered(served: Served, receiver: str) -> str:
+    """The webhook registered at the receiver's URL with the default events."""
+    served.delete_registration()
+    result = runner.invoke(
+        app, ["webhooks", "register", "--url", receiver, "--config", str(served.config)]
+    )
+    assert result.exit_code == 0, result.output
+    return receiver
+
+
+def _settings(served: Served, public_url: str | None, **changes: dict[str, Any]) -> dict[str, Any]:
+    data = served.settings_data()
+    if public_url:
+        data.setdefault("server", {})["public_url"] = public_url
+    for section, values in changes.items():
+        data.setdefault(section, {}).update(values)
+    return data
+
+
+def test_all_green_against_the_sandboxes(served: Served, registered: str, tmp_path: Path) -> None:
+    config = write_settings(tmp_path / "cosell.toml", _settings(served, registered))
+    status, lines = _check(config)
+    assert status == 0, "\n".join(lines)
+    assert not [line for line in lines if line.startswith("✗")]
+    for area in ("Settings", "Partner Center", "Salesforce", "Mapping", "Webhooks"):
+        assert _marked(lines, "✓", area), f"{area}: {lines}"
+    assert any("Referrals API answers" in line for line in lines)
+    assert any("daily API requests left" in line for line in lines)
+    assert any("schema:" in line and "Microsoft_Solution__c" in line for line in lines)
+    # The Salesforce sandbox has no PermissionSetAssignment: reported, not failed.
+    (permission,) = _marked(lines, SKIP, "Permission set")
+    assert "not checked" in permission
+    assert "INVALID_TYPE" in permission
+
+
+def test_a_bad_secret_fails_partner_center_and_the_rest_still_runs(
+    served: Served, registered: str, tmp_path: Path
+) -> None:
+    data = _settings(served, registered, partner_center={"client_secret": "not-the-secret-42"})
+    config = write_settings(tmp_path / "cosell.toml", data)
+    status, lines = _check(config)
+    assert status == 1
+    (failure,) = _marked(lines, "✗", "Partner Center")
+    assert "client secret was rejected" in failure
+    assert "client_secret" in failure.split(" — ")[1]  # what to do
+    assert "not-the-secret-42" not in "\n".join(lines)
+    assert len(_marked(lines, "✓", "Salesforce")) == 3  # sign-in, limits, schema
+    assert _marked(lines, "✓", "Mapping")
+    assert _marked(lines, "✗", "Webhooks")  # the Webhooks API takes the same app secret
+
+
+def test_app_only_tokens_for_referrals_are_refused_with_the_fix(
+    served: Served, registered: str, tmp_path: Path
+) -> None:
+    data = _settings(served, registered, partner_center={"auth": "client_credentials"})
+    status, lines = _check(write_settings(tmp_path / "cosell.toml", data))
+    assert status == 1
+    assert _marked(lines, "✓", "Partner Center")  # the token itself is granted
+    (refused,) = _marked(lines, "✗", "Partner Center")
+    assert "App+User tokens only" in refused
+    assert "auth = 'refresh_token'" in refused
+    assert _marked(lines, "✓", "Webhooks")
+
+
+def test_a_mapping_with_a_missing_field(served: Served, registered: str, tmp_path: Path) -> None:
+    mapping = tmp_path / "mapping.yaml"
+    text = default_mapping_text()
+    assert "Opportunity.Microsoft_CRM_Identifier__c" in text
+    mapping.write_text(
+        text.replace("Opportunity.Microsoft_CRM_Identifier__c", "Opportunity.MSX_Id__c"),
+        encoding="utf-8",
+    )
+    data = _settings(served, registered, sync={"mapping_file": str(mapping)})
+    status, lines = _check(write_settings(tmp_path / "cosell.toml", data))
+    assert status == 1
+    (schema,) = _marked(lines, "✗", "Salesforce")
+    assert "field Opportunity.MSX_Id__c missing" in schema
+    assert "cosell salesforce metadata --out" in schema
+    assert "sf project deploy start" in schema
+    (problems,) = _marked(lines, "✗", "Mapping")
+    assert "mapping.yaml" in problems
+    assert _marked(lines, "✓", "Partner Center")
+    assert _marked(lines, "✓", "Webhooks")
+
+
+def test_no_webhook_registration(served: Served, receiver: str, tmp_path: Path) -> None:
+    served.delete_registration()
+    config = write_settings(tmp_path / "cosell.toml", _settings(served, receiver))
+    status, lines = _check(config)
+    assert status == 1
+    (webhooks,) = _marked(lines, "✗", "Webhooks")
+    assert "no webhook registration" in webhooks
+    assert f"cosell webhooks register --url {receiver}" in webhooks
+    assert [line for line in lines if line.startswith("✗")] == [webhooks]
+
+
+def test_a_registration_elsewhere_or_without_the_events(served: Served, tmp_path: Path) -> None:
+    served.delete_registration()
+    runner.invoke(
+        app,
+        [
+            "webhooks",
+            "register",
+            "--url",
+            "https://old.example.com/hooks",
+            "--events",
+            "referral-created",
+            "--config",
+            str(served.config),
+        ],
+    )
+    public = "https://cosell.example.com/webhooks/partner-center"
+    config = write_settings(tmp_path / "cosell.toml", _settings(served, public))
+    status, lines = _check(config)
+    assert status == 1
+    failures = _marked(lines, "✗", "Webhooks")
+    assert any("lacks referral-updated" in line for line in failures)
+    assert any("not at [server] public_url" in line and "--overwrite" in line for line in failures)
+
+
+def test_settings_that_do_not_load_skip_everything_else(tmp_path: Path) -> None:
+    config = tmp_path / "cosell.toml"
+    config.write_text('[salesforce]\nauth = "magic"\n', encoding="utf-8")
+    result = runner.invoke(app, ["check", "--config", str(config)])
+    assert result.exit_code == 1
+    assert "✗ Settings: invalid settings:" in result.output
+    assert "salesforce.auth: must be one of" in result.output
+    skipped = [line for line in result.output.splitlines() if line.startswith(SKIP)]
+    assert len(skipped) == 5
+    assert all("the settings do not load" in line for line in skipped)
+
+
+def test_a_fresh_init_lists_the_keys_to_fill(tmp_path: Path) -> None:
+    assert runner.invoke(app, ["init", "--dir", str(tmp_path)]).exit_code == 0
+    status, lines = _check(tmp_path / "cosell.toml")
+    assert status == 1
+    assert _marked(lines, "✓", "Settings")
+    missing = "\n".join(_marked(lines, "✗", "Settings"))
+    assert "partner_center.tenant_id, partner_center.client_id" in missing
+    assert "salesforce.consumer_key, salesforce.username, salesforce.private_key_file" in missing
+    assert "COSELL_PARTNER_CENTER__TENANT_ID" in missing
+    for area in ("Partner Center", "Salesforce", "Permission set", "Mapping", "Webhooks"):
+        assert _marked(lines, SKIP, area), area
+    assert len([line for line in lines if line.startswith("✗")]) == 2
+
+
+def test_lead_sync_adds_the_lead_fields_to_the_schema_check(
+    served: Served, registered: str, tmp_path: Path
+) -> None:
+    data = _settings(served, registered, sync={"lead_sync": True})
+    status, lines = _check(write_settings(tmp_path / "cosell.toml", data))
+    assert status == 0, "\n".join(lines)
+    (schema,) = [line for line in _marked(lines, "✓", "Salesforce") if "schema:" in line]
+    assert "Lead, Microsoft_Solution__c, Opportunity" in schema

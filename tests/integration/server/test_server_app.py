@@ -1,0 +1,202 @@
+"""The service's app in process (httpx.ASGITransport): each endpoint and each refusal."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import AsyncIterator
+
+from server_kit import REFERRAL_ID, WEBHOOK, Service, Signer, event_body
+
+from cosell.store import referral_key
+
+KEY = referral_key(REFERRAL_ID)
+TWO_MIB = 2 * 1024 * 1024
+
+
+def _sample(metrics_text: str, name: str) -> float:
+    for line in metrics_text.splitlines():
+        if line.startswith(name + " ") or (
+            line.startswith(name + "{") and line.split(" ")[0] == name
+        ):
+            return float(line.rsplit(" ", 1)[1])
+    raise AssertionError(f"{name} not in /metrics")
+
+
+async def _metrics(service: Service) -> str:
+    response = await service.client.get("/metrics")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    return response.text
+
+
+async def test_a_signed_referral_event_is_recorded_then_enqueued_and_answered_200(
+    service: Service, signer: Signer
+) -> None:
+    body = event_body()
+    response = await service.client.post(WEBHOOK, content=body, headers=signer.headers(body))
+    assert response.status_code == 200, response.text
+    assert response.json() == {"status": "accepted", "key": KEY}
+    assert service.engine.notified == [KEY]
+    assert service.inbox_rows() == 1
+    assert service.store.pending_events() == []  # completed once enqueued
+    text = await _metrics(service)
+    received = (
+        'cosell_notifications_received_total{event="referral-updated",source="partner-center"}'
+    )
+    assert _sample(text, received) == 1.0
+
+
+async def test_an_exact_redelivery_coalesces_in_the_inbox(service: Service, signer: Signer) -> None:
+    body = event_body()
+    for _ in range(2):
+        response = await service.client.post(WEBHOOK, content=body, headers=signer.headers(body))
+        assert response.status_code == 200
+    assert service.inbox_rows() == 1
+    other = event_body(event="referral-created")
+    await service.client.post(WEBHOOK, content=other, headers=signer.headers(other))
+    assert service.inbox_rows() == 2
+
+
+async def test_a_forged_callback_is_refused_401_and_nothing_is_recorded_or_enqueued(
+    service: Service, signer: Signer
+) -> None:
+    body = event_body()
+    forged = signer.headers(body, signed=event_body(referral_id="someone-else"))
+    response = await service.client.post(WEBHOOK, content=body, headers=forged)
+    assert response.status_code == 401
+    assert response.json()["error"] == "invalid_signature"
+    unsigned = {"Content-Type": "application/json"}
+    assert (await service.client.post(WEBHOOK, content=body, headers=unsigned)).status_code == 401
+    assert service.engine.notified == []
+    assert service.inbox_rows() == 0
+    text = await _metrics(service)
+    assert _sample(text, 'cosell_notifications_rejected_total{reason="invalid_signature"}') == 1.0
+    assert _sample(text, 'cosell_notifications_rejected_total{reason="missing_header"}') == 1.0
+
+
+async def test_a_body_over_the_cap_is_refused_413_by_its_length_or_while_streaming(
+    service: Service, signer: Signer
+) -> None:
+    big = b"{" + b" " * TWO_MIB + b"}"
+    response = await service.client.post(WEBHOOK, content=big, headers=signer.headers(b"{}"))
+    assert response.status_code == 413
+    read: list[int] = []
+
+    async def chunks() -> AsyncIterator[bytes]:
+        # No Content-Length: the cap is enforced while reading, and reading stops there.
+        for _ in range(32):
+            read.append(1)
+            yield b" " * (64 * 1024)
+
+    headers = signer.headers(b"{}")
+    response = await service.client.post(WEBHOOK, content=chunks(), headers=headers)
+    assert response.status_code == 413
+    assert response.json()["error"] == "body_too_large"
+    assert len(read) <= 18  # 1 MiB is 16 chunks of 64 KiB; the rest is never pulled
+    assert service.inbox_rows() == 0
+    assert service.engine.notified == []
+
+
+async def test_wrong_content_type_is_refused_415(service: Service, signer: Signer) -> None:
+    body = event_body()
+    headers = {**signer.headers(body), "Content-Type": "text/plain"}
+    response = await service.client.post(WEBHOOK, content=body, headers=headers)
+    assert response.status_code == 415
+    assert service.inbox_rows() == 0
+
+
+async def test_a_signed_body_that_is_not_an_event_is_refused_400(
+    service: Service, signer: Signer
+) -> None:
+    for body in (b"not json", b"[1, 2]", b'{"ResourceName": "referral"}'):
+        response = await service.client.post(WEBHOOK, content=body, headers=signer.headers(body))
+        assert response.status_code == 400, body
+        assert response.json()["error"] == "malformed_event"
+    assert service.inbox_rows() == 0
+    assert service.engine.notified == []
+
+
+async def test_validation_events_are_answered_200_and_not_enqueued(
+    service: Service, signer: Signer
+) -> None:
+    for name in ("test-created", "validation"):
+        body = event_body(event=name)
+        response = await service.client.post(WEBHOOK, content=body, headers=signer.headers(body))
+        assert response.status_code == 200
+        assert response.json()["status"] == "ok"
+    assert service.engine.notified == []
+    assert service.inbox_rows() == 0
+
+
+async def test_when_the_enqueue_fails_the_event_stays_pending_and_the_answer_is_503(
+    service: Service, signer: Signer
+) -> None:
+    service.engine.fail_notify = True
+    body = event_body()
+    response = await service.client.post(WEBHOOK, content=body, headers=signer.headers(body))
+    assert response.status_code == 503
+    pending = service.store.pending_events()
+    assert [(e.key, e.event_id, e.source) for e in pending] == [
+        (KEY, hashlib.sha256(body).hexdigest(), "partner-center")
+    ]
+    service.engine.fail_notify = False
+    response = await service.client.post(WEBHOOK, content=body, headers=signer.headers(body))
+    assert response.status_code == 200
+    assert service.store.pending_events() == []
+
+
+async def test_healthz_answers_without_io(service: Service) -> None:
+    response = await service.client.get("/healthz")
+    assert (response.status_code, response.json()) == (200, {"status": "ok"})
+    assert service.probes == {}
+
+
+async def test_readyz_names_each_check_503_when_one_fails_and_caches_remote_checks(
+    service: Service,
+) -> None:
+    response = await service.client.get("/readyz")
+    assert response.status_code == 200
+    assert response.json() == {
+        "ready": True,
+        "checks": {
+            "database": {"ok": True, "detail": "database fine"},
+            "salesforce_token": {"ok": True, "detail": "salesforce_token fine"},
+        },
+    }
+    service.failing.add("salesforce_token")
+    for _ in range(5):
+        assert (await service.client.get("/readyz")).status_code == 200  # cached for a minute
+    assert service.probes == {"database": 6, "salesforce_token": 1}
+    service.clock.advance(60)
+    response = await service.client.get("/readyz")
+    assert response.status_code == 503
+    assert response.json()["checks"]["salesforce_token"] == {
+        "ok": False,
+        "detail": "RuntimeError: salesforce_token is down",
+    }
+    assert response.json()["ready"] is False
+
+
+async def test_metrics_read_links_conflicts_and_inbox_from_the_store(
+    service: Service, signer: Signer
+) -> None:
+    link = service.store.create_link(sobject="Opportunity", referral_id=REFERRAL_ID)
+    service.store.update_link(link.id, sync_status="Error", last_error="boom")
+    service.engine.fail_notify = True
+    body = event_body()
+    await service.client.post(WEBHOOK, content=body, headers=signer.headers(body))
+    text = await _metrics(service)
+    assert _sample(text, 'cosell_links{status="Error"}') == 1.0
+    assert _sample(text, 'cosell_links{status="Synced"}') == 0.0
+    assert _sample(text, "cosell_conflicts") == 0.0
+    assert _sample(text, "cosell_inbox_pending") == 1.0
+    assert _sample(text, 'cosell_api_calls_total{api="salesforce"}') == 0.0
+
+
+async def test_the_lifespan_starts_the_engine_as_a_worker_and_stops_it_with_the_grace(
+    service: Service,
+) -> None:
+    async with service.app.router.lifespan_context(service.app):
+        assert service.engine.started == [True]
+        assert service.engine.stopped == []
+    assert service.engine.stopped == [10.0]
