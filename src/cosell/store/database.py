@@ -193,15 +193,15 @@ def _enable_wal(cursor: sqlite3.Cursor) -> None:
     while True:
         try:
             mode = cursor.execute("PRAGMA journal_mode").fetchone()[0]
-            if str(mode).lower() == "wal":
-                return
-            cursor.execute("PRAGMA journal_mode=WAL")
-            return
+            if str(mode).lower() != "wal":
+                cursor.execute("PRAGMA journal_mode=WAL")
         except sqlite3.OperationalError as error:
             if "locked" not in str(error) or time.monotonic() >= deadline:
                 raise
             time.sleep(pause)
             pause = min(pause * 2, 0.1)
+        else:
+            return
 
 
 def unavailable(url: URL, error: exc.DBAPIError) -> StoreUnavailableError:
