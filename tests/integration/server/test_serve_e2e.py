@@ -327,7 +327,8 @@ def test_a_forged_webhook_is_refused_401_and_nothing_is_enqueued(deployment: Dep
         timeout=10,
     )
     assert response.status_code == 401
-    assert deployment.inbox() == before
+    # Only the keys: an earlier test's event may finish (its done flag flips) meanwhile.
+    assert sorted(key for key, _ in deployment.inbox()) == sorted(key for key, _ in before)
     metrics = _samples(httpx.get(f"{deployment.url}/metrics", timeout=10).text)
     assert metrics['cosell_notifications_rejected_total{reason="invalid_signature"}'] == 1
     assert not any(key == "referral:forged-referral" for key, _ in deployment.inbox())
