@@ -5,9 +5,14 @@ The options several commands share are declared once here.
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
 
+import structlog
 import typer
 
 ConfigOption = Annotated[
@@ -32,3 +37,27 @@ DealKey = Annotated[
     ),
 ]
 """The deal a command is about, as `cosell plan` and `cosell audit` accept it."""
+
+
+def _stderr_logger(*_args: object) -> structlog.PrintLogger:
+    return structlog.PrintLogger(sys.stderr)  # the stderr of the moment (test runners swap it)
+
+
+@contextlib.contextmanager
+def quiet_client_logs() -> Iterator[None]:
+    """Keep the clients' info lines (sign-ins) out of a command's output; warnings go to stderr.
+
+    structlog's default prints to stdout, which is the command's report (`--json` feeds
+    scripts). Does nothing when the application configured structlog itself (`cosell serve`).
+    """
+    if structlog.is_configured():
+        yield
+        return
+    structlog.configure(
+        wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING),
+        logger_factory=_stderr_logger,
+    )
+    try:
+        yield
+    finally:
+        structlog.reset_defaults()

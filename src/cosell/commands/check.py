@@ -47,8 +47,8 @@ from rich.console import Console
 from rich.text import Text
 
 from cosell.clock import Clock, SystemClock
-from cosell.commands import ConfigOption
-from cosell.commands.webhooks import REFERRAL_EVENTS, quiet_client_logs, webhooks_client
+from cosell.commands import ConfigOption, quiet_client_logs
+from cosell.commands.webhooks import REFERRAL_EVENTS, webhooks_client
 from cosell.config import ConfigError, Settings
 from cosell.mapping import Mapping, MappingError, check_mapping, load_mapping
 from cosell.mapping.model import ACCOUNT, OPPORTUNITY

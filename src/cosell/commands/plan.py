@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.table import Table
 
 from cosell.clock import SystemClock
-from cosell.commands import ConfigOption, DealKey
+from cosell.commands import ConfigOption, DealKey, quiet_client_logs
 from cosell.config import ConfigError, Settings
 from cosell.mapping import MappingError
 from cosell.mapping.types import Value
@@ -118,7 +118,8 @@ def plan(
         raise typer.Exit(code=2) from error
     try:
         settings = Settings.load(config)
-        asyncio.run(_run(settings, parsed))
+        with quiet_client_logs():
+            asyncio.run(_run(settings, parsed))
     except (ConfigError, MappingError, StoreError) as error:
         typer.echo(f"Error: {error}", err=True)
         raise typer.Exit(code=1) from error

@@ -28,21 +28,17 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Annotated, Any
 
 import httpx
-import structlog
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from cosell.clock import Clock, SystemClock
-from cosell.commands import ConfigOption
+from cosell.commands import ConfigOption, quiet_client_logs
 from cosell.config import ConfigError, Settings
 from cosell.salesforce.client import RetryPolicy, SalesforceClient
 from cosell.salesforce.errors import SalesforceError
@@ -354,7 +350,7 @@ def status(
     """Show links by sync status, errors, lag, the webhook inbox and API usage."""
     try:
         settings = Settings.load(config)
-        with _logs_on_stderr():
+        with quiet_client_logs():
             report = asyncio.run(_run(settings))
     except (ConfigError, StoreError) as error:
         typer.echo(f"Error: {error}", err=True)
@@ -363,24 +359,6 @@ def status(
         typer.echo(json.dumps(report_json(report), indent=2))
     else:
         render(report, Console())
-
-
-def _stderr_logger(*_args: Any) -> structlog.PrintLogger:
-    return structlog.PrintLogger(sys.stderr)  # the stderr of the moment (test runners swap it)
-
-
-@contextmanager
-def _logs_on_stderr() -> Iterator[None]:
-    # The clients log their sign-ins through structlog, whose default prints to stdout; stdout
-    # is the report's (`--json` feeds scripts). Unless the application set logging up itself.
-    if structlog.is_configured():
-        yield
-        return
-    structlog.configure(logger_factory=_stderr_logger)
-    try:
-        yield
-    finally:
-        structlog.reset_defaults()
 
 
 async def _run(settings: Settings) -> StatusReport:

@@ -24,7 +24,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from cosell.clock import SystemClock
-from cosell.commands import ConfigOption
+from cosell.commands import ConfigOption, quiet_client_logs
 from cosell.config import ConfigError, Settings
 from cosell.mapping import MappingError
 from cosell.partnercenter.errors import PartnerCenterError
@@ -75,9 +75,12 @@ def sync(
     console = Console()
     try:
         settings = Settings.load(config)
-        summary = asyncio.run(
-            run_sync(settings, full=full, dry_run=dry_run or settings.sync.dry_run, console=console)
-        )
+        with quiet_client_logs():
+            summary = asyncio.run(
+                run_sync(
+                    settings, full=full, dry_run=dry_run or settings.sync.dry_run, console=console
+                )
+            )
     except _USER_ERRORS as error:
         typer.echo(f"Error: {error}", err=True)
         raise typer.Exit(code=1) from error

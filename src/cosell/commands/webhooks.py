@@ -29,18 +29,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
-import sys
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
 import httpx
-import structlog
 import typer
 
 from cosell.clock import Clock, SystemClock
-from cosell.commands import ConfigOption
+from cosell.commands import ConfigOption, quiet_client_logs
 from cosell.config import ConfigError, Settings
 from cosell.partnercenter.auth import (
     WEBHOOKS_SCOPE,
@@ -383,29 +380,6 @@ async def _poll(
         result = await client.validation_result(correlation_id)
         if result.results and (result.status or "").lower() != "queued":
             return result
-
-
-def _stderr_logger(*_args: Any) -> structlog.PrintLogger:
-    return structlog.PrintLogger(sys.stderr)  # the stderr of the moment (test runners swap it)
-
-
-@contextlib.contextmanager
-def quiet_client_logs() -> Iterator[None]:
-    """Keep the clients' info lines (sign-ins) out of a command's report; warnings go to stderr.
-
-    Does nothing when the application configured structlog itself (`cosell serve`).
-    """
-    if structlog.is_configured():
-        yield
-        return
-    structlog.configure(
-        wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING),
-        logger_factory=_stderr_logger,
-    )
-    try:
-        yield
-    finally:
-        structlog.reset_defaults()
 
 
 def _settings(config: Path | None, echo: Echo) -> Settings | None:

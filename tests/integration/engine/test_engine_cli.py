@@ -98,6 +98,7 @@ def test_dry_run_prints_the_plan_and_writes_nothing(
     assert f"{referral_key(story['lead'])}  created" in result.stdout
     assert f"{record_key('Opportunity', story['opportunity'])}  created" in result.stdout
     assert "Keys seen" in result.stdout
+    assert "token_acquired" not in result.stdout  # the clients' sign-in logs stay out of it
     store = _store(settings_file)
     try:
         assert store.links() == []
@@ -113,6 +114,7 @@ def test_full_backfills_then_an_incremental_pass_has_nothing_to_do(
     result = _cosell("sync", "--full", "--config", str(settings_file))
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Created" in result.stdout
+    assert "token_acquired" not in result.stdout
     store = _store(settings_file)
     try:
         lead = store.link_for_referral(story["lead"])
