@@ -32,7 +32,7 @@ record that was linked before, found again by its identity field).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pydantic
@@ -53,6 +53,7 @@ from cosell.salesforce import errors as sf_errors
 from cosell.salesforce.client import SaveResult
 from cosell.salesforce.values import soql_in
 from cosell.store.types import Key, KeyFormatError, Link, SyncStatus, canonical_record_id
+from cosell.sync import collections
 from cosell.sync.audit import AUDIT_ENTRIES, line, render_audit_field, show
 from cosell.sync.context import (
     ACCOUNT,
@@ -62,7 +63,7 @@ from cosell.sync.context import (
     SyncContext,
 )
 from cosell.sync.outcome import CREATED, ERROR, SKIPPED, Outcome
-from cosell.sync.sides import children, read_opportunities, read_referral, records_of, referral_json
+from cosell.sync.sides import read_opportunities, read_referral, records_of, referral_json
 
 log = structlog.get_logger(__name__)
 
@@ -199,6 +200,9 @@ async def _start_referral(
     # Asking Microsoft for help shares the referral with Microsoft (co-sell); the default
     # mapping's `help` field is How_can_Microsoft_help__c, None when nothing is asked.
     share = values.get(HELP) is not None
+    refusal = _share_refusal(opportunity) if share else None
+    if refusal is not None:  # Partner Center would refuse the POST: say what to add instead
+        return await _park_new(ctx, key, link, opportunity, refusal, calls)
     try:
         body = new_referral_body(
             ctx.mapping, values, external_reference_id=record_id, share_with_microsoft=share
@@ -232,40 +236,33 @@ async def _start_referral(
     return _Posted(key, link, opportunity, referral)
 
 
-def _with_children(body: dict[str, Any], opportunity: dict[str, Any]) -> dict[str, Any]:
-    """The create body plus the opportunity's Microsoft solutions and its customer contact.
+def _share_refusal(opportunity: dict[str, Any]) -> str | None:
+    """Why the opportunity cannot be shared with Microsoft yet (no solution, no contact)."""
+    items = collections.salesforce_items(opportunity)
+    return collections.share_refusal(
+        has_solution=bool(items[collections.SOLUTIONS]),
+        has_contact=bool(items[collections.CONTACTS]),
+    )
 
-    Partner Center needs both for a referral that asks Microsoft for help; they come from the
-    `Microsoft_Solution__c` rows and the (primary) contact role, read in the same query.
+
+def _with_children(body: dict[str, Any], opportunity: dict[str, Any]) -> dict[str, Any]:
+    """The create body plus the opportunity's Microsoft solutions, contacts and team.
+
+    Partner Center needs solutions and a customer contact for a referral that asks Microsoft
+    for help; they come from the `Microsoft_Solution__c` rows, the contact roles (primary
+    first) and the team members' users, read in the same query (`collections.py`).
     """
-    solutions = [
-        {
-            "id": row.get("Solution_Id__c"),
-            "name": row.get("Name"),
-            "type": row.get("Solution_Type__c"),
-        }
-        for row in children(opportunity, "Microsoft_Solutions__r")
-        if row.get("Solution_Id__c")
-    ]
+    items = collections.salesforce_items(opportunity)
+    solutions = [dict(row.item) for row in items[collections.SOLUTIONS].values()]
     if solutions:
         details = body.setdefault("details", {})
-        details.setdefault("requirements", {})["solutions"] = [
-            {k: v for k, v in s.items() if v} for s in solutions
-        ]
-    roles = sorted(
-        children(opportunity, "OpportunityContactRoles"), key=lambda r: not r.get("IsPrimary")
-    )
-    contacts = [r["Contact"] for r in roles if isinstance(r.get("Contact"), dict)]
+        details.setdefault("requirements", {})["solutions"] = solutions
+    contacts = [dict(row.item) for row in items[collections.CONTACTS].values()]
     if contacts and not body.get("customerProfile", {}).get("team"):
-        contact = contacts[0]
-        member = {
-            "firstName": contact.get("FirstName"),
-            "lastName": contact.get("LastName"),
-            "email": contact.get("Email"),
-            "phoneNumber": contact.get("Phone"),
-            "title": contact.get("Title"),
-        }
-        body.setdefault("customerProfile", {})["team"] = [{k: v for k, v in member.items() if v}]
+        body.setdefault("customerProfile", {})["team"] = contacts
+    team = [dict(row.item) for row in items[collections.TEAM].values()]
+    if team and not body.get("team"):
+        body["team"] = team
     return body
 
 
@@ -554,6 +551,7 @@ class _NewOpportunity:
     created: bool = False
     contact: str | None = None
     failure: str | None = None
+    children_base: dict[str, Value] = field(default_factory=dict)
 
 
 def _customer(fields: Mapping[str, Any]) -> tuple[str, str, str]:
@@ -580,7 +578,9 @@ async def create_opportunities(
     one collections call creates the missing ones, one upserts the opportunities on
     `Referral_Identifier__c`, one query and one create find or make the customer contacts,
     and one create adds the contact roles (plus one query of existing roles when an
-    opportunity already existed). Each link and create intent is recorded before the upsert.
+    opportunity already existed); the new opportunities' solutions and team members follow
+    (`collections.create_children`: a user query and a create each, only when there are
+    some). Each link and create intent is recorded before the upsert.
     An item that Salesforce refuses is parked on its link; the others go on.
 
     Args:
@@ -641,6 +641,10 @@ async def create_opportunities(
         await _accounts(ctx, work, calls)
         await _upsert(ctx, work, calls)
         await _contacts(ctx, [w for w in work if w.failure is None], calls)
+        made = [(str(w.record_id), w.referral) for w in work if w.failure is None and w.created]
+        bases = await collections.create_children(ctx, made, calls)
+        for item in work:
+            item.children_base = bases.get(str(item.record_id), {})
     for item in work:
         outcomes[item.key] = _finish_new(ctx, item)
     return {key: replace(o, api_calls=calls.total) for key, o in outcomes.items()}
@@ -823,7 +827,8 @@ def _finish_new(ctx: SyncContext, item: _NewOpportunity) -> Outcome:
         OPPORTUNITY: {**item.opportunity, "Id": item.record_id},
         ACCOUNT: {**item.account, "Id": item.account_id},
     }
-    store.save_snapshot(link.id, _agreed(item.values, salesforce_values(ctx.mapping, written)))
+    agreed = _agreed(item.values, salesforce_values(ctx.mapping, written))
+    store.save_snapshot(link.id, {**agreed, **item.children_base})
     message = (
         f"created the opportunity from referral {item.referral.id} ({_status_text(item.referral)})"
     )

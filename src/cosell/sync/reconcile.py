@@ -71,7 +71,7 @@ from cosell.partnercenter.models import Referral, ReferralId
 from cosell.salesforce import errors as sf_errors
 from cosell.salesforce.client import CompositeSubrequest
 from cosell.store.types import Key, KeyFormatError, Link, SyncStatus, parse_key, referral_key
-from cosell.sync import creates, microsoft
+from cosell.sync import collections, creates, microsoft
 from cosell.sync.audit import (
     AUDIT_ENTRIES,
     describe_plan,
@@ -143,6 +143,7 @@ class Decision:
             own status and identity fields; `Audit__c` is added at write time).
         message: the audit message (None: nothing worth an audit entry).
         refusal: the message parked on the link for refused changes, or None.
+        children: the opportunity's child rows to write (`collections.py`), or None.
     """
 
     plan: Plan
@@ -153,6 +154,12 @@ class Decision:
     salesforce_writes: dict[str, dict[str, Any]]
     message: str | None
     refusal: str | None
+    children: collections.ChildWrites | None = None
+
+    @property
+    def writes_salesforce(self) -> bool:
+        """Whether Salesforce gets any write: the records' fields or the child rows."""
+        return bool(self.salesforce_writes) or self.children is not None
 
     @property
     def result(self) -> str:
@@ -161,7 +168,7 @@ class Decision:
             return REFUSED
         if self.plan.conflicts:
             return CONFLICT
-        if self.operations or self.salesforce_writes:
+        if self.operations or self.writes_salesforce:
             return SYNCED
         return UNCHANGED
 
@@ -169,7 +176,7 @@ class Decision:
     def logs_now(self) -> bool:
         """Whether `Audit__c` must show this reconcile now, not with the next write."""
         return bool(self.message) and bool(
-            self.salesforce_writes or self.plan.conflicts or self.plan.refusals
+            self.writes_salesforce or self.plan.conflicts or self.plan.refusals
         )
 
 
@@ -223,11 +230,13 @@ def decide(ctx: SyncContext, link: Link, sides: Sides) -> Decision:
     base = ctx.store.snapshot(link.id)
     plan = merge(pc_values, sf_values, base, mapping.rules(), ReferralState.of(sides.referral))
     plan = microsoft.keep_markers(plan, base)
+    extended = collections.plan(sides.referral, referral, sides.opportunity, base, plan)
+    plan = extended.plan
     operations = (
         partner_center_operations(mapping, plan.to_partner_center, referral)
         if plan.to_partner_center
         else []
-    )
+    ) + extended.operations
     writes: dict[str, dict[str, Any]] = {}
     if plan.to_salesforce:
         for role, fields in salesforce_updates(mapping, plan.to_salesforce, sides.records).items():
@@ -247,10 +256,19 @@ def decide(ctx: SyncContext, link: Link, sides: Sides) -> Decision:
         operations=operations,
         salesforce_writes=writes,
         # A refusal already parked on the link is not news: no audit entry, no Audit__c write.
-        message=describe_plan(
-            plan if refusal != link.last_error else replace(plan, refusals=()), base
-        ),
+        message="; ".join(
+            m
+            for m in (
+                describe_plan(
+                    plan if refusal != link.last_error else replace(plan, refusals=()), base
+                ),
+                *extended.messages,
+            )
+            if m
+        )
+        or None,
         refusal=refusal,
+        children=extended.children,
     )
 
 
@@ -349,6 +367,7 @@ async def reconcile_link(
         notes: list[microsoft.Note] = []
         if microsoft_side is not None:
             decision, notes = with_microsoft(decision, microsoft_side, sides)
+        decision = await with_children(ctx, sides, decision, calls)
         if ctx.dry_run:
             return _outcome(key, link, decision, calls, dry_run=True)
         try:
@@ -393,6 +412,25 @@ def with_microsoft(
     return decision, extension.notes
 
 
+async def with_children(
+    ctx: SyncContext, sides: Sides, decision: Decision, calls: ApiCalls
+) -> Decision:
+    """The decision with the people to add looked up (`collections.resolve`), if there are any."""
+    if decision.children is None:
+        return decision
+    resolved = await collections.resolve(ctx, sides, decision.children, calls)
+    plan = replace(
+        decision.plan,
+        new_base={
+            **decision.plan.new_base,
+            **collections.unmatched_base(decision.plan.new_base, resolved),
+        },
+    )
+    message = "; ".join(m for m in (decision.message, *resolved.messages) if m) or None
+    children = None if resolved.children.is_empty else resolved.children
+    return replace(decision, plan=plan, message=message, children=children)
+
+
 async def load(ctx: SyncContext, key: Key, link: Link, calls: ApiCalls) -> Sides | Outcome:
     """Read both sides of a link concurrently; a side that is gone parks the link.
 
@@ -403,7 +441,7 @@ async def load(ctx: SyncContext, key: Key, link: Link, calls: ApiCalls) -> Sides
     assert link.record_id is not None
     referral, rows = await asyncio.gather(
         read_referral(ctx, calls, link.referral_id),
-        read_opportunities(ctx, calls, ids=[link.record_id]),
+        read_opportunities(ctx, calls, ids=[link.record_id], with_children=True),
         return_exceptions=True,
     )
     opportunity = rows[0] if isinstance(rows, list) and rows else None
@@ -470,7 +508,9 @@ async def apply(
         )
         referral = updated or referral
     opportunity_fields = opportunity_writes(ctx, link, sides, decision, referral)
-    if opportunity_fields:
+    if decision.children is not None:  # the fields and the child rows in one composite call
+        await collections.write(ctx, sides, opportunity_fields, decision.children, calls)
+    elif opportunity_fields:
         calls.salesforce += 1
         await ctx.salesforce.update(
             OPPORTUNITY,
@@ -529,7 +569,7 @@ def finish(ctx: SyncContext, link: Link, decision: Decision, calls: ApiCalls) ->
             details={**plan_details(plan), "api_calls": calls.total},
         )
     status = SyncStatus.ERROR if decision.refusal else SyncStatus.SYNCED
-    wrote = bool(decision.operations or decision.salesforce_writes)
+    wrote = bool(decision.operations) or decision.writes_salesforce
     if wrote or link.sync_status != status or link.last_error != decision.refusal:
         changes: dict[str, Any] = {"sync_status": status, "last_error": decision.refusal}
         if status == SyncStatus.SYNCED:
@@ -688,7 +728,10 @@ async def _batch(
         referrals.update(await read_referrals(ctx, shared, [r for r in need if r]))
     if linked:
         rows = await read_opportunities(
-            ctx, shared, ids=[lk.record_id for lk in linked.values() if lk.record_id]
+            ctx,
+            shared,
+            ids=[lk.record_id for lk in linked.values() if lk.record_id],
+            with_children=True,
         )
         by_id = {row["Id"]: row for row in rows}
         for key, link in linked.items():
@@ -702,6 +745,9 @@ async def _batch(
                 decision = decide(ctx, link, sides)
             except ValueMappingError:
                 singles.append(key)  # the single path parks it with the message
+                continue
+            if decision.children is not None:  # child rows: the single path, with these sides
+                outcomes[key] = await reconcile_link(ctx, key, link, ApiCalls(), sides=sides)
                 continue
             pending.append(_Pending(key, link, sides, decision))
     if ctx.dry_run:

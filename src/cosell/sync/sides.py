@@ -2,7 +2,8 @@
 
 One reconcile reads one referral (`GET /referrals/{id}`, which carries the eTag the write
 will send in `If-Match`) and one opportunity by a single SOQL query whose SELECT list is the
-mapping's `salesforce_query_fields` plus cosell's own identity and status fields. The
+mapping's `salesforce_query_fields` plus cosell's own identity and status fields, and whose
+child subqueries bring its solutions, contact roles and team members (`collections.py`). The
 opportunity's account comes in the same row through the `Account.<field>` relationship paths,
 so the account costs no call of its own. A batch reads up to 200 opportunities with one
 `IN` query, and its referrals with `id eq ... or ...` list filters (`REFERRAL_FILTER_CHUNK`
@@ -36,12 +37,18 @@ REFERRAL_FILTER_CHUNK = 50
 SOQL_IN_CHUNK = 200  # ids per SOQL IN list: a batch is at most 200 keys, so one query
 
 SOLUTIONS_SUBQUERY = (
-    "(SELECT Solution_Id__c, Name, Solution_Type__c FROM Microsoft_Solutions__r ORDER BY Name)"
+    "(SELECT Id, Solution_Id__c, Name, Solution_Type__c FROM Microsoft_Solutions__r ORDER BY Name)"
 )
 CONTACT_ROLES_SUBQUERY = (
-    "(SELECT IsPrimary, Contact.FirstName, Contact.LastName, Contact.Email, Contact.Phone, "
-    "Contact.Title FROM OpportunityContactRoles)"
+    "(SELECT Id, IsPrimary, ContactId, Contact.FirstName, Contact.LastName, Contact.Email, "
+    "Contact.Phone, Contact.Title FROM OpportunityContactRoles)"
 )
+TEAM_MEMBERS_SUBQUERY = (
+    "(SELECT Id, UserId, User.FirstName, User.LastName, User.Email, User.Phone "
+    "FROM OpportunityTeamMembers)"
+)
+CHILD_SUBQUERIES = (SOLUTIONS_SUBQUERY, CONTACT_ROLES_SUBQUERY, TEAM_MEMBERS_SUBQUERY)
+"""The opportunity's collections (`collections.py`), read in the opportunity's own query."""
 
 _OWN_FIELDS = (
     "Id",
@@ -127,8 +134,9 @@ async def read_opportunities(
         calls: counts the queries.
         ids: opportunity ids.
         referral_ids: referral ids, matched on `Referral_Identifier__c`.
-        with_children: also read the Microsoft solutions and contact roles (subqueries, same
-            call), which a referral created from the opportunity carries.
+        with_children: also read the Microsoft solutions, contact roles and team members
+            (subqueries, same call): the collections a reconcile merges, which a referral
+            created from the opportunity carries.
 
     Returns:
         The rows found (deleted ones are not), in no particular order.
@@ -137,7 +145,7 @@ async def read_opportunities(
     ref_list = sorted(set(referral_ids))
     select = ", ".join(opportunity_fields(ctx.mapping))
     if with_children:
-        select += f", {SOLUTIONS_SUBQUERY}, {CONTACT_ROLES_SUBQUERY}"
+        select += ", " + ", ".join(CHILD_SUBQUERIES)
     rows: list[dict[str, Any]] = []
     for start in range(0, max(len(id_list), len(ref_list)), SOQL_IN_CHUNK):
         clauses = []
