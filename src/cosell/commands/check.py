@@ -325,7 +325,12 @@ class Checklist:
             mapping if isinstance(mapping, Mapping) else None, lead_sync=settings.sync.lead_sync
         )
         missing: list[tuple[str, str | None]] = []
-        for obj in sorted({*needed, ACCOUNT}):
+        children = (
+            [c.object for c in mapping.collections.objects().values()]
+            if isinstance(mapping, Mapping)
+            else []
+        )
+        for obj in sorted({*needed, ACCOUNT, *children}):
             try:
                 clients.descriptions[obj] = await client.describe(obj)
             except NotFoundError:

@@ -124,8 +124,9 @@ async def run_check(
         )
         return 1
     try:
+        children = [c.object for c in mapping.collections.objects().values()]
         descriptions, instance = await describe_objects(
-            settings, (OPPORTUNITY, ACCOUNT), http=http, clock=clock
+            settings, (OPPORTUNITY, ACCOUNT, *children), http=http, clock=clock
         )
     except ConfigError as exc:
         echo(f"Error: {exc}")

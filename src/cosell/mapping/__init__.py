@@ -33,11 +33,14 @@ from cosell.mapping.convert import (
 )
 from cosell.mapping.loader import load_mapping, parse_mapping
 from cosell.mapping.model import (
+    ChildObject,
+    Collections,
     FieldMapping,
     Mapping,
     MappingError,
     OpportunityFields,
     Problem,
+    SolutionObject,
     StageTable,
 )
 from cosell.mapping.transforms import ValueMappingError
@@ -45,6 +48,8 @@ from cosell.mapping.types import STAGE_FIELD, Direction, FieldRule, Owner, Value
 
 __all__ = [
     "STAGE_FIELD",
+    "ChildObject",
+    "Collections",
     "Direction",
     "FieldMapping",
     "FieldRule",
@@ -54,6 +59,7 @@ __all__ = [
     "Owner",
     "Problem",
     "SalesforceRecords",
+    "SolutionObject",
     "StageTable",
     "Value",
     "ValueMappingError",

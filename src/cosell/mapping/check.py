@@ -15,7 +15,10 @@ transform, and writable by a partner where the direction writes to Partner Cente
 map keys are documented values of a Partner Center enum. Across the mapping: the stage table's
 stages are active values of the stage field; every field Salesforce requires on create is
 mapped; the fields cosell writes itself exist, are writable, and the referral id is an
-external id. (Duplicate names are refused when the file is loaded.)
+external id. For each synced collection (`collections:`): the child object exists, is
+createable and deletable, its parent field points to Opportunity, the opportunity has the
+named child relationship to it, and the fields cosell reads and writes exist (the ones it
+writes createable). (Duplicate names are refused when the file is loaded.)
 """
 
 from __future__ import annotations
@@ -23,7 +26,16 @@ from __future__ import annotations
 import difflib
 from collections.abc import Callable, Iterable
 
-from cosell.mapping.model import ACCOUNT, OPPORTUNITY, FieldMapping, Loc, Mapping, Problem
+from cosell.mapping.model import (
+    ACCOUNT,
+    OPPORTUNITY,
+    ChildObject,
+    FieldMapping,
+    Loc,
+    Mapping,
+    Problem,
+    SolutionObject,
+)
 from cosell.mapping.referral_paths import referral_paths
 from cosell.mapping.transforms import (
     AmountTransform,
@@ -123,7 +135,57 @@ class _Checker:
         self.check_stages()
         self.check_required_on_create()
         self.check_own_fields()
+        for key, child in self.mapping.collections.objects().items():
+            self.check_collection(key, child)
         return self.problems
+
+    def check_collection(self, key: str, child: ChildObject) -> None:
+        loc: Loc = ("collections", key)
+        description = self.described(child.object)
+        if description is None:
+            self.add(
+                (*loc, "object"),
+                f"the org has no object {child.object!r} (or cosell's user cannot see it); "
+                "deploy cosell's metadata (src/cosell/salesforce/metadata) or fix the name",
+            )
+            return
+        if not (description.createable and description.deletable):
+            self.add(
+                (*loc, "object"),
+                f"{child.object} must be createable and deletable by cosell's user (items are "
+                "added and removed both ways)",
+            )
+        parent = self.salesforce_field(child.object, child.parent, (*loc, "parent"))
+        if parent is not None and OPPORTUNITY not in parent.reference_to:
+            self.add(
+                (*loc, "parent"),
+                f"{child.object}.{parent.name} does not point to Opportunity; name the field "
+                "that links a row to its opportunity",
+            )
+        opportunity = self.described(OPPORTUNITY)
+        relationships = {
+            r.relationship_name.lower(): r
+            for r in (opportunity.child_relationships if opportunity else ())
+            if r.relationship_name
+        }
+        found = relationships.get(child.relationship.lower())
+        if opportunity is not None and (found is None or found.child_sobject != child.object):
+            hint = _suggest(
+                child.relationship, [r.relationship_name or "" for r in relationships.values()]
+            )
+            self.add(
+                (*loc, "relationship"),
+                f"Opportunity has no child relationship {child.relationship!r} to "
+                f"{child.object}{hint}; it is the name the opportunity's query reads the rows by",
+            )
+        names = child.names() if isinstance(child, SolutionObject) else child.fields
+        for name in names:
+            described = self.salesforce_field(child.object, name, (*loc, "fields"))
+            if described is not None and not described.createable:
+                self.add(
+                    (*loc, "fields"),
+                    f"{child.object}.{described.name} must be createable by cosell's user",
+                )
 
     def check_salesforce(self, index: int, mapped: FieldMapping) -> None:
         if mapped.is_constant:

@@ -136,6 +136,100 @@ class OpportunityFields(_Spec):
         return dict(self.model_dump())
 
 
+class ChildObject(_Spec):
+    """A child object of the opportunity whose rows are one of the synced collections.
+
+    Attributes:
+        object: the child object's API name.
+        relationship: the opportunity's child relationship name (the subquery's FROM).
+        parent: the child's field that points to the opportunity.
+        fields: the other fields cosell reads or writes on it.
+    """
+
+    object: str
+    relationship: str
+    parent: str
+    fields: tuple[str, ...] = ()
+
+    @field_validator("object", "relationship", "parent")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        return _api_name(value, "a child object of Opportunity")
+
+    @field_validator("fields")
+    @classmethod
+    def _field_names(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for name in value:
+            _api_name(name.split(".")[-1], "a field of a child object")
+        return value
+
+
+class SolutionObject(ChildObject):
+    """The Microsoft solutions of an opportunity (`details.requirements.solutions`).
+
+    Attributes:
+        solution_id: the solution's Partner Center id (`SOL-...` or a GUID): its identity.
+        name: the solution's name.
+        type: the solution's type (`Name`, `Category`, `None`).
+    """
+
+    object: str = "Microsoft_Solution__c"
+    relationship: str = "Microsoft_Solutions__r"
+    parent: str = "Opportunity__c"
+    solution_id: str = "Solution_Id__c"
+    name: str = "Name"
+    type: str = "Solution_Type__c"
+
+    @field_validator("solution_id", "name", "type")
+    @classmethod
+    def _solution_field(cls, value: str) -> str:
+        return _api_name(value, "a field of the solution object")
+
+    def names(self) -> tuple[str, ...]:
+        """The solution fields cosell reads and writes (identity first)."""
+        return (self.solution_id, self.name, self.type, *self.fields)
+
+
+def _contact_roles() -> ChildObject:
+    return ChildObject(
+        object="OpportunityContactRole",
+        relationship="OpportunityContactRoles",
+        parent="OpportunityId",
+        fields=("ContactId", "IsPrimary", "Role"),
+    )
+
+
+def _team_members() -> ChildObject:
+    return ChildObject(
+        object="OpportunityTeamMember",
+        relationship="OpportunityTeamMembers",
+        parent="OpportunityId",
+        fields=("UserId", "OpportunityAccessLevel"),
+    )
+
+
+class Collections(_Spec):
+    """The opportunity's child rows kept in sync as sets with the referral's lists.
+
+    Attributes:
+        solutions: Microsoft solutions <-> `details.requirements.solutions` (by solution id).
+        contact_roles: contact roles -> Contact <-> `customerProfile.team` (by email).
+        team_members: team members -> User <-> the referral's `team` (by email).
+    """
+
+    solutions: SolutionObject = Field(default_factory=SolutionObject)
+    contact_roles: ChildObject = Field(default_factory=_contact_roles)
+    team_members: ChildObject = Field(default_factory=_team_members)
+
+    def objects(self) -> dict[str, ChildObject]:
+        """Section key -> child object."""
+        return {
+            "solutions": self.solutions,
+            "contact_roles": self.contact_roles,
+            "team_members": self.team_members,
+        }
+
+
 class StageTable(_Spec):
     """How Partner Center's status/substatus and the opportunity's StageName correspond.
 
@@ -456,12 +550,14 @@ class Mapping(_Spec):
     Attributes:
         version: the file format's version (1).
         opportunity: the opportunity fields cosell writes itself.
+        collections: the opportunity's child objects synced as sets (solutions, contacts, team).
         stages: the stage table.
         fields: the mapped fields, in the order they are compared and written.
     """
 
     version: Literal[1] = 1
     opportunity: OpportunityFields = Field(default_factory=OpportunityFields)
+    collections: Collections = Field(default_factory=Collections)
     stages: StageTable
     fields: list[FieldMapping] = Field(min_length=1)
 

@@ -81,6 +81,14 @@ class FieldDescription(_Tolerant):
         return tuple(p.value for p in self.picklist_values if p.active)
 
 
+class ChildRelationship(_Tolerant):
+    """A child relationship of an object: its children, by the field that points back."""
+
+    child_sobject: str = Field(alias="childSObject")
+    field: str
+    relationship_name: str | None = Field(default=None, alias="relationshipName")
+
+
 class ObjectDescription(_Tolerant):
     """The describe of one sObject type, with case-insensitive field lookup."""
 
@@ -93,6 +101,9 @@ class ObjectDescription(_Tolerant):
     deletable: bool = False
     queryable: bool = False
     fields: tuple[FieldDescription, ...] = ()
+    child_relationships: tuple[ChildRelationship, ...] = Field(
+        default=(), alias="childRelationships"
+    )
 
     def field(self, name: str) -> FieldDescription | None:
         """The field called `name` (any case), or None."""

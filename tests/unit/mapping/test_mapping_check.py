@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from cosell.mapping import load_mapping, parse_mapping
+from cosell.mapping import MappingError, load_mapping, parse_mapping
 from cosell.mapping.check import check_mapping
 from cosell.mapping.loader import default_mapping_path, default_mapping_text
 from cosell.salesforce.schema import ObjectDescription
@@ -228,3 +228,52 @@ def test_a_constant_field_is_checked_on_the_partner_center_side_only() -> None:
         "'details/curency' is not a member of a referral (did you mean details/currency, "
         "details/notes?)"
     ]
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        (
+            "    object: Microsoft_Solution__c\n",
+            "    object: Solution__c\n",
+            "the org has no object 'Solution__c'",
+        ),
+        (
+            "    relationship: Microsoft_Solutions__r\n",
+            "    relationship: Solutions__r\n",
+            "Opportunity has no child relationship 'Solutions__r' to Microsoft_Solution__c",
+        ),
+        (
+            "    solution_id: Solution_Id__c\n",
+            "    solution_id: SolutionId__c\n",
+            "Microsoft_Solution__c has no field 'SolutionId__c' (did you mean Solution_Id__c",
+        ),
+        (
+            "    fields: [UserId, OpportunityAccessLevel]\n",
+            "    fields: [UserId, Name]\n",
+            "OpportunityTeamMember.Name must be createable by cosell's user",
+        ),
+        (
+            "    parent: Opportunity__c\n",
+            "    parent: CreatedById\n",
+            "Microsoft_Solution__c.CreatedById does not point to Opportunity",
+        ),
+    ],
+)
+def test_the_collections_section_is_checked_against_the_org(
+    old: str, new: str, message: str
+) -> None:
+    text = load_mapping_text()
+    assert old in text
+    mapping = parse_mapping(text.replace(old, new, 1))
+    problems = [str(p) for p in check_mapping(mapping, describe)]
+    assert any(message in p for p in problems), problems
+    assert all(":" in p.split(" ")[0] for p in problems)  # each at its place in the file
+
+
+def test_a_collections_section_with_a_bad_api_name_is_refused_on_load() -> None:
+    text = load_mapping_text().replace(
+        "    parent: OpportunityId\n", "    parent: Opportunity Id\n", 1
+    )
+    with pytest.raises(MappingError, match="not a Salesforce API name"):
+        parse_mapping(text)

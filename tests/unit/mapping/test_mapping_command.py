@@ -83,7 +83,8 @@ async def test_the_default_mapping_checks_clean_against_the_sandbox_org(
     assert status == 0
     assert lines == [
         f"OK: {default_mapping_path()}: 15 fields fit the org at http://sf.sandbox.test "
-        "(Account, Opportunity) and the Partner Center referral model"
+        "(Account, Microsoft_Solution__c, Opportunity, OpportunityContactRole, "
+        "OpportunityTeamMember) and the Partner Center referral model"
     ]
 
 
