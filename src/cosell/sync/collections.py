@@ -50,6 +50,7 @@ from dataclasses import dataclass, field, replace
 from email.utils import format_datetime as http_date
 from typing import Any
 
+from cosell.mapping import Collections
 from cosell.mapping.types import Value
 from cosell.partnercenter.models import NO_HELP_CODES, Referral
 from cosell.salesforce import errors as sf_errors
@@ -66,12 +67,6 @@ COLLECTIONS = (SOLUTIONS, CONTACTS, TEAM)
 UNMATCHED = "team_unmatched"
 HELP = "help"  # the canonical field of "How can Microsoft help?" (as in creates.py)
 
-SOLUTION_OBJECT = "Microsoft_Solution__c"
-SOLUTIONS_RELATIONSHIP = "Microsoft_Solutions__r"
-CONTACT_ROLE_OBJECT = "OpportunityContactRole"
-CONTACT_ROLES_RELATIONSHIP = "OpportunityContactRoles"
-TEAM_MEMBER_OBJECT = "OpportunityTeamMember"
-TEAM_MEMBERS_RELATIONSHIP = "OpportunityTeamMembers"
 CONTACT_ROLE = "Decision Maker"  # a standard OpportunityContactRole role of every org
 TEAM_ACCESS = "Read"  # least privilege for a team member added from Partner Center
 SOLUTION_NAME_LENGTH = 80  # Microsoft_Solution__c.Name is a Text(80) name field
@@ -207,23 +202,34 @@ class Row:
     primary: bool = False
 
 
-def salesforce_items(opportunity: Mapping[str, Any]) -> dict[str, dict[str, Row]]:
-    """The opportunity's child rows (from its subqueries): collection -> key -> row."""
+def salesforce_items(
+    spec: Collections, opportunity: Mapping[str, Any]
+) -> dict[str, dict[str, Row]]:
+    """The opportunity's child rows (from its subqueries): collection -> key -> row.
+
+    Args:
+        spec: the mapping's `collections` section.
+        opportunity: the opportunity row, read with `sides.subqueries(spec)`.
+
+    Returns:
+        Per collection, the rows by key (contact roles: the primary first).
+    """
+    names = spec.solutions
     solutions: dict[str, Row] = {}
-    for row in children(dict(opportunity), SOLUTIONS_RELATIONSHIP):
+    for row in children(dict(opportunity), names.relationship):
         item = _pruned(
             {
-                "id": row.get("Solution_Id__c"),
-                "name": row.get("Name"),
-                "type": row.get("Solution_Type__c"),
+                "id": row.get(names.solution_id),
+                "name": row.get(names.name),
+                "type": row.get(names.type),
             }
         )
         key = _key(SOLUTIONS, item)
         if key is not None:
-            solutions.setdefault(key, Row(item, SOLUTION_OBJECT, row.get("Id")))
+            solutions.setdefault(key, Row(item, names.object, row.get("Id")))
     contacts: dict[str, Row] = {}
     roles = sorted(
-        children(dict(opportunity), CONTACT_ROLES_RELATIONSHIP),
+        children(dict(opportunity), spec.contact_roles.relationship),
         key=lambda r: not r.get("IsPrimary"),
     )
     for row in roles:
@@ -231,14 +237,15 @@ def salesforce_items(opportunity: Mapping[str, Any]) -> dict[str, dict[str, Row]
         key = person_key(person) if person else None
         if person is not None and key is not None:
             contacts.setdefault(
-                key, Row(person, CONTACT_ROLE_OBJECT, row.get("Id"), bool(row.get("IsPrimary")))
+                key,
+                Row(person, spec.contact_roles.object, row.get("Id"), bool(row.get("IsPrimary"))),
             )
     team: dict[str, Row] = {}
-    for row in children(dict(opportunity), TEAM_MEMBERS_RELATIONSHIP):
+    for row in children(dict(opportunity), spec.team_members.relationship):
         person = _person(row.get("User"))
         key = person_key(person) if person else None
         if person is not None and key is not None:
-            team.setdefault(key, Row(person, TEAM_MEMBER_OBJECT, row.get("Id")))
+            team.setdefault(key, Row(person, spec.team_members.object, row.get("Id")))
     return {SOLUTIONS: solutions, CONTACTS: contacts, TEAM: team}
 
 
@@ -294,7 +301,7 @@ class ChildWrites:
 
     Attributes:
         deletes: (object, row id) of rows to delete.
-        solutions: new `Microsoft_Solution__c` rows (fields without `Opportunity__c`).
+        solutions: new solution rows (the mapping's fields, without the parent field).
         contacts: people to add as contact roles (Partner Center's spelling).
         team: people to add as team members (Partner Center's spelling).
         make_primary: whether the first new contact role is the primary one (none left).
@@ -337,6 +344,7 @@ class CollectionsPlan:
 
 
 def plan(
+    spec: Collections,
     referral: Referral,
     referral_json: Mapping[str, Any],
     opportunity: Mapping[str, Any],
@@ -346,6 +354,7 @@ def plan(
     """Merge the three collections of a link and check Partner Center's rules (pure).
 
     Args:
+        spec: the mapping's `collections` section.
         referral: the referral as read (its sharing state).
         referral_json: the same referral as camelCase JSON.
         opportunity: the opportunity row with its child subqueries.
@@ -357,7 +366,7 @@ def plan(
         the audit lines.
     """
     pc_items = partner_center_items(referral_json)
-    sf_rows = salesforce_items(opportunity)
+    sf_rows = salesforce_items(spec, opportunity)
     unmatched = stored_keys(base, UNMATCHED) or frozenset()
     unmatched &= frozenset(pc_items[TEAM])  # Partner Center removed them: forget them
     plans: dict[str, SetPlan] = {}
@@ -415,7 +424,7 @@ def plan(
         new_base=new_base,
         refusals=tuple(sorted(refusals, key=lambda r: r.field)),
     )
-    writes = _child_writes(pc_items, sf_rows, plans, unmatched)
+    writes = _child_writes(spec, pc_items, sf_rows, plans, unmatched)
     return CollectionsPlan(
         plan=extended,
         operations=operations,
@@ -532,6 +541,7 @@ def _operations(
 
 
 def _child_writes(
+    spec: Collections,
     pc_items: Mapping[str, Mapping[str, Item]],
     sf_rows: Mapping[str, Mapping[str, Row]],
     plans: Mapping[str, SetPlan],
@@ -544,7 +554,7 @@ def _child_writes(
         if (row := sf_rows[collection].get(key)) is not None and row.row_id is not None
     )
     solutions = tuple(
-        _solution_fields(pc_items[SOLUTIONS][key])
+        _solution_fields(spec, pc_items[SOLUTIONS][key])
         for key in sorted(plans[SOLUTIONS].add_to_salesforce)
     )
     left = [
@@ -668,11 +678,12 @@ def unmatched_base(base: Mapping[str, Value], resolved: Resolved) -> dict[str, V
 
 
 def subrequests(
-    sides: Sides, opportunity_fields: Mapping[str, Any], writes: ChildWrites
+    spec: Collections, sides: Sides, opportunity_fields: Mapping[str, Any], writes: ChildWrites
 ) -> list[list[CompositeSubrequest]]:
     """The composite subrequests of one reconcile's Salesforce writes, in groups, opportunity first.
 
     Args:
+        spec: the mapping's `collections` section (the objects written).
         sides: both sides as read (the opportunity's id, account and `LastModifiedDate`).
         opportunity_fields: the opportunity's own fields to write (may be empty).
         writes: the resolved child writes.
@@ -705,13 +716,12 @@ def subrequests(
         )
     primary = writes.make_primary
     for index, person in enumerate(writes.contacts):
-        groups.append(_contact_role(sides, person, writes, index, primary=primary))
+        groups.append(_contact_role(spec, sides, person, writes, index, primary=primary))
         primary = False
     for index, solution in enumerate(writes.solutions):
-        body = {**solution, "Opportunity__c": opportunity_id}
-        groups.append(
-            [CompositeSubrequest("POST", f"sobjects/{SOLUTION_OBJECT}", f"solution{index}", body)]
-        )
+        body = {**solution, spec.solutions.parent: opportunity_id}
+        url = f"sobjects/{spec.solutions.object}"
+        groups.append([CompositeSubrequest("POST", url, f"solution{index}", body)])
     for index, member in enumerate(writes.team):
         body = {
             "OpportunityId": opportunity_id,
@@ -719,13 +729,17 @@ def subrequests(
             "OpportunityAccessLevel": TEAM_ACCESS,
         }
         groups.append(
-            [CompositeSubrequest("POST", f"sobjects/{TEAM_MEMBER_OBJECT}", f"member{index}", body)]
+            [
+                CompositeSubrequest(
+                    "POST", f"sobjects/{spec.team_members.object}", f"member{index}", body
+                )
+            ]
         )
     return groups
 
 
 def _contact_role(
-    sides: Sides, person: Item, writes: ChildWrites, index: int, *, primary: bool
+    spec: Collections, sides: Sides, person: Item, writes: ChildWrites, index: int, *, primary: bool
 ) -> list[CompositeSubrequest]:
     """A contact role for `person`, after creating the Contact when the account has none."""
     group: list[CompositeSubrequest] = []
@@ -741,7 +755,7 @@ def _contact_role(
         "IsPrimary": primary,
     }
     group.append(
-        CompositeSubrequest("POST", f"sobjects/{CONTACT_ROLE_OBJECT}", f"role{index}", role)
+        CompositeSubrequest("POST", f"sobjects/{spec.contact_roles.object}", f"role{index}", role)
     )
     return group
 
@@ -777,7 +791,7 @@ async def write(
         TerminalError: Salesforce refused a subrequest (nothing of that call was written).
     """
     chunk: list[CompositeSubrequest] = []
-    for group in subrequests(sides, opportunity_fields, writes):
+    for group in subrequests(ctx.mapping.collections, sides, opportunity_fields, writes):
         if chunk and len(chunk) + len(group) > COMPOSITE_LIMIT:
             await _send(ctx, chunk, calls)
             chunk = []
@@ -833,6 +847,7 @@ async def create_children(
     """
     if not created:
         return {}
+    spec = ctx.mapping.collections
     items = {
         opp_id: partner_center_items(referral.model_dump(by_alias=True, mode="json"))
         for opp_id, referral in created
@@ -848,7 +863,7 @@ async def create_children(
         async for row in ctx.salesforce.query(soql):
             users.setdefault(str(row["Email"]).lower(), str(row["Id"]))
     solutions = [
-        (opp_id, key, {**_solution_fields(item), "Opportunity__c": opp_id})
+        (opp_id, key, {**_solution_fields(spec, item), spec.solutions.parent: opp_id})
         for opp_id, found in items.items()
         for key, item in found[SOLUTIONS].items()
     ]
@@ -866,8 +881,8 @@ async def create_children(
         opp_id: {SOLUTIONS: set(), TEAM: set()} for opp_id in items
     }
     for collection, sobject, rows in (
-        (SOLUTIONS, SOLUTION_OBJECT, solutions),
-        (TEAM, TEAM_MEMBER_OBJECT, members),
+        (SOLUTIONS, spec.solutions.object, solutions),
+        (TEAM, spec.team_members.object, members),
     ):
         if not rows:
             continue
@@ -889,12 +904,13 @@ async def create_children(
     return bases
 
 
-def _solution_fields(item: Item) -> dict[str, Any]:
+def _solution_fields(spec: Collections, item: Item) -> dict[str, Any]:
+    names = spec.solutions
     return _pruned(
         {
-            "Solution_Id__c": item.get("id"),
-            "Name": str(item.get("name") or item.get("id") or "")[:SOLUTION_NAME_LENGTH],
-            "Solution_Type__c": item.get("type"),
+            names.solution_id: item.get("id"),
+            names.name: str(item.get("name") or item.get("id") or "")[:SOLUTION_NAME_LENGTH],
+            names.type: item.get("type"),
         }
     )
 

@@ -39,6 +39,7 @@ import pydantic
 import structlog
 
 from cosell.mapping import (
+    Collections,
     ValueMappingError,
     new_referral_body,
     new_salesforce_records,
@@ -200,14 +201,14 @@ async def _start_referral(
     # Asking Microsoft for help shares the referral with Microsoft (co-sell); the default
     # mapping's `help` field is How_can_Microsoft_help__c, None when nothing is asked.
     share = values.get(HELP) is not None
-    refusal = _share_refusal(opportunity) if share else None
+    refusal = _share_refusal(ctx.mapping.collections, opportunity) if share else None
     if refusal is not None:  # Partner Center would refuse the POST: say what to add instead
         return await _park_new(ctx, key, link, opportunity, refusal, calls)
     try:
         body = new_referral_body(
             ctx.mapping, values, external_reference_id=record_id, share_with_microsoft=share
         )
-        new = NewReferral.model_validate(_with_children(body, opportunity))
+        new = NewReferral.model_validate(_with_children(ctx.mapping.collections, body, opportunity))
     except (pydantic.ValidationError, ValueError) as exc:
         return await _park_new(ctx, key, link, opportunity, _invalid_new_referral(exc), calls)
     if ctx.dry_run:
@@ -236,23 +237,25 @@ async def _start_referral(
     return _Posted(key, link, opportunity, referral)
 
 
-def _share_refusal(opportunity: dict[str, Any]) -> str | None:
+def _share_refusal(spec: Collections, opportunity: dict[str, Any]) -> str | None:
     """Why the opportunity cannot be shared with Microsoft yet (no solution, no contact)."""
-    items = collections.salesforce_items(opportunity)
+    items = collections.salesforce_items(spec, opportunity)
     return collections.share_refusal(
         has_solution=bool(items[collections.SOLUTIONS]),
         has_contact=bool(items[collections.CONTACTS]),
     )
 
 
-def _with_children(body: dict[str, Any], opportunity: dict[str, Any]) -> dict[str, Any]:
+def _with_children(
+    spec: Collections, body: dict[str, Any], opportunity: dict[str, Any]
+) -> dict[str, Any]:
     """The create body plus the opportunity's Microsoft solutions, contacts and team.
 
     Partner Center needs solutions and a customer contact for a referral that asks Microsoft
     for help; they come from the `Microsoft_Solution__c` rows, the contact roles (primary
     first) and the team members' users, read in the same query (`collections.py`).
     """
-    items = collections.salesforce_items(opportunity)
+    items = collections.salesforce_items(spec, opportunity)
     solutions = [dict(row.item) for row in items[collections.SOLUTIONS].values()]
     if solutions:
         details = body.setdefault("details", {})

@@ -230,7 +230,9 @@ def decide(ctx: SyncContext, link: Link, sides: Sides) -> Decision:
     base = ctx.store.snapshot(link.id)
     plan = merge(pc_values, sf_values, base, mapping.rules(), ReferralState.of(sides.referral))
     plan = microsoft.keep_markers(plan, base)
-    extended = collections.plan(sides.referral, referral, sides.opportunity, base, plan)
+    extended = collections.plan(
+        mapping.collections, sides.referral, referral, sides.opportunity, base, plan
+    )
     plan = extended.plan
     operations = (
         partner_center_operations(mapping, plan.to_partner_center, referral)

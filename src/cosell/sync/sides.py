@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from cosell.mapping import Collections, SalesforceRecords, salesforce_query_fields
 from cosell.mapping import Mapping as SyncMapping
-from cosell.mapping import SalesforceRecords, salesforce_query_fields
 from cosell.partnercenter.client import odata_string
 from cosell.partnercenter.models import Referral, ReferralId
 from cosell.salesforce.values import parse_datetime, soql_in
@@ -36,19 +36,31 @@ from cosell.sync.context import (
 REFERRAL_FILTER_CHUNK = 50
 SOQL_IN_CHUNK = 200  # ids per SOQL IN list: a batch is at most 200 keys, so one query
 
-SOLUTIONS_SUBQUERY = (
-    "(SELECT Id, Solution_Id__c, Name, Solution_Type__c FROM Microsoft_Solutions__r ORDER BY Name)"
-)
-CONTACT_ROLES_SUBQUERY = (
-    "(SELECT Id, IsPrimary, ContactId, Contact.FirstName, Contact.LastName, Contact.Email, "
-    "Contact.Phone, Contact.Title FROM OpportunityContactRoles)"
-)
-TEAM_MEMBERS_SUBQUERY = (
-    "(SELECT Id, UserId, User.FirstName, User.LastName, User.Email, User.Phone "
-    "FROM OpportunityTeamMembers)"
-)
-CHILD_SUBQUERIES = (SOLUTIONS_SUBQUERY, CONTACT_ROLES_SUBQUERY, TEAM_MEMBERS_SUBQUERY)
-"""The opportunity's collections (`collections.py`), read in the opportunity's own query."""
+
+def subqueries(spec: Collections) -> tuple[str, ...]:
+    """The opportunity query's child subqueries that read the three collections.
+
+    Args:
+        spec: the mapping's `collections` section (object, relationship and field names).
+
+    Returns:
+        One `(SELECT ... FROM <relationship>)` per collection.
+    """
+    solutions = spec.solutions
+    fields = ", ".join(dict.fromkeys(("Id", *solutions.names())))
+    contact = ", ".join(f"Contact.{name}" for name in (*_PERSON_FIELDS, "Title"))
+    user = ", ".join(f"User.{name}" for name in _PERSON_FIELDS)
+    return (
+        # The names are API names the mapping validated (`_api_name`), never user input.
+        f"(SELECT {fields} FROM {solutions.relationship} ORDER BY {solutions.name})",  # noqa: S608
+        f"(SELECT Id, IsPrimary, ContactId, {contact} FROM {spec.contact_roles.relationship})",  # noqa: S608
+        f"(SELECT Id, UserId, {user} FROM {spec.team_members.relationship})",  # noqa: S608
+    )
+
+
+_PERSON_FIELDS = ("FirstName", "LastName", "Email", "Phone")
+"""What a contact role's Contact and a team member's User give of the person (names are API
+names of the mapping's objects; the relationship names are the section's)."""
 
 _OWN_FIELDS = (
     "Id",
@@ -145,7 +157,7 @@ async def read_opportunities(
     ref_list = sorted(set(referral_ids))
     select = ", ".join(opportunity_fields(ctx.mapping))
     if with_children:
-        select += ", " + ", ".join(CHILD_SUBQUERIES)
+        select += ", " + ", ".join(subqueries(ctx.mapping.collections))
     rows: list[dict[str, Any]] = []
     for start in range(0, max(len(id_list), len(ref_list)), SOQL_IN_CHUNK):
         clauses = []

@@ -14,6 +14,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from cosell.mapping import Collections
 from cosell.mapping.types import Value
 from cosell.partnercenter.models import Referral
 from cosell.sync import collections
@@ -136,6 +137,7 @@ def test_independent_edits_on_both_sides_are_all_kept(
 
 # -- the plan of one reconcile: Partner Center's rules ------------------------------------------
 
+SPEC = Collections()  # the default mapping's objects and fields
 SOLUTION = {"id": "SOL-1", "name": "Copilot", "type": "Name"}
 ANA = {"firstName": "Ana", "lastName": "Silva", "email": "ana@nw.example"}
 
@@ -182,6 +184,7 @@ def fields(to_partner_center: Mapping[str, Value] | None = None) -> Plan:
 def test_asking_for_help_without_a_solution_is_refused_and_not_sent() -> None:
     ref, body = referral()
     result = collections.plan(
+        SPEC,
         ref,
         body,
         opportunity(contacts=1),
@@ -199,7 +202,12 @@ def test_asking_for_help_without_a_solution_is_refused_and_not_sent() -> None:
 def test_asking_for_help_with_a_solution_added_in_the_same_edit_is_sent() -> None:
     ref, body = referral(customerProfile={"name": "Northwind", "team": [ANA]})
     result = collections.plan(
-        ref, body, opportunity(solutions=1, contacts=0), None, fields({"help": "GeneralOrOther"})
+        SPEC,
+        ref,
+        body,
+        opportunity(solutions=1, contacts=0),
+        None,
+        fields({"help": "GeneralOrOther"}),
     )
     assert result.plan.to_partner_center == {"help": "GeneralOrOther"}
     assert not result.plan.refusals
@@ -212,7 +220,7 @@ def test_removing_the_last_solution_of_a_co_sell_referral_is_refused() -> None:
         details={"requirements": {"solutions": [SOLUTION]}},
     )
     base = {base_key("solutions"): json.dumps(["SOL-1"])}
-    result = collections.plan(ref, body, opportunity(), base, fields())
+    result = collections.plan(SPEC, ref, body, opportunity(), base, fields())
     assert result.operations == []
     assert result.plan.refusals[0].field == "solutions"
     assert "SOL-1" in result.plan.refusals[0].reason
@@ -225,7 +233,7 @@ def test_contacts_of_a_referral_shared_with_microsoft_are_read_only() -> None:
         customerProfile={"name": "Northwind", "team": [ANA]},
     )
     base = {base_key("contacts"): json.dumps(["ana@nw.example"])}
-    result = collections.plan(ref, body, opportunity(contacts=1), base, fields())
+    result = collections.plan(SPEC, ref, body, opportunity(contacts=1), base, fields())
     assert result.operations == []
     [refusal] = result.plan.refusals
     assert refusal.field == "contacts"
@@ -234,7 +242,7 @@ def test_contacts_of_a_referral_shared_with_microsoft_are_read_only() -> None:
 
 def test_a_missing_requirements_object_is_added_whole() -> None:
     ref, body = referral(details={"notes": "x"})
-    result = collections.plan(ref, body, opportunity(solutions=1), None, fields())
+    result = collections.plan(SPEC, ref, body, opportunity(solutions=1), None, fields())
     assert result.operations == [
         {
             "op": "add",
