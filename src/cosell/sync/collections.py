@@ -30,6 +30,7 @@ it, as `merge.Refusal` does for fields):
   at least one solution and a customer contact: the help request is not sent without them.
 - A co-sell referral keeps at least one solution: removing the last one is not sent.
 - The customer contacts are read-only once the referral is shared with Microsoft.
+- A closed referral (Won, Lost, Declined, Expired) takes no change at all.
 
 Writes: Partner Center's changes are whole-list `add` operations in the reconcile's one JSON
 Patch. Salesforce's are `ChildWrites`, sent by `write` in one composite call (all or none)
@@ -57,7 +58,7 @@ from cosell.salesforce import errors as sf_errors
 from cosell.salesforce.client import CompositeSubrequest
 from cosell.salesforce.values import soql_in, soql_quote
 from cosell.sync.context import OPPORTUNITY, ApiCalls, SyncContext
-from cosell.sync.merge import Plan, Refusal
+from cosell.sync.merge import Plan, ReferralState, Refusal
 from cosell.sync.sides import Sides, children
 
 SOLUTIONS = "solutions"
@@ -383,10 +384,16 @@ def plan(
     co_sell = _asks_help(referral) or to_partner_center.get(HELP) is not None
     shared = referral.is_shared_with_microsoft
     refused: dict[str, str] = {}
-    if shared and plans[CONTACTS].changes_partner_center:
+    state = ReferralState.of(referral)
+    if state.is_terminal:
+        for collection in COLLECTIONS:
+            if plans[collection].changes_partner_center:
+                refused[collection] = _closed(state, collection)
+    if shared and CONTACTS not in refused and plans[CONTACTS].changes_partner_center:
         refused[CONTACTS] = _contacts_read_only(plans[CONTACTS], pc_items[CONTACTS])
     if (
         co_sell
+        and SOLUTIONS not in refused
         and plans[SOLUTIONS].remove_from_partner_center
         and not (
             (frozenset(pc_items[SOLUTIONS]) - plans[SOLUTIONS].remove_from_partner_center)
@@ -483,6 +490,14 @@ def share_refusal(*, has_solution: bool, has_contact: bool) -> str | None:
 
 def _after(items: Mapping[str, Item], set_plan: SetPlan) -> frozenset[str]:
     return (frozenset(items) - set_plan.remove_from_partner_center) | set_plan.add_to_partner_center
+
+
+def _closed(state: ReferralState, collection: str) -> str:
+    return (
+        f"The referral is {state.stage} in Partner Center, and a closed referral cannot be "
+        f"changed; the {_LABELS[collection]} change on the opportunity was not sent. Undo it "
+        "to clear this error."
+    )
 
 
 def _contacts_read_only(set_plan: SetPlan, items: Mapping[str, Item]) -> str:

@@ -258,3 +258,13 @@ def test_share_refusal_names_everything_missing() -> None:
     assert "Microsoft Solution" in reason
     assert "customer contact" in reason
     assert collections.share_refusal(has_solution=True, has_contact=True) is None
+
+
+def test_a_closed_referral_takes_no_collection_change() -> None:
+    ref, body = referral(status="Closed", substatus="Won")
+    result = collections.plan(SPEC, ref, body, opportunity(solutions=1), None, fields())
+    assert result.operations == []
+    [refusal] = result.plan.refusals
+    assert refusal.field == "solutions"
+    assert refusal.reason.startswith("The referral is Closed/Won in Partner Center")
+    assert base_key("solutions") not in result.plan.new_base  # nothing agreed yet
