@@ -44,8 +44,15 @@ Batches (`reconcile_batch`, `sweep_page`) do the same for up to 200 keys with sh
 shared Salesforce writes (composite calls of 25 PATCHes, each still with its own
 `If-Unmodified-Since`); Partner Center has no batch write, so each changed referral costs
 one PATCH. New incoming referrals get their opportunities, accounts and contacts created
-together (`creates.create_opportunities`: 6 Salesforce calls for up to 200). Keys that need
-another kind of create, or whose write loses a race, fall back to `reconcile_key`.
+together (`creates.create_opportunities`: 6 Salesforce calls for up to 200, and up to 3 more
+for their solutions and team). Keys that need another kind of create, or whose write loses a
+race, fall back to `reconcile_key`.
+
+Collections (`collections.py`): the opportunity query also reads its Microsoft solutions,
+contact roles and team members (child subqueries, same call), `decide` merges them as sets
+(`collections.plan`: their Partner Center changes join the JSON Patch), and `apply` writes
+the opportunity's fields and its child rows in one composite call. In a batch, a key with
+child rows to write is reconciled alone with the sides the batch already read.
 """
 
 from __future__ import annotations
