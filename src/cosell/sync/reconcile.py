@@ -151,6 +151,8 @@ class Decision:
         message: the audit message (None: nothing worth an audit entry).
         refusal: the message parked on the link for refused changes, or None.
         children: the opportunity's child rows to write (`collections.py`), or None.
+        notice: the message tells the seller something the writes do not show (a team member
+            who is no Salesforce user), so `Audit__c` carries it even without other writes.
     """
 
     plan: Plan
@@ -162,6 +164,7 @@ class Decision:
     message: str | None
     refusal: str | None
     children: collections.ChildWrites | None = None
+    notice: bool = False
 
     @property
     def writes_salesforce(self) -> bool:
@@ -183,7 +186,7 @@ class Decision:
     def logs_now(self) -> bool:
         """Whether `Audit__c` must show this reconcile now, not with the next write."""
         return bool(self.message) and bool(
-            self.writes_salesforce or self.plan.conflicts or self.plan.refusals
+            self.writes_salesforce or self.plan.conflicts or self.plan.refusals or self.notice
         )
 
 
@@ -437,7 +440,8 @@ async def with_children(
     )
     message = "; ".join(m for m in (decision.message, *resolved.messages) if m) or None
     children = None if resolved.children.is_empty else resolved.children
-    return replace(decision, plan=plan, message=message, children=children)
+    notice = decision.notice or bool(resolved.messages)
+    return replace(decision, plan=plan, message=message, children=children, notice=notice)
 
 
 async def load(ctx: SyncContext, key: Key, link: Link, calls: ApiCalls) -> Sides | Outcome:

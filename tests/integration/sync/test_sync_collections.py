@@ -406,6 +406,10 @@ async def test_a_team_member_who_is_no_salesforce_user_is_reported_not_failed(
     assert link is not None
     assert link.sync_status == "Synced"
     assert any("not an active Salesforce user" in e.message for e in world.store.audit(link.id))
+    assert (
+        "lee@partner.example> from Partner Center is not an active Salesforce user"
+        in ((await world.seller.opportunity(opp_id))["Audit__c"])
+    )
     # Remembered: not looked up again, and not removed from Partner Center.
     await assert_unchanged(world, opp_id, rid)
     assert [m["email"] for m in (await world.microsoft.referral(rid))["team"]] == [
