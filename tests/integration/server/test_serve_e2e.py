@@ -305,7 +305,6 @@ def test_a_sellers_edit_in_salesforce_reaches_partner_center_by_the_poller(
 
 
 def test_a_forged_webhook_is_refused_401_and_nothing_is_enqueued(deployment: Deployment) -> None:
-    before = deployment.inbox()
     body = json.dumps(
         {
             "EventName": "referral-updated",
@@ -327,10 +326,9 @@ def test_a_forged_webhook_is_refused_401_and_nothing_is_enqueued(deployment: Dep
         timeout=10,
     )
     assert response.status_code == 401
-    # Only the keys: an earlier test's event may finish (its done flag flips) meanwhile.
-    assert sorted(key for key, _ in deployment.inbox()) == sorted(key for key, _ in before)
     metrics = _samples(httpx.get(f"{deployment.url}/metrics", timeout=10).text)
     assert metrics['cosell_notifications_rejected_total{reason="invalid_signature"}'] == 1
+    # Not "the inbox is unchanged": the sandbox may still deliver an earlier test's real event.
     assert not any(key == "referral:forged-referral" for key, _ in deployment.inbox())
     assert "forged-referral" not in deployment.log()  # refused callbacks are logged without body
 
