@@ -19,6 +19,7 @@ at once with exit status 137, as a `kill -9` would (the engine's worker-kill tes
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,6 +43,7 @@ from cosell.partnercenter.auth import (
     TokenProvider,
 )
 from cosell.partnercenter.client import ReferralsClient
+from cosell.partnercenter.models import Referral
 from cosell.salesforce.client import SalesforceClient
 from cosell.store import Store
 from cosell.sync.errors import FailpointError
@@ -84,6 +86,9 @@ class SyncContext:
         partner_center_ui_url: where a referral is opened in Partner Center's dashboard;
             `Referral_Link__c` is `<this>/<referral id>`.
         failpoints: names of failpoints that raise `FailpointError` (tests).
+        listed: referrals a pass just listed, by id, for the batch at hand: the batch uses
+            them instead of reading them again (empty: it reads what it needs). The engine
+            sets it on a copy of the context per batch (`dataclasses.replace`).
     """
 
     partner_center: ReferralsClient
@@ -95,6 +100,7 @@ class SyncContext:
     dry_run: bool = False
     partner_center_ui_url: str = DEFAULT_PARTNER_CENTER_UI_URL
     failpoints: set[str] = field(default_factory=set)
+    listed: Mapping[str, Referral] = field(default_factory=dict)
     owned_http: list[httpx.AsyncClient | httpx.Client] = field(default_factory=list, repr=False)
 
     async def aclose(self) -> None:

@@ -57,8 +57,12 @@ syncing. Steps return values, never raise, so nothing depends on pickling except
 **Passes** (`run_pass`, for `cosell sync`). Incremental: both pollers from their cursors plus
 the parked links; full: every referral page, the opportunities waiting for their referral and
 the parked links. Keys gather into batches of 200 across list pages and run as batch workflows
-(leases included) on the calling task, so a crashed pass is recovered at the next start like
-any workflow. A dry run runs the same reconciles with `ctx.dry_run` outside DBOS: no API write,
+(leases included) from the calling task, up to `worker_batches` at once (one batch's API calls
+overlap another's store writes), so a crashed pass is recovered at the next start like any
+workflow. A full pass hands each batch the referrals its list pages returned
+(`SyncContext.listed`, held in this process only: a batch recovered elsewhere reads them
+again), so a referral is read once, and leaves Microsoft's side of an engagement out of its
+batches (counted as skipped, as a batch would). A dry run runs the same reconciles with `ctx.dry_run` outside DBOS: no API write,
 no store write, no workflow row.
 
 **Recovery.** A worker that restarts with the same `executor_id` recovers the workflows it was
@@ -98,13 +102,14 @@ from cosell.clock import Clock
 from cosell.config import Settings
 from cosell.partnercenter.errors import RetriableError as PartnerCenterRetriableError
 from cosell.salesforce.errors import RetriableError as SalesforceRetriableError
-from cosell.store.types import Key, KeyFormatError, SyncStatus, parse_key
+from cosell.store.types import Key, KeyFormatError, SyncStatus, parse_key, referral_key
+from cosell.sync import microsoft, pollers
 from cosell.sync import outcome as results
-from cosell.sync import pollers
 from cosell.sync.errors import RetriableSyncError
 from cosell.sync.outcome import Outcome
 
 if TYPE_CHECKING:
+    from cosell.partnercenter.models import Referral
     from cosell.store import Store
     from cosell.sync.context import SyncContext
 
@@ -124,6 +129,10 @@ RETRIABLE_ERRORS: Final = (
     RetriableSyncError,
 )
 
+_MICROSOFTS_SIDE: Final = (
+    "Microsoft's side of a co-sell engagement: read when its own key is reconciled "
+    "(related-referral events, the Partner Center poller)"
+)
 _LINK_PAGE: Final = 500  # parked links read per store query: small rows, few round trips
 
 Progress = Callable[[int, int | None], None]
@@ -432,7 +441,8 @@ async def _reconcile_key_step(key: str, owner: str) -> _Attempt:
 @DBOS.step(name="cosell.reconcile_batch_step")
 async def _reconcile_batch_step(keys: list[str], owner: str) -> _Attempt:
     engine = _engine()
-    return await engine._attempt_batch(engine._context(), [Key(k) for k in keys], owner)
+    ctx = engine._with_listed(engine._context(), [Key(k) for k in keys])
+    return await engine._attempt_batch(ctx, [Key(k) for k in keys], owner)
 
 
 @DBOS.step(name="cosell.park_step")
@@ -574,6 +584,9 @@ class Engine:
         self._started = False
         self._background = False
         self._running = 0  # reconcile and batch workflows running in this process
+        # Referrals a foreground pass listed, by key, until their batch ran (not durable: a
+        # batch recovered elsewhere reads them again).
+        self._listed: dict[Key, Referral] = {}
         self._idle = asyncio.Event()
         self._idle.set()
 
@@ -1043,54 +1056,96 @@ class Engine:
         tally = _Tally()
         done: set[str] = set()
         pending: list[Key] = []
+        running: list[tuple[list[Key], asyncio.Task[list[Outcome]]]] = []
         failed = False
         total: int | None = None
 
-        async def run(chunk: list[Key]) -> None:
-            nonlocal failed
+        async def batch(chunk: list[Key]) -> list[Outcome]:
             if dry_run:
-                outcomes = await self._dry_batch(ctx, chunk)
-            else:
-                outcomes = await reconcile_batch_workflow(list(chunk))
+                return await self._dry_batch(self._with_listed(ctx, chunk), chunk)
+            return await reconcile_batch_workflow(list(chunk))
+
+        async def finish_oldest() -> None:
+            # Oldest first, so the outcomes keep the order of the keys.
+            nonlocal failed
+            chunk, task = running.pop(0)
+            try:
+                outcomes = await task
+            finally:
+                for key in chunk:
+                    self._listed.pop(key, None)
             failed = failed or any(o.result == results.ERROR for o in outcomes)
             tally.add(outcomes)
             if progress is not None:
                 progress(len(tally.outcomes), total)
 
         async def reconcile(keys: Iterable[Key], *, flush: bool = False) -> None:
-            # Keys gather into full batches: a page of 100 referrals waits for the next page,
-            # so one SOQL IN query and one sObject collection serve 200 keys.
+            # Keys gather into full batches: one SOQL IN query and one sObject collection
+            # serve 200 keys. Up to `worker_batches` batches run at once, so one batch's API
+            # calls overlap another's store writes.
             fresh = [k for k in dict.fromkeys(keys) if k not in done]
             done.update(fresh)
             pending.extend(fresh)
             while len(pending) >= BATCH_SIZE or (flush and pending):
                 chunk = pending[:BATCH_SIZE]
                 del pending[:BATCH_SIZE]
-                await run(chunk)
+                running.append((chunk, asyncio.create_task(batch(chunk))))
+                while len(running) >= max(1, self._options.worker_batches):
+                    await finish_oldest()
+            while flush and running:
+                await finish_oldest()
 
-        if full:
-            candidates, calls = await pollers.salesforce_create_candidates(ctx.salesforce)
-            tally.extra_calls += calls
-            others = list(dict.fromkeys([*candidates, *self._parked_keys()]))
-            async for page in pollers.sweep_pages(ctx.partner_center):
-                tally.extra_calls += 1
-                if page.count is not None:
-                    total = page.count + len(others)
-                await reconcile(page.keys)
-            await reconcile(others, flush=True)
-        else:
-            pc = await self._poll("partner_center", ctx)
-            sf = await self._poll("salesforce", ctx)
-            tally.extra_calls += pc.api_calls + sf.api_calls
-            keys = list(dict.fromkeys([*pc.keys, *sf.keys, *self._parked_keys()]))
-            total = len(keys)
-            if progress is not None:
-                progress(0, total)
-            await reconcile(keys, flush=True)
-            if not dry_run and not failed:
-                self._store.set_cursor(pollers.PARTNER_CENTER_CURSOR, pc.cursor.dump())
-                self._store.set_cursor(pollers.SALESFORCE_CURSOR, sf.cursor.dump())
+        try:
+            if full:
+                candidates, calls = await pollers.salesforce_create_candidates(ctx.salesforce)
+                tally.extra_calls += calls
+                others = list(dict.fromkeys([*candidates, *self._parked_keys()]))
+                async for page in pollers.sweep_pages(ctx.partner_center):
+                    tally.extra_calls += 1
+                    if page.count is not None:
+                        total = page.count + len(others)
+                    await reconcile(self._listed_keys(page, tally))
+                await reconcile(others, flush=True)
+            else:
+                pc = await self._poll("partner_center", ctx)
+                sf = await self._poll("salesforce", ctx)
+                tally.extra_calls += pc.api_calls + sf.api_calls
+                keys = list(dict.fromkeys([*pc.keys, *sf.keys, *self._parked_keys()]))
+                total = len(keys)
+                if progress is not None:
+                    progress(0, total)
+                await reconcile(keys, flush=True)
+                if not dry_run and not failed:
+                    self._store.set_cursor(pollers.PARTNER_CENTER_CURSOR, pc.cursor.dump())
+                    self._store.set_cursor(pollers.SALESFORCE_CURSOR, sf.cursor.dump())
+        finally:
+            for _, task in running:
+                task.cancel()
+            await asyncio.gather(*(task for _, task in running), return_exceptions=True)
+            self._listed.clear()
         return tally.summary(dry_run=dry_run)
+
+    def _listed_keys(self, page: pollers.SweepPage, tally: _Tally) -> list[Key]:
+        """The keys of a pass's list page to reconcile; their referrals kept for the batch.
+
+        Microsoft's side of an engagement is not reconciled by a pass (a batch would skip it:
+        its changes are read on its own events and the poller's keys), so it is counted as
+        skipped here and takes no place in a batch.
+        """
+        keys: list[Key] = []
+        for referral in page.referrals:
+            key = referral_key(str(referral.id))
+            if microsoft.is_microsofts(referral):
+                tally.add([Outcome(key, None, results.SKIPPED, message=_MICROSOFTS_SIDE)])
+                continue
+            self._listed[key] = referral
+            keys.append(key)
+        return keys
+
+    def _with_listed(self, ctx: SyncContext, keys: Sequence[Key]) -> SyncContext:
+        """`ctx` with the referrals this process's pass listed for `keys` (see `SyncContext`)."""
+        listed = {str(r.id): r for k in keys if (r := self._listed.get(k)) is not None}
+        return replace(ctx, listed=listed) if listed else ctx
 
     async def _dry_batch(self, ctx: SyncContext, keys: Sequence[Key]) -> list[Outcome]:
         policy = self._options.backoff

@@ -40,6 +40,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from cosell.partnercenter.client import ReferralsClient
+from cosell.partnercenter.models import Referral
 from cosell.salesforce.client import SalesforceClient
 from cosell.salesforce.values import parse_datetime, soql_datetime
 from cosell.store.types import Key, record_key, referral_key
@@ -54,7 +55,9 @@ DEFAULT_OVERLAP_SECONDS = 5.0
 DEFAULT_MAX_PAGES = 50
 # One Salesforce query page holds up to 2,000 rows; 5 pages per poll, like the PC bound.
 DEFAULT_MAX_RECORDS = 10_000
-SWEEP_PAGE_SIZE = 100  # a Partner Center list page (its own default page size)
+# Referrals per sweep page (`$top`, as `reconcile.SWEEP_PAGE`): 200 keys make one full batch.
+# A server that pages smaller sends a nextLink, which the sweep follows.
+SWEEP_PAGE_SIZE = 200
 
 SYNC_FLAG = "Sync_with_Partner_Center__c"
 REFERRAL_IDENTIFIER = "Referral_Identifier__c"
@@ -268,11 +271,14 @@ class SweepPage:
         keys: the page's referral keys.
         next_link: where the next page is, or None after the last.
         count: `@odata.count` of the whole list, when the server sent it (first page).
+        referrals: the page's referrals as listed (a pass hands them to its batches, so a
+            batch does not read them again).
     """
 
     keys: tuple[Key, ...]
     next_link: str | None
     count: int | None
+    referrals: tuple[Referral, ...] = ()
 
 
 async def list_sweep_page(
@@ -292,8 +298,9 @@ async def list_sweep_page(
         page = await client.list_page(orderby="createdDateTime asc", top=page_size, count=True)
     else:
         page = await client.list_page(next_link=next_link)
-    keys = tuple(referral_key(str(r.id)) for r in page.referrals if r.id)
-    return SweepPage(keys=keys, next_link=page.next_link, count=page.count)
+    listed = tuple(r for r in page.referrals if r.id)
+    keys = tuple(referral_key(str(r.id)) for r in listed)
+    return SweepPage(keys=keys, next_link=page.next_link, count=page.count, referrals=listed)
 
 
 async def sweep_pages(

@@ -677,12 +677,13 @@ async def reconcile_batch(ctx: SyncContext, keys: Sequence[Key]) -> list[Outcome
 
     Returns:
         One outcome per distinct key, in the order given. The shared reads are counted on
-        the first outcome, so the sum of `api_calls` is the batch's cost.
+        the first outcome, so the sum of `api_calls` is the batch's cost. Referrals in
+        `ctx.listed` (a pass's list page) are used as read, not read again.
 
     Raises:
         ValueError: more than `BATCH_LIMIT` keys.
     """
-    return await _batch(ctx, keys, {})
+    return await _batch(ctx, keys, ctx.listed)
 
 
 async def sweep_page(ctx: SyncContext, *, cursor: str | None) -> tuple[list[Outcome], str | None]:
