@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import json
 import os
+import resource
 import sys
 import tempfile
 import time
@@ -40,6 +41,7 @@ CHILD_TIMEOUT: Final = 3600.0  # seconds one pass may take before the run gives 
 COLUMNS: Final = [
     "referrals",
     "wall s",
+    "CPU s",
     "referrals/s",
     "PC calls",
     "SF calls",
@@ -218,6 +220,7 @@ async def measure(
     return {
         "referrals": size,
         "wall s": child["seconds"],
+        "CPU s": child["cpu_seconds"],
         "referrals/s": size / child["seconds"],
         "PC calls": pc_calls,
         "SF calls": sf_calls,
@@ -247,12 +250,19 @@ def child_sync(settings_path: Path, profile: Path | None) -> dict[str, Any]:
     return {
         "seconds": seconds,
         "peak_rss_mib": benchkit.peak_rss_mib(),
+        "cpu_seconds": cpu_seconds(),
         "keys": summary.keys_seen,
         "created": summary.count("created"),
         "errors": len(summary.errors),
         "first_errors": [list(e) for e in summary.errors[:3]],
         "api_calls": summary.api_calls,
     }
+
+
+def cpu_seconds() -> float:
+    """CPU seconds this process used so far (user + system), which machine load does not inflate."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 @contextlib.contextmanager
