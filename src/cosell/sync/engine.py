@@ -475,9 +475,7 @@ async def _save_cursor_step(name: str, value: str) -> None:
 @DBOS.step(name="cosell.sweep_page_step")
 async def _sweep_page_step(next_link: str | None) -> tuple[list[str], str | None]:
     page = await pollers.list_sweep_page(_engine()._context().partner_center, next_link=next_link)
-    # Microsoft's side of an engagement would only be skipped by its batch (see `_listed_keys`).
-    ours = [r for r in page.referrals if not microsoft.is_microsofts(r)]
-    return [referral_key(str(r.id)) for r in ours], page.next_link
+    return list(page.keys), page.next_link
 
 
 @DBOS.step(name="cosell.sweep_extras_step")
