@@ -238,6 +238,29 @@ class Store:
                 connection, t.links.c.sobject == sobject, t.links.c.record_id == record_id
             )
 
+    def link_for_engagement(self, engagement_id: str, sobject: str) -> Link | None:
+        """The complete link (referral and record known) of `sobject` in a Partner Center engagement.
+
+        Microsoft's side of a co-sell shares our referral's engagement id: this finds our link
+        without asking Partner Center. A link whose engagement id was never recorded is not
+        found (the caller lists the engagement instead).
+
+        Args:
+            engagement_id: the engagement id.
+            sobject: the Salesforce object of the link, e.g. `Opportunity`.
+
+        Returns:
+            The link, or None.
+        """
+        with self._read() as connection:
+            return self._one_link(
+                connection,
+                t.links.c.engagement_id == engagement_id,
+                t.links.c.sobject == sobject,
+                t.links.c.referral_id.is_not(None),
+                t.links.c.record_id.is_not(None),
+            )
+
     def get_link(self, link_id: str) -> Link | None:
         """The link with this id, or None."""
         with self._read() as connection:

@@ -7,14 +7,19 @@ Microsoft (organizationId `msft`, the id Partner Center names Microsoft by in `i
 announces each change as `related-referral-created` / `related-referral-updated` naming
 *Microsoft's* referral, and its list (the poller, the sweep) shows that referral as changed.
 
-**When it is read.** Microsoft's referral is read only when the key being reconciled names it:
-`resolve` GETs the referral behind an unlinked `referral:<id>` key (the GET the create path
-made anyway), and when it is Microsoft's it lists the engagement (`ReferralsClient.engagement`,
-one call) to find our linked referral in it; the link is then reconciled as usual with
-Microsoft's referral at hand. A reconcile of our own referral or of the opportunity never
-reads Microsoft's side, so an unshared referral, and the steady state of a shared one, costs
-exactly what it did (2 reads). A lost webhook is repaired by the poller or the sweep, which
-list Microsoft's changed referral and so reconcile its key.
+**When it is read.** Microsoft's referral is read only when a key names it or a list shows it
+changed. `resolve` GETs the referral behind an unlinked `referral:<id>` key (the GET the create
+path made anyway); when it is Microsoft's, our link is found in the store by the engagement id
+both referrals share (`Store.link_for_engagement`; a link whose engagement id was never
+recorded costs one engagement list call, once). A batch (`reconcile_batch`, the sweep's
+`sweep_page`, `cosell sync`) already holds Microsoft's referral from its list call and does
+the same store lookup. Either way, a Microsoft referral with nothing new since the markers of
+our link's base (`changed`) is not reconciled: it costs nothing beyond the read that showed it
+(a GET for a key, nothing for a listed one). A changed one is reconciled with our link as
+usual (2 reads) with Microsoft's referral at hand. A reconcile of our own referral or of the
+opportunity never reads Microsoft's side, so an unshared referral, and the steady state of a
+shared one, costs exactly what it did (2 reads). A lost webhook is repaired by the poller or
+the sweep, which list Microsoft's changed referral.
 
 **What reaches the opportunity** (`extend`, no I/O):
 
@@ -54,11 +59,14 @@ from cosell.store.types import Key, Link
 from cosell.sync.audit import show
 from cosell.sync.context import OPPORTUNITY, ApiCalls, SyncContext
 from cosell.sync.merge import Plan
-from cosell.sync.outcome import SKIPPED, Outcome
+from cosell.sync.outcome import SKIPPED, UNCHANGED, Outcome
 from cosell.sync.sides import Sides, read_referral
 
 MICROSOFT_ORGANIZATION_ID = "msft"
 MSX_FIELD = "Microsoft_CRM_Identifier__c"  # the packaged opportunity field (Text(100))
+
+MARKER_PREFIX = "~"
+"""Reserved base-snapshot keys start with it (canonical field names are lower_snake_case)."""
 
 STATUS_MARKER = "~microsoft.status"
 MSX_MARKER = "~microsoft.msx_id"
@@ -118,18 +126,24 @@ async def resolve(
 ) -> Resolved | Referral | Outcome | None:
     """Read an unlinked referral; when it is Microsoft's, find our linked referral beside it.
 
+    Our link is found in the store by the engagement id both referrals share; only a link
+    whose engagement id was never recorded costs the engagement list call (and gets the id
+    recorded, so the next time is free). A Microsoft referral unchanged since the markers of
+    our link's base is not reconciled at all: the GET is the whole cost.
+
     Args:
         ctx: the context.
-        key: the key being reconciled (for a skipped outcome).
+        key: the key being reconciled (for a skipped or unchanged outcome).
         referral_id: the referral the key names.
-        calls: counts API calls (the GET, and the engagement list for Microsoft's referral).
+        calls: counts API calls (the GET, and the engagement list when needed).
 
     Returns:
-        `Resolved` for Microsoft's referral of an engagement with a linked referral of ours;
-        a skipped outcome for Microsoft's referral without one (nothing of ours to update,
-        and no opportunity is ever created for Microsoft's referral); the referral as read
-        when it is not Microsoft's (the create path goes on with it); None when it cannot
-        be read (the create path reports why).
+        `Resolved` for a changed Microsoft referral of an engagement with a linked referral
+        of ours; an unchanged outcome when it did not change since the base; a skipped
+        outcome for Microsoft's referral without one (nothing of ours to update, and no
+        opportunity is ever created for Microsoft's referral); the referral as read when it
+        is not Microsoft's (the create path goes on with it); None when it cannot be read
+        (the create path reports why).
     """
     try:
         referral = await read_referral(ctx, calls, referral_id)
@@ -137,27 +151,110 @@ async def resolve(
         return None
     if not is_microsofts(referral):
         return referral
-    if referral.engagement_id is not None:
-        calls.partner_center += 1
-        for other in await ctx.partner_center.engagement(EngagementId(referral.engagement_id)):
-            if other.id is None or is_microsofts(other):
-                continue
-            link = ctx.store.link_for_referral(other.id)
-            if link is not None and link.record_id is not None:
-                return Resolved(link, MicrosoftSide(referral))
+    link = stored_link(ctx, referral)
+    if link is None and referral.engagement_id is not None:
+        link = await _listed_link(ctx, referral.engagement_id, calls)
+    if link is None:
+        return Outcome(
+            key,
+            None,
+            SKIPPED,
+            message=f"referral {referral_id} is Microsoft's side of engagement "
+            f"{referral.engagement_id}, which has no linked referral of ours yet",
+            api_calls=calls.total,
+        )
+    if not changed(referral, ctx.store.snapshot(link.id)):
+        return unchanged(key, link, calls.total)
+    return Resolved(link, MicrosoftSide(referral))
+
+
+def stored_link(ctx: SyncContext, referral: Referral) -> Link | None:
+    """Our complete opportunity link in the engagement of Microsoft's referral (no API call)."""
+    if referral.engagement_id is None:
+        return None
+    return ctx.store.link_for_engagement(referral.engagement_id, OPPORTUNITY)
+
+
+async def _listed_link(ctx: SyncContext, engagement_id: str, calls: ApiCalls) -> Link | None:
+    """Our link found by listing the engagement (one call); its engagement id is recorded."""
+    calls.partner_center += 1
+    for other in await ctx.partner_center.engagement(EngagementId(engagement_id)):
+        if other.id is None or is_microsofts(other):
+            continue
+        link = ctx.store.link_for_referral(other.id)
+        if link is not None and link.record_id is not None:
+            if not ctx.dry_run and link.engagement_id != engagement_id:
+                link = ctx.store.update_link(link.id, engagement_id=engagement_id)
+            return link
+    return None
+
+
+def changed(referral: Referral, base: Mapping[str, Value] | None) -> bool:
+    """Whether Microsoft's referral differs from what our link's base last saw of it.
+
+    Args:
+        referral: Microsoft's referral as read.
+        base: our link's base snapshot (None, or without markers: never seen, so changed).
+
+    Returns:
+        True when its status, its MSX id or a note line is new to the markers.
+    """
+    if base is None or STATUS_MARKER not in base or _status(referral) != base[STATUS_MARKER]:
+        return True
+    msx = referral.tracking_info.microsoft_msx_id if referral.tracking_info else None
+    if msx and msx != base.get(MSX_MARKER):
+        return True
+    marker = base.get(NOTES_MARKER)
+    seen = set(marker.split(",")) if isinstance(marker, str) and marker else set()
+    lines = _lines(referral.details.notes if referral.details else None)
+    return any(_hash(line) not in seen for line in lines)
+
+
+def seed_created(ctx: SyncContext, referrals: Mapping[str, Referral], created: set[str]) -> None:
+    """Mark Microsoft's side as seen for engagements whose opportunity a batch just created.
+
+    The opportunity was made from the engagement as it is: Microsoft's status and notes are
+    its starting point, not news, so the next sweep finds them unchanged and spends nothing
+    on them. The MSX id is not marked: one already set still reaches the opportunity.
+
+    Args:
+        ctx: the context (nothing is recorded in a dry run).
+        referrals: the referrals the batch listed, by id (both sides of an engagement).
+        created: the ids of our referrals whose opportunity the batch created.
+    """
+    if ctx.dry_run or not created:
+        return
+    for theirs in referrals.values():
+        link = stored_link(ctx, theirs) if is_microsofts(theirs) else None
+        ours = referrals.get(link.referral_id or "") if link is not None else None
+        if link is None or ours is None or link.referral_id not in created:
+            continue
+        base = ctx.store.snapshot(link.id) or {}
+        if STATUS_MARKER in base:
+            continue
+        markers = extend(MicrosoftSide(theirs), ours, {}, base).markers
+        seen = {STATUS_MARKER: markers[STATUS_MARKER], NOTES_MARKER: markers[NOTES_MARKER]}
+        ctx.store.save_snapshot(link.id, {**base, **seen})
+
+
+def unchanged(key: Key, link: Link, api_calls: int) -> Outcome:
+    """The outcome of a Microsoft referral with nothing new since the base."""
     return Outcome(
         key,
-        None,
-        SKIPPED,
-        message=f"referral {referral_id} is Microsoft's side of engagement "
-        f"{referral.engagement_id}, which has no linked referral of ours yet",
-        api_calls=calls.total,
+        link.id,
+        UNCHANGED,
+        message="Microsoft's side of the co-sell has not changed since it was last seen",
+        api_calls=api_calls,
     )
 
 
 def keep_markers(plan: Plan, base: Mapping[str, Value] | None) -> Plan:
-    """The plan with the base's Microsoft markers carried into its new base (the merge drops them)."""
-    kept = {k: base[k] for k in MARKERS if base is not None and k in base}
+    """The plan with the base's markers carried into its new base (the merge drops them).
+
+    Every reserved key (`MARKER_PREFIX`: Microsoft's here, the notes history's in
+    `notes_history.py`) is carried; mapping field names never start with it.
+    """
+    kept = {k: v for k, v in (base or {}).items() if k.startswith(MARKER_PREFIX)}
     if not kept:
         return plan
     return replace(plan, new_base={**plan.new_base, **kept})

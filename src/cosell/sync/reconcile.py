@@ -97,6 +97,7 @@ from cosell.sync.errors import ConcurrentEditsError
 from cosell.sync.merge import Plan, merge
 from cosell.sync.outcome import (
     CONFLICT,
+    CREATED,
     ERROR,
     REFUSED,
     SKIPPED,
@@ -773,6 +774,8 @@ async def _batch(
         await _batch_writes(ctx, pending, outcomes, singles)
     spent_before = {item.key: item.calls.total for item in pending}
     await _batch_creates(ctx, singles, referrals, outcomes)
+    created = {_referral_id(k) or "" for k, o in outcomes.items() if o.result == CREATED}
+    microsoft.seed_created(ctx, referrals, created)
     await _batch_referral_creates(ctx, singles, outcomes)
     for key in singles:
         if key not in outcomes:
@@ -863,15 +866,7 @@ async def _single(ctx: SyncContext, key: Key, known: Mapping[str, Referral]) -> 
     """Reconcile one key of a batch alone, without reading again a referral the batch listed."""
     parsed = parse_key(key)
     if parsed[0] == "referral" and parsed[1] in known and microsoft.is_microsofts(known[parsed[1]]):
-        # A listed referral of Microsoft's: a sweep page keeps its cost per page, so its
-        # changes are read on its own events and the poller's keys (`microsoft.resolve`).
-        return Outcome(
-            key,
-            None,
-            SKIPPED,
-            message="Microsoft's side of a co-sell engagement: read when its own key is "
-            "reconciled (related-referral events, the Partner Center poller)",
-        )
+        return await _microsoft_listed(ctx, key, known[parsed[1]])
     if parsed[0] == "referral" and parsed[1] in known:
         link = ctx.store.link_for_referral(parsed[1])
         if link is None or link.record_id is None:
@@ -883,6 +878,22 @@ async def _single(ctx: SyncContext, key: Key, known: Mapping[str, Referral]) -> 
                 return started
             return await reconcile_link(ctx, key, started, calls)
     return await reconcile_key(ctx, key)
+
+
+async def _microsoft_listed(ctx: SyncContext, key: Key, referral: Referral) -> Outcome:
+    """A listed referral of Microsoft's: reconcile our link with it only when it changed."""
+    link = microsoft.stored_link(ctx, referral)
+    if link is None:  # no link of ours recorded for the engagement: its own key resolves it
+        return Outcome(
+            key,
+            None,
+            SKIPPED,
+            message="Microsoft's side of an engagement with no linked referral of ours",
+        )
+    if not microsoft.changed(referral, ctx.store.snapshot(link.id)):
+        return microsoft.unchanged(key, link, 0)
+    side = microsoft.MicrosoftSide(referral)
+    return await reconcile_link(ctx, key, link, ApiCalls(), microsoft_side=side)
 
 
 def _complete_link(ctx: SyncContext, key: Key) -> Link | None:
