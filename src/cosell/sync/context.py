@@ -14,6 +14,9 @@ at once with exit status 137, as a `kill -9` would (the engine's worker-kill tes
 - `after-referral-create`: the referral was POSTed; nothing of it is recorded yet.
 - `after-opportunity-upsert`: the opportunity of an incoming referral exists; the link does not
   know it yet.
+- `after-notes`: a reconcile's Notes (Microsoft's, the Partner Center notes history) exist on
+  the opportunity; neither side's fields are written yet.
+- `after-writes`: both sides are written; the base snapshot is not saved yet.
 """
 
 from __future__ import annotations

@@ -54,7 +54,7 @@ from typing import Any
 from cosell.mapping.types import Value
 from cosell.partnercenter import errors as pc_errors
 from cosell.partnercenter.models import EngagementId, Referral
-from cosell.salesforce.values import soql_quote
+from cosell.salesforce.values import soql_in, soql_quote
 from cosell.store.types import Key, Link
 from cosell.sync.audit import show
 from cosell.sync.context import OPPORTUNITY, ApiCalls, SyncContext
@@ -403,6 +403,102 @@ async def write_notes(ctx: SyncContext, sides: Sides, notes: list[Note], calls: 
             },
         )
         existing.add((note.title, note.text[:_PREVIEW_LENGTH]))
+
+
+async def write_notes_many(
+    ctx: SyncContext, wanted: Mapping[str, list[Note]], calls: ApiCalls
+) -> set[str]:
+    """`write_notes` for a batch: each note on its opportunity once, with shared calls.
+
+    Two SOQL queries read the notes already linked to the opportunities (their links, then
+    their titles and previews); one sObject-collection create makes the missing ContentNotes
+    and one links them (200 records per call).
+
+    Args:
+        ctx: the context.
+        wanted: opportunity id -> the notes new since its base.
+        calls: counts API calls.
+
+    Returns:
+        The opportunities whose notes could not all be written (their reconcile is retried
+        alone, which reports why).
+    """
+    wanted = {opportunity: notes for opportunity, notes in wanted.items() if notes}
+    if not wanted:
+        return set()
+    existing = await _linked_notes(ctx, list(wanted), calls)
+    missing = [
+        (opportunity, note)
+        for opportunity, notes in wanted.items()
+        for note in dict.fromkeys(notes)
+        if (note.title, note.text[:_PREVIEW_LENGTH]) not in existing.get(opportunity, set())
+    ]
+    if not missing:
+        return set()
+    calls.salesforce += 1
+    made = await ctx.salesforce.create_many(
+        "ContentNote",
+        [
+            {"Title": note.title, "Content": base64.b64encode(note.text.encode()).decode()}
+            for _, note in missing
+        ],
+    )
+    failed = {
+        opportunity
+        for (opportunity, _), result in zip(missing, made, strict=True)
+        if not result.success
+    }
+    links = [
+        (opportunity, result.id)
+        for (opportunity, _), result in zip(missing, made, strict=True)
+        if result.success and opportunity not in failed
+    ]
+    if links:
+        calls.salesforce += 1
+        linked = await ctx.salesforce.create_many(
+            "ContentDocumentLink",
+            [
+                {
+                    "ContentDocumentId": note_id,
+                    "LinkedEntityId": opportunity,
+                    "ShareType": "V",
+                    "Visibility": "AllUsers",
+                }
+                for opportunity, note_id in links
+            ],
+        )
+        failed |= {
+            opportunity
+            for (opportunity, _), result in zip(links, linked, strict=True)
+            if not result.success
+        }
+    return failed
+
+
+async def _linked_notes(
+    ctx: SyncContext, opportunities: list[str], calls: ApiCalls
+) -> dict[str, set[tuple[Any, Any]]]:
+    """(Title, TextPreview) of the notes linked to each opportunity (two queries)."""
+    documents: dict[str, set[str]] = {}
+    links = (
+        "SELECT ContentDocumentId, LinkedEntityId FROM ContentDocumentLink "  # noqa: S608 - quoted
+        f"WHERE LinkedEntityId IN {soql_in(opportunities)}"
+    )
+    calls.salesforce += 1
+    async for row in ctx.salesforce.query(links):
+        documents.setdefault(str(row["ContentDocumentId"]), set()).add(str(row["LinkedEntityId"]))
+    if not documents:
+        return {}
+    notes = (
+        "SELECT Id, Title, TextPreview FROM ContentNote "  # noqa: S608 - quoted
+        f"WHERE Id IN {soql_in(sorted(documents))}"
+    )
+    calls.salesforce += 1
+    existing: dict[str, set[tuple[Any, Any]]] = {}
+    async for row in ctx.salesforce.query(notes):
+        for opportunity in documents.get(str(row["Id"]), set()):
+            existing.setdefault(opportunity, set()).add((row.get("Title"), row.get("TextPreview")))
+    return existing
 
 
 def apply_extension(decision_writes: dict[str, dict[str, Any]], extension: Extension) -> None:

@@ -78,7 +78,7 @@ from cosell.partnercenter.models import Referral, ReferralId
 from cosell.salesforce import errors as sf_errors
 from cosell.salesforce.client import CompositeSubrequest
 from cosell.store.types import Key, KeyFormatError, Link, SyncStatus, parse_key, referral_key
-from cosell.sync import collections, creates, microsoft
+from cosell.sync import collections, creates, microsoft, notes_history
 from cosell.sync.audit import (
     AUDIT_ENTRIES,
     describe_plan,
@@ -381,10 +381,15 @@ async def reconcile_link(
         if microsoft_side is not None:
             decision, notes = with_microsoft(decision, microsoft_side, sides)
         decision = await with_children(ctx, sides, decision, calls)
+        decision, notes = with_history(ctx, decision, notes)
         if ctx.dry_run:
             return _outcome(key, link, decision, calls, dry_run=True)
         try:
+            # Notes first: a crash after the writes must find them (`notes_history`).
+            await microsoft.write_notes(ctx, sides, notes, calls)
+            ctx.failpoint("after-notes")
             await apply(ctx, link, sides, decision, calls)
+            ctx.failpoint("after-writes")
         except (pc_errors.ConflictError, sf_errors.ConflictError) as exc:
             log.info("sync.reconcile.concurrent_edit", key=key, side=type(exc).__module__)
             sides = None
@@ -402,8 +407,6 @@ async def reconcile_link(
             return await park(
                 ctx, key, link, sides.opportunity, f"Salesforce refused the update: {exc}", calls
             )
-        if notes:
-            await microsoft.write_notes(ctx, sides, notes, calls)
         finish(ctx, link, decision, calls)
         return _outcome(key, link, decision, calls)
     raise ConcurrentEditsError(
@@ -443,6 +446,22 @@ async def with_children(
     children = None if resolved.children.is_empty else resolved.children
     notice = decision.notice or bool(resolved.messages)
     return replace(decision, plan=plan, message=message, children=children, notice=notice)
+
+
+def with_history(
+    ctx: SyncContext, decision: Decision, notes: list[microsoft.Note]
+) -> tuple[Decision, list[microsoft.Note]]:
+    """The decision and notes with a change of the Partner Center notes kept (`notes_history`)."""
+    kept = notes_history.due(
+        ctx.mapping, decision.partner_center, decision.salesforce, decision.base
+    )
+    if kept is None:
+        return decision, notes
+    plan = replace(decision.plan, new_base={**decision.plan.new_base, **notes_history.marker(kept)})
+    writes = {role: dict(fields) for role, fields in decision.salesforce_writes.items()}
+    writes.setdefault(OPPORTUNITY, {})  # so that Audit__c shows it now
+    message = "; ".join(m for m in (decision.message, "Partner Center notes kept as a Note") if m)
+    return replace(decision, plan=plan, salesforce_writes=writes, message=message), [kept, *notes]
 
 
 async def load(ctx: SyncContext, key: Key, link: Link, calls: ApiCalls) -> Sides | Outcome:
@@ -667,6 +686,7 @@ class _Pending:
     decision: Decision
     referral: Referral | None = None
     calls: ApiCalls = field(default_factory=ApiCalls)
+    notes: list[microsoft.Note] = field(default_factory=list)
 
 
 async def reconcile_batch(ctx: SyncContext, keys: Sequence[Key]) -> list[Outcome]:
@@ -764,13 +784,20 @@ async def _batch(
             if decision.children is not None:  # child rows: the single path, with these sides
                 outcomes[key] = await reconcile_link(ctx, key, link, ApiCalls(), sides=sides)
                 continue
-            pending.append(_Pending(key, link, sides, decision))
+            decision, notes = with_history(ctx, decision, [])
+            pending.append(_Pending(key, link, sides, decision, notes=notes))
     if ctx.dry_run:
         for item in pending:
             outcomes[item.key] = _outcome(
                 item.key, item.link, item.decision, item.calls, dry_run=True
             )
     else:
+        # Notes first, as in `reconcile_link`; a key whose notes failed is retried alone.
+        wanted = {str(item.sides.opportunity["Id"]): item.notes for item in pending}
+        failed = await microsoft.write_notes_many(ctx, wanted, shared)
+        ctx.failpoint("after-notes")
+        singles += [p.key for p in pending if str(p.sides.opportunity["Id"]) in failed]
+        pending = [p for p in pending if str(p.sides.opportunity["Id"]) not in failed]
         await _batch_writes(ctx, pending, outcomes, singles)
     spent_before = {item.key: item.calls.total for item in pending}
     await _batch_creates(ctx, singles, referrals, outcomes)

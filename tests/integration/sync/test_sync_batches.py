@@ -84,8 +84,12 @@ async def test_a_batch_shares_reads_and_salesforce_writes(world: World) -> None:
     assert sum(o.api_calls for o in outcomes) == spent.total
     create = by_key[world.opportunity_key(new_opp)].api_calls
     # Shared: 1 list + 1 SOQL + 1 composite (5 opportunity updates); 3 PATCHes; + the create.
-    assert spent.total - create == 6
-    assert spent.salesforce_writes - 1 == 1  # the create's write-back, then one composite
+    # The 5 Partner Center notes changes are kept as Notes (`notes_history`): 1 SOQL for the
+    # notes already linked (none, so no second query), 1 create of 5 ContentNotes, 1 of 5 links.
+    assert spent.total - create == 6 + 3
+    assert spent.salesforce_writes - 1 == 1 + 2  # the create's write-back, one composite, notes
+    notes = list(world.sf_sandbox.store.rows("ContentNote", include_deleted=False))
+    assert sorted(n["TextPreview"] for n in notes) == sorted(f"notes of {r}" for r in changed_in_pc)
     before = await world.calls()
     again = await reconcile_batch(world.ctx, keys)
     assert {o.result for o in again} == {"unchanged"}
