@@ -8,7 +8,8 @@ the referral and engagement ids, the intent is resolved, and `Referral_Identifie
 `Referral_Link__c` and the status fields are written back in one update. A reconcile that
 finds an unresolved intent (the process died after the POST, or the POST's answer was lost)
 first looks the referral up by `externalReferenceId` and only POSTs when none exists: a crash
-anywhere ends with exactly one referral. `create_referrals` does this for many opportunities
+anywhere ends with exactly one referral. While the POST waits for the engine's retry (Partner
+Center throttling or unavailable), the opportunity shows sync status Pending and why (`WAITING`). `create_referrals` does this for many opportunities
 with one read and one write-back for all (Partner Center creates one referral per POST).
 
 **Partner Center → Salesforce** (an incoming referral without a link): the link row (referral
@@ -233,6 +234,9 @@ async def _start_referral(
         return await _park_new(
             ctx, key, link, opportunity, f"Partner Center refused the new referral: {exc}", calls
         )
+    except pc_errors.RetriableError:
+        await _show_waiting(ctx, key, opportunity, calls)
+        raise
     ctx.failpoint("after-referral-create")
     return _Posted(key, link, opportunity, referral)
 
@@ -382,6 +386,33 @@ async def _write_back(
             api_calls=calls.total,
         )
     return results
+
+
+WAITING = (
+    "waiting for Partner Center, which is busy or unavailable: the referral is created as soon "
+    "as it answers (nothing to do)"
+)
+"""The sync error field of an opportunity whose referral create waits for a retry."""
+
+
+async def _show_waiting(
+    ctx: SyncContext, key: Key, opportunity: dict[str, Any], calls: ApiCalls
+) -> None:
+    """Show a create that waits for the engine's retry: sync status Pending and why.
+
+    Written once (not again while the opportunity already shows it); the create's write-back
+    sets Synced and clears the message. A failure to write it is logged, never raised: the
+    retry is what matters.
+    """
+    wanted = {ctx.fields.sync_status: SyncStatus.PENDING.value, ctx.fields.sync_error: WAITING}
+    fields = {name: value for name, value in wanted.items() if opportunity.get(name) != value}
+    if not fields:
+        return
+    calls.salesforce += 1
+    try:
+        await ctx.salesforce.update(OPPORTUNITY, opportunity["Id"], fields)
+    except sf_errors.SalesforceError as exc:
+        log.warning("sync.create.waiting_not_written", key=key, error=str(exc))
 
 
 async def _park_new(
