@@ -12,6 +12,7 @@ creates.py    the missing side, exactly once: referrals from opportunities (crea
 audit.py      audit messages and the bounded, newest-first Audit__c
 microsoft.py  Microsoft's side of an engagement (its key resolves to ours): status and MSX id
               to the opportunity, its notes as ContentNotes, audit lines
+notes_history.py  each change of the Partner Center notes kept as a ContentNote, once
 outcome.py    Outcome: what one reconcile of one key did
 errors.py     SyncError and what each subclass asks the engine to do
 pollers.py    change sources: the Partner Center and Salesforce pollers, the sweep's keys

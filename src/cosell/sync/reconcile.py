@@ -33,9 +33,11 @@ nothing. Retriable errors (throttling, outages) are raised for the engine to ret
 backoff.
 
 A `referral:<id>` key naming Microsoft's side of one of our co-sell engagements (its
-related-referral events) is resolved to our linked referral (`microsoft.resolve`: the GET,
-and one engagement list call), and Microsoft's changes since the base reach the opportunity
-with the same reconcile (`microsoft.py`).
+related-referral events) is resolved to our linked referral (`microsoft.resolve`: the GET;
+our link is found in the store by engagement id), and Microsoft's changes since the base reach the opportunity
+with the same reconcile (`microsoft.py`); a batch does the same for the Microsoft referrals its
+list shows changed, and spends nothing on unchanged ones. A change of the Partner Center notes
+is also kept as a Note on the opportunity, written before the writes (`notes_history.py`).
 
 `dry_run` (on the context) reads and plans and writes nothing at all, not even to the store.
 
