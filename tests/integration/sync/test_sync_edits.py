@@ -74,7 +74,9 @@ async def test_partner_center_edits_flow_to_salesforce_in_three_calls(world: Wor
     assert opportunity["CloseDate"] == "2026-12-01"
     assert opportunity["Description"] == "notes from Partner Center"
     assert "Partner Center → Salesforce" in opportunity["Audit__c"].splitlines()[0]
-    assert (spent.reads, spent.writes) == (2, 1)  # read both sides, one PATCH with the audit
+    # Read both sides, one PATCH with the audit; the notes changed in Partner Center are also
+    # kept as a Note (`notes_history`): one SOQL for the notes there, a ContentNote, its link.
+    assert (spent.reads, spent.writes) == (2 + 1, 1 + 2)
     before = await world.calls()
     for _ in range(5):  # repeated notifications of either side
         assert (await reconcile_key(world.ctx, world.opportunity_key(opp_id))).result == "unchanged"
