@@ -61,8 +61,7 @@ the parked links. Keys gather into batches of 200 across list pages and run as b
 overlap another's store writes), so a crashed pass is recovered at the next start like any
 workflow. A full pass hands each batch the referrals its list pages returned
 (`SyncContext.listed`, held in this process only: a batch recovered elsewhere reads them
-again), so a referral is read once, and leaves Microsoft's side of an engagement out of its
-batches (counted as skipped, as a batch would). A dry run runs the same reconciles with `ctx.dry_run` outside DBOS: no API write,
+again), so a referral is read once. A dry run runs the same reconciles with `ctx.dry_run` outside DBOS: no API write,
 no store write, no workflow row.
 
 **Recovery.** A worker that restarts with the same `executor_id` recovers the workflows it was
@@ -103,8 +102,8 @@ from cosell.config import Settings
 from cosell.partnercenter.errors import RetriableError as PartnerCenterRetriableError
 from cosell.salesforce.errors import RetriableError as SalesforceRetriableError
 from cosell.store.types import Key, KeyFormatError, SyncStatus, parse_key, referral_key
-from cosell.sync import microsoft, pollers
 from cosell.sync import outcome as results
+from cosell.sync import pollers
 from cosell.sync.errors import RetriableSyncError
 from cosell.sync.outcome import Outcome
 
@@ -129,10 +128,6 @@ RETRIABLE_ERRORS: Final = (
     RetriableSyncError,
 )
 
-_MICROSOFTS_SIDE: Final = (
-    "Microsoft's side of a co-sell engagement: read when its own key is reconciled "
-    "(related-referral events, the Partner Center poller)"
-)
 _LINK_PAGE: Final = 500  # parked links read per store query: small rows, few round trips
 
 Progress = Callable[[int, int | None], None]
@@ -1104,7 +1099,7 @@ class Engine:
                     tally.extra_calls += 1
                     if page.count is not None:
                         total = page.count + len(others)
-                    await reconcile(self._listed_keys(page, tally))
+                    await reconcile(self._listed_keys(page))
                 await reconcile(others, flush=True)
             else:
                 pc = await self._poll("partner_center", ctx)
@@ -1125,19 +1120,11 @@ class Engine:
             self._listed.clear()
         return tally.summary(dry_run=dry_run)
 
-    def _listed_keys(self, page: pollers.SweepPage, tally: _Tally) -> list[Key]:
-        """The keys of a pass's list page to reconcile; their referrals kept for the batch.
-
-        Microsoft's side of an engagement is not reconciled by a pass (a batch would skip it:
-        its changes are read on its own events and the poller's keys), so it is counted as
-        skipped here and takes no place in a batch.
-        """
+    def _listed_keys(self, page: pollers.SweepPage) -> list[Key]:
+        """The keys of a pass's list page; their referrals kept for their batch to use."""
         keys: list[Key] = []
         for referral in page.referrals:
             key = referral_key(str(referral.id))
-            if microsoft.is_microsofts(referral):
-                tally.add([Outcome(key, None, results.SKIPPED, message=_MICROSOFTS_SIDE)])
-                continue
             self._listed[key] = referral
             keys.append(key)
         return keys
