@@ -163,7 +163,7 @@ def _sqlite_engine(url: URL) -> Engine:
         try:
             cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
             if not in_memory:
-                _enable_wal(cursor)
+                enable_wal(cursor)
                 # In WAL mode NORMAL survives any crash of the process (a killed worker loses no
                 # commit); only an OS crash or power cut may undo the last commits. FULL would
                 # fsync on every commit, several per reconcile.
@@ -180,7 +180,7 @@ def _sqlite_engine(url: URL) -> Engine:
     return engine
 
 
-def _enable_wal(cursor: sqlite3.Cursor) -> None:
+def enable_wal(cursor: sqlite3.Cursor) -> None:
     """Put the database file in WAL mode, waiting for other processes doing the same.
 
     WAL mode is a property of the file, so once any connection has switched it, the others only

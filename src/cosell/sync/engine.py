@@ -39,8 +39,11 @@ Salesforce ids are case-safe.)
 
 **Leases.** Batches do not run on the key partitions, so every reconcile (single or batch)
 first takes the store's per-key lease (`store.claim(key, owner=<workflow id>)`, renewable by
-the same owner, so a workflow recovered after a crash takes its own lease back), and renews it
-every third of its TTL while the reconcile runs (a throttled call may wait minutes in place). A key whose
+the same owner, so a workflow recovered after a crash takes its own lease back) on the key *and
+on the other key of its link* (a link is notified as `referral:<id>` by webhooks and as
+`salesforce:Opportunity:<id>` by the Salesforce poller: both keys leased, all or none, keep
+two reconciles of one link from running at once), and renews them every third of the TTL
+while the reconcile runs (a throttled call may wait minutes in place). A key whose
 lease is held elsewhere is not reconciled by this workflow: a single-key workflow waits and
 tries again (bounded); a batch leaves the key out and notifies it, so it runs after the holder.
 
@@ -93,6 +96,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
+import sqlalchemy as sa
 from dbos import DBOS, DBOSConfig, ScheduleInput, SetEnqueueOptions, SetWorkflowID
 from sqlalchemy.engine import URL, make_url
 
@@ -103,7 +107,7 @@ from cosell.partnercenter.errors import RetriableError as PartnerCenterRetriable
 from cosell.salesforce.errors import RetriableError as SalesforceRetriableError
 from cosell.store.types import Key, KeyFormatError, SyncStatus, parse_key, referral_key
 from cosell.sync import outcome as results
-from cosell.sync import pollers
+from cosell.sync import pollers, system_database
 from cosell.sync.errors import RetriableSyncError
 from cosell.sync.outcome import Outcome
 
@@ -576,6 +580,7 @@ class Engine:
         self._reconciler = reconciler if reconciler is not None else _default_reconciler()
         self._ctx: SyncContext | None = None
         self._ctx_manager: AbstractAsyncContextManager[SyncContext] | None = None
+        self._system_engine: sa.Engine | None = None
         self._started = False
         self._background = False
         self._running = 0  # reconcile and batch workflows running in this process
@@ -613,6 +618,15 @@ class Engine:
             "scheduler_polling_interval_sec": 5.0,  # schedules change only when we apply them
         }
 
+    def _launch_config(self) -> DBOSConfig:
+        # A SQLite system database gets cosell's engine (`system_database`), kept to dispose.
+        config = self.dbos_config()
+        url = config.get("system_database_url") or ""
+        if url.startswith("sqlite"):
+            self._system_engine = system_database.sqlite_engine(url)
+            config["system_database_engine"] = self._system_engine
+        return config
+
     async def start(self, *, background: bool = True) -> None:
         """Open the context, launch DBOS, register the queues (and the schedules).
 
@@ -637,7 +651,7 @@ class Engine:
         self._ctx_manager = manager
         _active = self
         try:
-            DBOS(config=self.dbos_config())
+            DBOS(config=self._launch_config())
             if not background:
                 DBOS.listen_queues([])
             DBOS.launch()
@@ -708,6 +722,9 @@ class Engine:
         global _active
         # DBOS joins its threads, which may be waiting on this event loop: never block it.
         await asyncio.to_thread(DBOS.destroy)
+        if self._system_engine is not None:
+            self._system_engine.dispose()
+            self._system_engine = None
         if self._ctx_manager is not None:
             manager, self._ctx_manager = self._ctx_manager, None
             await manager.__aexit__(None, None, None)
@@ -784,10 +801,14 @@ class Engine:
 
     async def _attempt_key(self, ctx: SyncContext, key: Key, owner: str | None) -> _Attempt:
         ttl = self._options.lease_seconds
-        if owner is not None and not self._store.claim(key, owner=owner, ttl_seconds=ttl):
-            return _Attempt("busy", busy=(key,))
+        leased: list[Key] = []
+        if owner is not None:
+            taken = self._claim_link(key, owner, ttl)
+            if taken is None:
+                return _Attempt("busy", busy=(key,))
+            leased = taken
         try:
-            async with self._renewing([key] if owner else [], owner, ttl):
+            async with self._renewing(leased, owner, ttl):
                 outcome = await self._reconciler.reconcile_key(ctx, key)
         except RETRIABLE_ERRORS as exc:
             return _Attempt(
@@ -800,8 +821,40 @@ class Engine:
             return _Attempt("failed", message=_unexpected(exc))
         finally:
             if owner is not None:
-                self._store.release(key, owner=owner)
+                for leased_key in leased:
+                    self._store.release(leased_key, owner=owner)
         return _Attempt("done", outcomes=(outcome,))
+
+    def _claim_link(self, key: Key, owner: str, ttl: float) -> list[Key] | None:
+        """Lease `key` and the other key of its link, if it has one; the keys leased.
+
+        A link is reachable from both sides (Partner Center's webhook notifies
+        `referral:<id>`, the Salesforce poller `salesforce:Opportunity:<id>`). Leasing only
+        the notified key let two reconciles of one link run at once, and the later one could
+        write back the value the earlier one had just replaced (a lost update, found by
+        `bench/latency.py`). So a reconcile leases every key of the link, all or none.
+
+        Returns:
+            The keys now leased to `owner`, or None (nothing kept) when another holds one.
+        """
+        keys = [key, *(other for other in self._linked_keys(key) if other != key)]
+        taken: list[Key] = []
+        for each in keys:
+            if not self._store.claim(each, owner=owner, ttl_seconds=ttl):
+                for held in taken:
+                    self._store.release(held, owner=owner)
+                return None
+            taken.append(each)
+        return taken
+
+    def _linked_keys(self, key: Key) -> tuple[Key, ...]:
+        """The keys of the link `key` resolves to (none when it has no link yet)."""
+        parsed = parse_key(key)
+        if parsed[0] == "referral":
+            link = self._store.link_for_referral(parsed[1])
+        else:
+            link = self._store.link_for_record(parsed[1], parsed[2])
+        return () if link is None else link.keys
 
     @asynccontextmanager
     async def _renewing(
@@ -908,16 +961,21 @@ class Engine:
         self, ctx: SyncContext, keys: Sequence[Key], owner: str | None
     ) -> _Attempt:
         claimed: list[Key] = []
+        leased: list[Key] = []
         busy: list[Key] = []
         ttl = self._options.batch_lease_seconds
         if owner is None:
             claimed = list(keys)
         else:
             for key in keys:
-                taken = self._store.claim(key, owner=owner, ttl_seconds=ttl)
-                (claimed if taken else busy).append(key)
+                taken = self._claim_link(key, owner, ttl)
+                if taken is None:
+                    busy.append(key)
+                else:
+                    claimed.append(key)
+                    leased.extend(taken)
         try:
-            async with self._renewing(claimed if owner else [], owner, ttl):
+            async with self._renewing(leased, owner, ttl):
                 outcomes = await self._reconciler.reconcile_batch(ctx, claimed) if claimed else []
         except RETRIABLE_ERRORS as exc:
             return _Attempt(
@@ -931,7 +989,7 @@ class Engine:
             return _Attempt("failed", busy=tuple(busy), message=_unexpected(exc))
         finally:
             if owner is not None:
-                for key in claimed:
+                for key in leased:
                     self._store.release(key, owner=owner)
         return _Attempt("done", outcomes=tuple(outcomes), busy=tuple(busy))
 

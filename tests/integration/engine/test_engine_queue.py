@@ -225,6 +225,50 @@ async def test_a_key_leased_elsewhere_waits_for_the_lease(
     assert clock.sleeps[:2] == [engine.options.backoff.busy_delay] * 2
 
 
+async def test_a_link_is_reconciled_by_one_workflow_whichever_key_was_notified(
+    engine: Engine, reconciler: ScriptedReconciler, store: Store, clock: HookedClock
+) -> None:
+    # A webhook notifies the referral's key, the Salesforce poller the opportunity's: while
+    # one reconcile of the link holds the opportunity's key, the referral's waits for it.
+    referral, record = "linked-both-ways", "006000000000077AAA"
+    link = store.create_link(sobject="Opportunity", referral_id=referral, record_id=record)
+    by_webhook, by_poller = link.keys
+    assert store.claim(by_poller, owner="the-poller-s-reconcile", ttl_seconds=60)
+
+    def release_after_two_tries(seconds: float) -> None:
+        if len(clock.sleeps) == 2:
+            store.release(by_poller, owner="the-poller-s-reconcile")
+
+    clock.on_sleep = release_after_two_tries
+    try:
+        await engine.notify(by_webhook)
+        await reconciler.wait_for("end", by_webhook)
+        await _drained(engine)
+    finally:
+        clock.on_sleep = None
+    assert reconciler.calls == [("key", (by_webhook,))]
+    assert clock.sleeps[:2] == [engine.options.backoff.busy_delay] * 2
+    assert store.lease_owner(by_webhook) is None
+    assert store.lease_owner(by_poller) is None
+
+
+async def test_a_batch_leaves_a_key_whose_link_is_leased_to_a_later_run(
+    engine: Engine, reconciler: ScriptedReconciler, store: Store
+) -> None:
+    link = store.create_link(
+        sobject="Opportunity", referral_id="batch-linked", record_id="006000000000078AAA"
+    )
+    by_webhook, by_poller = link.keys
+    assert store.claim(by_poller, owner="another-worker", ttl_seconds=60)
+    outcomes = await engine_module.reconcile_batch_workflow([by_webhook])
+    assert [(o.key, o.result) for o in outcomes] == [(by_webhook, "skipped")]
+    assert reconciler.calls == []
+    assert store.lease_owner(by_webhook) is None  # not kept while the other key was held
+    store.release(by_poller, owner="another-worker")
+    await reconciler.wait_for("end", by_webhook)
+    await _drained(engine)
+
+
 async def test_a_batch_leaves_leased_keys_to_a_later_run(
     engine: Engine, reconciler: ScriptedReconciler, store: Store
 ) -> None:
