@@ -7,24 +7,26 @@ The real service (one `cosell serve` worker, see `syncbench`) syncs the two sand
 add `--latency-ms` to every API call and count the calls they serve (`syncbench.ApiCounter`:
 reads are GETs, writes the rest; tokens, certificates and the control API are not API calls).
 `--referrals` opportunities are shared with Microsoft and synced first. Then, one case after
-the other, each on every referral at once, with the calls counted per notification:
+the other, each on every referral at once, with the calls counted per change or notification:
 
-- **Partner Center change -> Salesforce (webhook)**: a partner user changes each referral's
-  deal value; counted from the change until Salesforce shows every new Amount.
-- **echo of cosell's Salesforce write**: what follows, until the service is idle again (the
-  Salesforce poller sees the opportunities cosell just wrote).
-- **Salesforce change -> Partner Center (poller)**: the seller changes each Amount; counted
-  until Partner Center shows every new deal value.
-- **echo of cosell's Partner Center write**: what follows (Partner Center's callbacks about
-  cosell's own update, and its poller seeing it).
+- **Partner Center change -> Salesforce** (webhook): just after a poll tick, a partner user
+  changes each referral's deal value; counted from the change until Salesforce shows every new
+  Amount (no tick falls in between, so this is the changes' own reconciles).
+- **echo of cosell's Salesforce write**: what follows, until the next tick has passed and the
+  service is quiet: the Salesforce poller sees the opportunities cosell wrote, the Partner
+  Center poller the referrals the partner changed (both already in sync).
+- **Salesforce change -> Partner Center** (poller): just after a tick, the seller changes each
+  Amount; counted until Partner Center shows every new deal value. Partner Center's callbacks
+  about cosell's own updates are held back meanwhile (`ECHO_DELAY_SECONDS` and more per
+  referral, the sandbox's
+  webhook `delay_seconds` fault), so they are counted in the echo row, not here.
+- **echo of cosell's Partner Center write**: those callbacks, and both pollers' next sightings.
 - **duplicate webhook, nothing changed**: Partner Center sends one more `referral-updated`
-  callback for each referral, unchanged; counted until the service is idle.
+  callback for each referral, unchanged; counted until the service is quiet.
+- **poller tick**: the pollers' own reads per tick (one Partner Center list and one Salesforce
+  query, changed or not); they are not charged to the cases above.
 
-"Idle" is one poll interval (so the pollers see the last writes), then no call but the pollers'
-for `syncbench.settle`'s quiet time. The pollers' periodic reads (one Partner Center list and
-one Salesforce query per tick, changed or not) are not charged to the changes: they are shown
-as their own row, per tick. Targets: at most 3 calls per propagated change; 0 writes for an echo
-or a duplicate.
+Targets: at most 3 calls per propagated change; 0 writes for an echo or a duplicate.
 """
 
 from __future__ import annotations
@@ -42,6 +44,10 @@ from syncbench import Calls, HarnessOptions, Pair, World
 
 MAX_CALLS_PER_CHANGE: Final = 3
 FIRST_VALUE: Final = 30_000
+# Partner Center's callbacks of cosell's writes wait this long plus this much per referral:
+# longer than all the changes take to show once the poller found them.
+ECHO_DELAY_SECONDS: Final = 2.0
+ECHO_DELAY_PER_REFERRAL: Final = 0.05
 ARRIVAL_TIMEOUT: Final = 120.0  # seconds every change may take to show (plus a poll interval)
 
 
@@ -81,12 +87,23 @@ async def propagated(
     change: Callable[[Pair, int], Any],
     shows: Callable[[Pair, int], bool],
     names: tuple[str, str],
+    *,
+    echo_delay: float = 0.0,
 ) -> list[dict[str, Any]]:
-    """Change every pair at once; rows for the change (until shown) and its echo (until idle).
+    """Change every pair at once; rows for the change (until shown) and its echoes.
+
+    The changes are made just after a poll tick, so the next tick is a poll interval away:
+    in the webhook direction nothing but the changes' reconciles runs until they show. With
+    `echo_delay`, Partner Center's callbacks (about cosell's own writes) are held back that
+    long, so that they land in the echo window too. The echo window runs until the next tick
+    has passed and the service is quiet: the pollers' sightings of the changes and of cosell's
+    writes, and the delayed callbacks.
 
     Raises:
         BenchError: a change did not show within `ARRIVAL_TIMEOUT` plus a poll interval.
     """
+    await syncbench.after_tick(world)
+    await world.delay_webhooks(echo_delay)
     before = world.calls()
     values = {pair: FIRST_VALUE + number for number, pair in enumerate(pairs)}
     for pair, value in values.items():
@@ -98,6 +115,8 @@ async def propagated(
         names[0],
     )
     arrived = world.calls()
+    await world.delay_webhooks(0.0)
+    await asyncio.sleep(echo_delay)
     await syncbench.settle(world)
     return [
         case_row(
@@ -112,7 +131,8 @@ async def duplicates(world: World, pairs: Sequence[Pair]) -> dict[str, Any]:
     before = world.calls()
     for pair in pairs:
         world.notify_unchanged(pair.referral_id)
-    await syncbench.settle(world)
+    await asyncio.sleep(1.0)  # the callbacks' delivery
+    await syncbench.quiet(world)
     return case_row("duplicate webhook, nothing changed", "echo", len(pairs), _since(world, before))
 
 
@@ -144,7 +164,6 @@ async def run(args: argparse.Namespace, directory: Path) -> benchkit.Report:
     async with syncbench.running(options, directory) as world:
         pairs = await syncbench.setup_pairs(world, args.referrals)
         await world.inject_latency(args.latency_ms)
-        await syncbench.settle(world)
         rows = await propagated(
             world,
             pairs,
@@ -160,6 +179,7 @@ async def run(args: argparse.Namespace, directory: Path) -> benchkit.Report:
             ),
             lambda pair, value: world.referral_value(pair.referral_id) == value + 1,
             ("Salesforce change -> Partner Center", "echo of cosell's Partner Center write"),
+            echo_delay=ECHO_DELAY_SECONDS + ECHO_DELAY_PER_REFERRAL * len(pairs),
         )
         rows.append(await duplicates(world, pairs))
         rows.append(await poll_ticks(world))

@@ -1,7 +1,8 @@
 """Sync latency: a change on one side until the other side shows it, both directions.
 
-    .venv/bin/python bench/latency.py [--changes 200] [--referrals 50] [--latency-ms 100]
-        [--poll-interval 5] [--workers 1] [--store postgresql://...] [--json FILE]
+    .venv/bin/python bench/latency.py [--changes 200] [--referrals 50] [--rate 5]
+        [--latency-ms 100] [--poll-interval 5] [--workers 1] [--store postgresql://...]
+        [--json FILE]
 
 The real service (`cosell serve` worker processes, see `syncbench`) syncs the two sandboxes,
 which add `--latency-ms` to every API call. `--referrals` opportunities are shared with
@@ -14,13 +15,16 @@ Microsoft and synced first (no latency yet); then, on real clocks:
   Salesforce; cosell's Salesforce poller (every `--poll-interval` seconds) finds it and updates
   the referral's deal value in Partner Center.
 
-`--changes` changes are made in each direction, spread over the referrals: each referral is
-changed again only once its previous change has arrived (so no change coalesces with another
-and each latency is one change's), after a random pause of up to `PAUSE_SECONDS`; the
-referrals start at random moments within the first second. A change's latency runs from the
-moment it was made (the sandbox answered) to the first look that finds its value on the other
-side (looks every `syncbench.LOOK_SECONDS`, without API calls). Throughput is the changes
-propagated per second of the direction's wall time.
+`--changes` changes are made in each direction, spread over the referrals (change i on
+referral i mod `--referrals`): at `--rate` changes a second (open loop, like independent
+users), or with `--rate 0` as fast as they arrive (closed loop: each referral is changed again
+once its previous change arrived, after a random pause of up to `PAUSE_SECONDS`; that measures
+throughput, e.g. for `bench/scale_out.py`). A referral is never changed while its previous
+change is still on its way, so no change coalesces with another and each latency is one
+change's. A change's latency runs from the moment it was made (the sandbox answered) to the
+first look that finds its value on the other side (looks every `syncbench.LOOK_SECONDS`,
+without API calls). `changes_per_s` is the changes propagated per second of the direction's
+wall time (at a rate below saturation, that rate).
 """
 
 from __future__ import annotations
@@ -98,7 +102,6 @@ async def measure(
     direction: Direction,
     *,
     rate: float,
-    poll_interval: int,
     rng: random.Random,
 ) -> Measured:
     """Make `changes` changes in `direction` over `pairs` and time each one's arrival.
@@ -113,7 +116,7 @@ async def measure(
     values = itertools.count(FIRST_VALUE + rng.randrange(1_000_000))
     latencies: list[float] = []
     locks = {pair: asyncio.Lock() for pair in pairs}
-    timeout = CHANGE_TIMEOUT + poll_interval
+    timeout = CHANGE_TIMEOUT + world.options.poll_interval
 
     async def one_change(pair: Pair) -> None:
         async with locks[pair]:  # never two changes of one referral in flight
@@ -180,7 +183,6 @@ async def run(args: argparse.Namespace, directory: Path) -> benchkit.Report:
             args.changes,
             WEBHOOK,
             rate=args.rate,
-            poll_interval=args.poll_interval,
             rng=rng,
         )
         await syncbench.settle(world)
@@ -190,7 +192,6 @@ async def run(args: argparse.Namespace, directory: Path) -> benchkit.Report:
             args.changes,
             POLLER,
             rate=args.rate,
-            poll_interval=args.poll_interval,
             rng=rng,
         )
     rows = [row(WEBHOOK, webhook), row(POLLER, poller)]

@@ -216,6 +216,15 @@ class World:
         patch = [{"op": "replace", "path": "/details/dealValue", "value": value}]
         self.partner_center.store.patch(referral_id, patch, if_match=None)
 
+    async def delay_webhooks(self, seconds: float) -> None:
+        """Set the Partner Center sandbox's webhook `delay_seconds` fault (control API)."""
+        response = await self.http.put(
+            f"{self.partner_center.base_url}/control/webhooks/faults",
+            json={"delay_seconds": seconds},
+        )
+        if response.status_code != 200:
+            raise BenchError(f"Partner Center refused the webhook delay: {response.text}")
+
     def notify_unchanged(self, referral_id: str) -> None:
         """Partner Center sends a `referral-updated` callback for a referral nothing changed."""
         self.partner_center.webhooks.emit("referral-updated", referral_id)
@@ -380,6 +389,8 @@ async def running(options: HarnessOptions, directory: Path) -> AsyncIterator[Wor
         config.write_text(settings_toml(settings), encoding="utf-8")
         workers: list[subprocess.Popen[bytes]] = []
         stack.callback(_stop_workers, workers)
+        # Stopping a worker mid-call makes a sandbox log the dropped request: expected then.
+        stack.callback(logging.getLogger("uvicorn.error").setLevel, logging.CRITICAL)
         webhook_url = await _start_workers(workers, config, directory, options.workers)
         settings = settings.model_copy(
             update={"server": settings.server.model_copy(update={"public_url": webhook_url})}
@@ -524,14 +535,22 @@ def _scratch_database(server_url: str) -> Iterator[str]:
 
 
 async def settle(world: World) -> None:
-    """Wait for the work a change set off to end: a poll tick, then no API call but polling.
+    """Wait for the work a change set off to end: a poll tick, then `quiet`.
 
     One poll interval lets the pollers see the last writes (an echo of cosell's own write is
-    found that way); then the non-polling calls must stay still for half a second plus five
-    API calls' latency (a reconcile's calls follow each other closer than that).
+    found that way).
+    """
+    await asyncio.sleep(world.options.poll_interval + 0.5)
+    await quiet(world)
+
+
+async def quiet(world: World) -> None:
+    """Wait until no API call but the pollers' has been made for a while.
+
+    A while is half a second plus five API calls' latency: a reconcile's calls follow each
+    other closer than that.
     """
     quiet_seconds = 0.5 + 5 * world.options.latency_ms / 1000
-    await asyncio.sleep(world.options.poll_interval + 0.5)
     last = _busy(world)
     still_since = time.monotonic()
     while time.monotonic() - still_since < quiet_seconds:
@@ -540,6 +559,20 @@ async def settle(world: World) -> None:
         now = _busy(world)
         if now != last:
             last, still_since = now, time.monotonic()
+
+
+async def after_tick(world: World) -> None:
+    """Wait for both pollers' next reads, then `quiet`: a poll interval free of ticks follows."""
+    before = world.calls()
+    await wait_until(
+        world,
+        lambda: all(
+            calls.poll_reads > before[side].poll_reads for side, calls in world.calls().items()
+        ),
+        2 * world.options.poll_interval + START_TIMEOUT,
+        "a poll of both sides",
+    )
+    await quiet(world)
 
 
 def _busy(world: World) -> tuple[int, ...]:
