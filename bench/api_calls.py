@@ -189,6 +189,7 @@ async def run(args: argparse.Namespace, directory: Path) -> benchkit.Report:
             "referrals": len(pairs),
             "latency_ms": args.latency_ms,
             "poll_interval_s": args.poll_interval,
+            "load_average": syncbench.load_average(),
         },
         columns=[
             "case",

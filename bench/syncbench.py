@@ -579,6 +579,11 @@ def _busy(world: World) -> tuple[int, ...]:
     return tuple(calls.reads + calls.writes - calls.poll_reads for calls in world.calls().values())
 
 
+def load_average() -> list[float]:
+    """The machine's load over the last 1, 5 and 15 minutes (figures from a busy one mislead)."""
+    return [round(value, 2) for value in os.getloadavg()]
+
+
 def add_world_options(parser: argparse.ArgumentParser) -> None:
     """The options every sync benchmark takes: latency, poll interval, keeping the run."""
     parser.add_argument(
