@@ -48,8 +48,8 @@ PAUSE_SECONDS: Final = 0.5  # at most this long between two changes of one refer
 START_SPREAD_SECONDS: Final = 1.0  # the referrals' first changes spread over this long
 WEBHOOK_TARGET_P95: Final = 2.0
 CHANGE_TIMEOUT: Final = 60.0  # a change not shown after this (plus a poll interval) fails the run
-FIRST_VALUE: Final = 20_000
-DEFAULT_RATE: Final = 8.0  # changes a second: far above a real org's, below saturation  # deal values the benchmark sets count up from here
+FIRST_VALUE: Final = 20_000  # deal values the benchmark sets count up from here
+DEFAULT_RATE: Final = 8.0  # changes a second: far above a real org's, below saturation
 
 
 @dataclass(frozen=True)
