@@ -67,6 +67,7 @@ from cosell.store import Store, SyncStatus
 
 DEFAULT_POLL_INTERVAL: Final = 5  # seconds; see bench/README.md for the product's default
 TABLE_WIDTH: Final = 120  # the tables' long case names stay on one line, even in a pipe
+STOP_GRACE: Final = 2  # seconds a stopping worker lets running reconciles finish (all measured)
 START_TIMEOUT: Final = 60.0  # seconds a server or worker may take to start (imports, DBOS)
 SETUP_TIMEOUT: Final = 120.0  # seconds the shared opportunities may take to get their referral
 LOOK_SECONDS: Final = 0.02  # how often a waiting benchmark looks at the other side
@@ -458,7 +459,16 @@ async def _start_workers(
         env = {**os.environ, "COSELL_WORKER_ID": f"bench-{number}"}
         workers.append(
             subprocess.Popen(  # noqa: ASYNC220 - started once; its output is read below
-                [*command, "serve", "--config", str(config), "--port", "0"],
+                [
+                    *command,
+                    "serve",
+                    "--config",
+                    str(config),
+                    "--port",
+                    "0",
+                    "--grace",
+                    str(STOP_GRACE),
+                ],
                 stdout=subprocess.PIPE,
                 stderr=log,
                 env=env,
