@@ -304,7 +304,12 @@ def run(
     history: dict[str, Any], schedule: tuple[list[Edit], list[Edit], list[int]]
 ) -> tuple[Values, ...]:
     rules, direction = history["rules"], history["direction"]
-    sides = {"pc": dict(history["agreed"]), "sf": dict(history["agreed"])}
+    agreed = history["agreed"]
+    # Salesforce holds the agreed stage as its stage table reads it (New/Received is on hold).
+    sides = {
+        "pc": dict(agreed),
+        "sf": {**agreed, STAGE_FIELD: salesforce_reads(agreed[STAGE_FIELD])},
+    }
     base: Values = dict(history["agreed"])
 
     def sync() -> None:
