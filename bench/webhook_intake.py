@@ -40,9 +40,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
 import benchkit
+from rich.console import Console
 
 from cosell.sandbox.partnercenter.certs import DispatchCertificates
 from cosell.sandbox.partnercenter.webhooks import format_change_date
@@ -185,9 +186,18 @@ def deployment() -> Iterator[Deployment]:
         try:
             sandboxes = start(
                 _cli(
-                    "sandbox", "up", "--json", "--pc-port", "0", "--sf-port", "0",
-                    "--data-dir", "sandboxes", "--write-config", "cosell.toml",
-                ),  # fmt: skip
+                    "sandbox",
+                    "up",
+                    "--json",
+                    "--pc-port",
+                    "0",
+                    "--sf-port",
+                    "0",
+                    "--data-dir",
+                    "sandboxes",
+                    "--write-config",
+                    "cosell.toml",
+                ),
                 "sandboxes.log",
             )
             pc = json.loads(_first_line(sandboxes, "cosell sandbox up"))["partner_center"]
@@ -293,14 +303,14 @@ async def send(
             while next_index < len(callbacks):
                 index = next_index
                 next_index += 1
+                if time.perf_counter() > deadline:
+                    return  # behind schedule: what was not sent in time is not sent
                 if rate > 0:
                     due = started + index / rate
                     if due > deadline:
                         return
                     if (wait := due - time.perf_counter()) > 0:
                         await asyncio.sleep(wait)
-                elif time.perf_counter() > deadline:
-                    return
                 callback = callbacks[index]
                 sent = time.perf_counter()
                 writer.write(callback.request)
@@ -402,7 +412,7 @@ def main() -> None:
         }
     )
     report.notes.extend(_verdicts(accepted_rate, p99, lost, results))
-    report.print()
+    report.print(Console(width=200))
     report.write_json(args.json)
 
 

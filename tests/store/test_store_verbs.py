@@ -419,6 +419,31 @@ def test_complete_event(store: Store) -> None:
     )
 
 
+def test_record_events_in_one_transaction_and_complete_them_by_row_id(store: Store) -> None:
+    assert store.record_events(source="partner_center", events=[]) == []
+    store.record_event(source="partner_center", event_id="ev0", key="referral:a", payload=b"")
+    new = store.record_events(
+        source="partner_center",
+        events=[
+            ("ev0", "referral:a", b""),  # recorded before
+            ("ev1", "referral:a", b"{}"),
+            ("ev2", "referral:b", "text"),
+            ("ev1", "referral:a", b"{}"),  # twice in one batch
+        ],
+    )
+    assert new == [False, True, True, False]
+    pending = store.pending_events()
+    assert [(e.event_id, e.payload) for e in pending] == [
+        ("ev0", b""),
+        ("ev1", b"{}"),
+        ("ev2", b"text"),
+    ]
+    store.complete_events([])
+    store.complete_events([pending[0].id, pending[2].id])
+    store.complete_events([pending[0].id])  # already completed: left alone
+    assert [e.event_id for e in store.pending_events()] == ["ev1"]
+
+
 # -- create intents ---------------------------------------------------------------------------
 
 

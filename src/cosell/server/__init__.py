@@ -2,6 +2,7 @@
 
 ```
 app.py        create_app: POST <webhook_path>, /healthz, /readyz, /metrics; the engine in the lifespan
+intake.py     InboxWriter: callbacks recorded in the inbox by group commit, off the event loop
 metrics.py    Metrics (a registry per app), StoreCollector (gauges at scrape), ObservedReconciler
 readiness.py  Readiness: named checks, each cached for its TTL
 logs.py       configure_logging: structlog and stdlib as JSON lines, secrets masked

@@ -19,17 +19,19 @@ GET  /metrics         Prometheus text
    unreachable certificate host gets 503 so Partner Center retries.
 4. `test-created` (validation) events, and events that name no referral we handle, are
    answered 200 and go no further.
-5. Record the event in the store's inbox (`record_event`, source `partner-center`, event id
-   the SHA-256 of the raw body, so an exact redelivery coalesces with the first), then
-   `engine.notify(referral:<id>)` (durable in the engine's system database), then
-   `complete_event`; answer 200. No remote call happens on this path: the reconcile re-reads
-   the referral with our own credentials later, on a worker.
+5. Record the event in the store's inbox (source `partner-center`, event id the SHA-256 of
+   the raw body, so an exact redelivery coalesces with the first) and answer 200 once that
+   transaction has committed. The write happens off the event loop, batched with the other
+   callbacks arriving meanwhile (`intake.InboxWriter`: one transaction for many callbacks).
+   No remote call and no enqueue happen on this path.
+6. Wake the engine's inbox drainer (`engine.inbox_recorded()`): in the background it turns
+   the pending inbox rows into reconciles (coalesced per key, one durable enqueue per key)
+   and marks the rows done; the reconcile re-reads the referral with our own credentials.
 
-So a crash after the answer loses nothing: the event was recorded and enqueued before it; a
-crash between recording and notifying leaves the event pending, and the engine's
-`drain_inbox()` at the next start notifies it. If the store cannot record, the answer is 503
-(Partner Center retries); if recording worked but the notify failed, the answer is 503 too,
-and the event stays pending until a retry or the next start drains it.
+So a crash after the answer loses nothing: the event was committed to the inbox before it,
+and the engine drains the inbox at its next start (`drain_inbox()`). If the store cannot
+record, the answer is 503 and nothing of that callback is recorded (Partner Center retries).
+If enqueueing fails later, the rows stay pending and the drainer tries again.
 
 Every request is logged once (`http.request`: method, path, status, milliseconds); a refused
 callback is logged with its reason and never with its body.
@@ -58,6 +60,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from cosell.config import ServerSettings
 from cosell.partnercenter.errors import WebhookVerificationError
 from cosell.partnercenter.webhooks import VerifiedEvent
+from cosell.server.intake import InboxWriter
 from cosell.server.metrics import CONTENT_TYPE, Metrics
 from cosell.server.readiness import Readiness
 from cosell.store import KeyFormatError, Store, StoreError, referral_key
@@ -87,8 +90,8 @@ class Worker(Protocol):
         """Start the engine (a worker when `background`)."""
         ...
 
-    async def notify(self, key: str) -> bool:
-        """Enqueue the reconcile of `key` (durably) unless one is waiting."""
+    def inbox_recorded(self) -> None:
+        """Events were committed to the inbox: drain them into reconciles soon."""
         ...
 
     async def stop(self, *, grace_seconds: float = DEFAULT_GRACE_SECONDS) -> None:
@@ -133,7 +136,7 @@ def create_app(
         settings: `[server]` (webhook path, body cap).
         verifier: checks callbacks' signatures.
         store: where callbacks are recorded (the inbox).
-        engine: started and stopped with the app; told of each accepted callback's key.
+        engine: started and stopped with the app; woken after each accepted callback.
         readiness: the checks of `/readyz`.
         metrics: the registry `/metrics` renders (the endpoint counts callbacks in it).
         queue_depth: read when `/metrics` is scraped; None leaves the gauge at 0.
@@ -144,6 +147,7 @@ def create_app(
         The ASGI app.
     """
     cap = settings.max_body_bytes
+    inbox = InboxWriter(store, source=SOURCE)
 
     async def read_body(request: Request) -> bytes:
         content_type = request.headers.get("content-type", "")
@@ -207,24 +211,16 @@ def create_app(
             )
         event_id = hashlib.sha256(raw).hexdigest()
         try:
-            new = store.record_event(source=SOURCE, event_id=event_id, key=key, payload=raw)
+            new = await inbox.record(event_id=event_id, key=key, payload=raw)
         except StoreError as exc:
             log.exception("webhook.not_recorded", key=key, error=str(exc))
             return JSONResponse(
                 {"error": "unavailable", "message": "the event could not be recorded; retry"},
                 status_code=503,
             )
+        engine.inbox_recorded()
         if on_change is not None:
             on_change(key, event)
-        try:
-            await engine.notify(key)
-            store.complete_event(event_id, source=SOURCE)
-        except Exception as exc:  # recorded: a retry, or the next start's drain, enqueues it
-            log.exception("webhook.not_enqueued", key=key, event_id=event_id, error=str(exc))
-            return JSONResponse(
-                {"error": "unavailable", "message": "recorded but not enqueued yet; retry"},
-                status_code=503,
-            )
         log.info(
             "webhook.accepted",
             event_name=event.event_name,

@@ -18,7 +18,8 @@ links        link_for_referral, link_for_record, get_link, create_link (idempote
 base         snapshot, save_snapshot
 history      record_audit, audit (newest first, bounded), record_conflict, conflicts
 pollers      cursor, set_cursor
-inbox        record_event (idempotent, says whether new), pending_events, complete_event
+inbox        record_event (idempotent, says whether new), record_events (several, one
+             transaction), pending_events, complete_event, complete_events (by row id)
 creates      record_create_intent, create_intent, resolve_create_intent
 leases       claim (atomic across processes), release, lease_owner
 ```

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import json
 import secrets
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -701,6 +701,42 @@ class Store:
             )
             return result.first() is not None
 
+    def record_events(
+        self, *, source: str, events: Sequence[tuple[str, str, bytes | str]]
+    ) -> list[bool]:
+        """`record_event` for several events in one transaction (the webhook's group commit).
+
+        Args:
+            source: Who sent them, e.g. `partner-center`.
+            events: (event id, key, payload) of each event, in arrival order.
+
+        Returns:
+            For each event in order, True when it is new, False when it had been recorded
+            before (earlier in the same batch included).
+        """
+        if not events:
+            return []
+        now = self._now()
+        with self._write() as connection:
+            return [
+                connection.execute(
+                    _insert(self._dialect, t.inbox)
+                    .values(
+                        tenant=self._tenant,
+                        source=source,
+                        event_id=event_id,
+                        key=key,
+                        payload=payload.encode() if isinstance(payload, str) else bytes(payload),
+                        received_at=now,
+                        completed_at=None,
+                    )
+                    .on_conflict_do_nothing()
+                    .returning(t.inbox.c.id)
+                ).first()
+                is not None
+                for event_id, key, payload in events
+            ]
+
     def pending_events(self, limit: int = 100) -> list[InboxEvent]:
         """Events not yet completed, oldest first."""
         query = (
@@ -740,6 +776,25 @@ class Store:
             where.append(t.inbox.c.source == source)
         with self._write() as connection:
             connection.execute(t.inbox.update().where(*where).values(completed_at=self._now()))
+
+    def complete_events(self, ids: Sequence[int]) -> None:
+        """Mark the events with these inbox row ids (`InboxEvent.id`) handled, in one statement.
+
+        Args:
+            ids: Row ids from `pending_events`; ids already completed are left alone.
+        """
+        if not ids:
+            return
+        with self._write() as connection:
+            connection.execute(
+                t.inbox.update()
+                .where(
+                    t.inbox.c.tenant == self._tenant,
+                    t.inbox.c.id.in_(list(ids)),
+                    t.inbox.c.completed_at.is_(None),
+                )
+                .values(completed_at=self._now())
+            )
 
     # -- create intents -------------------------------------------------------------------------
 

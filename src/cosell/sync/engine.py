@@ -57,6 +57,15 @@ back as an `error` outcome. Any other exception (a bug) is logged with its trace
 the key (or the batch's keys) at once, without retries: that key fails, everything else keeps
 syncing. Steps return values, never raise, so nothing depends on pickling exceptions.
 
+**The webhook inbox.** The service answers a callback once its event is committed to the
+store's inbox (nothing else on that path), then calls `inbox_recorded()`. A worker's background
+drainer (started by `start(background=True)`, after a first `drain_inbox()` of what a crash or
+a restart left) wakes on that, reads the pending events a page at a time, coalesces them per
+key, enqueues one reconcile per key that has none waiting (as `notify` does), and marks the
+page's rows done in one statement. A failed drain (system database unavailable) leaves the
+rows pending and is retried after `INBOX_RETRY_SECONDS`. Two workers draining the same rows at
+once may both enqueue a key: one extra, harmless reconcile.
+
 **Passes** (`run_pass`, for `cosell sync`). Incremental: both pollers from their cursors plus
 the parked links; full: every referral page, the opportunities waiting for their referral and
 the parked links. Keys gather into batches of 200 across list pages and run as batch workflows
@@ -133,6 +142,9 @@ RETRIABLE_ERRORS: Final = (
 )
 
 _LINK_PAGE: Final = 500  # parked links read per store query: small rows, few round trips
+_PREFIX_QUERY: Final = 100  # keys whose waiting reconciles are looked up in one query
+INBOX_PAGE: Final = 500  # inbox events drained per store read
+INBOX_RETRY_SECONDS: Final = 1.0  # the drainer's pause after a failed drain (system DB down)
 
 Progress = Callable[[int, int | None], None]
 """Called after each batch of a pass with (keys done, keys expected or None when unknown)."""
@@ -515,19 +527,27 @@ async def sweep_workflow(scheduled_at: datetime, context: Any) -> None:
 
 
 async def _unqueued_keys(keys: Iterable[str]) -> list[str]:
-    """The keys that have no reconcile waiting to start (see "Coalescing")."""
+    """The keys that have no reconcile waiting to start (see "Coalescing").
+
+    One system-database query per `_PREFIX_QUERY` keys (their workflow-id prefixes OR-ed), not
+    one per key: a drained inbox page of many keys costs a few queries.
+    """
+    unique = list(dict.fromkeys(keys))
     fresh: list[str] = []
-    for key in dict.fromkeys(keys):
+    for start in range(0, len(unique), _PREFIX_QUERY):
+        chunk = unique[start : start + _PREFIX_QUERY]
         waiting = await DBOS.list_workflows_async(
-            workflow_id_prefix=_key_workflow_prefix(key),
+            workflow_id_prefix=[_key_workflow_prefix(key) for key in chunk],
             status=["ENQUEUED"],
             queue_name=RECONCILE_QUEUE,
-            limit=1,
             load_input=False,
             load_output=False,
         )
-        if not waiting:
-            fresh.append(key)
+        ids = [w.workflow_id for w in waiting]
+        # LIKE's `_` matches any character: keep only exact prefix matches.
+        fresh.extend(
+            key for key in chunk if not any(i.startswith(_key_workflow_prefix(key)) for i in ids)
+        )
     return fresh
 
 
@@ -589,6 +609,8 @@ class Engine:
         self._listed: dict[Key, Referral] = {}
         self._idle = asyncio.Event()
         self._idle.set()
+        self._inbox_wakeup = asyncio.Event()
+        self._drainer: asyncio.Task[None] | None = None
 
     @property
     def options(self) -> EngineOptions:
@@ -681,6 +703,7 @@ class Engine:
         self._background = background
         if background:
             await self.drain_inbox()  # events recorded before a crash or a restart
+            self._drainer = asyncio.create_task(self._drain_forever(), name="cosell-inbox")
 
     def _schedules(self) -> list[ScheduleInput]:
         poll = cron_for(self._options.poll_interval_seconds, "poll_interval_seconds")
@@ -720,6 +743,11 @@ class Engine:
 
     async def _teardown(self) -> None:
         global _active
+        if self._drainer is not None:
+            drainer, self._drainer = self._drainer, None
+            drainer.cancel()  # pending events stay in the inbox: the next start drains them
+            with contextlib.suppress(asyncio.CancelledError):
+                await drainer
         # DBOS joins its threads, which may be waiting on this event loop: never block it.
         await asyncio.to_thread(DBOS.destroy)
         if self._system_engine is not None:
@@ -757,13 +785,24 @@ class Engine:
         await _enqueue_keys(fresh, uuid.uuid4().hex)
         return True
 
-    async def drain_inbox(self, *, page: int = 500) -> int:
-        """Notify the key of every pending webhook event in the store's inbox, then complete it.
+    def inbox_recorded(self) -> None:
+        """Say that webhook events were committed to the inbox: the drainer runs soon.
 
-        An event is completed only once its reconcile is enqueued (durably, in the system
-        database), so a crash in between notifies it again: harmless, the reconcile is
-        level-triggered. `start` drains the inbox of a worker; the webhook endpoint may call it
-        after recording events.
+        Cheap and synchronous (it sets an event); the webhook endpoint calls it after each
+        recorded callback, and many calls before the drainer wakes cost one drain.
+        """
+        self._inbox_wakeup.set()
+
+    async def drain_inbox(self, *, page: int = INBOX_PAGE) -> int:
+        """Turn every pending webhook event in the store's inbox into a reconcile, then complete it.
+
+        Events are read a page at a time; a page's keys are coalesced (one notification per
+        distinct key: one query for the waiting reconciles of up to 100 keys, one durable enqueue
+        per key with none waiting), and the page's rows are completed in one statement once
+        those enqueues are done. So a crash in between notifies them again: harmless, the
+        reconcile is level-triggered. Store reads and writes run in a worker thread, off the
+        event loop that answers webhooks. `start` drains the inbox of a worker; afterwards the
+        background drainer calls it whenever `inbox_recorded` wakes it.
 
         Args:
             page: events read per store query.
@@ -773,18 +812,39 @@ class Engine:
         """
         self._require_started()
         drained = 0
-        while events := self._store.pending_events(page):
+        while events := await asyncio.to_thread(self._store.pending_events, page):
+            keys: list[str] = []
             for event in events:
                 try:
-                    await self.notify(event.key)
+                    parse_key(event.key)
                 except KeyFormatError as exc:
                     # Nothing can reconcile it; say so instead of blocking the inbox behind it.
                     log.warning(
                         "inbox event %s of %s dropped: %s", event.event_id, event.source, exc
                     )
-                self._store.complete_event(event.event_id, source=event.source)
+                else:
+                    keys.append(event.key)
+            fresh = await _unqueued_keys(keys)
+            await _enqueue_keys(fresh, uuid.uuid4().hex)
+            await asyncio.to_thread(self._store.complete_events, [e.id for e in events])
             drained += len(events)
         return drained
+
+    async def _drain_forever(self) -> None:
+        """The background drainer of a worker: drain whenever woken; retry after a failure."""
+        while True:
+            await self._inbox_wakeup.wait()
+            self._inbox_wakeup.clear()
+            try:
+                await self.drain_inbox()
+            except Exception:
+                log.exception(
+                    "draining the webhook inbox failed; the events stay pending, retrying in "
+                    "%.0f s",
+                    INBOX_RETRY_SECONDS,
+                )
+                await self._clock.sleep(INBOX_RETRY_SECONDS)
+                self._inbox_wakeup.set()
 
     async def _notify_from_workflow(self, keys: Sequence[str], *, attempt: int = 0) -> int:
         # The child ids derive from this workflow's id (deterministic when it is recovered)

@@ -416,6 +416,58 @@ async def test_the_inbox_is_drained_into_notifications(
     assert await engine.drain_inbox() == 0
 
 
+async def _inbox_empty(store: Store) -> None:
+    """Wait until the background drainer has completed every inbox event."""
+    for _ in range(500):
+        if not store.pending_events():
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"inbox events still pending: {store.pending_events()}")
+
+
+async def test_recorded_webhook_events_are_drained_in_the_background_one_reconcile_per_key(
+    engine: Engine, reconciler: ScriptedReconciler, store: Store
+) -> None:
+    keys = [f"referral:background-{n}" for n in range(3)]
+    for n in range(9):  # three events about each key, recorded as the endpoint does
+        assert store.record_event(
+            source="partner-center", event_id=f"bg-{n}", key=keys[n % 3], payload="{}"
+        )
+    engine.inbox_recorded()
+    engine.inbox_recorded()  # woken twice before it runs: one drain
+    await _inbox_empty(store)
+    await _drained(engine)
+    assert sorted(keys for kind, keys in reconciler.calls if kind == "key") == [(k,) for k in keys]
+
+
+async def test_a_failed_drain_leaves_the_events_pending_and_is_retried(
+    engine: Engine,
+    reconciler: ScriptedReconciler,
+    store: Store,
+    clock: HookedClock,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    key = "referral:drained-after-a-failure"
+    real = engine_module._enqueue_keys
+    failures: list[list[str]] = []
+
+    async def once_unavailable(keys: list[str], suffix: str) -> list[str]:
+        if not failures:
+            failures.append(list(keys))
+            assert [e.key for e in store.pending_events()] == [key]  # still pending
+            raise RuntimeError("system database unavailable")
+        return await real(keys, suffix)
+
+    monkeypatch.setattr(engine_module, "_enqueue_keys", once_unavailable)
+    store.record_event(source="partner-center", event_id="retried-1", key=key, payload="{}")
+    engine.inbox_recorded()
+    await _inbox_empty(store)
+    await _drained(engine)
+    assert failures == [[key]]
+    assert engine_module.INBOX_RETRY_SECONDS in clock.sleeps
+    assert reconciler.calls == [("key", (key,))]
+
+
 async def test_a_worker_bounds_how_many_keys_it_reconciles_at_once(
     engine: Engine, reconciler: ScriptedReconciler
 ) -> None:

@@ -64,7 +64,7 @@ async def service(kit: CertificateKit, store: Store) -> AsyncIterator[Service]:
         return Check(name, run, ttl_seconds=0.0 if name == "database" else 60.0)
 
     readiness = Readiness([check("database"), check("salesforce_token")], clock=clock)
-    engine = RecordingEngine()
+    engine = RecordingEngine(store)
     metrics = Metrics(store)
     app = create_app(
         settings=ServerSettings(),

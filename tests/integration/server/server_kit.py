@@ -59,19 +59,19 @@ class Signer:
 class RecordingEngine:
     """Stands in for the DBOS engine at the app's boundary: records what it is told."""
 
-    notified: list[str] = field(default_factory=list)
-    fail_notify: bool = False
+    store: Store
+    woken: int = 0
+    pending_when_woken: list[list[str]] = field(default_factory=list)
     started: list[bool] = field(default_factory=list)
     stopped: list[float] = field(default_factory=list)
 
     async def start(self, *, background: bool = True) -> None:
         self.started.append(background)
 
-    async def notify(self, key: str) -> bool:
-        if self.fail_notify:
-            raise RuntimeError("system database unavailable")
-        self.notified.append(key)
-        return True
+    def inbox_recorded(self) -> None:
+        # What the drainer would find when it wakes: the event must already be committed.
+        self.woken += 1
+        self.pending_when_woken.append([e.key for e in self.store.pending_events()])
 
     async def stop(self, *, grace_seconds: float = 10.0) -> None:
         self.stopped.append(grace_seconds)

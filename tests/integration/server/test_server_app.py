@@ -5,9 +5,10 @@ from __future__ import annotations
 import hashlib
 from collections.abc import AsyncIterator
 
+import pytest
 from server_kit import REFERRAL_ID, WEBHOOK, Service, Signer, event_body
 
-from cosell.store import referral_key
+from cosell.store import StoreUnavailableError, referral_key
 
 KEY = referral_key(REFERRAL_ID)
 TWO_MIB = 2 * 1024 * 1024
@@ -29,16 +30,19 @@ async def _metrics(service: Service) -> str:
     return response.text
 
 
-async def test_a_signed_referral_event_is_recorded_then_enqueued_and_answered_200(
+async def test_a_signed_referral_event_is_committed_to_the_inbox_before_the_answer_200(
     service: Service, signer: Signer
 ) -> None:
     body = event_body()
     response = await service.client.post(WEBHOOK, content=body, headers=signer.headers(body))
     assert response.status_code == 200, response.text
     assert response.json() == {"status": "accepted", "key": KEY}
-    assert service.engine.notified == [KEY]
-    assert service.inbox_rows() == 1
-    assert service.store.pending_events() == []  # completed once enqueued
+    # Durable before the answer: the drainer, woken once, finds the event committed; it stays
+    # pending until the drainer has enqueued its reconcile (a crash now loses nothing).
+    assert service.engine.pending_when_woken == [[KEY]]
+    assert [(e.key, e.event_id, e.source) for e in service.store.pending_events()] == [
+        (KEY, hashlib.sha256(body).hexdigest(), "partner-center")
+    ]
     text = await _metrics(service)
     received = (
         'cosell_notifications_received_total{event="referral-updated",source="partner-center"}'
@@ -67,7 +71,7 @@ async def test_a_forged_callback_is_refused_401_and_nothing_is_recorded_or_enque
     assert response.json()["error"] == "invalid_signature"
     unsigned = {"Content-Type": "application/json"}
     assert (await service.client.post(WEBHOOK, content=body, headers=unsigned)).status_code == 401
-    assert service.engine.notified == []
+    assert service.engine.woken == 0
     assert service.inbox_rows() == 0
     text = await _metrics(service)
     assert _sample(text, 'cosell_notifications_rejected_total{reason="invalid_signature"}') == 1.0
@@ -94,7 +98,7 @@ async def test_a_body_over_the_cap_is_refused_413_by_its_length_or_while_streami
     assert response.json()["error"] == "body_too_large"
     assert len(read) <= 18  # 1 MiB is 16 chunks of 64 KiB; the rest is never pulled
     assert service.inbox_rows() == 0
-    assert service.engine.notified == []
+    assert service.engine.woken == 0
 
 
 async def test_wrong_content_type_is_refused_415(service: Service, signer: Signer) -> None:
@@ -113,7 +117,7 @@ async def test_a_signed_body_that_is_not_an_event_is_refused_400(
         assert response.status_code == 400, body
         assert response.json()["error"] == "malformed_event"
     assert service.inbox_rows() == 0
-    assert service.engine.notified == []
+    assert service.engine.woken == 0
 
 
 async def test_validation_events_are_answered_200_and_not_enqueued(
@@ -124,25 +128,27 @@ async def test_validation_events_are_answered_200_and_not_enqueued(
         response = await service.client.post(WEBHOOK, content=body, headers=signer.headers(body))
         assert response.status_code == 200
         assert response.json()["status"] == "ok"
-    assert service.engine.notified == []
+    assert service.engine.woken == 0
     assert service.inbox_rows() == 0
 
 
-async def test_when_the_enqueue_fails_the_event_stays_pending_and_the_answer_is_503(
-    service: Service, signer: Signer
+async def test_when_the_store_cannot_record_the_answer_is_503_and_nothing_is_recorded(
+    service: Service, signer: Signer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    service.engine.fail_notify = True
+    def unavailable(**_: object) -> list[bool]:
+        raise StoreUnavailableError("cannot open the SQLite store: disk I/O error")
+
+    monkeypatch.setattr(service.store, "record_events", unavailable)
     body = event_body()
     response = await service.client.post(WEBHOOK, content=body, headers=signer.headers(body))
     assert response.status_code == 503
-    pending = service.store.pending_events()
-    assert [(e.key, e.event_id, e.source) for e in pending] == [
-        (KEY, hashlib.sha256(body).hexdigest(), "partner-center")
-    ]
-    service.engine.fail_notify = False
+    assert response.json()["error"] == "unavailable"
+    assert service.engine.woken == 0
+    monkeypatch.undo()
+    assert service.inbox_rows() == 0
     response = await service.client.post(WEBHOOK, content=body, headers=signer.headers(body))
-    assert response.status_code == 200
-    assert service.store.pending_events() == []
+    assert response.status_code == 200  # Partner Center's retry is recorded
+    assert [e.key for e in service.store.pending_events()] == [KEY]
 
 
 async def test_healthz_answers_without_io(service: Service) -> None:
@@ -182,7 +188,6 @@ async def test_metrics_read_links_conflicts_and_inbox_from_the_store(
 ) -> None:
     link = service.store.create_link(sobject="Opportunity", referral_id=REFERRAL_ID)
     service.store.update_link(link.id, sync_status="Error", last_error="boom")
-    service.engine.fail_notify = True
     body = event_body()
     await service.client.post(WEBHOOK, content=body, headers=signer.headers(body))
     text = await _metrics(service)

@@ -1,0 +1,94 @@
+"""`InboxWriter`: the webhook endpoint's group commit into the store's inbox, off the event loop.
+
+Each accepted callback must be durably in the inbox before it is answered 200, and a store
+write is a synchronous database transaction. Written one by one on the event loop, every
+callback would wait for the commit of each one before it; in a thread each, they would queue
+on SQLite's single writer lock anyway. So the requests hand their event to the writer and
+await it; the writer takes everything handed in so far (up to `max_batch`), writes it in *one*
+transaction (`Store.record_events`) in a worker thread, and resolves each request with whether
+its event was new. Callbacks that arrive meanwhile gather for the next transaction: under load
+a commit serves many callbacks, and when idle a lone callback is written at once (no timer).
+
+At most one transaction is in flight per writer. When it fails, every request of that batch
+gets the exception (the endpoint answers 503, Partner Center retries) and nothing of the batch
+is recorded (one transaction). A request cancelled while waiting (client gone) may still have
+its event recorded, which is harmless: the reconcile it leads to is level-triggered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Final
+
+from cosell.store import Store
+
+DEFAULT_MAX_BATCH: Final = 500  # events per transaction: a few ms of SQLite work
+
+
+@dataclass(frozen=True)
+class _Pending:
+    event_id: str
+    key: str
+    payload: bytes
+    answer: asyncio.Future[bool]
+
+
+class InboxWriter:
+    """Records webhook events in the store's inbox, batching concurrent callers.
+
+    Args:
+        store: the store whose inbox receives the events.
+        source: the `source` of every event recorded (e.g. `partner-center`).
+        max_batch: most events written in one transaction.
+    """
+
+    def __init__(self, store: Store, *, source: str, max_batch: int = DEFAULT_MAX_BATCH) -> None:
+        if max_batch < 1:
+            raise ValueError("max_batch must be at least 1")
+        self._store = store
+        self._source = source
+        self._max_batch = max_batch
+        self._queue: list[_Pending] = []
+        self._writing: asyncio.Task[None] | None = None
+        self.transactions = 0  # committed or failed; the batching shows as events / transactions
+
+    async def record(self, *, event_id: str, key: str, payload: bytes) -> bool:
+        """Record one event durably; return once it is committed.
+
+        Args:
+            event_id: the event's id (unique per source).
+            key: the key it says may be out of date.
+            payload: the body as received.
+
+        Returns:
+            True when the event is new, False when it had been recorded before.
+
+        Raises:
+            StoreError: the store could not record it (nothing of its batch was recorded).
+        """
+        answer: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._queue.append(_Pending(event_id, key, payload, answer))
+        if self._writing is None or self._writing.done():
+            self._writing = asyncio.create_task(self._write_all())
+        return await answer
+
+    async def _write_all(self) -> None:
+        while self._queue:
+            batch = self._queue[: self._max_batch]
+            del self._queue[: self._max_batch]
+            rows = [(p.event_id, p.key, p.payload) for p in batch]
+            try:
+                new = await asyncio.to_thread(
+                    self._store.record_events, source=self._source, events=rows
+                )
+            except Exception as exc:  # noqa: BLE001 - handed to every waiting request
+                for pending in batch:
+                    if not pending.answer.done():
+                        pending.answer.set_exception(exc)
+            else:
+                for pending, fresh in zip(batch, new, strict=True):
+                    if not pending.answer.done():
+                        pending.answer.set_result(fresh)
+            finally:
+                self.transactions += 1
