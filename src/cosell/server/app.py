@@ -221,7 +221,7 @@ def create_app(
         engine.inbox_recorded()
         if on_change is not None:
             on_change(key, event)
-        log.info(
+        log.debug(  # the request's `http.request` line is at INFO: one line per callback
             "webhook.accepted",
             event_name=event.event_name,
             key=key,

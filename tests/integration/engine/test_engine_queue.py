@@ -7,7 +7,9 @@ reconcile starts, blocks, fails and ends; DBOS, its SQLite system database and t
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
+import sqlite3
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -93,6 +95,8 @@ async def test_the_system_database_follows_the_store(engine: Engine, store: Stor
         beside = Path(store.url.database or "").with_name("cosell-dbos.sqlite")
         assert url == f"sqlite:///{beside}"
         assert await asyncio.to_thread(beside.exists)
+        with contextlib.closing(sqlite3.connect(beside)) as db:  # one append per commit
+            assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
     else:
         assert url == store.url.set(drivername="postgresql").render_as_string(hide_password=False)
         with store.engine.connect() as connection:
