@@ -96,6 +96,11 @@ def options() -> argparse.Namespace:
         help="callbacks signed in advance when --rate is 0 (30000)",
     )
     parser.add_argument(
+        "--keep",
+        action="store_true",
+        help="keep the working directory (logs, store, settings) and print where it is",
+    )
+    parser.add_argument(
         "--drain-timeout",
         type=float,
         default=60.0,
@@ -165,10 +170,16 @@ def _stop(proc: subprocess.Popen[str]) -> None:
 
 
 @contextlib.contextmanager
-def deployment() -> Iterator[Deployment]:
+def deployment(*, keep: bool) -> Iterator[Deployment]:
     """Start the sandboxes, register the webhook, start `cosell serve`; stop them on exit."""
-    with tempfile.TemporaryDirectory(prefix="cosell-intake-") as name:
-        directory = Path(name)
+    with contextlib.ExitStack() as stack:
+        if keep:
+            directory = Path(tempfile.mkdtemp(prefix="cosell-intake-"))
+            print(f"working directory (kept): {directory}", file=sys.stderr)
+        else:
+            directory = Path(
+                stack.enter_context(tempfile.TemporaryDirectory(prefix="cosell-intake-"))
+            )
         port = _free_port()
         env = _env(COSELL_SERVER__PUBLIC_URL=f"http://127.0.0.1:{port}{WEBHOOK_PATH}")
         logs: list[IO[str]] = []
@@ -358,7 +369,7 @@ def main() -> None:
     """Run the benchmark and print (and write) its figures."""
     args = options()
     count = int(args.rate * args.seconds) + 1 if args.rate > 0 else args.max_callbacks
-    with deployment() as target:
+    with deployment(keep=args.keep) as target:
         print(f"signing {count:,} callbacks ...", file=sys.stderr)
         callbacks = sign_callbacks(target, count, args.referrals)
         print(f"sending for {args.seconds:g} s ...", file=sys.stderr)

@@ -258,6 +258,7 @@ def create_app(
         finally:
             log.info("engine.stopping", grace_seconds=grace_seconds)
             await engine.stop(grace_seconds=grace_seconds)
+            inbox.close()
             log.info("engine.stopped")
 
     app = Starlette(

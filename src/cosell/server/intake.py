@@ -9,7 +9,10 @@ transaction (`Store.record_events`) in a worker thread, and resolves each reques
 its event was new. Callbacks that arrive meanwhile gather for the next transaction: under load
 a commit serves many callbacks, and when idle a lone callback is written at once (no timer).
 
-At most one transaction is in flight per writer. When it fails, every request of that batch
+The transactions run on the writer's own thread, not on the event loop's default executor:
+DBOS makes that executor its own pool, where the workflows' system-database commits would
+queue ahead of a callback's write (measured: a median answer of ~50 ms under load, most of it
+waiting for a pool thread). At most one transaction is in flight per writer. When it fails, every request of that batch
 gets the exception (the endpoint answers 503, Partner Center retries) and nothing of the batch
 is recorded (one transaction). A request cancelled while waiting (client gone) may still have
 its event recorded, which is harmless: the reconcile it leads to is level-triggered.
@@ -18,6 +21,8 @@ its event recorded, which is harmless: the reconcile it leads to is level-trigge
 from __future__ import annotations
 
 import asyncio
+import functools
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Final
 
@@ -51,6 +56,7 @@ class InboxWriter:
         self._max_batch = max_batch
         self._queue: list[_Pending] = []
         self._writing: asyncio.Task[None] | None = None
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cosell-inbox")
         self.transactions = 0  # committed or failed; the batching shows as events / transactions
 
     async def record(self, *, event_id: str, key: str, payload: bytes) -> bool:
@@ -73,14 +79,19 @@ class InboxWriter:
             self._writing = asyncio.create_task(self._write_all())
         return await answer
 
+    def close(self) -> None:
+        """Stop the writer's thread once its last transaction is done (at the app's shutdown)."""
+        self._thread.shutdown(wait=False)
+
     async def _write_all(self) -> None:
         while self._queue:
             batch = self._queue[: self._max_batch]
             del self._queue[: self._max_batch]
             rows = [(p.event_id, p.key, p.payload) for p in batch]
             try:
-                new = await asyncio.to_thread(
-                    self._store.record_events, source=self._source, events=rows
+                new = await asyncio.get_running_loop().run_in_executor(
+                    self._thread,
+                    functools.partial(self._store.record_events, source=self._source, events=rows),
                 )
             except Exception as exc:  # noqa: BLE001 - handed to every waiting request
                 for pending in batch:

@@ -706,6 +706,12 @@ class Store:
     ) -> list[bool]:
         """`record_event` for several events in one transaction (the webhook's group commit).
 
+        Two statements whatever the number of events: one reads which ids are already there,
+        one inserts the rest (ON CONFLICT DO NOTHING, so a concurrent insert of the same event
+        is harmless). On SQLite the transaction holds the write lock throughout, so "new" is
+        exact; on PostgreSQL an event recorded by another process at the same instant may be
+        reported new by both (it is recorded once).
+
         Args:
             source: Who sent them, e.g. `partner-center`.
             events: (event id, key, payload) of each event, in arrival order.
@@ -718,24 +724,37 @@ class Store:
             return []
         now = self._now()
         with self._write() as connection:
-            return [
+            known = set(
                 connection.execute(
-                    _insert(self._dialect, t.inbox)
-                    .values(
-                        tenant=self._tenant,
-                        source=source,
-                        event_id=event_id,
-                        key=key,
-                        payload=payload.encode() if isinstance(payload, str) else bytes(payload),
-                        received_at=now,
-                        completed_at=None,
+                    sa.select(t.inbox.c.event_id).where(
+                        t.inbox.c.tenant == self._tenant,
+                        t.inbox.c.source == source,
+                        t.inbox.c.event_id.in_({event_id for event_id, _, _ in events}),
                     )
-                    .on_conflict_do_nothing()
-                    .returning(t.inbox.c.id)
-                ).first()
-                is not None
-                for event_id, key, payload in events
-            ]
+                ).scalars()
+            )
+            new: list[bool] = []
+            rows: list[dict[str, Any]] = []
+            for event_id, key, payload in events:
+                new.append(event_id not in known)
+                if event_id in known:
+                    continue
+                known.add(event_id)
+                body = payload.encode() if isinstance(payload, str) else bytes(payload)
+                rows.append(
+                    {
+                        "tenant": self._tenant,
+                        "source": source,
+                        "event_id": event_id,
+                        "key": key,
+                        "payload": body,
+                        "received_at": now,
+                        "completed_at": None,
+                    }
+                )
+            if rows:
+                connection.execute(_insert(self._dialect, t.inbox).on_conflict_do_nothing(), rows)
+            return new
 
     def pending_events(self, limit: int = 100) -> list[InboxEvent]:
         """Events not yet completed, oldest first."""
