@@ -16,7 +16,9 @@ service answers); answer time is measured from writing the request to reading th
 At the end every callback answered 200 is looked up in the store's inbox by its event id (the
 SHA-256 of the body): `lost` counts accepted callbacks that are not there. `drained` is how long
 the inbox took, after the load stopped, until no event was pending (the service turns inbox
-rows into reconciles in the background).
+rows into reconciles in the background). `serve CPU ms/callback` is the CPU time the serve
+process used while the load ran (the intake and the reconciles it ran meanwhile) per accepted
+callback: a figure that does not depend on how busy the rest of the machine is.
 """
 
 from __future__ import annotations
@@ -147,6 +149,7 @@ class Deployment:
     port: int
     certificate_url: str
     signer: DispatchCertificates
+    serve_pid: int
 
     @property
     def store_file(self) -> Path:
@@ -227,7 +230,9 @@ def deployment(*, keep: bool) -> Iterator[Deployment]:
                 _cli("serve", "--config", "cosell.toml", "--port", str(port)), "serve.log"
             )
             _first_line(serve, "cosell serve")
-            yield Deployment(directory, port, pc["certificate_url"], _signing_key(directory))
+            yield Deployment(
+                directory, port, pc["certificate_url"], _signing_key(directory), serve.pid
+            )
         finally:
             for proc in reversed(procs):
                 _stop(proc)
@@ -344,6 +349,15 @@ async def send(
     return results
 
 
+def cpu_seconds(pid: int) -> float | None:
+    """CPU time (user + system, all threads) process `pid` has used; None off Linux."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 # -- the check ----------------------------------------------------------------------------------
 
 
@@ -373,6 +387,7 @@ def main() -> None:
         print(f"signing {count:,} callbacks ...", file=sys.stderr)
         callbacks = sign_callbacks(target, count, args.referrals)
         print(f"sending for {args.seconds:g} s ...", file=sys.stderr)
+        cpu_before = cpu_seconds(target.serve_pid)
         results = asyncio.run(
             send(
                 target.port,
@@ -382,8 +397,14 @@ def main() -> None:
                 concurrency=args.concurrency,
             )
         )
+        cpu_after = cpu_seconds(target.serve_pid)
         drained = _wait_drained(target.store_file, args.drain_timeout)
         recorded, pending = _inbox(target.store_file)
+    serve_cpu_ms = (
+        (cpu_after - cpu_before) * 1000 / len(results.accepted)
+        if cpu_before is not None and cpu_after is not None and results.accepted
+        else None
+    )
     lost = sum(1 for event_id in results.accepted if event_id not in recorded)
     sent = len(results.latencies_ms) + results.errors
     accepted_rate = len(results.accepted) / results.elapsed if results.elapsed else 0.0
@@ -403,6 +424,7 @@ def main() -> None:
             "max ms",
             "drained s",
             "pending",
+            "serve CPU ms/callback",
         ],
     )
     report.rows.append(
@@ -418,11 +440,17 @@ def main() -> None:
             "max ms": max(results.latencies_ms, default=float("nan")),
             "drained s": drained,
             "pending": pending,
+            "serve CPU ms/callback": serve_cpu_ms,
             "statuses": {str(k): v for k, v in sorted(results.statuses.items())},
             "connection errors": results.errors,
         }
     )
     report.notes.extend(_verdicts(accepted_rate, p99, lost, results))
+    if serve_cpu_ms:
+        report.notes.append(
+            f"cosell serve used {serve_cpu_ms:.2f} ms of CPU per accepted callback: at most "
+            f"~{1000 / serve_cpu_ms:,.0f} callbacks/s on one fully available core"
+        )
     report.print(Console(width=200))
     report.write_json(args.json)
 

@@ -2,7 +2,8 @@
 
 One uvicorn server on one asyncio loop runs the app of `cosell.server.app` (webhook endpoint,
 `/healthz`, `/readyz`, `/metrics`) and, in the app's lifespan, the DBOS engine as a worker:
-queued reconciles, both pollers, the periodic sweep, and a drain of the webhook inbox at start.
+queued reconciles, both pollers, the periodic sweep, and the webhook inbox's drainer (a drain at
+start, then whenever callbacks are recorded).
 
 Wiring (the only place that builds HTTP clients for the service): one `httpx.AsyncClient` per
 API, each behind a transport that counts calls and errors into the metrics

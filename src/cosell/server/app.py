@@ -37,8 +37,8 @@ Every request is logged once (`http.request`: method, path, status, milliseconds
 callback is logged with its reason and never with its body.
 
 The lifespan starts the engine as a worker (`engine.start(background=True)`: reconciles,
-pollers, sweeps, and a drain of the inbox) and stops it on shutdown, letting running
-reconciles finish for up to `grace_seconds`. When the engine cannot start, the exception is
+pollers, sweeps, and the inbox's drainer) and stops it on shutdown, letting running
+reconciles finish for up to `grace_seconds`; then the inbox writer's thread stops. When the engine cannot start, the exception is
 kept in `app.state.startup_error` for the caller to report.
 """
 
