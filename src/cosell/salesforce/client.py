@@ -43,6 +43,7 @@ import httpx
 import structlog
 
 from cosell.clock import Clock, SystemClock
+from cosell.salesforce import soap
 from cosell.salesforce.auth import AuthFlow, Session, Token
 from cosell.salesforce.errors import (
     ApiBudgetExceededError,
@@ -64,6 +65,7 @@ from cosell.salesforce.schema import (
     GlobalDescription,
     ObjectDescription,
 )
+from cosell.salesforce.soap import LeadConvert, LeadConvertResult
 from cosell.salesforce.values import SalesforceId, parse_datetime
 
 log = structlog.get_logger(__name__)
@@ -1047,6 +1049,81 @@ class SalesforceClient:
         if not isinstance(body, list):
             raise UnexpectedResponseError("the versions list was not a list")
         return body
+
+    # -- SOAP ---------------------------------------------------------------------------------
+
+    async def convert_lead(self, convert: LeadConvert) -> LeadConvertResult:
+        """Convert one lead with the SOAP partner API's `convertLead()` (see `soap.py`).
+
+        Args:
+            convert: the lead, the converted status, and the records to convert into.
+
+        Returns:
+            The result, with the account, contact and opportunity ids.
+
+        Raises:
+            SalesforceError: the conversion failed (its error: `ValidationError` for
+                CANNOT_UPDATE_CONVERTED_LEAD, INVALID_CROSS_REFERENCE_KEY, INVALID_STATUS, ...),
+                or the call did (as `convert_leads`).
+        """
+        result = (await self.convert_leads([convert]))[0]
+        if not result.success:
+            raise (
+                result.errors[0]
+                if result.errors
+                else UnexpectedResponseError(
+                    f"convertLead() did not convert lead {convert.lead_id} and gave no reason"
+                )
+            )
+        return result
+
+    async def convert_leads(self, converts: Sequence[LeadConvert]) -> list[LeadConvertResult]:
+        """Convert up to 100 leads in one `convertLead()` call; each succeeds or fails alone.
+
+        The session's access token is the SOAP `SessionHeader`; an expired one is refreshed
+        once, as for REST calls. The call is not retried otherwise: it is not idempotent (a
+        retried conversion meets CANNOT_UPDATE_CONVERTED_LEAD), so retriable errors are raised
+        for the caller to retry after reading the lead.
+
+        Args:
+            converts: 1 to 100 conversions.
+
+        Returns:
+            One result per conversion, in order.
+
+        Raises:
+            ValueError: no conversions, or more than 100.
+            SessionExpiredError: the session was refused again after a refresh.
+            TransportError: the call broke (it may have committed).
+            SalesforceError: the call failed as a whole (a SOAP fault).
+        """
+        if not 1 <= len(converts) <= soap.MAX_CONVERTS:
+            raise ValueError(
+                f"convert 1 to {soap.MAX_CONVERTS} leads per call, not {len(converts)}"
+            )
+        self._check_budget()
+        stale: Token | None = None
+        while True:
+            token = await (self._session.refresh(stale) if stale else self._session.token())
+            envelope = soap.convert_lead_envelope(
+                token.access_token, converts, self._call_options.partition("=")[2]
+            )
+            try:
+                response = await self._http.post(
+                    f"{token.instance_url}/services/Soap/u/{self.api_version}",
+                    content=envelope,
+                    headers={"Content-Type": soap.CONTENT_TYPE, "SOAPAction": "convertLead"},
+                )
+            except httpx.HTTPError as exc:
+                raise TransportError(f"convertLead() failed: {type(exc).__name__}") from exc
+            self._observe(response)
+            if response.status_code == 200:
+                return soap.parse_convert_response(response.content, len(converts))
+            error = soap.fault_error(response.status_code, response.content)
+            if isinstance(error, SessionExpiredError) and stale is None:
+                stale = token
+                continue
+            raise error
 
     async def get_updated(self, sobject: str, start: datetime, end: datetime) -> UpdatedResult:
         """Ids of `sobject` records changed between `start` and `end` (getUpdated, 30 days).

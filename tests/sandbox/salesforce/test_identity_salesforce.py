@@ -712,7 +712,7 @@ async def test_soap_login_bad_credentials_fault(sf: Harness, which: str) -> None
         (
             '<e:Envelope xmlns:e="http://schemas.xmlsoap.org/soap/envelope/"><e:Body>'
             '<u:logout xmlns:u="urn:partner.soap.sforce.com"/></e:Body></e:Envelope>',
-            "only implements login()",
+            "implements login() and convertLead()",
         ),
         (
             '<e:Envelope xmlns:e="http://schemas.xmlsoap.org/soap/envelope/"><e:Body>'

@@ -3,7 +3,7 @@
 `SalesforceSandbox` wires the pieces together:
 
 - `identity` (OAuth token endpoint, SOAP login, sessions) authenticates every data call except
-  the versions list;
+  the versions list; the SOAP endpoint also serves `convertLead()` (`soap_convert`);
 - `RecordStore` holds the records; `RestApi` (+ `composite`) answers `/services/data/...`;
 - `ApiUsage` counts calls over a rolling 24 hours (`Sforce-Limit-Info` on every
   `/services/data` response, `/limits/`, 403 REQUEST_LIMIT_EXCEEDED past the maximum);
@@ -46,7 +46,7 @@ from cosell.sandbox.salesforce.errors import (
     SalesforceSandboxError,
     install_error_handlers,
 )
-from cosell.sandbox.salesforce.identity import SalesforceIdentity
+from cosell.sandbox.salesforce.identity import SalesforceIdentity, check_soap_version
 from cosell.sandbox.salesforce.ids import IdFactory
 from cosell.sandbox.salesforce.limits import ApiUsage
 from cosell.sandbox.salesforce.orgschema import build_schema
@@ -61,6 +61,18 @@ from cosell.sandbox.salesforce.rest import (
     versions_list,
 )
 from cosell.sandbox.salesforce.schema import Schema
+from cosell.sandbox.salesforce.soap_convert import (
+    convert,
+    convert_response,
+    parse_converts,
+    session_id,
+)
+from cosell.sandbox.salesforce.soap_login import (
+    XML_CONTENT_TYPE,
+    SoapFaultError,
+    operation_name,
+    parse_envelope,
+)
 from cosell.sandbox.salesforce.standard_objects import OPPORTUNITY_STAGES
 from cosell.sandbox.salesforce.store import (
     RECYCLE_BIN_RETENTION,
@@ -464,6 +476,9 @@ class SalesforceSandbox:
         app.router.redirect_slashes = False
         install_error_handlers(app)
         app.add_exception_handler(Exception, _on_unexpected)
+        # The partner SOAP endpoint: login() (identity), then convertLead() with its session.
+        app.add_api_route("/services/Soap/u/{version}", self._soap, methods=["POST"])
+        app.add_api_route("/services/Soap/u/{version}/{org}", self._soap, methods=["POST"])
         app.include_router(self.identity.router)
         app.include_router(control_router(self))
         app.add_api_route("/services/data", self._versions, methods=["GET"])
@@ -574,6 +589,40 @@ class SalesforceSandbox:
     @staticmethod
     def _stats_route(route: str) -> str:
         return f"/services/data/vXX.X/{route}".rstrip("/")
+
+    async def _soap(self, version: str, request: Request) -> Response:
+        body = await request.body()
+        try:
+            check_soap_version(version)
+            header, operation = parse_envelope(body)
+            if operation_name(operation) == "login":
+                return await self.identity.soap_login(version, body)
+            converts = parse_converts(operation)
+            token = session_id(header)
+            try:
+                session = self.identity.session_for(token or "")
+            except SalesforceSandboxError:
+                raise SoapFaultError(
+                    "Invalid Session ID found in SessionHeader: Illegal Session",
+                    exception_code="INVALID_SESSION_ID",
+                ) from None
+        except SoapFaultError as fault:
+            return Response(fault.xml(), status_code=500, media_type=XML_CONTENT_TYPE)
+        now = self.clock.now()
+        self.usage.record(now)
+        actor = Actor(
+            user_id=session.user_id,
+            change_origin=f"com/salesforce/api/soap/{version}",
+            api_version=version,
+        )
+        tx = self.store.begin(actor)
+        first_open = next(s.name for s in OPPORTUNITY_STAGES if not s.is_closed)
+        results = [
+            convert(self.store, tx, item, today=now.date(), first_open_stage=first_open)
+            for item in converts
+        ]
+        self.store.commit(tx)
+        return Response(convert_response(results), status_code=200, media_type=XML_CONTENT_TYPE)
 
     def execute(self, request: ApiRequest, actor: Actor, version: str) -> ApiResponse:
         """Run one data call in its own transaction: committed on success, else rolled back."""

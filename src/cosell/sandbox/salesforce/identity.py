@@ -209,6 +209,15 @@ class SalesforceIdentity:
         token = token.strip()
         if scheme.lower() not in ("bearer", "oauth") or not token:
             raise errors.session_invalid()
+        return self.session_for(token)
+
+    def session_for(self, token: str) -> SfSession:
+        """The live session of an access token (a SOAP `SessionHeader`'s sessionId too).
+
+        Raises:
+            SalesforceSandboxError: 401 `INVALID_SESSION_ID` when the token is unknown,
+                expired or revoked.
+        """
         now = self._clock.now()
         with self._lock:
             issued = self._sessions.get(token)
@@ -477,9 +486,13 @@ class SalesforceIdentity:
         return _OAuthError("unsupported_token_type", "this token type is not supported").response()
 
     async def _soap_login(self, version: str, request: Request) -> Response:
+        return await self.soap_login(version, await request.body())
+
+    async def soap_login(self, version: str, body: bytes) -> Response:
+        """Answer a SOAP `login()` envelope: a `loginResponse`, or a fault (HTTP 500)."""
         try:
-            _check_version(version)
-            login = parse_login_request(await request.body())
+            check_soap_version(version)
+            login = parse_login_request(body)
             if not self._password_ok(login.username, login.password):
                 raise invalid_login()
         except SoapFaultError as fault:
@@ -537,7 +550,8 @@ class SalesforceIdentity:
         )
 
 
-def _check_version(version: str) -> None:
+def check_soap_version(version: str) -> None:
+    """Refuse a SOAP URL's API version the sandbox does not serve (`UNSUPPORTED_API_VERSION`)."""
     # SOAP login is served for the same versions as the REST API.
     if version not in supported_versions():
         raise SoapFaultError(

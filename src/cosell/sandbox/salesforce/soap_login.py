@@ -1,6 +1,6 @@
 """The SOAP partner API's `login()` call, as simple-salesforce sends and reads it (spec §5.2).
 
-Only `login` is emulated: a client posts an envelope to `/services/Soap/u/{version}` holding
+`login` is emulated here (and `convertLead`, after login, in `soap_convert`): a client posts an envelope to `/services/Soap/u/{version}` holding
 `Body/login/username` and `Body/login/password` (the password with the security token appended,
 XML-escaped) in the `urn:partner.soap.sforce.com` namespace, under whatever prefixes it likes
 (simple-salesforce uses `env`/`n1` or `soapenv`/`urn`). The answer is a `loginResponse` whose
@@ -98,12 +98,12 @@ def invalid_login() -> SoapFaultError:
     return SoapFaultError(INVALID_LOGIN_MESSAGE, exception_code="INVALID_LOGIN")
 
 
-def parse_login_request(body: bytes) -> LoginRequest:
-    """Read the username and password out of a `login()` envelope.
+def parse_envelope(body: bytes) -> tuple[ET.Element | None, ET.Element]:
+    """Parse a SOAP 1.1 request: its Header (if any) and the operation element in its Body.
 
     Raises:
         SoapFaultError: the body is not UTF-8 XML, declares a DOCTYPE or entities, is not a
-            SOAP envelope, or calls an operation other than `login`.
+            SOAP envelope, or has no operation in its Body.
     """
     try:
         text = body.decode("utf-8-sig")
@@ -121,10 +121,35 @@ def parse_login_request(body: bytes) -> LoginRequest:
     operation = None if soap_body is None else next(iter(soap_body), None)
     if operation is None:
         raise SoapFaultError("The SOAP envelope has no Body with an operation in it")
+    return root.find(f"{{{SOAP_ENV}}}Header"), operation
+
+
+def operation_name(operation: ET.Element) -> str:
+    """The partner API operation an element calls (`login`, `convertLead`), or its local name."""
+    return _local(operation.tag)
+
+
+def parse_login_request(body: bytes) -> LoginRequest:
+    """Read the username and password out of a `login()` envelope.
+
+    Raises:
+        SoapFaultError: the body is not UTF-8 XML, declares a DOCTYPE or entities, is not a
+            SOAP envelope, or calls an operation other than `login`.
+    """
+    _, operation = parse_envelope(body)
+    return login_request(operation)
+
+
+def login_request(operation: ET.Element) -> LoginRequest:
+    """The credentials of a parsed `login` operation element.
+
+    Raises:
+        SoapFaultError: the element is not `login`, or lacks the username or password.
+    """
     if operation.tag != f"{{{PARTNER}}}login":
         raise SoapFaultError(
             f"Operation {_local(operation.tag)} is not available here: the sandbox's SOAP "
-            f"endpoint only implements login() of the partner API ({PARTNER})"
+            f"endpoint implements login() and convertLead() of the partner API ({PARTNER})"
         )
     username = operation.findtext(f"{{{PARTNER}}}username")
     password = operation.findtext(f"{{{PARTNER}}}password")

@@ -45,6 +45,7 @@ from cosell.sandbox.salesforce.schema import (
 )
 
 __all__ = [
+    "CONVERTED_LEAD_STATUSES",
     "CURRENCIES",
     "CURRENCY_BEARING_OBJECTS",
     "DEFAULT_CURRENCY",
@@ -123,6 +124,8 @@ LEAD_STATUSES: tuple[str, ...] = (
     "Closed - Converted",
     "Closed - Not Converted",
 )
+CONVERTED_LEAD_STATUSES: tuple[str, ...] = ("Closed - Converted",)
+"""The lead statuses whose `LeadStatus.IsConverted` is true: `convertLead()` takes only these."""
 
 DEFAULT_CURRENCY = "USD"  # the corporate currency of the emulated org
 

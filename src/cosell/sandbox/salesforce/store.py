@@ -24,6 +24,7 @@ Invariants every write keeps:
   After 15 days in the recycle bin a record is purged (`purge_deleted`) and is gone for good.
 - Unique and external-id fields are indexed (over live rows), so upserts stay O(1) at 10,000s
   of records.
+- A converted lead (`IsConverted`) is read-only: updates answer CANNOT_UPDATE_CONVERTED_LEAD.
 - Opportunity stage rules: `Probability` (unless given), `ForecastCategoryName` (unless given),
   `ForecastCategory`, `IsClosed` and `IsWon` follow `StageName`.
 """
@@ -438,6 +439,8 @@ class RecordStore:
         if not obj.updateable:
             raise error("INVALID_TYPE_FOR_OPERATION", f"entity type cannot be updated: {obj.name}")
         rid = self.resolve_id(obj, record_id)
+        if obj.name == "Lead" and self._tables[obj.name][rid].get("IsConverted"):
+            raise error("CANNOT_UPDATE_CONVERTED_LEAD", "cannot reference converted lead")
         values = self._check_input(obj, body, creating=False, record_id=rid)
         old = self._tables[obj.name][rid]
         row = dict(old)
@@ -470,6 +473,29 @@ class RecordStore:
         tx.changes.append(PendingChange(obj.name, rid, "UPDATE", tuple(changed), nulled, payload))
         self._mirror_content_document(tx, obj, rid, row, stamp)
         return rid
+
+    def set_read_only_fields(
+        self, tx: Transaction, object_name: str, record_id: str, values: Mapping[str, Any]
+    ) -> None:
+        """Set fields the API cannot write (a lead's conversion fields), with a change event.
+
+        The values are the platform's own, so they are not validated; the row is stamped as
+        by `update`.
+        """
+        obj = self.sobject(object_name)
+        rid = self.resolve_id(obj, record_id)
+        old = self._tables[obj.name][rid]
+        row = {**old, **values}
+        stamp = self._stamp()
+        row["LastModifiedDate"] = format_datetime(stamp)
+        row["SystemModstamp"] = format_datetime(stamp)
+        if "LastModifiedById" in row:
+            row["LastModifiedById"] = tx.actor.user_id
+        self._put(tx, obj.name, rid, row, blobs=self._blobs.get(rid))
+        changed = [k for k in row if row[k] != old.get(k) and k != "SystemModstamp"]
+        nulled = tuple(k for k in changed if row[k] is None)
+        payload = {k: row[k] for k in changed if row[k] is not None}
+        tx.changes.append(PendingChange(obj.name, rid, "UPDATE", tuple(changed), nulled, payload))
 
     def delete(self, tx: Transaction, obj: SObjectSchema, record_id: str) -> SalesforceId:
         """Soft-delete a live record and its master-detail children.
