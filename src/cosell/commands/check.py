@@ -183,7 +183,7 @@ class Checklist:
             mapping = self._load_mapping(settings)
             await self._schema(settings, clients, mapping)
             await self._permission_set(clients)
-            self._mapping(mapping, clients)
+            self._mapping(mapping, clients, lead_sync=settings.sync.lead_sync)
             await self._webhooks(settings, pc_http)
         return self.lines
 
@@ -390,7 +390,9 @@ class Checklist:
                 f"--on-behalf-of {clients.username or '<integration user>'}",
             )
 
-    def _mapping(self, mapping: Mapping | MappingError, clients: _Clients) -> None:
+    def _mapping(
+        self, mapping: Mapping | MappingError, clients: _Clients, *, lead_sync: bool
+    ) -> None:
         if isinstance(mapping, MappingError):
             problems: Sequence[object] = mapping.problems
             self._add(
@@ -410,7 +412,10 @@ class Checklist:
         if OPPORTUNITY not in descriptions or ACCOUNT not in descriptions:
             self._add("skip", "Mapping", "not checked", "Opportunity or Account not described")
             return
-        found = check_mapping(mapping, lambda name: descriptions[name])
+        if lead_sync and "Lead" not in descriptions:
+            self._add("skip", "Mapping", "not checked", "Lead not described")
+            return
+        found = check_mapping(mapping, lambda name: descriptions[name], lead_sync=lead_sync)
         if found:
             shown = found[:MAX_MAPPING_PROBLEMS]
             more = len(found) - len(shown)

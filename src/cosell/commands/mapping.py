@@ -124,24 +124,26 @@ async def run_check(
         )
         return 1
     try:
+        lead_sync = settings.sync.lead_sync
         children = [c.object for c in mapping.collections.objects().values()]
-        descriptions, instance = await describe_objects(
-            settings, (OPPORTUNITY, ACCOUNT, *children), http=http, clock=clock
-        )
+        objects = (OPPORTUNITY, ACCOUNT, *children, *(("Lead",) if lead_sync else ()))
+        descriptions, instance = await describe_objects(settings, objects, http=http, clock=clock)
     except ConfigError as exc:
         echo(f"Error: {exc}")
         return 1
     except SalesforceError as exc:
         echo(f"Error: cannot read the org's schema from Salesforce: {exc}")
         return 1
-    problems = check_mapping(mapping, lambda name: descriptions[name])
+    problems = check_mapping(mapping, lambda name: descriptions[name], lead_sync=lead_sync)
     for problem in problems:
         echo(str(problem))
     if problems:
         echo(f"{_count(len(problems))} in {mapping.source} against {instance}")
         return 1
     echo(
-        f"OK: {mapping.source}: {len(mapping.fields)} fields fit the org at {instance} "
+        f"OK: {mapping.source}: {len(mapping.fields)} fields"
+        + (f" and {len(mapping.lead.fields)} lead fields" if lead_sync and mapping.lead else "")
+        + f" fit the org at {instance} "
         f"({', '.join(sorted(descriptions))}) and the Partner Center referral model"
     )
     return 0

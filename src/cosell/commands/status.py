@@ -53,6 +53,7 @@ LAST_SWEEP_CURSOR = LAST_SWEEP
 POLLERS = {
     pollers.PARTNER_CENTER_CURSOR: "Partner Center poller",
     pollers.SALESFORCE_CURSOR: "Salesforce poller",
+    pollers.LEAD_CURSOR: "Salesforce Lead poller",
 }
 
 

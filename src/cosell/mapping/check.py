@@ -18,16 +18,19 @@ mapped; the fields cosell writes itself exist, are writable, and the referral id
 external id. For each synced collection (`collections:`): the child object exists, is
 createable and deletable, its parent field points to Opportunity, the opportunity has the
 named child relationship to it, and the fields cosell reads and writes exist (the ones it
-writes createable). (Duplicate names are refused when the file is loaded.)
+writes createable). With lead sync, the lead section too (`lead_sync=True`). (Duplicate names
+are refused when the file is loaded.)
 """
 
 from __future__ import annotations
 
 import difflib
 from collections.abc import Callable, Iterable
+from collections.abc import Mapping as AbcMapping
 
 from cosell.mapping.model import (
     ACCOUNT,
+    LEAD,
     OPPORTUNITY,
     ChildObject,
     FieldMapping,
@@ -96,14 +99,21 @@ def _suggest(name: str, candidates: Iterable[str]) -> str:
 
 
 class _Checker:
-    def __init__(self, mapping: Mapping, describe: Callable[[str], ObjectDescription]) -> None:
+    def __init__(
+        self,
+        mapping: Mapping,
+        describe: Callable[[str], ObjectDescription],
+        *,
+        prefix: Loc = (),
+    ) -> None:
         self.mapping = mapping
+        self.prefix = prefix  # ("lead",) when checking the lead section as a mapping of its own
         self._describe = describe
         self._objects: dict[str, ObjectDescription | None] = {}
         self.problems: list[Problem] = []
 
     def add(self, loc: Loc, message: str) -> None:
-        self.problems.append(Problem(self.mapping.place(*loc), message))
+        self.problems.append(Problem(self.mapping.place(*self.prefix, *loc), message))
 
     def described(self, sobject: str) -> ObjectDescription | None:
         if sobject not in self._objects:
@@ -306,14 +316,34 @@ class _Checker:
                 where = f"{sobject}.{found.name}"
                 self._not_a_value(_stage_loc(key), where, stage, active)
 
-    def check_required_on_create(self) -> None:
+    def run_lead(self, statuses: AbcMapping[str, str]) -> list[Problem]:
+        """The lead section's checks (this checker holds `Mapping.lead_mapping()`)."""
+        for index, mapped in enumerate(self.mapping.fields):
+            self.check_salesforce(index, mapped)
+            self.check_partner_center(index, mapped)
+        self.check_lead_statuses(statuses)
+        self.check_required_on_create((LEAD,))
+        self.check_own_fields(LEAD)
+        return self.problems
+
+    def check_lead_statuses(self, statuses: AbcMapping[str, str]) -> None:
+        description = self.described(LEAD)
+        found = description.field("Status") if description else None
+        if found is None or found.type != "picklist":
+            self.add(("statuses",), "the org's Lead has no Status picklist cosell can see")
+            return
+        for key, status in statuses.items():
+            if status not in found.active_values:
+                self._not_a_value(("statuses", key), "Lead.Status", status, found.active_values)
+
+    def check_required_on_create(self, sobjects: tuple[str, ...] = (OPPORTUNITY, ACCOUNT)) -> None:
         own = {n.lower() for n in self.mapping.opportunity.names().values()}
-        for sobject in (OPPORTUNITY, ACCOUNT):
+        for sobject in sobjects:
             description = self.described(sobject)
             if description is None:
                 continue
             mapped = {f.sf_field.lower() for f in self.mapping.fields_on(sobject)}
-            if sobject == OPPORTUNITY:
+            if sobject in (OPPORTUNITY, LEAD):
                 mapped |= own
             for described in description.fields:
                 if described.required_on_create and described.name.lower() not in mapped:
@@ -324,17 +354,17 @@ class _Checker:
                         "if Partner Center may not have a value)",
                     )
 
-    def check_own_fields(self) -> None:
-        description = self.described(OPPORTUNITY)
+    def check_own_fields(self, sobject: str = OPPORTUNITY) -> None:
+        description = self.described(sobject)
         if description is None:
-            self.add(("opportunity",), "the org has no Opportunity object cosell can see")
+            self.add(("opportunity",), f"the org has no {sobject} object cosell can see")
             return
         for role, name in self.mapping.opportunity.names().items():
             loc: Loc = ("opportunity", role)
-            found = self.salesforce_field(OPPORTUNITY, name, loc)
+            found = self.salesforce_field(sobject, name, loc)
             if found is None:
                 continue
-            where = f"Opportunity.{found.name}"
+            where = f"{sobject}.{found.name}"
             if not (found.createable and found.updateable):
                 self.add(loc, f"{where} must be createable and updateable by cosell's user")
             if found.type not in _OWN_TYPES[role]:
@@ -357,15 +387,38 @@ def _stage_loc(key: str) -> Loc:
     return ("stages", name, int(index.rstrip("]"))) if index else ("stages", name)
 
 
-def check_mapping(mapping: Mapping, describe: Callable[[str], ObjectDescription]) -> list[Problem]:
+def check_mapping(
+    mapping: Mapping,
+    describe: Callable[[str], ObjectDescription],
+    *,
+    lead_sync: bool = False,
+) -> list[Problem]:
     """Every problem of a mapping against the org's schema and the referral model.
 
     Args:
         mapping: a loaded mapping (its places point into its file).
-        describe: the description of an object by name (`Opportunity`, `Account`); raises
-            `LookupError` (e.g. `KeyError`) for an object the org does not have.
+        describe: the description of an object by name (`Opportunity`, `Account`, and `Lead`
+            with lead sync); raises `LookupError` (e.g. `KeyError`) for an object the org
+            does not have.
+        lead_sync: also check the lead section (`[sync] lead_sync` is on): its fields as
+            above on `Lead`, its statuses as active `Lead.Status` values, `Lead`'s required
+            fields mapped, cosell's own fields present on `Lead`.
 
     Returns:
         The problems, each with its place; empty when the mapping fits the org.
     """
-    return _Checker(mapping, describe).run()
+    problems = _Checker(mapping, describe).run()
+    if lead_sync:
+        lead = mapping.lead_mapping()
+        if lead is None or mapping.lead is None:
+            problems.append(
+                Problem(
+                    mapping.source,
+                    "lead sync is on ([sync] lead_sync) but the mapping has no lead section; "
+                    "add one (copy it from the default mapping) or turn lead sync off",
+                )
+            )
+        else:
+            checker = _Checker(lead, describe, prefix=("lead",))
+            problems += checker.run_lead(mapping.lead.statuses.names())
+    return problems

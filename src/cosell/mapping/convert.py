@@ -54,6 +54,9 @@ _WON_OR_LOST = ("Lost", "Declined")
 def _pointer(document: AbcMapping[str, Any] | None, path: tuple[str, ...]) -> Any:
     node: Any = document
     for segment in path:
+        if isinstance(node, list) and segment.isdigit():  # `team/0/email`: a list's item
+            node = node[int(segment)] if int(segment) < len(node) else None
+            continue
         if not isinstance(node, AbcMapping):
             return None
         node = node.get(segment)

@@ -56,8 +56,11 @@ from cosell.mapping.types import STAGE_FIELD, Direction, FieldRule, Owner, Value
 
 OPPORTUNITY = "Opportunity"
 ACCOUNT = "Account"
+LEAD = "Lead"
 ROLES = (OPPORTUNITY, ACCOUNT)
 """The Salesforce records a field can live on: the opportunity, and its account (AccountId)."""
+LEAD_ROLES = (LEAD,)
+"""The record a field of the `lead` section lives on."""
 
 STAGE_PATH = "status"
 """The Partner Center path of the stage field (the stage transform also writes substatus)."""
@@ -65,7 +68,7 @@ STAGE_PATH = "status"
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 _API_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 _SALESFORCE = re.compile(r"^([A-Za-z][A-Za-z0-9_]*)\.([A-Za-z][A-Za-z0-9_]*)$")
-_PATH = re.compile(r"^/?[A-Za-z][A-Za-z0-9]*(/[A-Za-z][A-Za-z0-9]*)*$")
+_PATH = re.compile(r"^/?[A-Za-z][A-Za-z0-9]*(/([A-Za-z][A-Za-z0-9]*|0))*$")
 
 Loc = tuple[str | int, ...]
 """A place in the mapping document: keys and list indexes from the root."""
@@ -430,7 +433,7 @@ class FieldMapping(_Spec):
         if not _PATH.match(value):
             raise ValueError(
                 f"{value!r} is not a referral path: camelCase names joined by '/', "
-                "e.g. details/dealValue"
+                "e.g. details/dealValue (0 names a list's first item: customerProfile/team/0/email)"
             )
         return value.strip("/")
 
@@ -440,10 +443,10 @@ class FieldMapping(_Spec):
         if value is None:
             return None
         match = _SALESFORCE.match(value)
-        if not match or match.group(1) not in ROLES:
+        if not match or match.group(1) not in (*ROLES, *LEAD_ROLES):
             raise ValueError(
                 f"{value!r} must be Opportunity.<Field> or Account.<Field> (the opportunity's "
-                "account), e.g. Opportunity.Amount"
+                "account), e.g. Opportunity.Amount; or Lead.<Field> in the lead section"
             )
         return value
 
@@ -544,6 +547,41 @@ class FieldMapping(_Spec):
         )
 
 
+class LeadStatuses(_Spec):
+    """The `Lead.Status` values that carry a lead referral's state (lead sync).
+
+    Attributes:
+        new: the status of a Lead created from a new referral.
+        accepted: the status a seller sets to accept the referral: cosell accepts it in
+            Partner Center and converts the Lead into an opportunity.
+        converted: the converted status `convertLead()` gets (a status marking conversion).
+        declined: the status a seller sets to decline the referral; cosell also sets it when
+            the referral is declined, expires or closes in Partner Center.
+    """
+
+    new: str = Field(default="Open - Not Contacted", min_length=1)
+    accepted: str = Field(default="Working - Contacted", min_length=1)
+    converted: str = Field(default="Closed - Converted", min_length=1)
+    declined: str = Field(default="Closed - Not Converted", min_length=1)
+
+    def names(self) -> dict[str, str]:
+        """Key (`new`, `accepted`, ...) -> status."""
+        return dict(self.model_dump())
+
+
+class LeadSection(_Spec):
+    """How lead referrals become Leads (with `[sync] lead_sync` on).
+
+    Attributes:
+        statuses: the Lead statuses of a lead referral's states.
+        fields: the Lead's mapped fields (`Lead.<Field>`); cosell's own fields on the Lead have
+            the opportunity's names (`opportunity:`).
+    """
+
+    statuses: LeadStatuses = Field(default_factory=LeadStatuses)
+    fields: list[FieldMapping] = Field(min_length=1)
+
+
 class Mapping(_Spec):
     """A whole mapping: the fields, the stage table and the opportunity's own fields.
 
@@ -560,6 +598,7 @@ class Mapping(_Spec):
     collections: Collections = Field(default_factory=Collections)
     stages: StageTable
     fields: list[FieldMapping] = Field(min_length=1)
+    lead: LeadSection | None = None
 
     _source: str = PrivateAttr(default="<mapping>")
     _places: dict[Loc, str] = PrivateAttr(default_factory=dict)
@@ -621,6 +660,16 @@ class Mapping(_Spec):
         """The fields that live on `sobject` (`Opportunity` or `Account`)."""
         return [f for f in self.fields if f.sobject == sobject]
 
+    def lead_mapping(self) -> Mapping | None:
+        """The lead section as a mapping of its own (its fields on `Lead`), or None without one.
+
+        The reads, merges and writes of `convert` then work on a Lead as on an opportunity;
+        places in the file are those of the whole mapping (under `lead.`).
+        """
+        if self.lead is None:
+            return None
+        return self.model_copy(update={"fields": list(self.lead.fields), "lead": None})
+
 
 def consistency_problems(mapping: Mapping) -> list[tuple[Loc, str]]:
     """What is wrong across fields: each problem with its place in the document.
@@ -667,6 +716,17 @@ def consistency_problems(mapping: Mapping) -> list[tuple[Loc, str]]:
                     "a constant (no Salesforce field) can only flow to_partner_center",
                 )
             )
+    for index, mapped in enumerate(mapping.fields):
+        if mapped.sobject == LEAD:
+            problems.append(
+                (
+                    ("fields", index, "salesforce"),
+                    "Lead fields go in the lead section (lead: fields:), not with the "
+                    "opportunity's fields",
+                )
+            )
+    if mapping.lead is not None:
+        problems += _lead_problems(mapping.lead)
     stage_indexes = [i for i, f in enumerate(mapping.fields) if f.is_stage]
     for index in stage_indexes[1:]:
         problems.append(
@@ -729,4 +789,51 @@ def consistency_problems(mapping: Mapping) -> list[tuple[Loc, str]]:
                 "(e.g. one mapped from Opportunity.Loss_Reason__c)",
             )
         )
+    return problems
+
+
+def _lead_problems(lead: LeadSection) -> list[tuple[Loc, str]]:
+    """What is wrong in the lead section: fields off the Lead, duplicates, a stage, statuses."""
+    problems: list[tuple[Loc, str]] = []
+    seen: dict[str, int] = {}
+    for index, mapped in enumerate(lead.fields):
+        if mapped.sobject != LEAD:
+            problems.append(
+                (
+                    ("lead", "fields", index, "salesforce"),
+                    "a field of the lead section lives on the Lead: use Lead.<Field>",
+                )
+            )
+        if mapped.is_stage:
+            problems.append(
+                (
+                    ("lead", "fields", index, "transform"),
+                    "the lead's status is set by lead.statuses, not by the stage transform",
+                )
+            )
+        for key, value in (
+            ("name", mapped.name),
+            ("salesforce", (mapped.salesforce or "").lower()),
+        ):
+            tag = f"{key}:{value}"
+            if tag in seen:
+                problems.append(
+                    (
+                        ("lead", "fields", index, key),
+                        f"duplicate {key} {getattr(mapped, key)!r}: lead.fields[{seen[tag]}] "
+                        "already maps it",
+                    )
+                )
+            seen.setdefault(tag, index)
+    named: dict[str, str] = {}
+    for key, status in lead.statuses.names().items():
+        if status in named:
+            problems.append(
+                (
+                    ("lead", "statuses", key),
+                    f"status {status!r} is both {named[status]} and {key}; each status may "
+                    "have one meaning",
+                )
+            )
+        named.setdefault(status, key)
     return problems

@@ -11,7 +11,9 @@ mappable without touching this module. Two more facts come from the models too:
 - *creatable* paths are the scalar members of `NewReferral`, what a POST may carry.
 
 Lists (`team`, `target`, `details/requirements/solutions`) are known but not scalar: a field
-mapping cannot name them (their sync is a separate concern: contacts, solutions).
+mapping cannot name them (their sync is a separate concern: contacts, solutions). The members
+of a list's first item are known as `<list>/0/<member>` (`customerProfile/team/0/email`, the
+customer contact a lead's Lead is made from); Partner Center's JSON Patch writes none of them.
 """
 
 from __future__ import annotations
@@ -78,6 +80,9 @@ def _walk(model: type[BaseModel], prefix: str = "") -> dict[str, tuple[str, tupl
         annotation = _unwrap(info.annotation)
         if get_origin(annotation) is list:
             found[path] = ("list", ())
+            item = _unwrap(get_args(annotation)[0])
+            if isinstance(item, type) and issubclass(item, BaseModel):
+                found.update(_walk(item, path + "/0/"))  # the first item's members
         elif isinstance(annotation, type) and issubclass(annotation, BaseModel):
             found.update(_walk(annotation, path + "/"))
         elif isinstance(annotation, type) and issubclass(annotation, Enum):

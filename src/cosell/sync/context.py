@@ -17,6 +17,8 @@ at once with exit status 137, as a `kill -9` would (the engine's worker-kill tes
 - `after-notes`: a reconcile's Notes (Microsoft's, the Partner Center notes history) exist on
   the opportunity; neither side's fields are written yet.
 - `after-writes`: both sides are written; the base snapshot is not saved yet.
+- `after-lead-upsert`: the Lead of a lead referral exists; the link does not know it yet.
+- `after-lead-convert`: the Lead was converted; the link still names the Lead.
 """
 
 from __future__ import annotations
@@ -92,6 +94,7 @@ class SyncContext:
         listed: referrals a pass just listed, by id, for the batch at hand: the batch uses
             them instead of reading them again (empty: it reads what it needs). The engine
             sets it on a copy of the context per batch (`dataclasses.replace`).
+        lead_sync: lead referrals become Leads, converted on acceptance (`leads.py`).
     """
 
     partner_center: ReferralsClient
@@ -104,6 +107,7 @@ class SyncContext:
     partner_center_ui_url: str = DEFAULT_PARTNER_CENTER_UI_URL
     failpoints: set[str] = field(default_factory=set)
     listed: Mapping[str, Referral] = field(default_factory=dict)
+    lead_sync: bool = False
     owned_http: list[httpx.AsyncClient | httpx.Client] = field(default_factory=list, repr=False)
 
     async def aclose(self) -> None:
@@ -198,6 +202,7 @@ def build_context(
         tenant=store.tenant,
         dry_run=settings.sync.dry_run,
         partner_center_ui_url=pc.ui_url,
+        lead_sync=settings.sync.lead_sync,
         owned_http=owned,
     )
 

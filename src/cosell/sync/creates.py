@@ -26,6 +26,8 @@ one create for the contact roles); a single referral is a batch of one.
 Both record the values the two sides agree on right after the create as the link's base, so
 the next reconcile only sees real changes.
 
+With lead sync, a lead referral gets a Lead instead (`leads.create_lead`).
+
 Both return either a finished `Outcome` or the `Link` the caller should go on reconciling (a
 record that was linked before, found again by its identity field).
 """
@@ -55,7 +57,7 @@ from cosell.salesforce import errors as sf_errors
 from cosell.salesforce.client import SaveResult
 from cosell.salesforce.values import soql_in
 from cosell.store.types import Key, KeyFormatError, Link, SyncStatus, canonical_record_id
-from cosell.sync import collections
+from cosell.sync import collections, leads
 from cosell.sync.audit import AUDIT_ENTRIES, line, render_audit_field, show
 from cosell.sync.context import (
     ACCOUNT,
@@ -512,6 +514,8 @@ async def from_referral(
             message=f"the referral was {_status_text(referral)} before cosell saw it",
             api_calls=calls.total,
         )
+    if leads.wants_lead(ctx, referral, link):
+        return await leads.create_lead(ctx, key, referral, link, calls)
     try:
         pc_values = partner_center_values(ctx.mapping, referral_json(referral))
     except ValueMappingError as exc:

@@ -516,8 +516,10 @@ async def poll_partner_center_workflow(scheduled_at: datetime, context: Any) -> 
 
 @DBOS.workflow(name="cosell.poll_salesforce")
 async def poll_salesforce_workflow(scheduled_at: datetime, context: Any) -> None:
-    """Scheduled: enqueue the opportunities changed since the cursor, then store the cursor."""
+    """Scheduled: enqueue the opportunities (and Leads) changed since the cursor, then store it."""
     await _engine()._run_poll("salesforce")
+    if _engine()._context().lead_sync:
+        await _engine()._run_poll("salesforce_lead")
 
 
 @DBOS.workflow(name="cosell.sweep")
@@ -1088,15 +1090,23 @@ class Engine:
         if side == "partner_center":
             cursor = pollers.Cursor.parse(self._store.cursor(pollers.PARTNER_CENTER_CURSOR))
             return await pollers.poll_partner_center(ctx.partner_center, cursor, overlap=overlap)
-        cursor = pollers.Cursor.parse(self._store.cursor(pollers.SALESFORCE_CURSOR))
-        return await pollers.poll_salesforce(ctx.salesforce, cursor, overlap=overlap)
+        name, sobject = (
+            (pollers.LEAD_CURSOR, pollers.LEAD)
+            if side == "salesforce_lead"
+            else (pollers.SALESFORCE_CURSOR, pollers.OPPORTUNITY)
+        )
+        cursor = pollers.Cursor.parse(self._store.cursor(name))
+        return await pollers.poll_salesforce(
+            ctx.salesforce, cursor, overlap=overlap, sobject=sobject
+        )
 
     async def _run_poll(self, side: str) -> int:
         found = await _poll_step(side)
         await self._notify_from_workflow(found.keys)
-        name = (
-            pollers.PARTNER_CENTER_CURSOR if side == "partner_center" else pollers.SALESFORCE_CURSOR
-        )
+        name = {
+            "partner_center": pollers.PARTNER_CENTER_CURSOR,
+            "salesforce_lead": pollers.LEAD_CURSOR,
+        }.get(side, pollers.SALESFORCE_CURSOR)
         await _save_cursor_step(name, found.cursor.dump())
         return len(found.keys)
 
@@ -1222,8 +1232,10 @@ class Engine:
             else:
                 pc = await self._poll("partner_center", ctx)
                 sf = await self._poll("salesforce", ctx)
-                tally.extra_calls += pc.api_calls + sf.api_calls
-                keys = list(dict.fromkeys([*pc.keys, *sf.keys, *self._parked_keys()]))
+                lead = await self._poll("salesforce_lead", ctx) if ctx.lead_sync else None
+                tally.extra_calls += pc.api_calls + sf.api_calls + (lead.api_calls if lead else 0)
+                lead_keys = lead.keys if lead else ()
+                keys = list(dict.fromkeys([*pc.keys, *sf.keys, *lead_keys, *self._parked_keys()]))
                 total = len(keys)
                 if progress is not None:
                     progress(0, total)
@@ -1231,6 +1243,8 @@ class Engine:
                 if not dry_run and not failed:
                     self._store.set_cursor(pollers.PARTNER_CENTER_CURSOR, pc.cursor.dump())
                     self._store.set_cursor(pollers.SALESFORCE_CURSOR, sf.cursor.dump())
+                    if lead is not None:
+                        self._store.set_cursor(pollers.LEAD_CURSOR, lead.cursor.dump())
         finally:
             for _, task in running:
                 task.cancel()

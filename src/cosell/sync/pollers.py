@@ -28,7 +28,10 @@ rows for the same reason.
 
 **What Salesforce polls.** Opportunities that take part in co-sell: `Sync_with_Partner_Center__c
 = true` (a seller asked to share it: a create candidate, or a linked one) or
-`Referral_Identifier__c != null` (linked, even if the box was unticked later).
+`Referral_Identifier__c != null` (linked, even if the box was unticked later). With lead sync,
+a second poll (cursor `poll:salesforce:Lead`) watches the Leads cosell made from lead referrals
+(`Referral_Identifier__c != null`, not converted yet), so a seller's edits and status changes
+on them are reconciled.
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ from cosell.store.types import Key, record_key, referral_key
 
 PARTNER_CENTER_CURSOR = "poll:partner_center"
 SALESFORCE_CURSOR = "poll:salesforce:Opportunity"
+LEAD_CURSOR = "poll:salesforce:Lead"
 
 # Long enough for Salesforce's slowest commits to become visible (its docs suggest a few
 # seconds for SystemModstamp polling), short enough that the de-duplication set stays small.
@@ -62,6 +66,7 @@ SWEEP_PAGE_SIZE = 200
 SYNC_FLAG = "Sync_with_Partner_Center__c"
 REFERRAL_IDENTIFIER = "Referral_Identifier__c"
 OPPORTUNITY = "Opportunity"
+LEAD = "Lead"
 
 
 @dataclass(frozen=True)
@@ -210,14 +215,19 @@ async def poll_partner_center(
     )
 
 
-def salesforce_changes_soql(since: datetime | None, *, limit: int) -> str:
+def salesforce_changes_soql(
+    since: datetime | None, *, limit: int, sobject: str = OPPORTUNITY
+) -> str:
     """The SOQL of a Salesforce poll (see the module docstring for the WHERE clause)."""
-    where = f"({SYNC_FLAG} = true OR {REFERRAL_IDENTIFIER} != null)"
+    if sobject == LEAD:  # cosell's Leads: made from lead referrals, so they carry the id
+        where = f"{REFERRAL_IDENTIFIER} != null AND IsConverted = false"
+    else:
+        where = f"({SYNC_FLAG} = true OR {REFERRAL_IDENTIFIER} != null)"
     if since is not None:
         where += f" AND SystemModstamp > {soql_datetime(since)}"
     # Only constants, a soql_datetime literal and an int go into the query.
     return (
-        f"SELECT Id, SystemModstamp FROM {OPPORTUNITY} WHERE {where} "  # noqa: S608
+        f"SELECT Id, SystemModstamp FROM {sobject} WHERE {where} "  # noqa: S608
         f"ORDER BY SystemModstamp ASC LIMIT {int(limit)}"
     )
 
@@ -228,6 +238,7 @@ async def poll_salesforce(
     *,
     overlap: float = DEFAULT_OVERLAP_SECONDS,
     max_records: int = DEFAULT_MAX_RECORDS,
+    sobject: str = OPPORTUNITY,
 ) -> PollResult:
     """Co-sell opportunities modified since the cursor, as `salesforce:Opportunity:<id>` keys.
 
@@ -236,18 +247,20 @@ async def poll_salesforce(
         cursor: where the last poll stopped.
         overlap: seconds re-read before the cursor.
         max_records: the most rows read by this poll.
+        sobject: `Opportunity`, or `Lead` (lead sync: cosell's unconverted Leads, as
+            `salesforce:Lead:<id>` keys, with a cursor of their own, `LEAD_CURSOR`).
 
     Returns:
         The keys (new changes only) and the advanced cursor.
     """
-    soql = salesforce_changes_soql(cursor.since(overlap), limit=max_records)
+    soql = salesforce_changes_soql(cursor.since(overlap), limit=max_records, sobject=sobject)
     changes: list[tuple[str, datetime]] = []
     calls = 0
     async for page in client.query_pages(soql):
         calls += 1
         changes.extend(_record_change(record) for record in page.records)
     fresh = _new_changes(cursor, changes)
-    keys = tuple(dict.fromkeys(record_key(OPPORTUNITY, item_id) for item_id, _ in fresh))
+    keys = tuple(dict.fromkeys(record_key(sobject, item_id) for item_id, _ in fresh))
     return PollResult(
         keys=keys,
         cursor=cursor.advance(fresh, overlap),

@@ -32,6 +32,9 @@ again on its next change or sweep, and a reconcile that meets the same error aga
 nothing. Retriable errors (throttling, outages) are raised for the engine to retry with
 backoff.
 
+With lead sync, lead referrals get a Lead instead, and links still on a Lead (and
+`salesforce:Lead:<id>` keys) are reconciled by `leads.py` until the Lead is converted.
+
 A `referral:<id>` key naming Microsoft's side of one of our co-sell engagements (its
 related-referral events) is resolved to our linked referral (`microsoft.resolve`: the GET;
 our link is found in the store by engagement id), and Microsoft's changes since the base reach the opportunity
@@ -80,7 +83,7 @@ from cosell.partnercenter.models import Referral, ReferralId
 from cosell.salesforce import errors as sf_errors
 from cosell.salesforce.client import CompositeSubrequest
 from cosell.store.types import Key, KeyFormatError, Link, SyncStatus, parse_key, referral_key
-from cosell.sync import collections, creates, microsoft, notes_history
+from cosell.sync import collections, creates, leads, microsoft, notes_history
 from cosell.sync.audit import (
     AUDIT_ENTRIES,
     describe_plan,
@@ -328,12 +331,14 @@ async def reconcile_key(ctx: SyncContext, key: Key) -> Outcome:
             link = started
     else:
         _, sobject, record_id = parsed
+        if sobject == leads.LEAD:
+            return await leads.reconcile_record_key(ctx, key, record_id)
         if sobject != OPPORTUNITY:
             return Outcome(
                 key,
                 None,
                 SKIPPED,
-                message=f"{sobject} records are not synced yet (only Opportunity); lead sync comes with issue 5",
+                message=f"{sobject} records are not synced (only Opportunity and Lead)",
             )
         link = ctx.store.link_for_record(sobject, record_id)
         if link is None or link.referral_id is None:
@@ -341,6 +346,8 @@ async def reconcile_key(ctx: SyncContext, key: Key) -> Outcome:
             if isinstance(started, Outcome):
                 return started
             link = started
+    if link.sobject == leads.LEAD:
+        return await leads.reconcile_lead(ctx, key, link, calls)
     if not ctx.dry_run and ctx.store.create_intent(link.id) is not None:
         ctx.store.resolve_create_intent(link.id)  # both ids are known: the create is done
     return await reconcile_link(ctx, key, link, calls, microsoft_side=side)
@@ -844,6 +851,8 @@ async def _batch_creates(
             continue  # Microsoft's side of an engagement: resolved by the single path
         link = ctx.store.link_for_referral(referral_id)
         intent = ctx.store.create_intent(link.id) if link is not None else None
+        if leads.wants_lead(ctx, referral, link):
+            continue  # a Lead: created by the single path (`leads.create_lead`)
         if creates.plain_incoming(referral, link) and (
             intent is None or intent.side == "salesforce"
         ):

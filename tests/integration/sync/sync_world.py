@@ -121,6 +121,10 @@ class Microsoft:
         """Microsoft sends the partner a co-sell referral (Incoming, New/Pending)."""
         return await self.control("POST", "/referrals/incoming", {"kind": "co-sell", **overrides})
 
+    async def send_lead(self, **overrides: Any) -> dict[str, Any]:
+        """Microsoft sends the partner a lead (Incoming, New/Pending, MarketingQualified)."""
+        return await self.control("POST", "/referrals/incoming", {"kind": "lead", **overrides})
+
     async def referral(self, referral_id: str) -> dict[str, Any]:
         """The partner's referral as the API returns it now."""
         referral = await self._referrals.get(ReferralId(referral_id))
@@ -265,6 +269,17 @@ class World:
         referral_id = (await self.seller.opportunity(opp_id))["Referral_Identifier__c"]
         self.tick()
         return opp_id, referral_id
+
+    async def leads_for(self, referral_id: str) -> list[dict[str, Any]]:
+        """Every Lead whose Referral_Identifier__c is `referral_id`."""
+        return [
+            row
+            for row in self.sf_sandbox.store.rows("Lead", include_deleted=False)
+            if row.get("Referral_Identifier__c") == referral_id
+        ]
+
+    def lead_key(self, record_id: str) -> Key:
+        return record_key("Lead", record_id)
 
     def referral_key(self, referral_id: str) -> Key:
         return referral_key(referral_id)
