@@ -443,10 +443,10 @@ class FieldMapping(_Spec):
         if value is None:
             return None
         match = _SALESFORCE.match(value)
-        if not match or match.group(1) not in (*ROLES, *LEAD_ROLES):
+        if not match or match.group(1) not in ROLES:
             raise ValueError(
                 f"{value!r} must be Opportunity.<Field> or Account.<Field> (the opportunity's "
-                "account), e.g. Opportunity.Amount; or Lead.<Field> in the lead section"
+                "account), e.g. Opportunity.Amount (Lead fields go in the lead section)"
             )
         return value
 
@@ -569,6 +569,23 @@ class LeadStatuses(_Spec):
         return dict(self.model_dump())
 
 
+class LeadFieldMapping(FieldMapping):
+    """A field of the lead section: like `FieldMapping`, on `Lead.<Field>`."""
+
+    @field_validator("salesforce")
+    @classmethod
+    def _salesforce(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        match = _SALESFORCE.match(value)
+        if not match or match.group(1) not in LEAD_ROLES:
+            raise ValueError(
+                f"{value!r}: a field of the lead section lives on the Lead: use Lead.<Field>, "
+                "e.g. Lead.Company"
+            )
+        return value
+
+
 class LeadSection(_Spec):
     """How lead referrals become Leads (with `[sync] lead_sync` on).
 
@@ -579,7 +596,7 @@ class LeadSection(_Spec):
     """
 
     statuses: LeadStatuses = Field(default_factory=LeadStatuses)
-    fields: list[FieldMapping] = Field(min_length=1)
+    fields: list[LeadFieldMapping] = Field(min_length=1)
 
 
 class Mapping(_Spec):
@@ -716,15 +733,6 @@ def consistency_problems(mapping: Mapping) -> list[tuple[Loc, str]]:
                     "a constant (no Salesforce field) can only flow to_partner_center",
                 )
             )
-    for index, mapped in enumerate(mapping.fields):
-        if mapped.sobject == LEAD:
-            problems.append(
-                (
-                    ("fields", index, "salesforce"),
-                    "Lead fields go in the lead section (lead: fields:), not with the "
-                    "opportunity's fields",
-                )
-            )
     if mapping.lead is not None:
         problems += _lead_problems(mapping.lead)
     stage_indexes = [i for i, f in enumerate(mapping.fields) if f.is_stage]
@@ -797,13 +805,6 @@ def _lead_problems(lead: LeadSection) -> list[tuple[Loc, str]]:
     problems: list[tuple[Loc, str]] = []
     seen: dict[str, int] = {}
     for index, mapped in enumerate(lead.fields):
-        if mapped.sobject != LEAD:
-            problems.append(
-                (
-                    ("lead", "fields", index, "salesforce"),
-                    "a field of the lead section lives on the Lead: use Lead.<Field>",
-                )
-            )
         if mapped.is_stage:
             problems.append(
                 (

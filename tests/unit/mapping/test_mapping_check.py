@@ -277,3 +277,48 @@ def test_a_collections_section_with_a_bad_api_name_is_refused_on_load() -> None:
     )
     with pytest.raises(MappingError, match="not a Salesforce API name"):
         parse_mapping(text)
+
+
+def test_the_default_lead_section_fits_the_org() -> None:
+    assert check_mapping(load_mapping(), describe, lead_sync=True) == []
+
+
+def test_lead_sync_without_a_lead_section_is_a_problem() -> None:
+    text = default_mapping_text()
+    without = parse_mapping(text[: text.index("\nlead:")] + "\n")
+    (problem,) = check_mapping(without, describe, lead_sync=True)
+    assert "no lead section" in problem.message
+    assert check_mapping(without, describe) == []
+
+
+def test_lead_fields_are_checked_at_their_place() -> None:
+    text = (
+        default_mapping_text()
+        .replace("salesforce: Lead.Title", "salesforce: Lead.Titel")
+        .replace(
+            "partner_center: customerProfile/team/0/email",
+            "partner_center: customerProfile/team/0/mail",
+        )
+        .replace("declined: Closed - Not Converted", "declined: Lost")
+    )
+    mapping = parse_mapping(text, "mapping.yaml")
+    lines = text.splitlines()
+    problems = check_mapping(mapping, describe, lead_sync=True)
+    found = {p.message.split(" (")[0].split(";")[0]: p.place for p in problems}
+    titel = next(n for n, line in enumerate(lines, 1) if "Lead.Titel" in line)
+    assert found["Lead has no field 'Titel'"] == f"mapping.yaml:{titel}:19"
+    assert any("customerProfile/team/0/mail" in p.message for p in problems)
+    assert any(
+        "'Lost' is not an active picklist value of Lead.Status" in p.message for p in problems
+    )
+
+
+def test_lead_fields_must_live_on_the_lead() -> None:
+    text = default_mapping_text().replace("salesforce: Lead.Company", "salesforce: Account.Name")
+    with pytest.raises(MappingError, match="lives on the Lead"):
+        parse_mapping(text)
+    moved = default_mapping_text().replace(
+        "salesforce: Opportunity.Description", "salesforce: Lead.Description"
+    )
+    with pytest.raises(MappingError, match="Lead fields go in the lead section"):
+        parse_mapping(moved)

@@ -172,3 +172,27 @@ def test_the_cli_command_reports_bad_settings(tmp_path: Path) -> None:
     result = CliRunner().invoke(mapping_app, ["check", "--config", str(tmp_path / "missing.toml")])
     assert result.exit_code == 1
     assert "missing.toml: no such settings file" in result.output
+
+
+async def test_with_lead_sync_the_lead_section_is_checked_too(
+    tmp_path: Path, sandbox: Any, http: httpx.AsyncClient, clock: ManualClock
+) -> None:
+    config = write_settings(tmp_path, sandbox.info())
+    config.write_text(config.read_text(encoding="utf-8") + "[sync]\nlead_sync = true\n", "utf-8")
+    lines: list[str] = []
+    status = await run_check(None, config, echo=lines.append, http=http, clock=clock)
+    assert status == 0, lines
+    assert lines == [
+        f"OK: {default_mapping_path()}: 15 fields and 12 lead fields fit the org at "
+        "http://sf.sandbox.test (Account, Lead, Opportunity) and the Partner Center referral model"
+    ]
+    mapping = tmp_path / "mapping.yaml"
+    mapping.write_text(
+        default_mapping_text().replace("accepted: Working - Contacted", "accepted: Accepted"),
+        encoding="utf-8",
+    )
+    lines.clear()
+    status = await run_check(mapping, config, echo=lines.append, http=http, clock=clock)
+    assert status == 1
+    assert f"{mapping}:{line_of(mapping, 'accepted: Accepted')}:" in lines[0]
+    assert "'Accepted' is not an active picklist value of Lead.Status" in lines[0]

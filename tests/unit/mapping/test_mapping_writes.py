@@ -143,14 +143,15 @@ def test_losing_needs_a_reason_default_or_from_the_reason_field() -> None:
     referral = accepted_referral()
     ops = partner_center_operations(MAPPING, {"stage": "Closed/Lost"}, referral)
     assert ops[-1] == {"op": "add", "path": "/statusReason", "value": "Lost in Salesforce"}
+    fields, lead_marker, lead = default_mapping_text().partition("\n# Lead sync")
     with_reason = parse_mapping(
-        default_mapping_text().replace(
+        fields.replace(
             "  declined_reason: Declined in Salesforce\n",
             "  declined_reason: Declined in Salesforce\n  reason_field: loss_reason\n",
         )
         + "\n  - name: loss_reason\n    partner_center: statusReason\n"
         "    salesforce: Opportunity.NextStep\n    direction: to_partner_center\n"
-        "    owner: salesforce\n",
+        "    owner: salesforce\n" + lead_marker + lead,
         "with-reason.yaml",
     )
     ops = partner_center_operations(
