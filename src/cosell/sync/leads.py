@@ -38,6 +38,9 @@ record id): from then on the deal syncs as an opportunity. The converted Lead ke
 `Referral_Identifier__c` and Salesforce's `ConvertedOpportunityId`, so it still points at the
 deal; Salesforce makes it read-only.
 
+A Lead a seller converts by hand (Salesforce's Convert button) counts as an acceptance too: the
+referral is accepted and the Lead's opportunity linked the same way.
+
 Conversion is exactly-once without an intent of its own: Salesforce converts atomically and the
 Lead records the result, so a reconcile that finds the Lead already converted (the process died
 after `convertLead()`, or its answer was lost) adopts `ConvertedOpportunityId` instead of
@@ -424,6 +427,13 @@ async def _step(ctx: SyncContext, key: Key, link: Link, sides: _Sides, calls: Ap
     referral, lead = sides.referral, sides.lead
     statuses = ctx.mapping.lead.statuses if ctx.mapping.lead else None
     if lead.get("IsConverted"):
+        if referral.status == ReferralStatus.NEW:  # a seller converted it: that accepts it
+            accepted = await _set_status(ctx, link, referral, "Active", "Accepted", calls)
+            if isinstance(accepted, str):
+                return await _park(ctx, key, link, None, accepted, calls)
+            referral = accepted
+        if ctx.dry_run:
+            return _dry(key, link, "link the converted Lead's opportunity", calls)
         return await _adopt(ctx, key, link, referral, lead, calls)
     if referral.status == ReferralStatus.ACTIVE:
         return await convert(ctx, key, link, referral, lead, calls)
@@ -612,7 +622,12 @@ async def _close(
 
 
 def _customer(name: Any, postal: Any, country: Any) -> tuple[str, str, str]:
-    return tuple(str(v or "").casefold() for v in (name, postal, country))  # type: ignore[return-value]
+    """How an account is matched: Name + postal code + country, case-insensitive (as SOQL's =)."""
+
+    def part(value: Any) -> str:
+        return str(value or "").casefold()
+
+    return part(name), part(postal), part(country)
 
 
 async def _match(

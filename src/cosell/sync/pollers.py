@@ -30,8 +30,8 @@ rows for the same reason.
 = true` (a seller asked to share it: a create candidate, or a linked one) or
 `Referral_Identifier__c != null` (linked, even if the box was unticked later). With lead sync,
 a second poll (cursor `poll:salesforce:Lead`) watches the Leads cosell made from lead referrals
-(`Referral_Identifier__c != null`, not converted yet), so a seller's edits and status changes
-on them are reconciled.
+(`Referral_Identifier__c != null`), so a seller's edits, status changes and conversions by
+hand are reconciled.
 """
 
 from __future__ import annotations
@@ -219,8 +219,8 @@ def salesforce_changes_soql(
     since: datetime | None, *, limit: int, sobject: str = OPPORTUNITY
 ) -> str:
     """The SOQL of a Salesforce poll (see the module docstring for the WHERE clause)."""
-    if sobject == LEAD:  # cosell's Leads: made from lead referrals, so they carry the id
-        where = f"{REFERRAL_IDENTIFIER} != null AND IsConverted = false"
+    if sobject == LEAD:  # cosell's Leads (made from lead referrals, they carry the id)
+        where = f"{REFERRAL_IDENTIFIER} != null"
     else:
         where = f"({SYNC_FLAG} = true OR {REFERRAL_IDENTIFIER} != null)"
     if since is not None:

@@ -236,3 +236,33 @@ async def test_a_full_pass_over_linked_referrals_costs_a_few_calls_per_hundred(
     assert spent.writes == 0
     assert spent.total == steady.api_calls
     assert spent.total / referrals <= 0.05, (spent, referrals)
+
+
+async def test_with_lead_sync_a_pass_creates_leads_and_polls_their_changes(
+    engine: Engine, world: World
+) -> None:
+    live = engine._context()  # the context the engine built at start, from `world.ctx`
+    live.lead_sync = world.ctx.lead_sync = True
+    try:
+        settled = await engine.run_pass()  # sets the Lead poller's cursor
+        assert settled.ok, settled.errors[:3]
+        referral = await world.microsoft.control("POST", "/referrals/incoming", {"kind": "lead"})
+        world.tick(30)
+        created = await engine.run_pass()
+        assert created.ok, created.errors[:3]
+        assert (referral_key(referral["id"]), "created") in [
+            (o.key, o.result) for o in created.outcomes
+        ]
+        (lead,) = await world.leads_for(referral["id"])
+        world.tick(30)
+        await world.seller.edit("Lead", lead["Id"], {"Status": "Working - Contacted"})
+        world.tick(30)
+        accepted = await engine.run_pass()
+        assert accepted.ok, accepted.errors[:3]
+        assert (record_key("Lead", lead["Id"]), "created") in [
+            (o.key, o.result) for o in accepted.outcomes
+        ]
+        assert world.store.cursor(pollers.LEAD_CURSOR) is not None
+        assert len(await world.opportunities_for(referral["id"])) == 1
+    finally:
+        live.lead_sync = world.ctx.lead_sync = False

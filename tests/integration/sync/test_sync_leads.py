@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 from sync_world import World
 
+from cosell.salesforce.soap import LeadConvert
 from cosell.store.types import SyncStatus
 from cosell.sync.errors import FailpointError
 from cosell.sync.pollers import Cursor, poll_salesforce
@@ -231,3 +232,41 @@ async def test_a_crash_in_between_still_ends_with_one_record(world: World, failp
     world.tick()
     settled = await reconcile_key(world.ctx, key)
     assert settled.result == "unchanged", settled
+
+
+async def test_a_lead_converted_by_hand_accepts_the_referral(world: World) -> None:
+    referral_id, lead = await _lead_referral(world)
+    await world.ctx.salesforce.convert_lead(LeadConvert(lead["Id"], "Closed - Converted"))
+    outcome = await reconcile_key(world.ctx, world.lead_key(lead["Id"]))
+    assert outcome.result == "created", outcome
+    referral = await world.microsoft.referral(referral_id)
+    assert (referral["status"], referral["substatus"]) == ("Active", "Accepted")
+    opportunity = await _converted(world, referral_id, lead["Id"])
+    assert opportunity["StageName"] == "Qualification"
+
+
+async def test_a_refused_conversion_is_parked_with_what_to_do(world: World) -> None:
+    referral_id, lead = await _lead_referral(world)
+    world.ctx.mapping = world.ctx.mapping.model_copy(
+        update={
+            "lead": world.ctx.mapping.lead.model_copy(  # type: ignore[union-attr]
+                update={
+                    "statuses": world.ctx.mapping.lead.statuses.model_copy(  # type: ignore[union-attr]
+                        update={
+                            "converted": "Working - Contacted",
+                            "accepted": "Open - Not Contacted",
+                        }
+                    )
+                }
+            )
+        }
+    )
+    await world.microsoft.edit(referral_id, ACCEPT)
+    outcome = await reconcile_key(world.ctx, world.referral_key(referral_id))
+    assert outcome.result == "error", outcome
+    assert "cannot convert Lead" in (outcome.message or "")
+    assert "converted status" in (outcome.message or "")
+    parked = await world.seller.read("Lead", lead["Id"])
+    assert parked["Partner_Center_Sync_Status__c"] == "Error"
+    assert "invalid convertedStatus" in parked["Partner_Center_Sync_Error__c"]
+    assert await world.opportunities_for(referral_id) == []
