@@ -184,7 +184,8 @@ async def test_with_lead_sync_the_lead_section_is_checked_too(
     assert status == 0, lines
     assert lines == [
         f"OK: {default_mapping_path()}: 15 fields and 12 lead fields fit the org at "
-        "http://sf.sandbox.test (Account, Lead, Opportunity) and the Partner Center referral model"
+        "http://sf.sandbox.test (Account, Lead, Microsoft_Solution__c, Opportunity, "
+        "OpportunityContactRole, OpportunityTeamMember) and the Partner Center referral model"
     ]
     mapping = tmp_path / "mapping.yaml"
     mapping.write_text(
