@@ -23,7 +23,8 @@ ON_HOLD = "Needs Analysis"  # not the default's: the configured stage is the one
 # reason_field uncommented. The sandbox org has no Loss_Reason__c (Salesforce has no standard
 # loss-reason field), so the standard NextStep text field stands in for the org's own field.
 _DEFAULT = default_mapping_text()
-_HEAD, _, _EXAMPLE = _DEFAULT.partition("  # The org's own loss reason")
+_HEAD, _, _REST = _DEFAULT.partition("  # The org's own loss reason")
+_EXAMPLE, _LEAD_MARK, _LEAD = _REST.partition("\n# Lead sync")  # the lead section follows
 MAPPING = (
     _HEAD.replace("  on_hold_stage: Prospecting\n", f"  on_hold_stage: {ON_HOLD}\n").replace(
         "  # reason_field: loss_reason\n", "  reason_field: loss_reason\n"
@@ -32,6 +33,8 @@ MAPPING = (
         "Opportunity.Loss_Reason__c", "Opportunity.NextStep"
     )
     + "\n"
+    + _LEAD_MARK
+    + _LEAD
 )
 assert "reason_field: loss_reason" in MAPPING
 assert "salesforce: Opportunity.NextStep" in MAPPING
