@@ -27,6 +27,7 @@ TABLES = {
     "inbox",
     "create_intents",
     "leases",
+    "wakeups",
 }
 
 

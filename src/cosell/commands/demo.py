@@ -10,7 +10,9 @@ are picked up by the poller) and the service's webhook endpoint as `public_url`;
 CA is downloaded before the service starts (asynchronously: the service's own download is a
 blocking call, which on this shared loop would wait for a sandbox that cannot answer) and
 handed over as `trusted_ca_file`. The webhook is registered with the Partner Center sandbox,
-so Partner Center changes arrive as signed callbacks.
+so Partner Center changes arrive as signed callbacks. Both sandboxes, the service and the store
+share one `OffsetClock` (real time plus an offset): the story moves it three days on before the
+win, since Partner Center takes Won only 72 hours after a referral was created.
 
 The story is a list of steps. Each step acts the way a person would, through the sandboxes'
 control APIs over HTTP: the Microsoft seller through Partner Center's `/control/referrals/...`,
@@ -45,7 +47,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from cosell.clock import SystemClock
+from cosell.clock import OffsetClock
 from cosell.commands.serve import build_service
 from cosell.commands.webhooks import REFERRAL_EVENTS, run_register
 from cosell.config import Settings
@@ -66,6 +68,7 @@ HTTP_TIMEOUT: Final = httpx.Timeout(10.0)
 
 MICROSOFT_ACCEPTED: Final = "Microsoft accepted the co-sell"  # cosell's audit line for it
 ON_HOLD, ACTIVE, WON, LOST = "Prospecting", "Qualification", "Closed Won", "Closed Lost"
+WIN_WAIT_SECONDS: Final = 72 * 3600  # Partner Center takes Won 72 hours after creation
 
 
 def _today() -> date:
@@ -452,10 +455,12 @@ async def _change_value(
 
 
 async def _won(world: World, console: Console, opportunity_id: str, referral_id: str) -> bool:
+    # Partner Center takes Won only 72 hours after the referral was created: three days pass.
+    world.partner_center.advance_clock(WIN_WAIT_SECONDS)
     await world.seller_update("Opportunity", opportunity_id, {"StageName": WON})
     return await world.step(
         console,
-        "The deal is won",
+        "Three days later, the deal is won",
         f"the seller moved the opportunity to {WON} (Salesforce)",
         "the referral Closed/Won in Partner Center",
         _stage_reaches(world, referral_id, "Closed", "Won"),
@@ -522,10 +527,11 @@ async def run_demo(
         keep_running: after the story, print the URLs and serve until Ctrl-C.
     """
     pc_listener, sf_listener, service_listener = listen(0), listen(0), listen(0)
+    clock = OffsetClock()  # one clock for all: "three days later" moves everyone on
     partner_center = PartnerCenterSandbox(
-        base_url=pc_listener.base_url, options=PartnerCenterOptions()
+        base_url=pc_listener.base_url, options=PartnerCenterOptions(), clock=clock
     )
-    salesforce = SalesforceSandbox(base_url=sf_listener.base_url)
+    salesforce = SalesforceSandbox(base_url=sf_listener.base_url, clock=clock)
     running: list[_Running] = []
     try:
         running.append(await _start(partner_center.app, pc_listener, "Partner Center sandbox"))
@@ -536,7 +542,7 @@ async def run_demo(
             ca.raise_for_status()
             (directory / "sandbox-ca.cer").write_bytes(ca.content)
             async with build_service(
-                settings, clock=SystemClock(), grace_seconds=GRACE_SECONDS
+                settings, clock=clock, grace_seconds=GRACE_SECONDS
             ) as service_app:
                 service = await _start(service_app, service_listener, "cosell service")
                 try:
@@ -546,7 +552,7 @@ async def run_demo(
                         f"  Salesforce sandbox      {sf_listener.base_url}\n"
                         f"  cosell                  {service_listener.base_url}[/]\n"
                     )
-                    with Store.open(settings.store.url, clock=SystemClock()) as store:
+                    with Store.open(settings.store.url, clock=clock) as store:
                         world = World(partner_center, salesforce, store, http, step_timeout)
                         synced = await play_story(world, console)
                         _summary(console, world.results, synced)

@@ -399,6 +399,8 @@ class FieldMapping(_Spec):
         owner: `partner_center` or `salesforce`: who wins when both changed it differently.
         transform: how values compare and convert (default `text`).
         read_only_after_create: Partner Center refuses changes once the referral exists.
+        read_only_once_set: Partner Center refuses changes once Partner Center holds a value
+            (not unset, not false): it can be set once, never changed or cleared after.
         default: the value used when a record is created and the source has none (a
             Salesforce value, read through the transform).
         default_days_from_today: for a `date` field, a default relative to the day the record
@@ -414,6 +416,7 @@ class FieldMapping(_Spec):
     owner: Owner
     transform: Transform = Field(default_factory=TextTransform)
     read_only_after_create: bool = False
+    read_only_once_set: bool = False
     default: str | bool | int | float | date | None = None
     default_days_from_today: int | None = Field(default=None, ge=0)
     description: str | None = None
@@ -544,6 +547,8 @@ class FieldMapping(_Spec):
             direction=self.direction,
             owner=self.owner,
             read_only_after_create=self.read_only_after_create,
+            read_only_once_set=self.read_only_once_set,
+            kind=self.transform.type,
         )
 
 

@@ -44,12 +44,20 @@ class FieldRule:
         owner: who wins a conflict.
         read_only_after_create: Partner Center refuses changes to it once the referral exists
             (customer name and address, spec §5.5); a Salesforce change is refused, not sent.
+        read_only_once_set: Partner Center refuses changes to it once it holds a value: once
+            the value is set (not unset, not false) it can be neither changed nor cleared (How
+            can Microsoft help, the visibility to Microsoft sellers: spec §5.3, §5.5). Setting
+            it the first time is allowed; a Salesforce change after that is refused, not sent.
+        kind: the field's transform type (`text`, `amount`, `currency`, `country`, ...): the
+            values Partner Center refuses depend on it (`cosell.sync.rules.value_problem`).
     """
 
     name: str
     direction: Direction
     owner: Owner
     read_only_after_create: bool = False
+    read_only_once_set: bool = False
+    kind: str = "text"
 
     @property
     def to_salesforce(self) -> bool:

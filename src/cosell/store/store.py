@@ -942,6 +942,68 @@ class Store:
             ).scalar()
         return owner
 
+    # -- wake-ups: keys to reconcile again at a given time ---------------------------------------
+
+    def set_wakeup(self, key: str, due_at: datetime) -> None:
+        """Ask for `key` to be reconciled again at `due_at` (replaces its earlier wake-up).
+
+        A reconcile that must come back to a key without any change happening (a win held
+        until 72 hours after creation, an expiry warning) records one; the engine's pollers
+        notify the keys that are due (`due_wakeups`) and clear them.
+
+        Args:
+            key: the key to reconcile again.
+            due_at: when (timezone-aware, on the store's clock).
+        """
+        with self._write() as connection:
+            statement = _insert(self._dialect, t.wakeups).values(
+                tenant=self._tenant, key=key, due_at=due_at
+            )
+            connection.execute(
+                statement.on_conflict_do_update(
+                    index_elements=[t.wakeups.c.tenant, t.wakeups.c.key],
+                    set_={"due_at": due_at},
+                )
+            )
+
+    def due_wakeups(self, *, limit: int = 500) -> list[tuple[str, datetime]]:
+        """The wake-ups due on the store's clock, earliest first: (key, due at) each."""
+        with self._read() as connection:
+            rows = connection.execute(
+                sa.select(t.wakeups.c.key, t.wakeups.c.due_at)
+                .where(t.wakeups.c.tenant == self._tenant, t.wakeups.c.due_at <= self._now())
+                .order_by(t.wakeups.c.due_at, t.wakeups.c.key)
+                .limit(limit)
+            )
+            return [(str(row.key), row.due_at) for row in rows]
+
+    def wakeup(self, key: str) -> datetime | None:
+        """When `key` is to be reconciled again, or None."""
+        with self._read() as connection:
+            due: datetime | None = connection.execute(
+                sa.select(t.wakeups.c.due_at).where(
+                    t.wakeups.c.tenant == self._tenant, t.wakeups.c.key == key
+                )
+            ).scalar()
+        return due
+
+    def clear_wakeups(self, done: list[tuple[str, datetime]]) -> None:
+        """Forget wake-ups that were handled, as `due_wakeups` gave them.
+
+        A key whose wake-up was set again meanwhile (another due time) keeps the new one.
+        """
+        if not done:
+            return
+        with self._write() as connection:
+            for key, due_at in done:
+                connection.execute(
+                    t.wakeups.delete().where(
+                        t.wakeups.c.tenant == self._tenant,
+                        t.wakeups.c.key == key,
+                        t.wakeups.c.due_at == due_at,
+                    )
+                )
+
     # -- read-only summaries (cosell status) ---------------------------------------------------
 
     def summary(self) -> StoreSummary:

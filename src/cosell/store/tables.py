@@ -210,3 +210,12 @@ leases = sa.Table(
     sa.Column("owner", sa.String(NAME_LENGTH), nullable=False),
     sa.Column("expires_at", UTCDateTime(), nullable=False),
 )
+
+wakeups = sa.Table(
+    "wakeups",
+    metadata,
+    sa.Column("tenant", sa.String(TENANT_LENGTH), primary_key=True),
+    sa.Column("key", sa.String(NAME_LENGTH * 2), primary_key=True),  # as leases.key
+    sa.Column("due_at", UTCDateTime(), nullable=False),
+    sa.Index(None, "tenant", "due_at"),
+)

@@ -2,7 +2,8 @@
 
 ```
 merge.py      the pure three-way merge: both sides' canonical values + base -> Plan
-rules.py      Partner Center's rules, checked before anything is planned (refusals)
+rules.py      Partner Center's rules, checked before anything is planned (refusals, holds)
+deadlines.py  Partner Center's clocks: the expiry warning, held changes, when to wake a key
 context.py    SyncContext (clients, store, mapping, clock, dry run, failpoints); build_context
 sides.py      reading both sides: the referral (eTag), the opportunity + account (one SOQL)
 reconcile.py  reconcile_key / reconcile_batch / sweep_page / explain: read, merge, write with

@@ -1,8 +1,8 @@
 """What a reconcile says about itself: audit messages and the opportunity's `Audit__c`.
 
 Every reconcile that changes something records one audit entry in the store (message plus
-structured details: values written each way, conflicts with the losing value, refusals, API
-calls). `Audit__c` on the opportunity is a view of the same trail, newest first, rendered from
+structured details: values written each way, conflicts with the losing value, refusals,
+changes held back (a warning), API calls). `Audit__c` on the opportunity is a view of the same trail, newest first, rendered from
 the store's entries and cut at a line boundary to `AUDIT_LENGTH` characters, so it can never
 outgrow the field.
 
@@ -75,6 +75,8 @@ def describe_plan(plan: Plan, base: Mapping[str, Value] | None) -> str | None:
         )
     for refusal in plan.refusals:
         parts.append(f"refused {refusal.field} = {show(refusal.value)}: {refusal.reason}")
+    for held in plan.held:
+        parts.append(f"warning: held back {held.field} = {show(held.value)}: {held.reason}")
     return "; ".join(parts) if parts else None
 
 
@@ -95,6 +97,15 @@ def plan_details(plan: Plan) -> dict[str, Any]:
         ],
         "refusals": [
             {"field": r.field, "value": r.value, "reason": r.reason} for r in plan.refusals
+        ],
+        "held": [
+            {
+                "field": h.field,
+                "value": h.value,
+                "reason": h.reason,
+                "until": None if h.until is None else h.until.isoformat(),
+            }
+            for h in plan.held
         ],
     }
 

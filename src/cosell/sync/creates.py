@@ -50,6 +50,7 @@ from cosell.mapping import (
     salesforce_updates,
     salesforce_values,
 )
+from cosell.mapping import Mapping as Mapping_
 from cosell.mapping.types import Value
 from cosell.partnercenter import errors as pc_errors
 from cosell.partnercenter.models import Member, NewReferral, Referral, ReferralDirection
@@ -57,7 +58,7 @@ from cosell.salesforce import errors as sf_errors
 from cosell.salesforce.client import SaveResult
 from cosell.salesforce.values import soql_in
 from cosell.store.types import Key, KeyFormatError, Link, SyncStatus, canonical_record_id
-from cosell.sync import collections, leads
+from cosell.sync import collections, deadlines, leads
 from cosell.sync.audit import AUDIT_ENTRIES, line, render_audit_field, show
 from cosell.sync.context import (
     ACCOUNT,
@@ -67,6 +68,7 @@ from cosell.sync.context import (
     SyncContext,
 )
 from cosell.sync.outcome import CREATED, ERROR, SKIPPED, Outcome
+from cosell.sync.rules import value_problem
 from cosell.sync.sides import read_opportunities, read_referral, records_of, referral_json
 
 log = structlog.get_logger(__name__)
@@ -201,6 +203,9 @@ async def _start_referral(
             api_calls=calls.total,
         )
     values = salesforce_values(ctx.mapping, records_of(opportunity))
+    problems = create_problems(ctx.mapping, values)
+    if problems is not None:  # Partner Center would refuse it: no call, say what to fix
+        return await _park_new(ctx, key, link, opportunity, problems, calls)
     # Asking Microsoft for help shares the referral with Microsoft (co-sell); the default
     # mapping's `help` field is How_can_Microsoft_help__c, None when nothing is asked.
     share = values.get(HELP) is not None
@@ -249,6 +254,37 @@ def _share_refusal(spec: Collections, opportunity: dict[str, Any]) -> str | None
     return collections.share_refusal(
         has_solution=bool(items[collections.SOLUTIONS]),
         has_contact=bool(items[collections.CONTACTS]),
+    )
+
+
+def create_problems(mapping: Mapping_, values: Mapping[str, Value]) -> str | None:
+    """What Partner Center would refuse in a new referral's values, checked before any call.
+
+    Each mapped field's value (or its default, as the create body would carry it) is checked
+    by `rules.value_problem`: a deal value that is set and not zero, a currency, an ISO-2
+    country.
+
+    Args:
+        mapping: the mapping (fields, defaults, transforms).
+        values: the opportunity's canonical values.
+
+    Returns:
+        None when nothing would be refused, else the message to park on the opportunity.
+    """
+    problems: list[str] = []
+    for mapped in mapping.fields:
+        value = values.get(mapped.name)
+        if value is None:
+            value = mapped.default_value
+        problem = value_problem(mapped.rule(), value)
+        if problem is not None:
+            problems.append(problem)
+    if not problems:
+        return None
+    return (
+        "cannot create the Partner Center referral: "
+        + "; ".join(problems)
+        + "; then save the opportunity again"
     )
 
 
@@ -867,6 +903,9 @@ def _finish_new(ctx: SyncContext, item: _NewOpportunity) -> Outcome:
     }
     agreed = _agreed(item.values, salesforce_values(ctx.mapping, written))
     store.save_snapshot(link.id, {**agreed, **item.children_base})
+    wake = deadlines.first_wake(item.referral, ctx.clock.now())
+    if wake is not None:  # the expiry warning comes without any change: come back for it
+        store.set_wakeup(item.key, wake)
     message = (
         f"created the opportunity from referral {item.referral.id} ({_status_text(item.referral)})"
     )

@@ -20,6 +20,12 @@ store is PostgreSQL); everything durable about sync lives in the store.
   `pollers`: poll from the stored cursor, enqueue the keys, *then* store the cursor), and
   `cosell.sweep` (every referral page, the opportunities waiting for their referral, and the
   links parked in Error, as batch workflows on `cosell-batch`).
+- **Wake-ups.** Some of Partner Center's rules are about time, not change: a win held until
+  72 hours after creation, the expiry warning 48 hours before an on-hold referral expires
+  (`deadlines.py`). The reconcile records when to look again (`Store.set_wakeup`); the Partner
+  Center poll notifies the keys that are due on the injected clock and then clears them
+  (`_run_wakeups`), and an incremental pass includes them, so the key is reconciled at that
+  moment (within a poll interval) without any change happening.
 
 **Coalescing, level-triggered.** A notification only says "key K may be out of date"; the
 reconcile reads the truth when it *starts*. So a notification is satisfied by any reconcile of
@@ -481,6 +487,16 @@ async def _poll_step(side: str) -> pollers.PollResult:
 @DBOS.step(name="cosell.save_cursor_step")
 async def _save_cursor_step(name: str, value: str) -> None:
     _engine()._store.set_cursor(name, value)
+
+
+@DBOS.step(name="cosell.due_wakeups_step")
+async def _due_wakeups_step() -> list[tuple[str, str]]:
+    return [(key, due.isoformat()) for key, due in _engine()._store.due_wakeups()]
+
+
+@DBOS.step(name="cosell.clear_wakeups_step")
+async def _clear_wakeups_step(done: list[tuple[str, str]]) -> None:
+    _engine()._store.clear_wakeups([(key, datetime.fromisoformat(due)) for key, due in done])
 
 
 @DBOS.step(name="cosell.sweep_page_step")
@@ -1103,12 +1119,26 @@ class Engine:
     async def _run_poll(self, side: str) -> int:
         found = await _poll_step(side)
         await self._notify_from_workflow(found.keys)
+        if side == "partner_center":
+            await self._run_wakeups()
         name = {
             "partner_center": pollers.PARTNER_CENTER_CURSOR,
             "salesforce_lead": pollers.LEAD_CURSOR,
         }.get(side, pollers.SALESFORCE_CURSOR)
         await _save_cursor_step(name, found.cursor.dump())
         return len(found.keys)
+
+    async def _run_wakeups(self) -> int:
+        """Notify the keys whose wake-up is due (a held win, an expiry warning), then clear them.
+
+        Returns:
+            How many keys were due.
+        """
+        due = await _due_wakeups_step()
+        if due:
+            await self._notify_from_workflow([key for key, _ in due])
+            await _clear_wakeups_step(due)
+        return len(due)
 
     async def _run_sweep(self) -> int:
         queue = await DBOS.retrieve_queue_async(BATCH_QUEUE)
@@ -1235,7 +1265,11 @@ class Engine:
                 lead = await self._poll("salesforce_lead", ctx) if ctx.lead_sync else None
                 tally.extra_calls += pc.api_calls + sf.api_calls + (lead.api_calls if lead else 0)
                 lead_keys = lead.keys if lead else ()
-                keys = list(dict.fromkeys([*pc.keys, *sf.keys, *lead_keys, *self._parked_keys()]))
+                due = self._store.due_wakeups()
+                woken = [Key(key) for key, _ in due]
+                keys = list(
+                    dict.fromkeys([*pc.keys, *sf.keys, *lead_keys, *self._parked_keys(), *woken])
+                )
                 total = len(keys)
                 if progress is not None:
                     progress(0, total)
@@ -1245,6 +1279,7 @@ class Engine:
                     self._store.set_cursor(pollers.SALESFORCE_CURSOR, sf.cursor.dump())
                     if lead is not None:
                         self._store.set_cursor(pollers.LEAD_CURSOR, lead.cursor.dump())
+                    self._store.clear_wakeups(due)
         finally:
             for _, task in running:
                 task.cancel()

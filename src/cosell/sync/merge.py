@@ -46,10 +46,17 @@ Decisions the table leaves open:
   value is not forced onto Salesforce, so cosell never fights the seller) and the base keeps
   its old value, so the refusal is reported again on every reconcile until the seller sets
   the field back or to a value Partner Center accepts.
+- **Holds.** A value Partner Center accepts later but not now (`cosell.sync.rules.hold_reason`:
+  a field edit while an incoming referral is on hold, a win less than 72 hours after the
+  referral was created) is held back: nothing is written either way, the base keeps its old
+  value, and a `Held` (not a refusal: nothing is wrong) says why and until when. The change
+  stays "changed" on the Salesforce side, so a later merge sends it once the hold is over
+  (after acceptance: `Plan.merge_again` asks the reconcile to merge again at once). As for a
+  refusal, a real Partner Center change of the same field beats a held one.
 
 Invariants (tested with Hypothesis in tests/unit/sync/test_merge_properties.py):
 applying the plan to both sides makes them equal on every two-way field that was not
-refused, and makes `new_base` equal to them; merging again after applying plans nothing
+refused or held, and makes `new_base` equal to them; merging again after applying plans nothing
 and keeps the same base; edits of different fields on the two sides are all kept; the plan
 does not depend on the order of `rules` or of the value mappings; and, as the sync is
 level-triggered, the final state does not depend on when notifications arrived.
@@ -59,11 +66,19 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 from cosell.mapping.types import STAGE_FIELD, Direction, FieldRule, Owner, Value
-from cosell.sync.rules import ReferralState, needs_status_reason, refusal_reason, same_stage
+from cosell.sync.rules import (
+    ReferralState,
+    hold_reason,
+    needs_status_reason,
+    parse_stage,
+    refusal_reason,
+    same_stage,
+)
 
-__all__ = ["Conflict", "Plan", "ReferralState", "Refusal", "merge"]
+__all__ = ["Conflict", "Held", "Plan", "ReferralState", "Refusal", "merge"]
 
 
 @dataclass(frozen=True)
@@ -101,6 +116,23 @@ class Refusal:
 
 
 @dataclass(frozen=True)
+class Held:
+    """A Salesforce change Partner Center takes later, not now; it was not written (yet).
+
+    Attributes:
+        field: the canonical field name.
+        value: Salesforce's value that waits.
+        reason: a message for the seller: what waits, why, and when it is sent.
+        until: when it may be sent; None when it waits for the referral's acceptance.
+    """
+
+    field: str
+    value: Value
+    reason: str
+    until: datetime | None
+
+
+@dataclass(frozen=True)
 class Plan:
     """What one reconcile writes, and the base to save once it is written.
 
@@ -112,6 +144,7 @@ class Plan:
             a field with no known base is absent).
         conflicts: fields both sides changed differently, sorted by field.
         refusals: Salesforce changes Partner Center's rules refuse, sorted by field.
+        held: Salesforce changes Partner Center takes later, sorted by field.
     """
 
     to_salesforce: Mapping[str, Value]
@@ -119,6 +152,23 @@ class Plan:
     new_base: Mapping[str, Value]
     conflicts: tuple[Conflict, ...] = ()
     refusals: tuple[Refusal, ...] = ()
+    held: tuple[Held, ...] = ()
+
+    @property
+    def merge_again(self) -> bool:
+        """The plan accepts the referral while edits wait for that: merge again once written."""
+        stage = parse_stage(self.to_partner_center.get(STAGE_FIELD))
+        return (
+            stage is not None
+            and stage[0].value == "Active"
+            and any(h.until is None for h in self.held)
+        )
+
+    @property
+    def held_until(self) -> datetime | None:
+        """The earliest time a held change may be sent (None: none waits for a time)."""
+        times = [h.until for h in self.held if h.until is not None]
+        return min(times) if times else None
 
     @property
     def is_empty(self) -> bool:
@@ -168,6 +218,7 @@ def merge(
     new_base: dict[str, Value] = {}
     conflicts: list[Conflict] = []
     refusals: list[Refusal] = []
+    held: list[Held] = []
     for name in sorted(by_name):
         rule = by_name[name]
         pc, sf = partner_center.get(name), salesforce.get(name)
@@ -188,18 +239,22 @@ def merge(
             winner = Owner.SALESFORCE
         if winner == Owner.SALESFORCE and rule.to_partner_center:
             reason = refusal_reason(rule, sf, pc, state)
-            if reason is None:
+            hold = hold_reason(rule, sf, state) if reason is None else None
+            if reason is None and hold is None:
                 to_partner_center[name] = sf
                 new_base[name] = sf
                 if pc_changed and known:
                     conflicts.append(Conflict(name, pc, sf, old_base[name], Owner.SALESFORCE))
                 continue
             if not (pc_changed and rule.to_salesforce):
-                refusals.append(Refusal(name, sf, reason))
+                if hold is not None:
+                    held.append(Held(name, sf, hold.reason, hold.until))
+                elif reason is not None:
+                    refusals.append(Refusal(name, sf, reason))
                 if known:
                     new_base[name] = old_base[name]
                 continue
-            winner = Owner.PARTNER_CENTER  # a real Partner Center change beats a refused one
+            winner = Owner.PARTNER_CENTER  # a real Partner Center change beats a blocked one
         if winner == Owner.PARTNER_CENTER and pc_changed and rule.to_salesforce:
             to_salesforce[name] = pc
             new_base[name] = pc
@@ -214,6 +269,7 @@ def merge(
         new_base=new_base,
         conflicts=tuple(conflicts),
         refusals=tuple(refusals),
+        held=tuple(held),
     )
 
 

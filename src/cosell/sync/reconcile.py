@@ -65,6 +65,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 from email.utils import format_datetime as http_date
 from typing import Any
 
@@ -83,7 +84,7 @@ from cosell.partnercenter.models import Referral, ReferralId
 from cosell.salesforce import errors as sf_errors
 from cosell.salesforce.client import CompositeSubrequest
 from cosell.store.types import Key, KeyFormatError, Link, SyncStatus, parse_key, referral_key
-from cosell.sync import collections, creates, leads, microsoft, notes_history
+from cosell.sync import collections, creates, deadlines, leads, microsoft, notes_history
 from cosell.sync.audit import (
     AUDIT_ENTRIES,
     describe_plan,
@@ -159,6 +160,9 @@ class Decision:
         children: the opportunity's child rows to write (`collections.py`), or None.
         notice: the message tells the seller something the writes do not show (a team member
             who is no Salesforce user), so `Audit__c` carries it even without other writes.
+        waiting: what waits (held changes, the expiry warning: `deadlines.py`), shown with
+            sync status Pending when nothing is refused; None when nothing waits.
+        wake_at: when to reconcile the key again although nothing changes, or None.
     """
 
     plan: Plan
@@ -171,6 +175,8 @@ class Decision:
     refusal: str | None
     children: collections.ChildWrites | None = None
     notice: bool = False
+    waiting: str | None = None
+    wake_at: datetime | None = None
 
     @property
     def writes_salesforce(self) -> bool:
@@ -192,7 +198,11 @@ class Decision:
     def logs_now(self) -> bool:
         """Whether `Audit__c` must show this reconcile now, not with the next write."""
         return bool(self.message) and bool(
-            self.writes_salesforce or self.plan.conflicts or self.plan.refusals or self.notice
+            self.writes_salesforce
+            or self.plan.conflicts
+            or self.plan.refusals
+            or self.notice
+            or self.waiting
         )
 
 
@@ -203,6 +213,7 @@ def own_fields(
     *,
     partner_center_status: str | None,
     error: str | None,
+    notice: str | None = None,
 ) -> dict[str, Any]:
     """Cosell's own opportunity fields that differ from what was read.
 
@@ -212,13 +223,15 @@ def own_fields(
         opportunity: the opportunity row as read.
         partner_center_status: "Status/Substatus" after this reconcile.
         error: the message to show, or None when the link is in sync.
+        notice: what waits (shown with status Pending when there is no error), or None.
 
     Returns:
         The fields to write (empty when all are as they should be).
     """
+    shown = error or notice
     wanted: dict[str, Any] = {
-        ctx.fields.sync_status: SyncStatus.ERROR.value if error else SyncStatus.SYNCED.value,
-        ctx.fields.sync_error: error[:SYNC_ERROR_LENGTH] if error else None,
+        ctx.fields.sync_status: _sync_status(error, notice).value,
+        ctx.fields.sync_error: shown[:SYNC_ERROR_LENGTH] if shown else None,
     }
     if partner_center_status is not None:
         wanted[ctx.fields.partner_center_status] = partner_center_status
@@ -226,6 +239,12 @@ def own_fields(
         wanted[ctx.fields.referral_id] = link.referral_id
         wanted[ctx.fields.referral_link] = ctx.referral_link(link.referral_id)
     return {name: value for name, value in wanted.items() if _differs(opportunity.get(name), value)}
+
+
+def _sync_status(error: str | None, notice: str | None) -> SyncStatus:
+    if error:
+        return SyncStatus.ERROR
+    return SyncStatus.PENDING if notice else SyncStatus.SYNCED
 
 
 def decide(ctx: SyncContext, link: Link, sides: Sides) -> Decision:
@@ -244,7 +263,9 @@ def decide(ctx: SyncContext, link: Link, sides: Sides) -> Decision:
     pc_values = partner_center_values(mapping, referral)
     sf_values = salesforce_values(mapping, sides.records)
     base = ctx.store.snapshot(link.id)
-    plan = merge(pc_values, sf_values, base, mapping.rules(), ReferralState.of(sides.referral))
+    now = ctx.clock.now()
+    state = ReferralState.of(sides.referral, now=now)
+    plan = merge(pc_values, sf_values, base, mapping.rules(), state)
     plan = microsoft.keep_markers(plan, base)
     extended = collections.plan(
         mapping.collections, sides.referral, referral, sides.opportunity, base, plan
@@ -263,9 +284,23 @@ def decide(ctx: SyncContext, link: Link, sides: Sides) -> Decision:
     refusal = "; ".join(r.reason for r in plan.refusals) or None
     stage = plan.to_partner_center.get(STAGE_FIELD)
     predicted = stage if isinstance(stage, str) else status_text(sides.referral)
-    own = own_fields(ctx, link, sides.opportunity, partner_center_status=predicted, error=refusal)
+    warning = deadlines.expiry_warning(sides.referral, now)
+    notice = deadlines.notice(plan, warning)
+    own = own_fields(
+        ctx,
+        link,
+        sides.opportunity,
+        partner_center_status=predicted,
+        error=refusal,
+        notice=notice,
+    )
     if own:
         writes[OPPORTUNITY] = {**writes.get(OPPORTUNITY, {}), **own}
+    # A refusal or a notice already shown on the link is not news: no audit entry for it.
+    news = (refusal or notice) != link.last_error
+    message = describe_plan(plan if news else replace(plan, refusals=(), held=()), base)
+    if warning and news:
+        message = "; ".join(m for m in (message, f"warning: {warning}") if m)
     return Decision(
         plan=plan,
         base=base,
@@ -273,20 +308,11 @@ def decide(ctx: SyncContext, link: Link, sides: Sides) -> Decision:
         salesforce=sf_values,
         operations=operations,
         salesforce_writes=writes,
-        # A refusal already parked on the link is not news: no audit entry, no Audit__c write.
-        message="; ".join(
-            m
-            for m in (
-                describe_plan(
-                    plan if refusal != link.last_error else replace(plan, refusals=()), base
-                ),
-                *extended.messages,
-            )
-            if m
-        )
-        or None,
+        message="; ".join(m for m in (message, *extended.messages) if m) or None,
         refusal=refusal,
         children=extended.children,
+        waiting=None if refusal else notice,
+        wake_at=deadlines.wake_at(plan, sides.referral, now),
     )
 
 
@@ -417,6 +443,8 @@ async def reconcile_link(
                 ctx, key, link, sides.opportunity, f"Salesforce refused the update: {exc}", calls
             )
         finish(ctx, link, decision, calls)
+        if decision.plan.merge_again:  # accepted: the edits held while on hold go now
+            return await reconcile_link(ctx, key, ctx.store.get_link(link.id) or link, calls)
         return _outcome(key, link, decision, calls)
     raise ConcurrentEditsError(
         f"{key}: the record changed while cosell wrote it, {MAX_ATTEMPTS} times in a row; "
@@ -610,10 +638,13 @@ def finish(ctx: SyncContext, link: Link, decision: Decision, calls: ApiCalls) ->
             decision.message,
             details={**plan_details(plan), "api_calls": calls.total},
         )
-    status = SyncStatus.ERROR if decision.refusal else SyncStatus.SYNCED
+    if decision.wake_at is not None and link.referral_id is not None:
+        store.set_wakeup(referral_key(link.referral_id), decision.wake_at)
+    status = _sync_status(decision.refusal, decision.waiting)
+    shown = decision.refusal or decision.waiting
     wrote = bool(decision.operations) or decision.writes_salesforce
-    if wrote or link.sync_status != status or link.last_error != decision.refusal:
-        changes: dict[str, Any] = {"sync_status": status, "last_error": decision.refusal}
+    if wrote or link.sync_status != status or link.last_error != shown:
+        changes: dict[str, Any] = {"sync_status": status, "last_error": shown}
         if status == SyncStatus.SYNCED:
             changes["last_synced_at"] = ctx.clock.now()
         store.update_link(link.id, **changes)
@@ -622,7 +653,7 @@ def finish(ctx: SyncContext, link: Link, decision: Decision, calls: ApiCalls) ->
 def _outcome(
     key: Key, link: Link, decision: Decision, calls: ApiCalls, *, dry_run: bool = False
 ) -> Outcome:
-    message = decision.refusal or decision.message
+    message = decision.refusal or decision.waiting or decision.message
     if dry_run and message:
         message = f"dry run: {message}"
     return Outcome(
@@ -1110,6 +1141,9 @@ def _action(name: str, decision: Decision) -> str:
     for refusal in plan.refusals:
         if refusal.field == name:
             return f"refused: {refusal.reason}"
+    for held in plan.held:
+        if held.field == name:
+            return f"held: {held.reason}"
     if name in plan.to_salesforce:
         return "write to Salesforce"
     if name in plan.to_partner_center:

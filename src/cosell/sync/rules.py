@@ -22,9 +22,31 @@ The rules, in the order they are checked (the first that applies wins):
    of a referral accepts or declines it, so a partner cannot accept or decline an Outgoing
    referral it sent itself.
 
+Two more refusals come before rule 2 (after rule 1):
+
+- **Values Partner Center refuses** (`value_problem`, also used by the create path in
+  `cosell.sync.creates`): by the field's transform, an `amount` (the deal value) must be set
+  and not zero (the connector refuses 0 or empty on update, spec §5.4), a `currency` must be
+  set, a `country` must be an ISO 3166-1 alpha-2 code (spec §3.8).
+- **Read-only once set.** Fields the mapping marks `read_only_once_set` (How can Microsoft
+  help, the visibility to Microsoft sellers, spec §5.3 and §5.5: "read-only once set to Yes",
+  "once visible cannot revert") may be set once; after Partner Center holds a value (not
+  unset, not false) a change or a clearing is refused.
+
 `ReferralState.is_new` is True while the referral does not exist in Partner Center yet (the
 values go into the create body): then there is nothing to be read-only and no status to move
-from, so rules 2 and 3 do not apply (and rule 1 cannot).
+from, so rules 2 and 3 and read-only-once-set do not apply (and rule 1 cannot).
+
+**Holds** (`hold_reason`) are not refusals: the change is right, Partner Center only does not
+take it *yet*, so the merge keeps it pending (nothing written either way, the base keeps its
+old value) and it flows by itself once allowed, with no error on the opportunity:
+
+- **On hold.** While an incoming referral is New (Pending or Received) Partner Center takes
+  no field edits, only the answer (accept or decline, spec §5.4: "edits while on hold are not
+  synced"); every Salesforce change but the stage is held until the referral is accepted.
+- **Won too early.** Partner Center takes Won only 72 hours after the referral was created
+  (spec §3.3); a win before then is held until `created + WIN_WAIT` (`ReferralState.created`
+  and `now` say when; without them nothing is held).
 
 A decline (and a loss) is written with a `statusReason` (spec §3.3). The reason is not a
 mapped value the merge compares: `needs_status_reason` flags such a stage and the mapping's
@@ -37,7 +59,10 @@ the stage with it (see `cosell.sync.merge`).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal, InvalidOperation
 
+from cosell.mapping.countries import country_name
 from cosell.mapping.types import STAGE_FIELD, FieldRule, Value
 from cosell.partnercenter.models import (
     Referral,
@@ -55,8 +80,13 @@ _FIELD_LABELS = {
     "state": "the customer's address",
     "postal_code": "the customer's address",
     "country": "the customer's address",
+    "help": "How can Microsoft help",
+    "visibility": "the referral's visibility to Microsoft sellers",
 }
 """How the default mapping's read-only fields are named in a message to a seller."""
+
+WIN_WAIT = timedelta(hours=72)
+"""Partner Center takes Won only this long after the referral was created (spec §3.3)."""
 
 
 @dataclass(frozen=True)
@@ -69,21 +99,38 @@ class ReferralState:
         direction: "Incoming" (received) or "Outgoing" (sent by the partner), None when unknown.
         is_new: the referral does not exist in Partner Center yet; its values go into the
             create body, so nothing is read-only and there is no status to move from.
+        created: when Partner Center created the referral (None: unknown).
+        now: the time of the reconcile (None: unknown); with `created`, says whether a win
+            is allowed yet.
     """
 
     status: str | None
     substatus: str | None
     direction: str | None
     is_new: bool = False
+    created: datetime | None = None
+    now: datetime | None = None
 
     @classmethod
-    def of(cls, referral: Referral) -> ReferralState:
-        """The state of a referral read from Partner Center."""
+    def of(cls, referral: Referral, *, now: datetime | None = None) -> ReferralState:
+        """The state of a referral read from Partner Center, at `now` (the reconcile's time)."""
         return cls(
             status=None if referral.status is None else referral.status.value,
             substatus=None if referral.substatus is None else referral.substatus.value,
             direction=None if referral.direction is None else referral.direction.value,
+            created=referral.created_date_time,
+            now=now,
         )
+
+    @property
+    def is_on_hold(self) -> bool:
+        """Whether the referral waits for its receiver's answer (New): no field edits yet."""
+        return not self.is_new and self.status == ReferralStatus.NEW.value
+
+    @property
+    def win_allowed_at(self) -> datetime | None:
+        """When Partner Center takes Won (72 hours after creation); None when unknown."""
+        return None if self.created is None else self.created + WIN_WAIT
 
     @property
     def stage(self) -> str:
@@ -165,8 +212,18 @@ def refusal_reason(
             f"changed; {change}. Set the opportunity's {field} back to {_show(current)} to "
             "clear this error."
         )
+    problem = value_problem(rule, value)
+    if problem is not None:
+        return f"{problem}; {change}."
     if state.is_new:
         return None
+    if rule.read_only_once_set and is_set(current) and value != current:
+        label = _FIELD_LABELS.get(rule.name, f"the {field} field")
+        return (
+            f"Partner Center does not allow changing {label} once it is set (it is "
+            f"{_show(current)} in Partner Center); {change}. Set it back to {_show(current)} "
+            "to clear this error."
+        )
     if rule.read_only_after_create:
         label = _FIELD_LABELS.get(rule.name, f"the {field} field")
         return (
@@ -177,6 +234,102 @@ def refusal_reason(
     if rule.name == STAGE_FIELD:
         return _stage_refusal(value, state)
     return None
+
+
+def is_set(value: Value) -> bool:
+    """Whether a value counts as set for `read_only_once_set`: not unset, not false, not ""."""
+    return value not in (None, False, "")
+
+
+def value_problem(rule: FieldRule, value: Value) -> str | None:
+    """Why Partner Center refuses this value of a field whatever the referral's state, if it does.
+
+    Checked by the field's transform (`FieldRule.kind`): a deal value (`amount`) must be set
+    and not zero, a `currency` must be set, a `country` must be an ISO 3166-1 alpha-2 code.
+
+    Args:
+        rule: the field's mapping rule.
+        value: the canonical value to write to Partner Center.
+
+    Returns:
+        None when the value is acceptable, else a sentence for the seller saying what to fix
+        (without a final full stop, so callers can add what was not sent).
+    """
+    if rule.kind == "amount" and _is_zero(value):
+        return (
+            f"Partner Center needs a {rule.name.replace('_', ' ')} that is not zero (it is "
+            f"{_show(value)}): enter the opportunity's amount"
+        )
+    if rule.kind == "currency" and not value:
+        return "Partner Center needs the deal's currency: set the opportunity's currency"
+    if rule.kind == "country" and not (
+        isinstance(value, str) and len(value) == 2 and country_name(value) is not None
+    ):
+        return (
+            f"Partner Center needs the customer's country as a 2-letter ISO 3166 code such as "
+            f"'US' or 'DE' (it is {_show(value)}): correct the account's billing country"
+        )
+    return None
+
+
+def _is_zero(value: Value) -> bool:
+    if value is None or isinstance(value, bool):
+        return True
+    try:
+        return Decimal(value) == 0
+    except InvalidOperation:
+        return False  # not a number: the mapping's transform reports it
+
+
+@dataclass(frozen=True)
+class Hold:
+    """Why a change is held back, and until when.
+
+    Attributes:
+        reason: a sentence for the seller: what waits, why, and when it is sent.
+        until: when it may be sent; None when it waits for the referral's acceptance.
+    """
+
+    reason: str
+    until: datetime | None
+
+
+def hold_reason(rule: FieldRule, value: Value, state: ReferralState) -> Hold | None:
+    """Whether a change Partner Center accepts later (not now) must wait, and why.
+
+    Args:
+        rule: the field's mapping rule.
+        value: the Salesforce value the merge would write to Partner Center.
+        state: the referral's state (with `created` and `now` for the 72-hour wait).
+
+    Returns:
+        None when the change can be sent now, else the hold (see the module docstring).
+    """
+    if rule.name != STAGE_FIELD:
+        if not state.is_on_hold:
+            return None
+        return Hold(
+            f"the {rule.name.replace('_', ' ')} change to {_show(value)} is held back: "
+            "Partner Center takes edits only once the referral is accepted; it is sent when "
+            "the opportunity moves to the active stage (that accepts the referral)",
+            None,
+        )
+    target = parse_stage(value)
+    allowed_at = state.win_allowed_at
+    if (
+        target is None
+        or target[1] != ReferralSubstatus.WON
+        or state.status != ReferralStatus.ACTIVE.value
+        or allowed_at is None
+        or state.now is None
+        or state.now >= allowed_at
+    ):
+        return None
+    return Hold(
+        "the win is held back: Partner Center takes Won only 72 hours after the referral "
+        f"was created; it is sent on {allowed_at:%Y-%m-%d %H:%M} UTC by itself",
+        allowed_at,
+    )
 
 
 def _stage_refusal(value: Value, state: ReferralState) -> str | None:

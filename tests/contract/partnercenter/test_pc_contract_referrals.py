@@ -262,9 +262,19 @@ ILLEGAL = [
 ]
 
 
+WIN_WAIT = 72 * 3600  # Partner Center takes Won only 72 hours after creation (spec §3.3)
+
+
+async def old_enough_to_win(pc: PartnerCenter) -> Referral:
+    """A referral of our own, created 72 hours ago (it may be closed as Won)."""
+    created = await pc.referrals.create(new_referral())
+    pc.clock.advance(WIN_WAIT)
+    return created
+
+
 async def _start(pc: PartnerCenter, kind: str) -> Referral:
     if kind == "outgoing":
-        return await pc.referrals.create(new_referral())
+        return await old_enough_to_win(pc)
     return await incoming(pc)
 
 
@@ -296,6 +306,19 @@ async def test_illegal_transitions(
     assert (after.status, after.substatus) == (referral.status, referral.substatus)
 
 
+async def test_won_is_refused_less_than_72_hours_after_creation(pc: PartnerCenter) -> None:
+    created = await pc.referrals.create(new_referral())
+    assert created.id is not None
+    pc.clock.advance(WIN_WAIT - 60)
+    won = ReferralChanges(status=S.CLOSED, substatus=SS.WON)
+    with pytest.raises(InvalidRequestError, match="Won only 72 hours after it was created"):
+        await pc.referrals.update(created.id, won, etag=created.e_tag)
+    pc.clock.advance(60)
+    updated = await pc.referrals.update(created.id, won, etag=created.e_tag)
+    assert updated is not None
+    assert (updated.status, updated.substatus) == (S.CLOSED, SS.WON)
+
+
 async def test_decline_needs_a_reason(pc: PartnerCenter) -> None:
     referral = await incoming(pc)
     assert referral.id is not None
@@ -311,7 +334,7 @@ async def test_decline_needs_a_reason(pc: PartnerCenter) -> None:
 async def test_closed_referrals_are_terminal(
     pc: PartnerCenter, substatus: SS, reason: str | None
 ) -> None:
-    created = await pc.referrals.create(new_referral())
+    created = await old_enough_to_win(pc)
     assert created.id is not None
     closed = await pc.referrals.update(
         created.id,
@@ -423,7 +446,7 @@ ALL_STATES = [
 
 async def _in_state(pc: PartnerCenter, status: S, substatus: SS) -> Referral:
     if (status, substatus) == (S.ACTIVE, SS.ACCEPTED):
-        return await pc.referrals.create(new_referral())
+        return await old_enough_to_win(pc)
     referral = await incoming(pc)
     assert referral.id is not None
     if (status, substatus) == (S.NEW, SS.RECEIVED):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import AsyncIterator
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -197,6 +197,35 @@ async def test_the_scheduled_sweep_enqueues_every_key_in_batches(
     assert last_sweep is not None
     assert datetime.fromisoformat(last_sweep).tzinfo is not None
     await _cancel_waiting()
+
+
+async def test_a_held_win_wakes_its_key_at_the_72nd_hour_through_the_poll(
+    engine: Engine, world: World
+) -> None:
+    opp_id, rid = await world.shared_pair(Name="Won too soon")
+    created = (await world.microsoft.referral(rid))["createdDateTime"]
+    allowed = datetime.fromisoformat(created.replace("Z", "+00:00")) + timedelta(hours=72)
+    world.tick(30)
+    await engine_module.poll_partner_center_workflow(world.clock.now(), None)  # the create seen
+    await _cancel_waiting()
+    await world.seller.edit("Opportunity", opp_id, {"StageName": "Closed Won"})
+    world.tick(30)
+    held = await engine_module.reconcile_key_workflow(record_key("Opportunity", opp_id))
+    assert held.result == "synced"  # only cosell's status fields: the win waits
+    key = referral_key(rid)
+    assert world.store.wakeup(key) == allowed
+    await engine_module.poll_partner_center_workflow(world.clock.now(), None)
+    assert key not in await _waiting(engine_module.RECONCILE_QUEUE)  # not due yet
+    await _cancel_waiting()
+    world.clock.advance((allowed - world.clock.now()).total_seconds())
+    await engine_module.poll_partner_center_workflow(world.clock.now(), None)
+    assert key in await _waiting(engine_module.RECONCILE_QUEUE)
+    assert world.store.wakeup(key) is None  # handled: cleared
+    await _cancel_waiting()
+    woken = await engine_module.reconcile_key_workflow(key)  # what the queue runs
+    assert woken.result == "synced"
+    referral = await world.microsoft.referral(rid)
+    assert (referral["status"], referral["substatus"]) == ("Closed", "Won")
 
 
 async def _waiting(queue: str) -> dict[str, int]:

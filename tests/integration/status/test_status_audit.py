@@ -61,6 +61,7 @@ async def build_history(world: World) -> History:
     world.tick()
     refused = await world.shared_pair()
     opp_id, rid = refused
+    world.tick(72 * 3600)  # Partner Center takes Won 72 hours after creation
     await world.seller.edit("Opportunity", opp_id, {"StageName": "Closed Won"})
     assert (await reconcile_key(world.ctx, world.opportunity_key(opp_id))).result == "synced"
     world.tick()

@@ -11,7 +11,7 @@ from __future__ import annotations
 from sync_world import World
 
 from cosell.store.types import Key
-from cosell.sync.reconcile import reconcile_batch, sweep_page
+from cosell.sync.reconcile import reconcile_batch, reconcile_key, sweep_page
 
 REFERRALS = 30  # one sandbox list page; big enough that per-key costs would show
 
@@ -57,6 +57,11 @@ async def test_a_batch_shares_reads_and_salesforce_writes(world: World) -> None:
             rid, [{"op": "replace", "path": "/details/notes", "value": f"notes of {rid}"}]
         )
     opportunities = {rid: (await world.opportunities_for(rid))[0]["Id"] for rid in ids[5:8]}
+    for opp_id in opportunities.values():  # accepted first: edits on hold wait for acceptance
+        await world.seller.edit("Opportunity", opp_id, {"StageName": "Qualification"})
+        world.tick()
+        assert (await reconcile_key(world.ctx, world.opportunity_key(opp_id))).result == "synced"
+        world.tick()
     for rid, opp_id in opportunities.items():
         await world.seller.edit("Opportunity", opp_id, {"Name": f"renamed {rid}"})
     account_id = await world.seller.create_account("Batch Co")

@@ -87,6 +87,7 @@ async def test_partner_center_edits_flow_to_salesforce_in_three_calls(world: Wor
 async def test_won_and_lost_flow_from_salesforce(world: World) -> None:
     won_opp, won_rid = await world.shared_pair()
     lost_opp, lost_rid = await world.shared_pair(Name="Second deal")
+    world.tick(72 * 3600)  # Partner Center takes Won 72 hours after creation
     await world.seller.edit("Opportunity", won_opp, {"StageName": "Closed Won"})
     await world.seller.edit("Opportunity", lost_opp, {"StageName": "Closed Lost"})
     assert (await reconcile_key(world.ctx, world.opportunity_key(won_opp))).result == "synced"
@@ -102,6 +103,7 @@ async def test_won_and_lost_flow_from_salesforce(world: World) -> None:
 async def test_won_and_lost_flow_from_partner_center(world: World) -> None:
     won_opp, won_rid = await world.shared_pair()
     lost_opp, lost_rid = await world.shared_pair(Name="Second deal")
+    world.tick(72 * 3600)  # Partner Center takes Won 72 hours after creation
     await world.microsoft.edit(
         won_rid,
         [
@@ -156,6 +158,7 @@ async def test_a_concurrent_edit_of_one_field_ends_as_the_owner_says(world: Worl
 
 async def test_a_concurrent_stage_edit_is_won_by_partner_center(world: World) -> None:
     opp_id, rid = await world.shared_pair()
+    world.tick(72 * 3600)  # Partner Center takes Won 72 hours after creation
     await world.microsoft.edit(
         rid,
         [
@@ -173,6 +176,7 @@ async def test_a_concurrent_stage_edit_is_won_by_partner_center(world: World) ->
 
 async def test_an_edit_after_won_is_refused_and_parked_with_a_clear_error(world: World) -> None:
     opp_id, rid = await world.shared_pair()
+    world.tick(72 * 3600)  # Partner Center takes Won 72 hours after creation
     await world.seller.edit("Opportunity", opp_id, {"StageName": "Closed Won"})
     assert (await reconcile_key(world.ctx, world.opportunity_key(opp_id))).result == "synced"
     world.tick()

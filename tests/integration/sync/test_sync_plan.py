@@ -116,6 +116,7 @@ async def test_plan_shows_conflicts_and_refusals_by_field(world: World) -> None:
     assert rows["deal_value"].action == "conflict: Salesforce wins (owner)"
     assert report.outcome.result == "conflict"
     assert (await reconcile_key(world.ctx, world.opportunity_key(opp_id))).result == "conflict"
+    world.tick(72 * 3600)  # Partner Center takes Won 72 hours after creation
     await world.seller.edit("Opportunity", opp_id, {"StageName": "Closed Won"})
     assert (await reconcile_key(world.ctx, world.opportunity_key(opp_id))).result == "synced"
     world.tick()

@@ -716,8 +716,19 @@ async def test_help_requested_and_contacts_become_read_only_once_shared(
         assert error_of(response)["target"] == path
 
 
-async def test_won_then_every_write_is_refused(api: httpx.AsyncClient, create: Create) -> None:
+async def later(
+    api: httpx.AsyncClient, sandbox: PartnerCenterSandbox, clock: ManualClock, seconds: float
+) -> None:
+    """Move the sandbox's clock on, with a fresh token for `api` (the old one expires)."""
+    clock.advance(seconds)
+    api.headers["Authorization"] = f"Bearer {await user_token(api, sandbox)}"
+
+
+async def test_won_then_every_write_is_refused(
+    api: httpx.AsyncClient, create: Create, sandbox: PartnerCenterSandbox, clock: ManualClock
+) -> None:
     created = await create()
+    await later(api, sandbox, clock, 72 * 3600)
     won = [replace("/status", "Closed"), replace("/substatus", "Won")]
     response = await patch(api, created["id"], won, Prefer="return=representation")
     assert response.status_code == 200
@@ -726,6 +737,44 @@ async def test_won_then_every_write_is_refused(api: httpx.AsyncClient, create: C
         refused = await patch(api, created["id"], ops)
         assert refused.status_code == 400
         assert "Closed referrals are final" in error_of(refused)["message"]
+
+
+async def test_won_is_refused_until_72_hours_after_creation(
+    api: httpx.AsyncClient, create: Create, sandbox: PartnerCenterSandbox, clock: ManualClock
+) -> None:
+    created = await create()
+    won = [replace("/status", "Closed"), replace("/substatus", "Won")]
+    await later(api, sandbox, clock, 72 * 3600 - 1)
+    early = await patch(api, created["id"], won)
+    assert early.status_code == 400
+    assert error_of(early)["target"] == "/substatus"
+    assert created["createdDateTime"] == "2026-01-05T09:00:00.0000000Z"
+    assert error_of(early)["message"] == (
+        "a referral can be closed as Won only 72 hours after it was created; this one can be "
+        "from 2026-01-08T09:00:00.0000000Z. Try again then"
+    )
+    assert sandbox.store.get(created["id"])["status"] == "Active"
+    await later(api, sandbox, clock, 1)
+    assert (await patch(api, created["id"], won)).status_code == 204
+    assert sandbox.store.get(created["id"])["substatus"] == "Won"
+
+
+async def test_lost_needs_no_wait(api: httpx.AsyncClient, create: Create) -> None:
+    created = await create()
+    lost = [replace("/status", "Closed"), replace("/substatus", "Lost")]
+    assert (await patch(api, created["id"], lost)).status_code == 204
+
+
+@pytest.mark.parametrize("value", [0, "0", 0.0])
+async def test_a_deal_value_cannot_be_changed_to_zero(
+    api: httpx.AsyncClient, create: Create, value: Any
+) -> None:
+    created = await create()
+    response = await patch(api, created["id"], [replace("/details/dealValue", value)])
+    assert response.status_code == 400
+    assert error_of(response)["target"] == "/details/dealValue"
+    assert "cannot be changed to zero" in error_of(response)["message"]
+    assert (await patch(api, created["id"], [replace("/details/dealValue", 1)])).status_code == 204
 
 
 @pytest.mark.parametrize(

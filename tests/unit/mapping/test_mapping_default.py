@@ -57,8 +57,23 @@ def test_rules_are_the_merge_view_of_each_field() -> None:
     rules = MAPPING.rules()
     assert rules[0] == FieldRule("name", Direction.BOTH, Owner.SALESFORCE)
     assert rules[-1] == FieldRule(
-        "country", Direction.TO_SALESFORCE, Owner.PARTNER_CENTER, read_only_after_create=True
+        "country",
+        Direction.TO_SALESFORCE,
+        Owner.PARTNER_CENTER,
+        read_only_after_create=True,
+        kind="country",
     )
+    once_set = [r.name for r in rules if r.read_only_once_set]
+    assert once_set == ["help", "visibility"]  # set once, never changed or reverted (spec §5.5)
+    assert {r.name: r.kind for r in rules if r.kind != "text"} == {
+        "deal_value": "amount",
+        "currency": "currency",
+        "close_date": "date",
+        "stage": "stage",
+        "help": "picklist",
+        "visibility": "boolean",
+        "country": "country",
+    }
     assert [r.name for r in rules] == list(EXPECTED)
     assert MAPPING.field("stage").is_stage
     assert MAPPING.stage_field is MAPPING.field("stage")

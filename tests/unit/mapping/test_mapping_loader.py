@@ -54,7 +54,8 @@ def test_unknown_keys_are_reported_at_the_key_with_the_allowed_keys() -> None:
     text = HEAD + NAME_FIELD + "    colour: red\n"
     assert problems(text) == [
         "m.yaml:13:5: fields[0].colour: unknown key (allowed here: name, partner_center, "
-        "salesforce, direction, owner, transform, read_only_after_create, default, "
+        "salesforce, direction, owner, transform, read_only_after_create, read_only_once_set, "
+        "default, "
         "default_days_from_today, description)"
     ]
     top = problems("extra: 1\n" + HEAD + NAME_FIELD)

@@ -1,8 +1,13 @@
-"""Properties of the merge, checked with Hypothesis over conflicts, nulls, one-way fields and refusals.
+"""Properties of the merge, checked with Hypothesis over conflicts, nulls, one-way fields,
+refusals and holds.
 
 The generators draw from a few fields (one of them the stage) and a tiny value alphabet, so
-that equal values, conflicts, nulls, one-way directions and refusals (terminal referrals,
-read-only fields, illegal stage moves) are all common.
+that equal values, conflicts, nulls, one-way directions, refusals (terminal referrals,
+read-only fields, read-only-once-set fields, values Partner Center refuses by the field's
+kind, illegal stage moves) and holds (edits while the referral is New, a win less than 72
+hours after creation: the referral is drawn young or old) are all common. A reconcile whose
+plan accepts the referral while edits are held merges again at once (`Plan.merge_again`),
+and the properties apply the plans that way (`reconcile`).
 
 The "notification order" property models the sync as it runs: each side's edits happen in
 their own order, interleaved in any way with the other side's, and a reconcile (a merge whose
@@ -21,6 +26,7 @@ in time, just as it does in Partner Center.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from hypothesis import event, given, settings
@@ -39,19 +45,26 @@ CLOSED_STAGES = ["Closed/Won", "Closed/Lost", "Closed/Declined", "Closed/Expired
 STAGES = OPEN_STAGES + CLOSED_STAGES
 SALESFORCE_STAGES: list[Value] = [*STAGES, None, "Active/Won"]  # unmapped and invalid too
 DIRECTIONS = ["Incoming", "Outgoing", None]
+KINDS = ["text", "amount", "currency", "country"]
+NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 MISSING = object()
 
 Values = dict[str, Value]
+Setting = tuple[str | None, bool]  # the referral's direction, and whether it is < 72 hours old
 
 
 @st.composite
-def rule_sets(draw: st.DrawFn) -> list[FieldRule]:
+def rule_sets(draw: st.DrawFn, *, by_value: bool = True) -> list[FieldRule]:
+    """Rules of the fields; `by_value=False` leaves out the rules that depend on the values
+    themselves (read-only once set, refused values by kind)."""
     rules = [
         FieldRule(
             name,
             draw(st.sampled_from(Direction)),
             draw(st.sampled_from(Owner)),
             read_only_after_create=draw(st.booleans()),
+            read_only_once_set=by_value and draw(st.booleans()),
+            kind=draw(st.sampled_from(KINDS)) if by_value else "text",
         )
         for name in FIELDS
     ]
@@ -61,10 +74,16 @@ def rule_sets(draw: st.DrawFn) -> list[FieldRule]:
     return rules
 
 
-def state_of(partner_center: Mapping[str, Value], direction: str | None) -> ReferralState:
+def state_of(partner_center: Mapping[str, Value], setting: Setting) -> ReferralState:
     parsed = parse_stage(partner_center[STAGE_FIELD])
     assert parsed is not None, "Partner Center only ever holds a real status/substatus"
-    return ReferralState(parsed[0].value, parsed[1].value, direction)
+    direction, young = setting
+    created = NOW - timedelta(hours=1 if young else 100)
+    return ReferralState(parsed[0].value, parsed[1].value, direction, created=created, now=NOW)
+
+
+def settings_() -> st.SearchStrategy[Setting]:
+    return st.tuples(st.sampled_from(DIRECTIONS), st.booleans())
 
 
 def salesforce_reads(stage: Value) -> Value:
@@ -90,6 +109,24 @@ def apply(pc: Values, sf: Values, plan: Plan) -> tuple[Values, Values]:
     return new_pc, new_sf
 
 
+def reconcile(
+    pc: Values, sf: Values, base: Values | None, rules: list[FieldRule], setting: Setting
+) -> tuple[Values, Values, Plan]:
+    """Merge and apply as `reconcile_link` does: again at once when the plan asks for it."""
+    plan = merge(pc, sf, base, rules, state_of(pc, setting))
+    pc, sf = apply(pc, sf, plan)
+    if plan.merge_again:
+        plan = merge(pc, sf, plan.new_base, rules, state_of(pc, setting))
+        assert not plan.merge_again, "after an acceptance nothing waits for one"
+        pc, sf = apply(pc, sf, plan)
+    return pc, sf, plan
+
+
+def blocked(plan: Plan) -> set[str]:
+    """The fields the plan refused or held back."""
+    return {r.field for r in plan.refusals} | {h.field for h in plan.held}
+
+
 def same(name: str, one: Value, other: Value) -> bool:
     return same_stage(one, other) if name == STAGE_FIELD else one == other
 
@@ -97,7 +134,7 @@ def same(name: str, one: Value, other: Value) -> bool:
 @st.composite
 def merge_inputs(
     draw: st.DrawFn,
-) -> tuple[Values, Values, Values | None, list[FieldRule], str | None]:
+) -> tuple[Values, Values, Values | None, list[FieldRule], Setting]:
     rules = draw(rule_sets())
     pc: Values = {name: draw(st.sampled_from(VALUES)) for name in FIELDS}
     sf: Values = {name: draw(st.sampled_from(VALUES)) for name in FIELDS}
@@ -115,19 +152,19 @@ def merge_inputs(
             elif choice == "other":
                 pool = STAGES if name == STAGE_FIELD else VALUES
                 base[name] = draw(st.sampled_from(pool))
-    return pc, sf, base, rules, draw(st.sampled_from(DIRECTIONS))
+    return pc, sf, base, rules, draw(settings_())
 
 
 @SETTINGS
 @given(merge_inputs())
 def test_applying_the_plan_makes_both_sides_agree(
-    inputs: tuple[Values, Values, Values | None, list[FieldRule], str | None],
+    inputs: tuple[Values, Values, Values | None, list[FieldRule], Setting],
 ) -> None:
     pc, sf, base, rules, direction = inputs
     plan = merge(pc, sf, base, rules, state_of(pc, direction))
     new_pc, new_sf = apply(pc, sf, plan)
 
-    refused = {r.field for r in plan.refusals}
+    refused = blocked(plan)
     for rule in rules:
         name = rule.name
         if rule.direction == Direction.BOTH and name not in refused:
@@ -140,6 +177,10 @@ def test_applying_the_plan_makes_both_sides_agree(
         assert name not in plan.to_salesforce or rule.to_salesforce
         assert name not in plan.to_partner_center or rule.to_partner_center
         assert name not in refused or name not in plan.to_partner_center
+        assert name not in refused or name not in plan.to_salesforce
+    for held in plan.held:  # held, not refused: nothing is wrong with the value
+        assert held.field not in {r.field for r in plan.refusals}
+        assert held.until is None or held.until > NOW
     # Partner Center's rules hold for what is written: its stage stays a legal state.
     state_of(new_pc, direction)
 
@@ -147,24 +188,25 @@ def test_applying_the_plan_makes_both_sides_agree(
 @SETTINGS
 @given(merge_inputs())
 def test_merging_again_after_applying_plans_nothing(
-    inputs: tuple[Values, Values, Values | None, list[FieldRule], str | None],
+    inputs: tuple[Values, Values, Values | None, list[FieldRule], Setting],
 ) -> None:
     pc, sf, base, rules, direction = inputs
-    plan = merge(pc, sf, base, rules, state_of(pc, direction))
-    new_pc, new_sf = apply(pc, sf, plan)
+    new_pc, new_sf, plan = reconcile(pc, sf, base, rules, direction)
 
     again = merge(new_pc, new_sf, plan.new_base, rules, state_of(new_pc, direction))
 
     assert again.is_empty
     assert again.new_base == plan.new_base
     assert again.conflicts == ()
-    assert {r.field for r in again.refusals} == {r.field for r in plan.refusals}
+    # What was refused or held stays so (a held edit is refused once its referral is closed).
+    assert blocked(again) == blocked(plan)
+    assert {h.field for h in again.held} <= {h.field for h in plan.held}
 
 
 @SETTINGS
 @given(merge_inputs(), st.randoms(use_true_random=False))
 def test_the_plan_does_not_depend_on_the_order_of_rules_or_values(
-    inputs: tuple[Values, Values, Values | None, list[FieldRule], str | None], rnd: Any
+    inputs: tuple[Values, Values, Values | None, list[FieldRule], Setting], rnd: Any
 ) -> None:
     pc, sf, base, rules, direction = inputs
     state = state_of(pc, direction)
@@ -193,7 +235,7 @@ def test_the_plan_does_not_depend_on_the_order_of_rules_or_values(
 @st.composite
 def disjoint_edits(
     draw: st.DrawFn,
-) -> tuple[Values, Values, Values, list[FieldRule], str | None]:
+) -> tuple[Values, Values, Values, list[FieldRule], Setting]:
     rules = draw(rule_sets())
     agreed: Values = {name: draw(st.sampled_from(VALUES)) for name in FIELDS}
     agreed[STAGE_FIELD] = draw(st.sampled_from(STAGES))
@@ -207,22 +249,21 @@ def disjoint_edits(
         elif editor[name] == "sf":
             pool = SALESFORCE_STAGES if name == STAGE_FIELD else VALUES
             sf_edits[name] = draw(st.sampled_from(pool))
-    return agreed, pc_edits, sf_edits, rules, draw(st.sampled_from(DIRECTIONS))
+    return agreed, pc_edits, sf_edits, rules, draw(settings_())
 
 
 @SETTINGS
 @given(disjoint_edits())
 def test_edits_of_different_fields_on_both_sides_are_all_kept(
-    inputs: tuple[Values, Values, Values, list[FieldRule], str | None],
+    inputs: tuple[Values, Values, Values, list[FieldRule], Setting],
 ) -> None:
     agreed, pc_edits, sf_edits, rules, direction = inputs
     pc, sf = {**agreed, **pc_edits}, {**agreed, **sf_edits}
 
-    plan = merge(pc, sf, agreed, rules, state_of(pc, direction))
-    new_pc, new_sf = apply(pc, sf, plan)
+    new_pc, new_sf, plan = reconcile(pc, sf, agreed, rules, direction)
 
     assert plan.conflicts == ()
-    refused = {r.field for r in plan.refusals}
+    refused = blocked(plan)
     for rule in rules:
         name = rule.name
         if name in pc_edits:
@@ -233,7 +274,7 @@ def test_edits_of_different_fields_on_both_sides_are_all_kept(
             assert new_sf[name] == sf_edits[name]  # never reverted, even when refused
             if rule.to_partner_center and name not in refused:
                 assert same(name, new_pc[name], sf_edits[name])
-            elif rule.to_partner_center:
+            elif rule.to_partner_center:  # refused, or held back until Partner Center takes it
                 assert new_pc[name] == agreed[name]
 
 
@@ -244,8 +285,14 @@ Edit = tuple[str, str, Value]  # (side, field, value)
 
 @st.composite
 def edit_histories(draw: st.DrawFn) -> dict[str, Any]:
-    """Per-side edit sequences: a concurrent burst, then single-writer edits."""
-    rules = draw(rule_sets())
+    """Per-side edit sequences: a concurrent burst, then single-writer edits.
+
+    The rules refuse no value for what it is (no read-only-once-set field, no refused value
+    by kind): such a refusal depends on the seller's own sequence of values (set then
+    cleared: the clearing is refused only if the set was synced in between), as it does in
+    Partner Center, so the outcome may rightly depend on when the merges ran.
+    """
+    rules = draw(rule_sets(by_value=False))
     names = [*FIELDS, STAGE_FIELD]
     agreed: Values = {name: draw(st.sampled_from(VALUES)) for name in FIELDS}
     agreed[STAGE_FIELD] = draw(st.sampled_from(OPEN_STAGES))
@@ -269,6 +316,8 @@ def edit_histories(draw: st.DrawFn) -> dict[str, Any]:
     pc_burst = edits("pc", [n for n in names if writer[n] in ("pc", "both")], burst=True, most=4)
     sf_burst = edits("sf", [n for n in names if writer[n] in ("sf", "both")], burst=True, most=4)
     pc_later = edits("pc", [n for n in names if writer[n] == "pc"], burst=False, most=5)
+    pc_burst, stage = forward_only(pc_burst, agreed[STAGE_FIELD])
+    pc_later, _ = forward_only(pc_later, stage)
     sf_pool = [n for n in FIELDS if writer[n] == "sf"]
     sf_later = edits("sf", sf_pool, burst=False, most=5)
     if writer[STAGE_FIELD] == "sf":
@@ -279,10 +328,31 @@ def edit_histories(draw: st.DrawFn) -> dict[str, Any]:
     return {
         "rules": rules,
         "agreed": agreed,
-        "direction": draw(st.sampled_from(DIRECTIONS)),
+        "direction": draw(settings_()),
         "burst": (pc_burst, sf_burst),
         "later": (pc_later, sf_later),
     }
+
+
+def forward_only(edits: list[Edit], stage: Value) -> tuple[list[Edit], Value]:
+    """Partner Center's stage edits as Partner Center makes them: never back to New.
+
+    A referral that left New (accepted or closed) does not return to it; a drawn move back
+    is made an acceptance instead. (Edits held while on hold flow once the referral leaves
+    New, so a return to New would make the outcome depend on whether a merge ran meanwhile,
+    which no real referral can do.)
+
+    Returns:
+        The edits, and the stage after them.
+    """
+    moved: list[Edit] = []
+    for side, name, value in edits:
+        if name == STAGE_FIELD:
+            if not str(stage).startswith("New/") and str(value).startswith("New/"):
+                value = "Active/Accepted"
+            stage = value
+        moved.append((side, name, value))
+    return moved, stage
 
 
 @st.composite
@@ -319,11 +389,13 @@ def run(
             ("a write", not plan.is_empty),
             ("a conflict", bool(plan.conflicts)),
             ("a refusal", bool(plan.refusals)),
+            ("a hold", bool(plan.held)),
+            ("an acceptance with held edits", plan.merge_again),
             ("a stage write to Partner Center", STAGE_FIELD in plan.to_partner_center),
         ]:
             if happened:
                 event(f"a merge planned {kind}")
-        sides["pc"], sides["sf"] = apply(sides["pc"], sides["sf"], plan)
+        sides["pc"], sides["sf"], plan = reconcile(sides["pc"], sides["sf"], base, rules, direction)
         base = dict(plan.new_base)
 
     burst, later, merges = schedule
