@@ -57,6 +57,7 @@ async def test_partner_center_status_follows_the_referral(world: World) -> None:
     world.tick()
     assert (await reconcile_key(world.ctx, world.opportunity_key(opp_id))).result == "synced"
     assert _shown(await world.seller.opportunity(opp_id)) == ("Active/Accepted", "Synced", None)
+    world.tick(72 * 3600)  # Partner Center takes Won 72 hours after creation
     await world.microsoft.edit(
         rid,
         [
