@@ -549,6 +549,7 @@ class FieldMapping(_Spec):
             read_only_after_create=self.read_only_after_create,
             read_only_once_set=self.read_only_once_set,
             kind=self.transform.type,
+            with_answer=self.partner_center == "statusReason",
         )
 
 

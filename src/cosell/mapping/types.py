@@ -50,6 +50,8 @@ class FieldRule:
             it the first time is allowed; a Salesforce change after that is refused, not sent.
         kind: the field's transform type (`text`, `amount`, `currency`, `country`, ...): the
             values Partner Center refuses depend on it (`cosell.sync.rules.value_problem`).
+        with_answer: the field travels with the referral's answer (`statusReason`, the loss
+            or decline reason), so it is not held back while the referral is on hold.
     """
 
     name: str
@@ -58,6 +60,7 @@ class FieldRule:
     read_only_after_create: bool = False
     read_only_once_set: bool = False
     kind: str = "text"
+    with_answer: bool = False
 
     @property
     def to_salesforce(self) -> bool:

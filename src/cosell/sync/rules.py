@@ -43,7 +43,8 @@ old value) and it flows by itself once allowed, with no error on the opportunity
 
 - **On hold.** While an incoming referral is New (Pending or Received) Partner Center takes
   no field edits, only the answer (accept or decline, spec §5.4: "edits while on hold are not
-  synced"); every Salesforce change but the stage is held until the referral is accepted.
+  synced"); every Salesforce change but the stage (and the reason sent with a decline,
+  `FieldRule.with_answer`) is held until the referral is accepted.
 - **Won too early.** Partner Center takes Won only 72 hours after the referral was created
   (spec §3.3); a win before then is held until `created + WIN_WAIT` (`ReferralState.created`
   and `now` say when; without them nothing is held).
@@ -306,7 +307,7 @@ def hold_reason(rule: FieldRule, value: Value, state: ReferralState) -> Hold | N
         None when the change can be sent now, else the hold (see the module docstring).
     """
     if rule.name != STAGE_FIELD:
-        if not state.is_on_hold:
+        if not state.is_on_hold or rule.with_answer:
             return None
         return Hold(
             f"the {rule.name.replace('_', ' ')} change to {_show(value)} is held back: "
