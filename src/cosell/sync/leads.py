@@ -51,7 +51,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import structlog
@@ -511,7 +511,9 @@ async def _merge(
         pc_values = partner_center_values(mapping, current)
         sf_values = salesforce_values(mapping, {LEAD: lead})
         base = ctx.store.snapshot(link.id)
-        plan = merge(pc_values, sf_values, base, mapping.rules(), ReferralState.of(referral))
+        # A lead is not accepted by nature: its edits go at once, none is held for acceptance.
+        state = replace(ReferralState.of(referral), holds_edits=False)
+        plan = merge(pc_values, sf_values, base, mapping.rules(), state)
         operations = (
             partner_center_operations(mapping, plan.to_partner_center, current)
             if plan.to_partner_center

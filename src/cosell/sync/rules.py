@@ -103,6 +103,8 @@ class ReferralState:
         created: when Partner Center created the referral (None: unknown).
         now: the time of the reconcile (None: unknown); with `created`, says whether a win
             is allowed yet.
+        holds_edits: edits wait for the acceptance while the referral is New (an
+            opportunity on hold); False for a Salesforce Lead, whose edits go at once.
     """
 
     status: str | None
@@ -111,6 +113,7 @@ class ReferralState:
     is_new: bool = False
     created: datetime | None = None
     now: datetime | None = None
+    holds_edits: bool = True
 
     @classmethod
     def of(cls, referral: Referral, *, now: datetime | None = None) -> ReferralState:
@@ -126,7 +129,7 @@ class ReferralState:
     @property
     def is_on_hold(self) -> bool:
         """Whether the referral waits for its receiver's answer (New): no field edits yet."""
-        return not self.is_new and self.status == ReferralStatus.NEW.value
+        return self.holds_edits and not self.is_new and self.status == ReferralStatus.NEW.value
 
     @property
     def win_allowed_at(self) -> datetime | None:
