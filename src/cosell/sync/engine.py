@@ -270,7 +270,8 @@ class Summary:
         counts: outcomes by result (`cosell.sync.outcome.RESULTS`).
         api_calls: API calls made, reads of the pollers and sweeps included.
         errors: (key, message) of every key that ended in error.
-        outcomes: every outcome, in order (the CLI prints a dry run's plans from them).
+        outcomes: every outcome, in order (the CLI prints a dry run's plans from them); the
+            values written are kept in a dry run only.
         dry_run: nothing was written.
     """
 
@@ -297,7 +298,11 @@ class _Tally:
     extra_calls: int = 0
 
     def add(self, outcomes: Iterable[Outcome]) -> None:
-        self.outcomes.extend(outcomes)
+        # A write pass keeps each outcome without its values (they are in the audit): a
+        # backfill of 50,000 referrals would otherwise hold every value it wrote until it ends.
+        self.outcomes.extend(
+            o if o.dry_run else replace(o, to_salesforce={}, to_partner_center={}) for o in outcomes
+        )
 
     def summary(self, *, dry_run: bool) -> Summary:
         counts = dict.fromkeys(results.RESULTS, 0)
