@@ -301,7 +301,7 @@ async def measure_latency(
     """`bench/latency.py --workers N --store URL` at `changes` changes; its rows, tagged."""
     out = directory / f"latency-{workers}.json"
     arguments = ["--workers", str(workers), "--store", server, "--changes", str(changes)]
-    await backfill.run_child(LATENCY_SCRIPT, [*arguments, "--json", str(out)])
+    await backfill.run_child(LATENCY_SCRIPT, [*arguments, "--json", str(out)], prints_result=False)
     document = json.loads(out.read_text(encoding="utf-8"))
     rows = []
     for measured in document["rows"]:

@@ -33,3 +33,22 @@ def test_scale_out_backfill_runs_with_one_and_two_workers(bench: Any) -> None:
         assert row["errors"] == 0
         assert row["referrals/s"] > 0
     assert backfills[0]["speed-up"] == 1.0
+
+
+def test_scale_out_runs_the_latency_script_per_worker_count(bench: Any) -> None:
+    document = bench(
+        "scale_out.py",
+        "--workers",
+        "1",
+        "--size",
+        "2",
+        "--latency-ms",
+        "1",
+        "--latency-changes",
+        "2",
+    )
+
+    latency = [row for row in document["rows"] if str(row["run"]).startswith("latency:")]
+    assert {row["workers"] for row in latency} == {1}
+    assert len(latency) == 2  # the webhook path and the poller path
+    assert all(row["changes"] == 2 for row in latency)
