@@ -69,7 +69,14 @@ from cosell.sync.context import (
 )
 from cosell.sync.outcome import CREATED, ERROR, SKIPPED, Outcome
 from cosell.sync.rules import value_problem
-from cosell.sync.sides import read_opportunities, read_referral, records_of, referral_json
+from cosell.sync.sides import (
+    agreed_values,
+    read_opportunities,
+    read_referral,
+    records_of,
+    referral_json,
+    status_text,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -77,23 +84,6 @@ PARTNER_CENTER = "partner_center"
 SALESFORCE = "salesforce"
 HELP = "help"  # the canonical field of "How can Microsoft help?" (DESIGN.md's data model)
 CONTACT_ROLE = "Decision Maker"  # a standard OpportunityContactRole role of every org
-
-
-def _agreed(partner_center: dict[str, Value], salesforce: dict[str, Value]) -> dict[str, Value]:
-    """The base after a create: the fields both sides hold equally (the rest: owner decides)."""
-    return {
-        name: value
-        for name, value in partner_center.items()
-        if name in salesforce and salesforce[name] == value
-    }
-
-
-def _status_text(referral: Referral) -> str | None:
-    if referral.status is None:
-        return None
-    if referral.substatus is None:
-        return referral.status.value
-    return f"{referral.status.value}/{referral.substatus.value}"
 
 
 # -- Salesforce → Partner Center ------------------------------------------------------------
@@ -379,7 +369,7 @@ async def _write_back(
                 "Id": item.opportunity["Id"],
                 ctx.fields.referral_id: referral.id,
                 ctx.fields.referral_link: ctx.referral_link(referral.id),
-                ctx.fields.partner_center_status: _status_text(referral),
+                ctx.fields.partner_center_status: status_text(referral),
                 ctx.fields.sync_status: SyncStatus.SYNCED.value,
                 ctx.fields.sync_error: None,
                 ctx.fields.audit: render_audit_field(
@@ -547,7 +537,7 @@ async def from_referral(
             key,
             None,
             SKIPPED,
-            message=f"the referral was {_status_text(referral)} before cosell saw it",
+            message=f"the referral was {status_text(referral)} before cosell saw it",
             api_calls=calls.total,
         )
     if leads.wants_lead(ctx, referral, link):
@@ -772,7 +762,7 @@ async def _upsert(ctx: SyncContext, work: list[_NewOpportunity], calls: ApiCalls
         assert item.referral.id is not None
         message = (
             f"created the opportunity from referral {item.referral.id} "
-            f"({_status_text(item.referral)})"
+            f"({status_text(item.referral)})"
         )
         item.opportunity.update(
             {
@@ -780,7 +770,7 @@ async def _upsert(ctx: SyncContext, work: list[_NewOpportunity], calls: ApiCalls
                 "AccountId": item.account_id,
                 fields.sync: True,
                 fields.referral_link: ctx.referral_link(item.referral.id),
-                fields.partner_center_status: _status_text(item.referral),
+                fields.partner_center_status: status_text(item.referral),
                 fields.sync_status: SyncStatus.SYNCED.value,
                 fields.audit: render_audit_field(
                     [line(ctx.clock.now(), message)],
@@ -901,13 +891,13 @@ def _finish_new(ctx: SyncContext, item: _NewOpportunity) -> Outcome:
         OPPORTUNITY: {**item.opportunity, "Id": item.record_id},
         ACCOUNT: {**item.account, "Id": item.account_id},
     }
-    agreed = _agreed(item.values, salesforce_values(ctx.mapping, written))
+    agreed = agreed_values(item.values, salesforce_values(ctx.mapping, written))
     store.save_snapshot(link.id, {**agreed, **item.children_base})
     wake = deadlines.first_wake(item.referral, ctx.clock.now())
     if wake is not None:  # the expiry warning comes without any change: come back for it
         store.set_wakeup(item.key, wake)
     message = (
-        f"created the opportunity from referral {item.referral.id} ({_status_text(item.referral)})"
+        f"created the opportunity from referral {item.referral.id} ({status_text(item.referral)})"
     )
     if item.contact:
         message += f"; contact {item.contact}"

@@ -90,7 +90,15 @@ from cosell.sync.context import (
 from cosell.sync.merge import merge
 from cosell.sync.outcome import CREATED, ERROR, SKIPPED, SYNCED, UNCHANGED, Outcome
 from cosell.sync.rules import ReferralState
-from cosell.sync.sides import read_opportunities, read_referral, records_of, referral_json
+from cosell.sync.sides import (
+    agreed_values,
+    differs,
+    read_opportunities,
+    read_referral,
+    records_of,
+    referral_json,
+    status_text,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -146,26 +154,6 @@ def _lead_mapping(ctx: SyncContext) -> SyncMapping:
             "from the default mapping) or turn [sync] lead_sync off"
         )
     return lead
-
-
-def _status_text(referral: Referral) -> str | None:
-    if referral.status is None:
-        return None
-    if referral.substatus is None:
-        return referral.status.value
-    return f"{referral.status.value}/{referral.substatus.value}"
-
-
-def _differs(current: Any, new: Any) -> bool:
-    return (current if current not in ("", None) else None) != (
-        new if new not in ("", None) else None
-    )
-
-
-def _agreed(
-    partner_center: Mapping[str, Value], salesforce: Mapping[str, Value]
-) -> dict[str, Value]:
-    return {k: v for k, v in partner_center.items() if k in salesforce and salesforce[k] == v}
 
 
 def _audit(ctx: SyncContext, link: Link, message: str | None) -> str:
@@ -264,13 +252,13 @@ async def create_lead(
         link = store.create_link(
             sobject=LEAD, referral_id=referral.id, engagement_id=referral.engagement_id
         )
-    message = f"created the Lead from lead referral {referral.id} ({_status_text(referral)})"
+    message = f"created the Lead from lead referral {referral.id} ({status_text(referral)})"
     fields = ctx.fields
     body |= {
         "Status": ctx.mapping.lead.statuses.new if ctx.mapping.lead else None,
         fields.sync: True,
         fields.referral_link: ctx.referral_link(referral.id),
-        fields.partner_center_status: _status_text(referral),
+        fields.partner_center_status: status_text(referral),
         fields.sync_status: SyncStatus.SYNCED.value,
         fields.sync_error: None,
         fields.audit: _audit(ctx, link, message),
@@ -293,7 +281,7 @@ async def create_lead(
     link = store.update_link(link.id, record_id=str(upserted.id))
     store.resolve_create_intent(link.id)
     written = salesforce_values(_lead_mapping(ctx), {LEAD: body})
-    store.save_snapshot(link.id, _agreed(values, written))
+    store.save_snapshot(link.id, agreed_values(values, written))
     store.record_audit(link.id, message, details={"api_calls": calls.total})
     store.update_link(
         link.id, sync_status=SyncStatus.SYNCED, last_error=None, last_synced_at=ctx.clock.now()
@@ -524,7 +512,7 @@ async def _merge(
         return await _park(ctx, key, link, lead, f"a value cannot be converted: {exc}", calls)
     refusal = "; ".join(r.reason for r in plan.refusals) or None
     message = describe_plan(plan, base)
-    writes |= _own(ctx, lead, _status_text(referral), refusal)
+    writes |= _own(ctx, lead, status_text(referral), refusal)
     if ctx.dry_run:
         return Outcome(
             key,
@@ -583,7 +571,7 @@ def _own(
     }
     if status is not None:
         wanted[ctx.fields.partner_center_status] = status
-    return {k: v for k, v in wanted.items() if _differs(record.get(k), v)}
+    return {k: v for k, v in wanted.items() if differs(record.get(k), v)}
 
 
 async def _close(
@@ -598,7 +586,7 @@ async def _close(
 ) -> Outcome:
     """The referral is closed (declined, expired): the Lead gets the `declined` status."""
     statuses = ctx.mapping.lead.statuses if ctx.mapping.lead else None
-    writes = _own(ctx, lead, _status_text(referral), None)
+    writes = _own(ctx, lead, status_text(referral), None)
     if statuses is not None and lead.get("Status") != statuses.declined:
         writes["Status"] = statuses.declined
     if not writes and link.sync_status == SyncStatus.SYNCED:
@@ -606,7 +594,7 @@ async def _close(
     message = (
         "declined the referral from the Lead (status)"
         if by_seller
-        else f"the referral is {_status_text(referral)} in Partner Center: closed the Lead"
+        else f"the referral is {status_text(referral)} in Partner Center: closed the Lead"
     )
     if ctx.dry_run:
         return _dry(key, link, message, calls)
@@ -755,11 +743,11 @@ async def _adopt(
     message = (
         f"converted Lead {lead['Id']} into opportunity {opportunity_id} (account "
         f"{lead.get('ConvertedAccountId')}, contact {lead.get('ConvertedContactId')}): the "
-        f"referral is {_status_text(referral)}"
+        f"referral is {status_text(referral)}"
     )
     fields = {
         **(records.get(OPPORTUNITY) or {}),
-        ctx.fields.partner_center_status: _status_text(referral),
+        ctx.fields.partner_center_status: status_text(referral),
         ctx.fields.sync_status: SyncStatus.SYNCED.value,
         ctx.fields.sync_error: None,
         ctx.fields.audit: _audit(ctx, link, message),
@@ -775,7 +763,7 @@ async def _adopt(
     link = store.update_link(link.id, sobject=OPPORTUNITY, record_id=str(opportunity_id))
     row = {**(rows[0] if rows else {}), **fields}
     sf_values = salesforce_values(ctx.mapping, records_of(row))
-    store.save_snapshot(link.id, _agreed(pc_values, sf_values))
+    store.save_snapshot(link.id, agreed_values(pc_values, sf_values))
     store.record_audit(link.id, message, details={"api_calls": calls.total})
     store.update_link(
         link.id, sync_status=SyncStatus.SYNCED, last_error=None, last_synced_at=ctx.clock.now()

@@ -114,10 +114,12 @@ from cosell.sync.outcome import (
 from cosell.sync.rules import ReferralState
 from cosell.sync.sides import (
     Sides,
+    differs,
     read_opportunities,
     read_referral,
     read_referrals,
     records_of,
+    status_text,
 )
 
 log = structlog.get_logger(__name__)
@@ -126,21 +128,6 @@ MAX_ATTEMPTS = 3  # reads-merge-writes per reconcile when writes keep meeting 41
 BATCH_LIMIT = 200  # keys per batch: one SOQL IN list, one sObject-collection chunk
 SWEEP_PAGE = 200  # referrals per sweep page ($top)
 COMPOSITE_CHUNK = 25  # subrequests per composite call (Salesforce's limit)
-
-
-def status_text(referral: Referral) -> str | None:
-    """The referral's state as `Partner_Center_Status__c` shows it: "Status/Substatus"."""
-    if referral.status is None:
-        return None
-    if referral.substatus is None:
-        return referral.status.value
-    return f"{referral.status.value}/{referral.substatus.value}"
-
-
-def _differs(current: Any, new: Any) -> bool:
-    return (current if current not in ("", None) else None) != (
-        new if new not in ("", None) else None
-    )
 
 
 @dataclass(frozen=True)
@@ -238,7 +225,7 @@ def own_fields(
     if link.referral_id is not None:
         wanted[ctx.fields.referral_id] = link.referral_id
         wanted[ctx.fields.referral_link] = ctx.referral_link(link.referral_id)
-    return {name: value for name, value in wanted.items() if _differs(opportunity.get(name), value)}
+    return {name: value for name, value in wanted.items() if differs(opportunity.get(name), value)}
 
 
 def _sync_status(error: str | None, notice: str | None) -> SyncStatus:
@@ -601,11 +588,11 @@ def opportunity_writes(
     """The opportunity's fields to write, with the status as Partner Center now holds it."""
     fields = dict(decision.salesforce_writes.get(OPPORTUNITY, {}))
     actual = status_text(referral)
-    if actual is not None and _differs(
+    if actual is not None and differs(
         sides.opportunity.get(ctx.fields.partner_center_status), actual
     ):
         fields[ctx.fields.partner_center_status] = actual
-    elif ctx.fields.partner_center_status in fields and not _differs(
+    elif ctx.fields.partner_center_status in fields and not differs(
         sides.opportunity.get(ctx.fields.partner_center_status), actual
     ):
         del fields[ctx.fields.partner_center_status]
@@ -699,9 +686,9 @@ async def park(
         ctx.store.record_audit(link.id, f"error: {message}", details={"api_calls": calls.total})
     if opportunity is not None and opportunity.get("Id"):
         fields: dict[str, Any] = {}
-        if _differs(opportunity.get(ctx.fields.sync_status), SyncStatus.ERROR.value):
+        if differs(opportunity.get(ctx.fields.sync_status), SyncStatus.ERROR.value):
             fields[ctx.fields.sync_status] = SyncStatus.ERROR.value
-        if _differs(opportunity.get(ctx.fields.sync_error), message[:SYNC_ERROR_LENGTH]):
+        if differs(opportunity.get(ctx.fields.sync_error), message[:SYNC_ERROR_LENGTH]):
             fields[ctx.fields.sync_error] = message[:SYNC_ERROR_LENGTH]
         if fields:
             fields[ctx.fields.audit] = render_audit_field(

@@ -14,13 +14,14 @@ Every call made here is counted in the caller's `ApiCalls`.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from cosell.mapping import Collections, SalesforceRecords, salesforce_query_fields
 from cosell.mapping import Mapping as SyncMapping
+from cosell.mapping.types import Value
 from cosell.partnercenter.client import odata_string
 from cosell.partnercenter.models import Referral, ReferralId
 from cosell.salesforce.values import parse_datetime, soql_in
@@ -98,6 +99,29 @@ def referral_json(referral: Referral) -> dict[str, Any]:
     """The referral as the API returns it (camelCase JSON), for the mapping's functions."""
     body: dict[str, Any] = referral.model_dump(by_alias=True, mode="json")
     return body
+
+
+def status_text(referral: Referral) -> str | None:
+    """The referral's state as `Partner_Center_Status__c` shows it: "Status/Substatus"."""
+    if referral.status is None:
+        return None
+    if referral.substatus is None:
+        return referral.status.value
+    return f"{referral.status.value}/{referral.substatus.value}"
+
+
+def differs(current: Any, new: Any) -> bool:
+    """Whether a Salesforce field holding `current` must be written to hold `new` ("" is unset)."""
+    return (current if current not in ("", None) else None) != (
+        new if new not in ("", None) else None
+    )
+
+
+def agreed_values(
+    partner_center: Mapping[str, Value], salesforce: Mapping[str, Value]
+) -> dict[str, Value]:
+    """The base after a create: the fields both sides hold equally (the rest: owner decides)."""
+    return {k: v for k, v in partner_center.items() if k in salesforce and salesforce[k] == v}
 
 
 @dataclass(frozen=True)
