@@ -97,14 +97,14 @@ async def served_sandboxes(latency_seconds: float) -> AsyncIterator[Sandboxes]:
     Yields:
         The running sandboxes (empty: no referral, a fresh org).
     """
-    from cosell.commands.demo import _start, _stop
-    from cosell.sandbox.partnercenter.app import PartnerCenterSandbox
-    from cosell.sandbox.partnercenter.app import SandboxOptions as PartnerCenterOptions
-    from cosell.sandbox.partnercenter.faults import ApiFaults as PartnerCenterFaults
-    from cosell.sandbox.salesforce.app import ApiFaults as SalesforceFaults
-    from cosell.sandbox.salesforce.app import SalesforceSandbox
-    from cosell.sandbox.salesforce.app import SandboxOptions as SalesforceOptions
-    from cosell.sandbox.serving import listen
+    from cosell.commands.story import _start, _stop
+    from cosell_sandbox.partnercenter.app import PartnerCenterSandbox
+    from cosell_sandbox.partnercenter.app import SandboxOptions as PartnerCenterOptions
+    from cosell_sandbox.partnercenter.faults import ApiFaults as PartnerCenterFaults
+    from cosell_sandbox.salesforce.app import ApiFaults as SalesforceFaults
+    from cosell_sandbox.salesforce.app import SalesforceSandbox
+    from cosell_sandbox.salesforce.app import SandboxOptions as SalesforceOptions
+    from cosell_sandbox.serving import listen
 
     pc_listener, sf_listener = listen(0), listen(0)
     partner_center = PartnerCenterSandbox(

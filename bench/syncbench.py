@@ -58,12 +58,12 @@ from cosell.clock import SystemClock
 from cosell.commands.sandbox import settings_toml
 from cosell.commands.webhooks import REFERRAL_EVENTS, run_register
 from cosell.config import Settings
-from cosell.sandbox.partnercenter.app import PartnerCenterSandbox
-from cosell.sandbox.partnercenter.app import SandboxOptions as PartnerCenterOptions
-from cosell.sandbox.salesforce.app import SalesforceSandbox
-from cosell.sandbox.serving import Listener, listen, make_server
 from cosell.server.logs import configure_logging
 from cosell.store import Store, SyncStatus
+from cosell_sandbox.partnercenter.app import PartnerCenterSandbox
+from cosell_sandbox.partnercenter.app import SandboxOptions as PartnerCenterOptions
+from cosell_sandbox.salesforce.app import SalesforceSandbox
+from cosell_sandbox.serving import Listener, listen, make_server
 
 DEFAULT_POLL_INTERVAL: Final = 5  # seconds; see bench/README.md for the product's default
 TABLE_WIDTH: Final = 120  # the tables' long case names stay on one line, even in a pipe

@@ -47,8 +47,8 @@ from typing import IO
 import benchkit
 from rich.console import Console
 
-from cosell.sandbox.partnercenter.certs import DispatchCertificates
-from cosell.sandbox.partnercenter.webhooks import format_change_date
+from cosell_sandbox.partnercenter.certs import DispatchCertificates
+from cosell_sandbox.partnercenter.webhooks import format_change_date
 
 WEBHOOK_PATH = "/webhooks/partner-center"
 START_TIMEOUT = 60.0  # seconds for a child process to print its startup line

@@ -15,13 +15,12 @@ from cosell.commands.demo import demo
 from cosell.commands.init import init
 from cosell.commands.mapping import mapping_app
 from cosell.commands.plan import plan
-from cosell.commands.sandbox import up_command
+from cosell.commands.sandbox import SandboxGroup, up_command
 from cosell.commands.serve import serve
 from cosell.commands.status import status
 from cosell.commands.sync import sync
 from cosell.commands.webhooks import webhooks_app
 from cosell.salesforce.metadata import DEPLOY_INSTRUCTIONS, MetadataWriteError, write_project
-from cosell.sandbox.cli import sandbox_app
 
 app = typer.Typer(
     name="cosell",
@@ -32,6 +31,11 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+)
+sandbox_app = typer.Typer(
+    cls=SandboxGroup,
+    help="Run local emulators of Partner Center and Salesforce, for development, tests and demos.",
+    no_args_is_help=True,
 )
 sandbox_app.command("up")(up_command)
 app.add_typer(sandbox_app, name="sandbox")

@@ -102,7 +102,7 @@ def test_write_config_lets_cosell_sync_run_against_the_sandboxes(tmp_path: Path)
 
 
 def test_up_refuses_a_taken_port() -> None:
-    from cosell.sandbox.serving import listen
+    from cosell_sandbox.serving import listen
 
     taken = listen(0)
     try:
@@ -117,3 +117,40 @@ def test_up_refuses_a_taken_port() -> None:
         taken.sock.close()
     assert result.returncode == 2
     assert "pick another --port" in result.stderr
+
+
+def test_write_config_keeps_an_existing_file_without_force(tmp_path: Path) -> None:
+    settings = tmp_path / "cosell.toml"
+    settings.write_text("# my own settings\n", encoding="utf-8")
+    result = subprocess.run(
+        [sys.executable, "-m", "cosell.cli", "sandbox", "up", "--write-config", str(settings)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert f"--write-config {settings} exists" in result.stderr
+    assert "Pass --force to replace it" in result.stderr
+    assert result.stdout == ""  # nothing was started
+    assert settings.read_text(encoding="utf-8") == "# my own settings\n"
+
+
+def test_write_config_with_force_replaces_the_file(tmp_path: Path) -> None:
+    settings = tmp_path / "cosell.toml"
+    settings.write_text("# my own settings\n", encoding="utf-8")
+    command = [sys.executable, "-m", "cosell.cli", "sandbox", "up", "--pc-port", "0"]
+    command += ["--sf-port", "0", "--json", "--write-config", str(settings), "--force"]
+    with subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    ) as proc:
+        try:
+            assert proc.stdout is not None
+            pc = json.loads(proc.stdout.readline())["partner_center"]
+        finally:
+            proc.send_signal(signal.SIGINT)
+            proc.wait(timeout=20)
+    written = settings.read_text(encoding="utf-8")
+    assert "# my own settings" not in written
+    assert f'referrals_url = "{pc["referrals_api"]}"' in written
+    assert f'client_secret = "{pc["client_secret"]}"' in written

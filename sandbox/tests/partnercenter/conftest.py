@@ -10,7 +10,7 @@ import pytest
 from pcsandbox_helpers import BASE_URL, REFERRALS, referral_body, user_token
 
 from cosell.clock import ManualClock
-from cosell.sandbox.partnercenter.app import PartnerCenterSandbox, SandboxKeys, SandboxOptions
+from cosell_sandbox.partnercenter.app import PartnerCenterSandbox, SandboxKeys, SandboxOptions
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ from typing import Any
 
 import httpx
 
-from cosell.sandbox.partnercenter.app import PartnerCenterSandbox
+from cosell_sandbox.partnercenter.app import PartnerCenterSandbox
 
 BASE_URL = "http://pc.sandbox.test"
 REFERRALS = "/v1.0/engagements/referrals"

@@ -24,8 +24,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from fastapi import FastAPI, Request
 
 from cosell.clock import ManualClock
-from cosell.sandbox.partnercenter.errors import install_error_handlers
-from cosell.sandbox.partnercenter.identity import (
+from cosell_sandbox.partnercenter.errors import install_error_handlers
+from cosell_sandbox.partnercenter.identity import (
     ADMIN_USER,
     REFERRALS_AUDIENCE,
     TENANT_DOMAIN,

@@ -17,8 +17,8 @@ import pytest
 from typer.testing import CliRunner
 
 from cosell.cli import app
-from cosell.sandbox.partnercenter import command
-from cosell.sandbox.serving import Listener
+from cosell_sandbox.partnercenter import command
+from cosell_sandbox.serving import Listener
 
 runner = CliRunner()
 INFO_KEYS = {

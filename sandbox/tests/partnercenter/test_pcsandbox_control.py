@@ -11,8 +11,8 @@ import pytest
 from pcsandbox_helpers import BASE_URL, REFERRALS, co_sell_body, user_token
 
 from cosell.clock import ManualClock, SystemClock
-from cosell.sandbox.partnercenter import app as app_module
-from cosell.sandbox.partnercenter.app import PartnerCenterSandbox, SandboxKeys
+from cosell_sandbox.partnercenter import app as app_module
+from cosell_sandbox.partnercenter.app import PartnerCenterSandbox, SandboxKeys
 
 Create = Callable[..., Any]
 DAY = 86400

@@ -7,8 +7,8 @@ import pytest
 from pcsandbox_helpers import BASE_URL, REFERRALS, user_token
 
 from cosell.clock import ManualClock
-from cosell.sandbox.partnercenter.app import PartnerCenterSandbox, SandboxKeys, SandboxOptions
-from cosell.sandbox.partnercenter.faults import ApiFaults, TokenBucket
+from cosell_sandbox.partnercenter.app import PartnerCenterSandbox, SandboxKeys, SandboxOptions
+from cosell_sandbox.partnercenter.faults import ApiFaults, TokenBucket
 
 
 async def test_latency_is_slept_on_the_sandbox_clock(

@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from cosell.sandbox.partnercenter.lifecycle import (
+from cosell_sandbox.partnercenter.lifecycle import (
     ReferralState,
     TransitionError,
     check_state,

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from cosell.sandbox.partnercenter.odata import (
+from cosell_sandbox.partnercenter.odata import (
     Comparison,
     Lambda,
     Literal,

@@ -9,8 +9,8 @@ import pytest
 from pcsandbox_helpers import BASE_URL, REFERRALS, co_sell_body, referral_body, user_token
 
 from cosell.clock import ManualClock
-from cosell.sandbox.partnercenter.app import PartnerCenterSandbox, SandboxKeys, SandboxOptions
-from cosell.sandbox.partnercenter.persistence import SandboxDataError
+from cosell_sandbox.partnercenter.app import PartnerCenterSandbox, SandboxKeys, SandboxOptions
+from cosell_sandbox.partnercenter.persistence import SandboxDataError
 
 
 def build(path: Path, keys: SandboxKeys, seed: int | None = None) -> PartnerCenterSandbox:

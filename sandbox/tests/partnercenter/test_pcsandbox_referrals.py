@@ -12,7 +12,7 @@ import pytest
 from pcsandbox_helpers import BASE_URL, REFERRALS, co_sell_body, referral_body, user_token
 
 from cosell.clock import ManualClock
-from cosell.sandbox.partnercenter.app import PartnerCenterSandbox, SandboxOptions
+from cosell_sandbox.partnercenter.app import PartnerCenterSandbox, SandboxOptions
 
 TIMESTAMP = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{7}Z$")
 GUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")

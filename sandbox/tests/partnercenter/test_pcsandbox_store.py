@@ -9,15 +9,15 @@ import pytest
 from pcsandbox_helpers import co_sell_body, referral_body
 
 from cosell.clock import ManualClock
-from cosell.sandbox.partnercenter.errors import PartnerCenterSandboxError
-from cosell.sandbox.partnercenter.events import ReferralEventName
-from cosell.sandbox.partnercenter.formats import (
+from cosell_sandbox.partnercenter.errors import PartnerCenterSandboxError
+from cosell_sandbox.partnercenter.events import ReferralEventName
+from cosell_sandbox.partnercenter.formats import (
     COUNTRY_CODES,
     CURRENCY_CODES,
     format_timestamp,
     parse_timestamp,
 )
-from cosell.sandbox.partnercenter.store import (
+from cosell_sandbox.partnercenter.store import (
     MICROSOFT,
     Organization,
     OrganizationId,

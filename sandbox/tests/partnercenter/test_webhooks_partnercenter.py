@@ -29,11 +29,11 @@ from cryptography.x509.verification import PolicyBuilder, Store
 from fastapi import FastAPI
 
 from cosell.clock import ManualClock
-from cosell.sandbox.partnercenter.certs import DispatchCertificates
-from cosell.sandbox.partnercenter.errors import install_error_handlers
-from cosell.sandbox.partnercenter.events import ReferralEventName, WebhookFaults
-from cosell.sandbox.partnercenter.identity import REFERRALS_AUDIENCE, WEBHOOKS_AUDIENCE, Identity
-from cosell.sandbox.partnercenter.webhooks import (
+from cosell_sandbox.partnercenter.certs import DispatchCertificates
+from cosell_sandbox.partnercenter.errors import install_error_handlers
+from cosell_sandbox.partnercenter.events import ReferralEventName, WebhookFaults
+from cosell_sandbox.partnercenter.identity import REFERRALS_AUDIENCE, WEBHOOKS_AUDIENCE, Identity
+from cosell_sandbox.partnercenter.webhooks import (
     DOCUMENTED_EVENTS,
     MAX_ATTEMPTS,
     WebhookService,

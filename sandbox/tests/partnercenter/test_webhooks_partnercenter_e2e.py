@@ -22,7 +22,7 @@ from pcsandbox_helpers import BASE_URL as BASE
 from pcsandbox_helpers import referral_body
 
 from cosell.clock import ManualClock
-from cosell.sandbox.partnercenter.app import PartnerCenterSandbox, SandboxOptions
+from cosell_sandbox.partnercenter.app import PartnerCenterSandbox, SandboxOptions
 
 HOOK_URL = "https://receiver.example/hooks"
 

@@ -20,7 +20,7 @@ import pytest
 from sf_sandbox_helpers import SF_BASE_URL, login
 
 from cosell.clock import ManualClock
-from cosell.sandbox.salesforce.app import SalesforceSandbox, SandboxOptions
+from cosell_sandbox.salesforce.app import SalesforceSandbox, SandboxOptions
 
 
 @pytest.fixture(scope="session")

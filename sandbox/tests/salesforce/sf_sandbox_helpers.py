@@ -6,7 +6,7 @@ from typing import Any
 
 import httpx
 
-from cosell.sandbox.salesforce.app import SalesforceSandbox
+from cosell_sandbox.salesforce.app import SalesforceSandbox
 
 SF_BASE_URL = "http://sf.sandbox.test"
 V = "/services/data/v59.0"

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from cosell.sandbox.salesforce.describe import (
+from cosell_sandbox.salesforce.describe import (
     MASTER_RECORD_TYPE_ID,
     describe_field,
     describe_global,
@@ -15,8 +15,8 @@ from cosell.sandbox.salesforce.describe import (
     object_urls,
     sobject_basic_info,
 )
-from cosell.sandbox.salesforce.orgschema import build_schema
-from cosell.sandbox.salesforce.schema import Schema, SObjectSchema
+from cosell_sandbox.salesforce.orgschema import build_schema
+from cosell_sandbox.salesforce.schema import Schema, SObjectSchema
 
 # Spec §2.6, copied verbatim.
 TOP_LEVEL_KEYS = """actionOverrides, activateable, childRelationships, compactLayoutable, createable,

@@ -32,10 +32,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from cosell.clock import ManualClock
-from cosell.sandbox.salesforce.errors import install_error_handlers
-from cosell.sandbox.salesforce.identity import SalesforceIdentity, SfSession
-from cosell.sandbox.salesforce.identity_keys import CERTIFICATE_FILE, PRIVATE_KEY_FILE
-from cosell.sandbox.salesforce.soap_login import LoginRequest, SoapFaultError, parse_login_request
+from cosell_sandbox.salesforce.errors import install_error_handlers
+from cosell_sandbox.salesforce.identity import SalesforceIdentity, SfSession
+from cosell_sandbox.salesforce.identity_keys import CERTIFICATE_FILE, PRIVATE_KEY_FILE
+from cosell_sandbox.salesforce.soap_login import LoginRequest, SoapFaultError, parse_login_request
 
 BASE = "http://sandbox.test:8765"
 ORG = "00D5g000004XyZaEAK"

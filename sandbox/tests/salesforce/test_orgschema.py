@@ -6,14 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from cosell.sandbox.salesforce.orgschema import (
+from cosell_sandbox.salesforce.orgschema import (
     MetadataError,
     build_schema,
     custom_key_prefix,
     load_custom_metadata,
 )
-from cosell.sandbox.salesforce.schema import Schema, SObjectSchema
-from cosell.sandbox.salesforce.standard_objects import (
+from cosell_sandbox.salesforce.schema import Schema, SObjectSchema
+from cosell_sandbox.salesforce.standard_objects import (
     CURRENCIES,
     DEFAULT_CURRENCY,
     LEAD_STATUSES,

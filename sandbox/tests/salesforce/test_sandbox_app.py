@@ -14,8 +14,8 @@ from typer.testing import CliRunner
 
 from cosell.cli import app as cli_app
 from cosell.clock import ManualClock
-from cosell.sandbox.salesforce import command
-from cosell.sandbox.salesforce.app import SalesforceSandbox, SandboxOptions
+from cosell_sandbox.salesforce import command
+from cosell_sandbox.salesforce.app import SalesforceSandbox, SandboxOptions
 
 
 def client_for(sandbox: SalesforceSandbox) -> httpx.AsyncClient:
@@ -180,7 +180,7 @@ def test_cli_without_json_adds_a_hint(monkeypatch: pytest.MonkeyPatch, tmp_path:
 def test_close_removes_a_temporary_key_directory() -> None:
     from pathlib import Path
 
-    from cosell.sandbox.salesforce.app import SalesforceSandbox
+    from cosell_sandbox.salesforce.app import SalesforceSandbox
 
     sandbox = SalesforceSandbox(base_url="http://sf.sandbox.test")
     key_dir = Path(sandbox.info()["private_key_path"]).parent

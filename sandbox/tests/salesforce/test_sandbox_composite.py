@@ -7,7 +7,7 @@ from typing import Any
 import httpx
 from sf_sandbox_helpers import V, error_of, opportunity
 
-from cosell.sandbox.salesforce.app import SalesforceSandbox
+from cosell_sandbox.salesforce.app import SalesforceSandbox
 
 ROLLED_BACK = "ALL_OR_NONE_OPERATION_ROLLED_BACK"
 

@@ -10,7 +10,7 @@ import pytest
 from sf_sandbox_helpers import SF_BASE_URL, V, error_of, login, opportunity
 
 from cosell.clock import ManualClock
-from cosell.sandbox.salesforce.app import ApiFaults, SalesforceSandbox, SandboxOptions
+from cosell_sandbox.salesforce.app import ApiFaults, SalesforceSandbox, SandboxOptions
 
 
 async def changes(client: httpx.AsyncClient, **params: Any) -> list[dict[str, Any]]:

@@ -9,7 +9,7 @@ import pytest
 from sf_sandbox_helpers import V, create, error_of
 
 from cosell.clock import ManualClock
-from cosell.sandbox.salesforce.app import SalesforceSandbox
+from cosell_sandbox.salesforce.app import SalesforceSandbox
 
 ENV = "{http://schemas.xmlsoap.org/soap/envelope/}"
 NS = "{urn:partner.soap.sforce.com}"

@@ -9,7 +9,7 @@ import httpx
 from sf_sandbox_helpers import SF_BASE_URL, V, create, error_of, login, opportunity
 
 from cosell.clock import ManualClock
-from cosell.sandbox.salesforce.app import SalesforceSandbox, SandboxOptions
+from cosell_sandbox.salesforce.app import SalesforceSandbox, SandboxOptions
 
 
 async def seed_accounts(sandbox: SalesforceSandbox, count: int) -> list[str]:

@@ -12,10 +12,10 @@ from sf_sandbox_helpers import SF_BASE_URL as SF
 from sf_sandbox_helpers import V, create, error_of, login, opportunity
 
 from cosell.clock import ManualClock
-from cosell.sandbox.salesforce.app import SalesforceSandbox, SandboxOptions
-from cosell.sandbox.salesforce.ids import checksum, looks_like_id, to_18
-from cosell.sandbox.salesforce.orgschema import build_schema
-from cosell.sandbox.salesforce.schema import FieldSchema
+from cosell_sandbox.salesforce.app import SalesforceSandbox, SandboxOptions
+from cosell_sandbox.salesforce.ids import checksum, looks_like_id, to_18
+from cosell_sandbox.salesforce.orgschema import build_schema
+from cosell_sandbox.salesforce.schema import FieldSchema
 
 # ----------------------------------------------------------------------------- ids
 

@@ -7,11 +7,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from cosell.sandbox.salesforce.changelog import ChangeLog, PendingChange, ReplayIdExpiredError
-from cosell.sandbox.salesforce.ids import IdFactory, checksum, to_18
-from cosell.sandbox.salesforce.limits import ApiUsage
-from cosell.sandbox.salesforce.rest import parse_etags, release_label
-from cosell.sandbox.salesforce.values import (
+from cosell_sandbox.salesforce.changelog import ChangeLog, PendingChange, ReplayIdExpiredError
+from cosell_sandbox.salesforce.ids import IdFactory, checksum, to_18
+from cosell_sandbox.salesforce.limits import ApiUsage
+from cosell_sandbox.salesforce.rest import parse_etags, release_label
+from cosell_sandbox.salesforce.values import (
     format_datetime,
     format_http_date,
     parse_datetime,

@@ -45,10 +45,10 @@ from simple_salesforce.exceptions import (
 )
 
 from cosell.clock import ManualClock
-from cosell.sandbox.salesforce.app import SalesforceSandbox, SandboxOptions
-from cosell.sandbox.salesforce.orgschema import build_schema
-from cosell.sandbox.salesforce.schema import FieldSchema
-from cosell.sandbox.serving import listen, make_server
+from cosell_sandbox.salesforce.app import SalesforceSandbox, SandboxOptions
+from cosell_sandbox.salesforce.orgschema import build_schema
+from cosell_sandbox.salesforce.schema import FieldSchema
+from cosell_sandbox.serving import listen, make_server
 
 LEGACY_KEY = "Legacy_Deal_Key__c"  # the test-only non-unique external id (see the docstring)
 VERSION = "59.0"  # simple-salesforce's DEFAULT_API_VERSION

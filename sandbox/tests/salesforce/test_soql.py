@@ -17,16 +17,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cosell.salesforce.values import soql_in, soql_like, soql_quote
-from cosell.sandbox.salesforce.ids import checksum
-from cosell.sandbox.salesforce.schema import (
+from cosell_sandbox.salesforce.ids import checksum
+from cosell_sandbox.salesforce.schema import (
     ChildRelationshipSchema,
     FieldSchema,
     Schema,
     SObjectSchema,
 )
-from cosell.sandbox.salesforce.soql import QueryResult, SoqlError, execute, parse, quote_string
-from cosell.sandbox.salesforce.soql.lexer import EOF, STRING, tokenize
-from cosell.sandbox.salesforce.soql.syntax import InList
+from cosell_sandbox.salesforce.soql import QueryResult, SoqlError, execute, parse, quote_string
+from cosell_sandbox.salesforce.soql.lexer import EOF, STRING, tokenize
+from cosell_sandbox.salesforce.soql.syntax import InList
 
 NOW = datetime(2024, 5, 15, 12, 0, tzinfo=UTC)
 API = "66.0"

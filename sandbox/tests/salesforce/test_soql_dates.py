@@ -6,9 +6,9 @@ from datetime import UTC, date, datetime
 
 import pytest
 
-from cosell.sandbox.salesforce.soql import SoqlError
-from cosell.sandbox.salesforce.soql.dates import FIXED_LITERALS, N_LITERALS, literal_range
-from cosell.sandbox.salesforce.soql.lexer import DATE, DATETIME, tokenize
+from cosell_sandbox.salesforce.soql import SoqlError
+from cosell_sandbox.salesforce.soql.dates import FIXED_LITERALS, N_LITERALS, literal_range
+from cosell_sandbox.salesforce.soql.lexer import DATE, DATETIME, tokenize
 
 WEDNESDAY = date(2024, 5, 15)
 

@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from cosell.sandbox.salesforce.ids import to_18
-from cosell.sandbox.salesforce.orgschema import build_schema
-from cosell.sandbox.salesforce.soql import SoqlError, check, execute, parse
+from cosell_sandbox.salesforce.ids import to_18
+from cosell_sandbox.salesforce.orgschema import build_schema
+from cosell_sandbox.salesforce.soql import SoqlError, check, execute, parse
 
 SCHEMA = build_schema()
 NOW = datetime(2024, 5, 15, 12, 0, tzinfo=UTC)

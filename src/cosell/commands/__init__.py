@@ -6,6 +6,7 @@ The options several commands share are declared once here.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import logging
 import sys
 from collections.abc import Iterator
@@ -37,6 +38,32 @@ DealKey = Annotated[
     ),
 ]
 """The deal a command is about, as `cosell plan` and `cosell audit` accept it."""
+
+
+SANDBOX_PACKAGE = "cosell_sandbox"
+INSTALL_SANDBOXES = (
+    "the sandboxes are not installed. They are the cosell-sandbox distribution in cosell's "
+    "repository: from a checkout of it, run `pip install -e ./sandbox` (or `pip install -e . "
+    "-e ./sandbox` to install both)."
+)
+
+
+def sandboxes_installed() -> bool:
+    """Whether the sandboxes (`cosell_sandbox`) can be imported; imports nothing."""
+    return importlib.util.find_spec(SANDBOX_PACKAGE) is not None
+
+
+def require_sandboxes(command: str) -> None:
+    """Exit with status 1 and a message saying how to install the sandboxes if they are missing.
+
+    Args:
+        command: the command that needs them, for the message (`cosell demo`).
+    """
+    if not sandboxes_installed():
+        typer.echo(
+            f"Error: `{command}` needs the local sandboxes, but {INSTALL_SANDBOXES}", err=True
+        )
+        raise typer.Exit(code=1)
 
 
 def _stderr_logger(*_args: object) -> structlog.PrintLogger:

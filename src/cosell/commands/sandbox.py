@@ -1,13 +1,15 @@
-"""`cosell sandbox up`: both sandboxes in one process, and settings that point cosell at them.
+"""`cosell sandbox`: the local emulators, and settings that point cosell at them.
 
-`cosell sandbox partner-center` and `cosell sandbox salesforce` (in `cosell.sandbox`) run one
-emulator each with every flag it has; `up` runs both in one process (one event loop, stopped
-together by Ctrl-C) with their defaults, which is what a developer or an admin trying cosell
-wants first. It prints one line of JSON holding both sandboxes' URLs and credentials and, with
-`--write-config FILE`, writes a `cosell.toml` for them, so `cosell sync`, `cosell plan` and
-`cosell mapping check` work against the sandboxes with no hand editing. It lives in the CLI
-layer (not in `cosell.sandbox`) because it uses cosell's settings, which the sandboxes must not
-know.
+`cosell sandbox partner-center` and `cosell sandbox salesforce` are the sandboxes' own commands
+(`cosell_sandbox.cli`, also installed as `cosell-sandbox`), run one emulator each with every
+flag it has, and are loaded only when asked for (`SandboxGroup`): cosell runs without the
+sandboxes installed, and its commands start without importing them. `up` runs both in one
+process (one event loop, stopped together by Ctrl-C) with their defaults, which is what a
+developer or an admin trying cosell wants first. It prints one line of JSON holding both
+sandboxes' URLs and credentials and, with `--write-config FILE`, writes a `cosell.toml` for them
+(never over an existing file without `--force`), so `cosell sync`, `cosell plan` and `cosell
+mapping check` work against the sandboxes with no hand editing. It lives here (not in
+`cosell_sandbox`) because it uses cosell's settings, which the sandboxes must not know.
 """
 
 from __future__ import annotations
@@ -15,20 +17,51 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from pydantic import SecretStr
+from typer.core import TyperGroup
 
-from cosell.config import Settings
-from cosell.sandbox.partnercenter.app import PartnerCenterSandbox
-from cosell.sandbox.partnercenter.app import SandboxOptions as PartnerCenterOptions
-from cosell.sandbox.partnercenter.persistence import SandboxDataError as PartnerCenterDataError
-from cosell.sandbox.salesforce.app import SalesforceSandbox, SandboxDataError
-from cosell.sandbox.salesforce.app import SandboxOptions as SalesforceOptions
-from cosell.sandbox.serving import Listener, listen, run_forever, usage_error
+from cosell.commands import require_sandboxes, sandboxes_installed
+
+if TYPE_CHECKING:
+    from cosell.config import Settings
+    from cosell_sandbox.partnercenter.app import PartnerCenterSandbox
+    from cosell_sandbox.salesforce.app import SalesforceSandbox
+    from cosell_sandbox.serving import Listener
 
 DEFAULT_STORE_URL = "sqlite:///./cosell.db"
+
+
+class SandboxGroup(TyperGroup):
+    """`cosell sandbox`: `up` from here, the emulators' own commands from `cosell_sandbox.cli`.
+
+    Those are loaded the first time the group lists or runs them (`cosell sandbox --help`,
+    `cosell sandbox salesforce ...`), never when cosell starts. Without the sandboxes installed
+    the group lists `up` alone, and naming any of its commands says how to install them.
+    """
+
+    # `ctx` and the commands are typer's own (vendored) click types, which it does not export.
+
+    def _emulators(self) -> dict[str, Any]:
+        if not sandboxes_installed():
+            return {}
+        from cosell_sandbox.cli import sandbox_app
+
+        return dict(typer.main.get_group(sandbox_app).commands)
+
+    def list_commands(self, ctx: Any) -> list[str]:
+        """The emulators' commands, then `up`."""
+        return [*self._emulators(), *super().list_commands(ctx)]
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        """`cmd_name`'s command, loading the sandboxes' commands if it is one of theirs."""
+        command = super().get_command(ctx, cmd_name)
+        if command is None:
+            require_sandboxes(f"cosell sandbox {cmd_name}")
+            command = self._emulators().get(cmd_name)
+        return command
 
 
 def settings_toml(settings: Settings) -> str:
@@ -58,6 +91,8 @@ def _toml_value(value: Any) -> str:
 
 
 def _fail(message: str, listeners: list[Listener]) -> typer.Exit:
+    from cosell_sandbox.serving import usage_error
+
     for listener in listeners:
         listener.sock.close()
     return usage_error(message)
@@ -79,8 +114,11 @@ def up_command(
     write_config: Path | None = typer.Option(  # noqa: B008 - typer reads options from defaults
         None,
         "--write-config",
-        help="Write a cosell.toml for these sandboxes to this file (an existing file is "
-        "replaced), so `cosell sync` and `cosell plan` run against them.",
+        help="Write a cosell.toml for these sandboxes to this file, so `cosell sync` and "
+        "`cosell plan` run against them. An existing file is kept unless --force is given.",
+    ),
+    force: bool = typer.Option(
+        False, "--force", help="Let --write-config replace an existing file."
     ),
     seed: int | None = typer.Option(
         None, "--seed", help="Make credentials, ids and injected faults reproducible."
@@ -90,6 +128,21 @@ def up_command(
     ),
 ) -> None:
     """Run both sandboxes (Partner Center and Salesforce) until Ctrl-C."""
+    require_sandboxes("cosell sandbox up")
+    from cosell_sandbox.partnercenter.app import PartnerCenterSandbox
+    from cosell_sandbox.partnercenter.app import SandboxOptions as PartnerCenterOptions
+    from cosell_sandbox.partnercenter.persistence import SandboxDataError as PartnerCenterDataError
+    from cosell_sandbox.salesforce.app import SalesforceSandbox, SandboxDataError
+    from cosell_sandbox.salesforce.app import SandboxOptions as SalesforceOptions
+    from cosell_sandbox.serving import listen
+
+    if write_config is not None and write_config.exists() and not force:
+        typer.echo(
+            f"Error: --write-config {write_config} exists; cosell keeps it. Pass --force to "
+            "replace it, or name another file.",
+            err=True,
+        )
+        raise typer.Exit(code=2)
     listeners: list[Listener] = []
     try:
         listeners.append(listen(pc_port))
@@ -150,6 +203,8 @@ def _serve(
             + (f"; state {state}" if not partner_center.options.data_path else "")
             + ". Press Ctrl-C to stop."
         )
+    from cosell_sandbox.serving import run_forever
+
     pc_listener, sf_listener = listeners
     run_forever([(partner_center.app, pc_listener), (salesforce.app, sf_listener)])
 
@@ -157,6 +212,8 @@ def _serve(
 def _write_settings(
     path: Path, pc_info: Mapping[str, Any], sf_info: Mapping[str, Any], listeners: list[Listener]
 ) -> None:
+    from cosell.config import Settings
+
     settings = Settings.for_sandboxes(pc_info, sf_info, store_url=DEFAULT_STORE_URL)
     try:
         path.write_text(settings_toml(settings), encoding="utf-8")

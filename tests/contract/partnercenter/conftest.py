@@ -20,7 +20,7 @@ from cosell.partnercenter.auth import (
 )
 from cosell.partnercenter.client import ReferralsClient, RetryPolicy
 from cosell.partnercenter.webhooks import WebhooksClient
-from cosell.sandbox.partnercenter.app import PartnerCenterSandbox, SandboxOptions
+from cosell_sandbox.partnercenter.app import PartnerCenterSandbox, SandboxOptions
 
 
 @pytest.fixture

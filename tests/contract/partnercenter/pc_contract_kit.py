@@ -32,7 +32,7 @@ from cosell.partnercenter.models import (
     ReferralType,
 )
 from cosell.partnercenter.webhooks import SignatureVerifier, WebhooksClient
-from cosell.sandbox.partnercenter.app import PartnerCenterSandbox
+from cosell_sandbox.partnercenter.app import PartnerCenterSandbox
 
 BASE = "http://testserver"
 

@@ -26,7 +26,7 @@ BASE = "http://sf.sandbox.test"
 
 
 def make_sandbox(clock: ManualClock, key_dir: Path, *, schema: Any = None, **options: Any) -> Any:
-    from cosell.sandbox.salesforce.app import SalesforceSandbox, SandboxOptions
+    from cosell_sandbox.salesforce.app import SalesforceSandbox, SandboxOptions
 
     return SalesforceSandbox(
         base_url=BASE,
@@ -43,8 +43,8 @@ def schema_with_a_non_unique_external_id() -> Any:
     two records share then answers 300. Our own `Referral_Identifier__c` is unique, so this
     is the only way to reach that answer.
     """
-    from cosell.sandbox.salesforce.orgschema import build_schema
-    from cosell.sandbox.salesforce.schema import FieldSchema
+    from cosell_sandbox.salesforce.orgschema import build_schema
+    from cosell_sandbox.salesforce.schema import FieldSchema
 
     schema = build_schema()
     opportunity = schema.sobject("Opportunity")

@@ -14,7 +14,7 @@ from cosell.cli import app
 from cosell.clock import ManualClock
 from cosell.commands.webhooks import DEFAULT_EVENTS, REFERRAL_EVENTS, run_test
 from cosell.config import Settings
-from cosell.sandbox.serving import listen
+from cosell_sandbox.serving import listen
 
 runner = CliRunner()
 

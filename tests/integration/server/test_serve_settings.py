@@ -18,9 +18,9 @@ from cosell.cli import app
 from cosell.commands.serve import bind, load_trusted_roots
 from cosell.config import ConfigError, Settings
 from cosell.partnercenter.webhooks import MAX_BODY_BYTES, MICROSOFT_CERTIFICATE_URL_PREFIX
-from cosell.sandbox.partnercenter.app import PartnerCenterSandbox
-from cosell.sandbox.salesforce.app import SalesforceSandbox
-from cosell.sandbox.salesforce.app import SandboxOptions as SfOptions
+from cosell_sandbox.partnercenter.app import PartnerCenterSandbox
+from cosell_sandbox.salesforce.app import SalesforceSandbox
+from cosell_sandbox.salesforce.app import SandboxOptions as SfOptions
 
 
 def test_defaults_are_safe_for_production() -> None:

@@ -41,13 +41,13 @@ from cosell.partnercenter.models import ReferralId
 from cosell.salesforce.auth import ClientCredentialsFlow
 from cosell.salesforce.client import RetryPolicy as SfRetryPolicy
 from cosell.salesforce.client import SalesforceClient
-from cosell.sandbox.partnercenter.app import PartnerCenterSandbox
-from cosell.sandbox.partnercenter.app import SandboxOptions as PcOptions
-from cosell.sandbox.salesforce.app import SalesforceSandbox
-from cosell.sandbox.salesforce.app import SandboxOptions as SfOptions
 from cosell.store import Store
 from cosell.store.types import Key, record_key, referral_key
 from cosell.sync.context import SyncContext
+from cosell_sandbox.partnercenter.app import PartnerCenterSandbox
+from cosell_sandbox.partnercenter.app import SandboxOptions as PcOptions
+from cosell_sandbox.salesforce.app import SalesforceSandbox
+from cosell_sandbox.salesforce.app import SandboxOptions as SfOptions
 
 PC_BASE = "http://pc.sandbox.test"
 SF_BASE = "http://sf.sandbox.test"

@@ -214,8 +214,8 @@ def test_auth_flows_from_settings(tmp_path: Path) -> None:
 
 
 def test_for_sandboxes_uses_the_startup_json(tmp_path: Path) -> None:
-    from cosell.sandbox.partnercenter.app import PartnerCenterSandbox
-    from cosell.sandbox.salesforce.app import SalesforceSandbox, SandboxOptions
+    from cosell_sandbox.partnercenter.app import PartnerCenterSandbox
+    from cosell_sandbox.salesforce.app import SalesforceSandbox, SandboxOptions
 
     clock = ManualClock()
     pc = PartnerCenterSandbox(base_url="http://pc.test", clock=clock)

@@ -8,8 +8,8 @@ from cosell.mapping import MappingError, load_mapping, parse_mapping
 from cosell.mapping.check import check_mapping
 from cosell.mapping.loader import default_mapping_path, default_mapping_text
 from cosell.salesforce.schema import ObjectDescription
-from cosell.sandbox.salesforce.describe import describe_sobject
-from cosell.sandbox.salesforce.orgschema import build_schema
+from cosell_sandbox.salesforce.describe import describe_sobject
+from cosell_sandbox.salesforce.orgschema import build_schema
 
 SCHEMA = build_schema()
 

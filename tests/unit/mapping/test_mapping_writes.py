@@ -31,8 +31,8 @@ from cosell.mapping.loader import default_mapping_text
 from cosell.mapping.model import ACCOUNT, OPPORTUNITY
 from cosell.mapping.types import Value
 from cosell.partnercenter.models import NewReferral
-from cosell.sandbox.partnercenter.patching import apply_operation, parse_patch
-from cosell.sandbox.partnercenter.validation import normalize_referral
+from cosell_sandbox.partnercenter.patching import apply_operation, parse_patch
+from cosell_sandbox.partnercenter.validation import normalize_referral
 
 MAPPING = load_mapping()
 

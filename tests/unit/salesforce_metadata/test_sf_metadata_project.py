@@ -24,8 +24,8 @@ from cosell.salesforce.metadata import (
     project_files,
     write_project,
 )
-from cosell.sandbox.salesforce.describe import describe_sobject
-from cosell.sandbox.salesforce.orgschema import build_schema
+from cosell_sandbox.salesforce.describe import describe_sobject
+from cosell_sandbox.salesforce.orgschema import build_schema
 
 NS = "http://soap.sforce.com/2006/04/metadata"
 M = f"{{{NS}}}"

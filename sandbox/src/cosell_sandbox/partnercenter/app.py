@@ -42,22 +42,22 @@ from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from cosell.clock import Clock, OffsetClock
-from cosell.sandbox.partnercenter.certs import DispatchCertificates
-from cosell.sandbox.partnercenter.control import build_control_router
-from cosell.sandbox.partnercenter.errors import install_error_handlers
-from cosell.sandbox.partnercenter.events import WebhookFaults
-from cosell.sandbox.partnercenter.faults import ApiFaults, ApiMiddleware, CallStats
-from cosell.sandbox.partnercenter.formats import format_timestamp
-from cosell.sandbox.partnercenter.identity import Identity
-from cosell.sandbox.partnercenter.persistence import SandboxDatabase
-from cosell.sandbox.partnercenter.referrals import MAX_PAGE_SIZE, build_referrals_router
-from cosell.sandbox.partnercenter.store import (
+from cosell_sandbox.partnercenter.certs import DispatchCertificates
+from cosell_sandbox.partnercenter.control import build_control_router
+from cosell_sandbox.partnercenter.errors import install_error_handlers
+from cosell_sandbox.partnercenter.events import WebhookFaults
+from cosell_sandbox.partnercenter.faults import ApiFaults, ApiMiddleware, CallStats
+from cosell_sandbox.partnercenter.formats import format_timestamp
+from cosell_sandbox.partnercenter.identity import Identity
+from cosell_sandbox.partnercenter.persistence import SandboxDatabase
+from cosell_sandbox.partnercenter.referrals import MAX_PAGE_SIZE, build_referrals_router
+from cosell_sandbox.partnercenter.store import (
     REFERRALS_PATH,
     Organization,
     OrganizationId,
     ReferralStore,
 )
-from cosell.sandbox.partnercenter.webhooks import WebhookService
+from cosell_sandbox.partnercenter.webhooks import WebhookService
 
 PARTNER_NAME: Final = "Contoso Partner (sandbox)"
 _READ_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS"})

@@ -15,11 +15,11 @@ from pathlib import Path
 
 import typer
 
-from cosell.sandbox.partnercenter.app import PartnerCenterSandbox, SandboxOptions
-from cosell.sandbox.partnercenter.events import WebhookFaults
-from cosell.sandbox.partnercenter.faults import ApiFaults
-from cosell.sandbox.partnercenter.persistence import SandboxDataError
-from cosell.sandbox.serving import listen, run_forever, usage_error
+from cosell_sandbox.partnercenter.app import PartnerCenterSandbox, SandboxOptions
+from cosell_sandbox.partnercenter.events import WebhookFaults
+from cosell_sandbox.partnercenter.faults import ApiFaults
+from cosell_sandbox.partnercenter.persistence import SandboxDataError
+from cosell_sandbox.serving import listen, run_forever, usage_error
 
 
 def partner_center_command(

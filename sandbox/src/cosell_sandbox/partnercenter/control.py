@@ -40,9 +40,9 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from cosell.sandbox.partnercenter.errors import PartnerCenterSandboxError
-from cosell.sandbox.partnercenter.faults import ApiFaults, CallStats
-from cosell.sandbox.partnercenter.store import ReferralStore
+from cosell_sandbox.partnercenter.errors import PartnerCenterSandboxError
+from cosell_sandbox.partnercenter.faults import ApiFaults, CallStats
+from cosell_sandbox.partnercenter.store import ReferralStore
 
 
 class ControlledSandbox(Protocol):

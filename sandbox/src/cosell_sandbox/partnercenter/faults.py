@@ -39,7 +39,7 @@ from typing import Any, Final
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from cosell.clock import Clock
-from cosell.sandbox.partnercenter.errors import PartnerCenterSandboxError
+from cosell_sandbox.partnercenter.errors import PartnerCenterSandboxError
 
 REFERRALS_PREFIX: Final = "/v1.0/"
 FAULTY_PREFIXES: Final = (REFERRALS_PREFIX, "/webhooks/")

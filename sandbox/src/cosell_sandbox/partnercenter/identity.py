@@ -55,7 +55,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
 from cosell.clock import Clock
-from cosell.sandbox.partnercenter.errors import PartnerCenterSandboxError
+from cosell_sandbox.partnercenter.errors import PartnerCenterSandboxError
 
 REFERRALS_AUDIENCE = "https://api.partner.microsoft.com"
 WEBHOOKS_AUDIENCE = "https://api.partnercenter.microsoft.com"

@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 
-from cosell.sandbox.partnercenter.formats import parse_timestamp
+from cosell_sandbox.partnercenter.formats import parse_timestamp
 
 ORDERABLE_FIELDS: Final = ("createdDateTime", "updatedDateTime")
 COMPARISONS: Final = ("eq", "ne", "gt", "ge", "lt", "le")

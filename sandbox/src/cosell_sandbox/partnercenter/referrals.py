@@ -37,9 +37,9 @@ from typing import Any, Final
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
-from cosell.sandbox.partnercenter.errors import PartnerCenterSandboxError
-from cosell.sandbox.partnercenter.identity import REFERRALS_AUDIENCE, Identity
-from cosell.sandbox.partnercenter.odata import (
+from cosell_sandbox.partnercenter.errors import PartnerCenterSandboxError
+from cosell_sandbox.partnercenter.identity import REFERRALS_AUDIENCE, Identity
+from cosell_sandbox.partnercenter.odata import (
     ODataError,
     OrderBy,
     compile_filter,
@@ -49,7 +49,7 @@ from cosell.sandbox.partnercenter.odata import (
     parse_select,
     select_fields,
 )
-from cosell.sandbox.partnercenter.store import REFERRALS_PATH, ReferralStore
+from cosell_sandbox.partnercenter.store import REFERRALS_PATH, ReferralStore
 
 MAX_PAGE_SIZE: Final = 1000  # spec §6: "honour $top up to 1000"
 DEFAULT_ORDER: Final = (OrderBy("createdDateTime", descending=False),)

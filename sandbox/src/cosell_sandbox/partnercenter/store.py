@@ -43,18 +43,18 @@ from datetime import timedelta
 from typing import Any, Final, NewType
 
 from cosell.clock import Clock
-from cosell.sandbox.partnercenter.errors import PartnerCenterSandboxError
-from cosell.sandbox.partnercenter.events import EventSink, ReferralEventName
-from cosell.sandbox.partnercenter.formats import format_timestamp, parse_timestamp
-from cosell.sandbox.partnercenter.lifecycle import ReferralState, TransitionError, check_transition
-from cosell.sandbox.partnercenter.patching import (
+from cosell_sandbox.partnercenter.errors import PartnerCenterSandboxError
+from cosell_sandbox.partnercenter.events import EventSink, ReferralEventName
+from cosell_sandbox.partnercenter.formats import format_timestamp, parse_timestamp
+from cosell_sandbox.partnercenter.lifecycle import ReferralState, TransitionError, check_transition
+from cosell_sandbox.partnercenter.patching import (
     PatchError,
     PatchOperation,
     apply_operation,
     get_pointer,
     parse_patch,
 )
-from cosell.sandbox.partnercenter.validation import (
+from cosell_sandbox.partnercenter.validation import (
     CONSENT_FLAGS,
     NO_HELP_CODES,
     FieldError,

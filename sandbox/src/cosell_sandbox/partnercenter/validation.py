@@ -17,7 +17,7 @@ import copy
 import math
 from typing import Any, Final
 
-from cosell.sandbox.partnercenter.formats import COUNTRY_CODES, CURRENCY_CODES, parse_timestamp
+from cosell_sandbox.partnercenter.formats import COUNTRY_CODES, CURRENCY_CODES, parse_timestamp
 
 REFERRAL_TYPES: Final = ("Independent", "Shared")
 QUALIFICATIONS: Final = ("None", "Direct", "MarketingQualified", "SalesQualified")

@@ -70,10 +70,10 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from cosell.clock import Clock
-from cosell.sandbox.partnercenter.certs import DISPATCH_HOST, DispatchCertificates
-from cosell.sandbox.partnercenter.errors import PartnerCenterSandboxError
-from cosell.sandbox.partnercenter.events import ReferralEventName, WebhookFaults
-from cosell.sandbox.partnercenter.identity import WEBHOOKS_AUDIENCE, Identity
+from cosell_sandbox.partnercenter.certs import DISPATCH_HOST, DispatchCertificates
+from cosell_sandbox.partnercenter.errors import PartnerCenterSandboxError
+from cosell_sandbox.partnercenter.events import ReferralEventName, WebhookFaults
+from cosell_sandbox.partnercenter.identity import WEBHOOKS_AUDIENCE, Identity
 
 logger = logging.getLogger(__name__)
 

@@ -39,19 +39,19 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
 from cosell.clock import Clock, OffsetClock
-from cosell.sandbox.salesforce import composite
-from cosell.sandbox.salesforce.changelog import ChangeLog
-from cosell.sandbox.salesforce.errors import (
+from cosell_sandbox.salesforce import composite
+from cosell_sandbox.salesforce.changelog import ChangeLog
+from cosell_sandbox.salesforce.errors import (
     JSON_UTF8,
     SalesforceSandboxError,
     install_error_handlers,
 )
-from cosell.sandbox.salesforce.identity import SalesforceIdentity, check_soap_version
-from cosell.sandbox.salesforce.ids import IdFactory
-from cosell.sandbox.salesforce.limits import ApiUsage
-from cosell.sandbox.salesforce.orgschema import build_schema
-from cosell.sandbox.salesforce.persistence import SqliteState
-from cosell.sandbox.salesforce.rest import (
+from cosell_sandbox.salesforce.identity import SalesforceIdentity, check_soap_version
+from cosell_sandbox.salesforce.ids import IdFactory
+from cosell_sandbox.salesforce.limits import ApiUsage
+from cosell_sandbox.salesforce.orgschema import build_schema
+from cosell_sandbox.salesforce.persistence import SqliteState
+from cosell_sandbox.salesforce.rest import (
     MAX_VERSION,
     ApiRequest,
     ApiResponse,
@@ -60,21 +60,21 @@ from cosell.sandbox.salesforce.rest import (
     parse_version,
     versions_list,
 )
-from cosell.sandbox.salesforce.schema import Schema
-from cosell.sandbox.salesforce.soap_convert import (
+from cosell_sandbox.salesforce.schema import Schema
+from cosell_sandbox.salesforce.soap_convert import (
     convert,
     convert_response,
     parse_converts,
     session_id,
 )
-from cosell.sandbox.salesforce.soap_login import (
+from cosell_sandbox.salesforce.soap_login import (
     XML_CONTENT_TYPE,
     SoapFaultError,
     operation_name,
     parse_envelope,
 )
-from cosell.sandbox.salesforce.standard_objects import OPPORTUNITY_STAGES
-from cosell.sandbox.salesforce.store import (
+from cosell_sandbox.salesforce.standard_objects import OPPORTUNITY_STAGES
+from cosell_sandbox.salesforce.store import (
     RECYCLE_BIN_RETENTION,
     Actor,
     RecordStore,
@@ -465,7 +465,7 @@ class SalesforceSandbox:
     # ----------------------------------------------------------------- the app
 
     def _build_app(self) -> FastAPI:
-        from cosell.sandbox.salesforce.control import control_router
+        from cosell_sandbox.salesforce.control import control_router
 
         app = FastAPI(
             title="Salesforce sandbox",

@@ -15,13 +15,13 @@ from pathlib import Path
 
 import typer
 
-from cosell.sandbox.salesforce.app import (
+from cosell_sandbox.salesforce.app import (
     ApiFaults,
     SalesforceSandbox,
     SandboxDataError,
     SandboxOptions,
 )
-from cosell.sandbox.serving import listen, run_forever, usage_error
+from cosell_sandbox.serving import listen, run_forever, usage_error
 
 
 def salesforce_command(

@@ -27,9 +27,9 @@ from dataclasses import replace
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from cosell.sandbox.salesforce.errors import SalesforceSandboxError
-from cosell.sandbox.salesforce.ids import to_18
-from cosell.sandbox.salesforce.rest import (
+from cosell_sandbox.salesforce.errors import SalesforceSandboxError
+from cosell_sandbox.salesforce.ids import to_18
+from cosell_sandbox.salesforce.rest import (
     _UPSERT_CREATED_VERSION,
     ApiRequest,
     ApiResponse,
@@ -37,8 +37,8 @@ from cosell.sandbox.salesforce.rest import (
     RestApi,
     parse_version,
 )
-from cosell.sandbox.salesforce.schema import SObjectSchema
-from cosell.sandbox.salesforce.store import MultipleMatchesError, error, not_found
+from cosell_sandbox.salesforce.schema import SObjectSchema
+from cosell_sandbox.salesforce.store import MultipleMatchesError, error, not_found
 
 MAX_COLLECTION = 200  # records per sObject Collections call
 MAX_RETRIEVE = 2000  # ids per sObject Collections retrieve

@@ -43,13 +43,13 @@ from typing import TYPE_CHECKING, Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
-from cosell.sandbox.salesforce.changelog import ReplayIdExpiredError
-from cosell.sandbox.salesforce.errors import SalesforceSandboxError
-from cosell.sandbox.salesforce.ids import to_18
-from cosell.sandbox.salesforce.store import Actor, error
+from cosell_sandbox.salesforce.changelog import ReplayIdExpiredError
+from cosell_sandbox.salesforce.errors import SalesforceSandboxError
+from cosell_sandbox.salesforce.ids import to_18
+from cosell_sandbox.salesforce.store import Actor, error
 
 if TYPE_CHECKING:
-    from cosell.sandbox.salesforce.app import SalesforceSandbox
+    from cosell_sandbox.salesforce.app import SalesforceSandbox
 
 _DEFAULT_CHANGES_LIMIT = 1000  # events per /control/changes page unless `limit` says otherwise
 _MAX_CHANGES_LIMIT = 10000  # and never more than this

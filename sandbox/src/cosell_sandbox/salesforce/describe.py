@@ -26,7 +26,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from cosell.sandbox.salesforce.schema import (
+from cosell_sandbox.salesforce.schema import (
     ChildRelationshipSchema,
     FieldSchema,
     PicklistValue,

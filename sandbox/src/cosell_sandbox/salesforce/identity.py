@@ -46,10 +46,10 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
 from cosell.clock import Clock
-from cosell.sandbox.salesforce import errors
-from cosell.sandbox.salesforce.identity_keys import JwtKeyPair, load_or_create_key_pair
-from cosell.sandbox.salesforce.rest import MAX_VERSION, MIN_VERSION, supported_versions
-from cosell.sandbox.salesforce.soap_login import (
+from cosell_sandbox.salesforce import errors
+from cosell_sandbox.salesforce.identity_keys import JwtKeyPair, load_or_create_key_pair
+from cosell_sandbox.salesforce.rest import MAX_VERSION, MIN_VERSION, supported_versions
+from cosell_sandbox.salesforce.soap_login import (
     XML_CONTENT_TYPE,
     LoginResult,
     SoapFaultError,

@@ -48,14 +48,14 @@ from dataclasses import dataclass, replace
 from functools import lru_cache
 from importlib.resources.abc import Traversable
 
-from cosell.sandbox.salesforce.schema import (
+from cosell_sandbox.salesforce.schema import (
     ChildRelationshipSchema,
     FieldSchema,
     PicklistValue,
     Schema,
     SObjectSchema,
 )
-from cosell.sandbox.salesforce.standard_objects import (
+from cosell_sandbox.salesforce.standard_objects import (
     audit_fields,
     currency_field,
     field,

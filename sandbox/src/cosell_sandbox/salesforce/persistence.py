@@ -19,8 +19,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from cosell.sandbox.salesforce.changelog import ChangeEvent
-from cosell.sandbox.salesforce.values import format_datetime, parse_datetime
+from cosell_sandbox.salesforce.changelog import ChangeEvent
+from cosell_sandbox.salesforce.values import format_datetime, parse_datetime
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS records (

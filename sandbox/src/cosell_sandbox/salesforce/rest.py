@@ -49,13 +49,13 @@ from typing import Any
 from urllib.parse import quote, unquote_plus
 
 from cosell.clock import Clock
-from cosell.sandbox.salesforce import describe, soql
-from cosell.sandbox.salesforce.errors import SalesforceSandboxError
-from cosell.sandbox.salesforce.ids import IdFactory, looks_like_id
-from cosell.sandbox.salesforce.limits import ApiUsage
-from cosell.sandbox.salesforce.schema import Schema, SObjectSchema
-from cosell.sandbox.salesforce.soql.errors import SoqlError
-from cosell.sandbox.salesforce.store import (
+from cosell_sandbox.salesforce import describe, soql
+from cosell_sandbox.salesforce.errors import SalesforceSandboxError
+from cosell_sandbox.salesforce.ids import IdFactory, looks_like_id
+from cosell_sandbox.salesforce.limits import ApiUsage
+from cosell_sandbox.salesforce.schema import Schema, SObjectSchema
+from cosell_sandbox.salesforce.soql.errors import SoqlError
+from cosell_sandbox.salesforce.store import (
     RECYCLE_BIN_RETENTION,
     Actor,
     MultipleMatchesError,
@@ -64,7 +64,7 @@ from cosell.sandbox.salesforce.store import (
     error,
     not_found,
 )
-from cosell.sandbox.salesforce.values import (
+from cosell_sandbox.salesforce.values import (
     format_datetime,
     format_http_date,
     parse_datetime,

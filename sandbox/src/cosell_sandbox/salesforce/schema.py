@@ -1,6 +1,6 @@
 """The Salesforce sandbox's schema: objects and fields with their describe properties.
 
-One `Schema` describes the emulated org. It is built (by `cosell.sandbox.salesforce.orgschema`)
+One `Schema` describes the emulated org. It is built (by `cosell_sandbox.salesforce.orgschema`)
 from two sources: a built-in description of the standard objects, and our own metadata files
 in `cosell/salesforce/metadata/` (the CustomObject / CustomField XML an admin deploys), so the
 sandbox and a real org set up from that metadata cannot drift.
@@ -16,7 +16,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from cosell.sandbox.salesforce.soql.catalog import ChildRelationship, FieldInfo, ObjectInfo
+from cosell_sandbox.salesforce.soql.catalog import ChildRelationship, FieldInfo, ObjectInfo
 
 
 @dataclass(frozen=True)

@@ -38,10 +38,10 @@ from datetime import date, timedelta
 from typing import Any
 from xml.sax.saxutils import escape
 
-from cosell.sandbox.salesforce.errors import SalesforceSandboxError
-from cosell.sandbox.salesforce.soap_login import PARTNER, SOAP_ENV, SoapFaultError
-from cosell.sandbox.salesforce.standard_objects import CONVERTED_LEAD_STATUSES
-from cosell.sandbox.salesforce.store import RecordStore, Transaction
+from cosell_sandbox.salesforce.errors import SalesforceSandboxError
+from cosell_sandbox.salesforce.soap_login import PARTNER, SOAP_ENV, SoapFaultError
+from cosell_sandbox.salesforce.standard_objects import CONVERTED_LEAD_STATUSES
+from cosell_sandbox.salesforce.store import RecordStore, Transaction
 
 MAX_CONVERTS = 100  # leadConverts per call (the partner API's limit)
 LEAD_PREFIX = "00Q"

@@ -37,7 +37,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from typing import Any
 
-from cosell.sandbox.salesforce.schema import (
+from cosell_sandbox.salesforce.schema import (
     ChildRelationshipSchema,
     FieldSchema,
     PicklistValue,

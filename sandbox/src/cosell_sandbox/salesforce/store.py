@@ -42,11 +42,11 @@ from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
 
 from cosell.clock import Clock
-from cosell.sandbox.salesforce.changelog import ChangeLog, PendingChange
-from cosell.sandbox.salesforce.errors import SalesforceSandboxError
-from cosell.sandbox.salesforce.ids import IdFactory, SalesforceId, to_18
-from cosell.sandbox.salesforce.schema import FieldSchema, Schema, SObjectSchema
-from cosell.sandbox.salesforce.values import (
+from cosell_sandbox.salesforce.changelog import ChangeLog, PendingChange
+from cosell_sandbox.salesforce.errors import SalesforceSandboxError
+from cosell_sandbox.salesforce.ids import IdFactory, SalesforceId, to_18
+from cosell_sandbox.salesforce.schema import FieldSchema, Schema, SObjectSchema
+from cosell_sandbox.salesforce.values import (
     epoch_millis,
     format_datetime,
     parse_date,

@@ -9,18 +9,18 @@ is pure: it reads the catalog and the rows it is given and the `now` it is passe
 Paging (`nextRecordsUrl`) is the `/query` route's business, over `QueryResult.records`.
 """
 
-from cosell.sandbox.salesforce.soql.catalog import (
+from cosell_sandbox.salesforce.soql.catalog import (
     ChildRelationship,
     FieldInfo,
     ObjectInfo,
     RowSource,
     SoqlCatalog,
 )
-from cosell.sandbox.salesforce.soql.engine import QueryResult, check, execute
-from cosell.sandbox.salesforce.soql.errors import SoqlError
-from cosell.sandbox.salesforce.soql.lexer import quote_string
-from cosell.sandbox.salesforce.soql.parser import parse
-from cosell.sandbox.salesforce.soql.syntax import Query
+from cosell_sandbox.salesforce.soql.engine import QueryResult, check, execute
+from cosell_sandbox.salesforce.soql.errors import SoqlError
+from cosell_sandbox.salesforce.soql.lexer import quote_string
+from cosell_sandbox.salesforce.soql.parser import parse
+from cosell_sandbox.salesforce.soql.syntax import Query
 
 __all__ = [
     "ChildRelationship",

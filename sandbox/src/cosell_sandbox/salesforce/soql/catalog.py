@@ -1,6 +1,6 @@
 """What the SOQL engine needs to know about the org, and how it reads rows.
 
-The SOQL engine (`cosell.sandbox.salesforce.soql`) is pure: it parses a query and evaluates it
+The SOQL engine (`cosell_sandbox.salesforce.soql`) is pure: it parses a query and evaluates it
 over rows it is given. The sandbox's record store implements `SoqlCatalog` (the schema) and
 `RowSource` (the data); the engine never touches the store directly.
 

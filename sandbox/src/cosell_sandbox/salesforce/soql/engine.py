@@ -49,17 +49,17 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time
 from typing import Any, Final
 
-from cosell.sandbox.salesforce import ids
-from cosell.sandbox.salesforce.soql import values
-from cosell.sandbox.salesforce.soql.catalog import (
+from cosell_sandbox.salesforce import ids
+from cosell_sandbox.salesforce.soql import values
+from cosell_sandbox.salesforce.soql.catalog import (
     ChildRelationship,
     FieldInfo,
     ObjectInfo,
     RowSource,
     SoqlCatalog,
 )
-from cosell.sandbox.salesforce.soql.dates import literal_range
-from cosell.sandbox.salesforce.soql.errors import (
+from cosell_sandbox.salesforce.soql.dates import literal_range
+from cosell_sandbox.salesforce.soql.errors import (
     INVALID_FIELD,
     INVALID_QUERY_FILTER_OPERATOR,
     INVALID_TYPE,
@@ -67,7 +67,7 @@ from cosell.sandbox.salesforce.soql.errors import (
     SoqlError,
     located,
 )
-from cosell.sandbox.salesforce.soql.syntax import (
+from cosell_sandbox.salesforce.soql.syntax import (
     And,
     ChildQuery,
     Comparison,

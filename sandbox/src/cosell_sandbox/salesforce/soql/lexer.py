@@ -26,7 +26,7 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Final
 
-from cosell.sandbox.salesforce.soql.errors import MALFORMED_QUERY, SoqlError, located
+from cosell_sandbox.salesforce.soql.errors import MALFORMED_QUERY, SoqlError, located
 
 NAME: Final = "NAME"
 STRING: Final = "STRING"

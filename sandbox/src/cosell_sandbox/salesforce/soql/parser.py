@@ -46,14 +46,14 @@ from __future__ import annotations
 
 from typing import Final
 
-from cosell.sandbox.salesforce.soql.dates import FISCAL_MARKER, FIXED_LITERALS, N_LITERALS
-from cosell.sandbox.salesforce.soql.errors import (
+from cosell_sandbox.salesforce.soql.dates import FISCAL_MARKER, FIXED_LITERALS, N_LITERALS
+from cosell_sandbox.salesforce.soql.errors import (
     MALFORMED_QUERY,
     NUMBER_OUTSIDE_VALID_RANGE,
     SoqlError,
     located,
 )
-from cosell.sandbox.salesforce.soql.lexer import (
+from cosell_sandbox.salesforce.soql.lexer import (
     DATE,
     DATETIME,
     EOF,
@@ -63,7 +63,7 @@ from cosell.sandbox.salesforce.soql.lexer import (
     Token,
     tokenize,
 )
-from cosell.sandbox.salesforce.soql.syntax import (
+from cosell_sandbox.salesforce.soql.syntax import (
     And,
     ChildQuery,
     Comparison,
