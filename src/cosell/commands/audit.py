@@ -17,26 +17,16 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from cosell.clock import SystemClock
 from cosell.commands import ConfigOption, DealKey
-from cosell.commands.plan import key_of
-from cosell.config import ConfigError, Settings
-from cosell.store import (
-    AuditEntry,
-    ConflictRecord,
-    Key,
-    KeyFormatError,
-    Link,
-    Store,
-    StoreError,
-    parse_key,
-)
+
+if TYPE_CHECKING:  # imported when the command runs, so that the CLI starts quickly
+    from cosell.store import AuditEntry, ConflictRecord, Key, Link, Store
 
 DEFAULT_LIMIT = 50  # audit entries shown unless --limit says otherwise (the store keeps more)
 
@@ -64,6 +54,8 @@ class DealHistory:
 
 def find_link(store: Store, key: Key) -> Link | None:
     """The link a key resolves to, or None."""
+    from cosell.store import parse_key
+
     parts = parse_key(key)
     if parts[0] == "referral":
         return store.link_for_referral(parts[1])
@@ -203,6 +195,11 @@ def audit(
     ] = False,
 ) -> None:
     """Show the history of one deal: its link, audit trail and conflicts."""
+    from cosell.clock import SystemClock
+    from cosell.commands.plan import key_of
+    from cosell.config import ConfigError, Settings
+    from cosell.store import KeyFormatError, Store, StoreError
+
     try:
         parsed = key_of(key)
     except KeyFormatError as error:

@@ -39,38 +39,25 @@ import contextlib
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import httpx
 import typer
 from rich.console import Console
 from rich.text import Text
 
-from cosell.clock import Clock, SystemClock
 from cosell.commands import ConfigOption, quiet_client_logs
 from cosell.commands.webhooks import REFERRAL_EVENTS, webhooks_client
-from cosell.config import ConfigError, Settings
-from cosell.mapping import Mapping, MappingError, check_mapping, load_mapping
-from cosell.mapping.model import ACCOUNT, OPPORTUNITY
-from cosell.partnercenter.auth import RoutingHttpClient
-from cosell.partnercenter.client import ReferralsClient
-from cosell.partnercenter.errors import (
-    AccessDeniedError,
-    AuthConfigurationError,
-    AuthenticationError,
-    PartnerCenterError,
-)
-from cosell.salesforce.client import SalesforceClient
-from cosell.salesforce.errors import (
-    AccessDeniedError as SalesforceAccessDeniedError,
-)
-from cosell.salesforce.errors import NotFoundError, QueryError, SalesforceError
-from cosell.salesforce.metadata import PERMISSION_SET, project_files
-from cosell.salesforce.schema import ObjectDescription
-from cosell.salesforce.values import soql_quote
 
 # The Referrals API tokens exactly as `cosell sync` builds them (one builder, not a copy).
-from cosell.sync.context import partner_center_tokens
+
+if TYPE_CHECKING:  # imported when a command runs, so that the CLI starts quickly
+    from cosell.clock import Clock
+    from cosell.config import Settings
+    from cosell.mapping import Mapping, MappingError
+    from cosell.salesforce.client import SalesforceClient
+    from cosell.salesforce.schema import ObjectDescription
+
 
 Mark = Literal["pass", "fail", "skip"]
 LEAD = "Lead"
@@ -114,6 +101,8 @@ class _Clients:
 
 def metadata_fields() -> dict[str, set[str]]:
     """The fields of cosell's Salesforce metadata, by object (from the packaged project)."""
+    from cosell.salesforce.metadata import project_files
+
     found: dict[str, set[str]] = {}
     for relative, _ in project_files():
         parts = relative.split("/")
@@ -128,6 +117,8 @@ def metadata_fields() -> dict[str, set[str]]:
 
 def required_fields(mapping: Mapping | None, *, lead_sync: bool) -> dict[str, set[str]]:
     """The objects and fields cosell needs in the org (see the module docstring, check 4)."""
+    from cosell.mapping.model import OPPORTUNITY
+
     needed = {k: set(v) for k, v in metadata_fields().items() if k != LEAD or lead_sync}
     if mapping is not None:
         needed.setdefault(OPPORTUNITY, set()).update(mapping.opportunity.names().values())
@@ -156,6 +147,8 @@ class Checklist:
         pc_http: httpx.AsyncClient | None = None,
         sf_http: httpx.AsyncClient | None = None,
     ) -> None:
+        from cosell.clock import SystemClock
+
         self._file = settings_file
         self._clock = clock or SystemClock()
         self._pc_http = pc_http
@@ -167,6 +160,8 @@ class Checklist:
 
     async def run(self) -> list[CheckLine]:
         """Run every check; the checklist."""
+        from cosell.config import ConfigError, Settings
+
         try:
             settings = Settings.load(self._file)
         except ConfigError as exc:
@@ -222,6 +217,11 @@ class Checklist:
                 )
 
     async def _partner_center(self, settings: Settings, http: httpx.AsyncClient) -> None:
+        from cosell.partnercenter.auth import RoutingHttpClient
+        from cosell.partnercenter.client import ReferralsClient
+        from cosell.partnercenter.errors import AccessDeniedError, PartnerCenterError
+        from cosell.sync.context import partner_center_tokens
+
         pc = settings.partner_center
         if pc.missing():
             self._add("skip", "Partner Center", "sign-in not checked", "settings incomplete")
@@ -270,6 +270,10 @@ class Checklist:
                 routed.close()
 
     async def _salesforce(self, settings: Settings, http: httpx.AsyncClient) -> _Clients:
+        from cosell.config import ConfigError
+        from cosell.salesforce.client import SalesforceClient
+        from cosell.salesforce.errors import SalesforceError
+
         clients = _Clients()
         sf = settings.salesforce
         if sf.missing():
@@ -309,6 +313,8 @@ class Checklist:
         return clients
 
     def _load_mapping(self, settings: Settings) -> Mapping | MappingError:
+        from cosell.mapping import MappingError, load_mapping
+
         try:
             return load_mapping(settings.sync.mapping_file)
         except MappingError as exc:
@@ -317,6 +323,10 @@ class Checklist:
     async def _schema(
         self, settings: Settings, clients: _Clients, mapping: Mapping | MappingError
     ) -> None:
+        from cosell.mapping import Mapping
+        from cosell.mapping.model import ACCOUNT
+        from cosell.salesforce.errors import NotFoundError, SalesforceError
+
         client = clients.salesforce
         if client is None:
             self._add("skip", "Salesforce", "schema not checked", "not signed in to Salesforce")
@@ -355,6 +365,11 @@ class Checklist:
             )
 
     async def _permission_set(self, clients: _Clients) -> None:
+        from cosell.salesforce.errors import AccessDeniedError as SalesforceAccessDeniedError
+        from cosell.salesforce.errors import NotFoundError, QueryError, SalesforceError
+        from cosell.salesforce.metadata import PERMISSION_SET
+        from cosell.salesforce.values import soql_quote
+
         client = clients.salesforce
         if client is None or not clients.user_id:
             self._add("skip", "Permission set", "not checked", "not signed in to Salesforce")
@@ -393,6 +408,9 @@ class Checklist:
     def _mapping(
         self, mapping: Mapping | MappingError, clients: _Clients, *, lead_sync: bool
     ) -> None:
+        from cosell.mapping import MappingError, check_mapping
+        from cosell.mapping.model import ACCOUNT, OPPORTUNITY
+
         if isinstance(mapping, MappingError):
             problems: Sequence[object] = mapping.problems
             self._add(
@@ -432,6 +450,13 @@ class Checklist:
         self._add("pass", "Mapping", f"{mapping.source}: {len(mapping.fields)} fields fit the org")
 
     async def _webhooks(self, settings: Settings, http: httpx.AsyncClient) -> None:
+        from cosell.config import ConfigError
+        from cosell.partnercenter.errors import (
+            AuthConfigurationError,
+            AuthenticationError,
+            PartnerCenterError,
+        )
+
         public_url = settings.server.public_url
         if settings.partner_center.missing():
             self._add("skip", "Webhooks", "registration not checked", "settings incomplete")

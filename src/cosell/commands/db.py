@@ -15,9 +15,6 @@ from typing import Annotated
 import typer
 
 from cosell.commands import ConfigOption
-from cosell.config import ConfigError, Settings
-from cosell.store import StoreError
-from cosell.store.schema import upgrade_database
 
 db_app = typer.Typer(
     help="The store's database: links, snapshots, audit, cursors, inbox.",
@@ -42,6 +39,10 @@ def upgrade(
     config: ConfigOption = None,
 ) -> None:
     """Migrate the store's database to this cosell's schema and print its revision."""
+    from cosell.config import ConfigError, Settings
+    from cosell.store import StoreError
+    from cosell.store.schema import upgrade_database
+
     try:
         if url is None:
             url = Settings.load(config).store.url

@@ -22,9 +22,6 @@ from typing import Annotated
 
 import typer
 
-from cosell.config import PartnerCenterSettings, SalesforceSettings, ServerSettings
-from cosell.mapping.loader import default_mapping_text
-
 CONFIG_NAME = "cosell.toml"
 MAPPING_NAME = "mapping.yaml"
 
@@ -173,6 +170,8 @@ class InitError(Exception):
 
 def render_template() -> str:
     """The commented `cosell.toml` that `cosell init` writes (defaults from the settings model)."""
+    from cosell.config import PartnerCenterSettings, SalesforceSettings, ServerSettings
+
     pc, sf, server = PartnerCenterSettings(), SalesforceSettings(), ServerSettings()
     return TEMPLATE.format(
         authority_host=pc.authority_host,
@@ -201,6 +200,8 @@ def write_starter_files(directory: Path, *, force: bool = False) -> list[Path]:
     Raises:
         InitError: a file exists and `force` is False, or the directory cannot be written.
     """
+    from cosell.mapping.loader import default_mapping_text
+
     files = {directory / CONFIG_NAME: render_template(), directory / MAPPING_NAME: None}
     existing = [path for path in files if path.exists()]
     if existing and not force:

@@ -16,19 +16,17 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import httpx
 import typer
 
-from cosell.clock import Clock
 from cosell.commands import ConfigOption
-from cosell.config import ConfigError, Settings
-from cosell.mapping import MappingError, check_mapping, load_mapping
-from cosell.mapping.model import ACCOUNT, OPPORTUNITY
-from cosell.salesforce.client import SalesforceClient
-from cosell.salesforce.errors import NotFoundError, SalesforceError
-from cosell.salesforce.schema import ObjectDescription
+
+if TYPE_CHECKING:  # imported when the command runs, so that the CLI starts quickly
+    from cosell.clock import Clock
+    from cosell.config import Settings
+    from cosell.salesforce.schema import ObjectDescription
 
 HTTP_TIMEOUT = httpx.Timeout(30.0, connect=10.0)  # describe answers are large but quick
 
@@ -68,6 +66,9 @@ async def describe_objects(
         ConfigError: the sign-in the settings choose lacks a credential.
         SalesforceError: Salesforce refused the sign-in or a describe.
     """
+    from cosell.salesforce.client import SalesforceClient
+    from cosell.salesforce.errors import NotFoundError
+
     flow = settings.salesforce.auth_flow(clock=clock)
     owned = http is None
     client_http = http if http is not None else httpx.AsyncClient(timeout=HTTP_TIMEOUT)
@@ -108,6 +109,11 @@ async def run_check(
     Returns:
         The exit status: 0 when the mapping fits, 1 when there is any problem.
     """
+    from cosell.config import ConfigError, Settings
+    from cosell.mapping import MappingError, check_mapping, load_mapping
+    from cosell.mapping.model import ACCOUNT, OPPORTUNITY
+    from cosell.salesforce.errors import SalesforceError
+
     try:
         settings = Settings.load(config_file)
     except ConfigError as exc:

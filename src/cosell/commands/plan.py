@@ -13,22 +13,20 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from cosell.clock import SystemClock
 from cosell.commands import ConfigOption, DealKey, quiet_client_logs
-from cosell.config import ConfigError, Settings
-from cosell.mapping import MappingError
-from cosell.mapping.types import Value
-from cosell.partnercenter.errors import PartnerCenterError
-from cosell.salesforce.errors import SalesforceError
-from cosell.store import KeyFormatError, Store, StoreError, parse_key, record_key, referral_key
-from cosell.store.types import Key
-from cosell.sync.context import SyncContext, build_context
-from cosell.sync.reconcile import PlanReport, explain
+
+if TYPE_CHECKING:  # imported when the command runs, so that the CLI starts quickly
+    from cosell.config import Settings
+    from cosell.mapping.types import Value
+    from cosell.store.types import Key
+    from cosell.sync.context import SyncContext
+    from cosell.sync.reconcile import PlanReport
 
 _SALESFORCE_ID = re.compile(r"^[a-zA-Z0-9]{15}(?:[a-zA-Z0-9]{3})?$")
 _GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
@@ -40,6 +38,9 @@ def key_of(text: str) -> Key:
     Raises:
         KeyFormatError: none of those; the message shows the accepted forms.
     """
+    from cosell.store import parse_key, record_key, referral_key
+    from cosell.store.types import Key
+
     text = text.strip()
     if _GUID.match(text):
         return referral_key(text)
@@ -101,6 +102,8 @@ def render(report: PlanReport, console: Console) -> None:
 
 async def print_plan(ctx: SyncContext, key: Key, console: Console) -> PlanReport:
     """Explain `key` on `ctx` and print it; the report."""
+    from cosell.sync.reconcile import explain
+
     report = await explain(ctx, key)
     render(report, console)
     return report
@@ -111,6 +114,12 @@ def plan(
     config: ConfigOption = None,
 ) -> None:
     """Show what a sync of one opportunity or referral would change, without writing anything."""
+    from cosell.config import ConfigError, Settings
+    from cosell.mapping import MappingError
+    from cosell.partnercenter.errors import PartnerCenterError
+    from cosell.salesforce.errors import SalesforceError
+    from cosell.store import KeyFormatError, StoreError
+
     try:
         parsed = key_of(key)
     except KeyFormatError as error:
@@ -129,6 +138,10 @@ def plan(
 
 
 async def _run(settings: Settings, key: Key) -> None:
+    from cosell.clock import SystemClock
+    from cosell.store import Store
+    from cosell.sync.context import build_context
+
     clock = SystemClock()
     store = Store.open(settings.store.url, clock=clock, migrate=False)  # a plan writes nothing
     try:

@@ -35,32 +35,28 @@ import sys
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import replace
-from typing import Annotated, Any, Final
+from typing import TYPE_CHECKING, Annotated, Any, Final
 
 import httpx
 import structlog
 import typer
 import uvicorn
-from cryptography import x509
-from dbos import DBOS
 
-from cosell.clock import Clock, SystemClock
 from cosell.commands import ConfigOption
 from cosell.commands.webhooks import REFERRAL_EVENTS, webhooks_client
-from cosell.config import ConfigError, Settings
-from cosell.mapping import MappingError
-from cosell.partnercenter.auth import TokenProvider
-from cosell.partnercenter.errors import PartnerCenterError
-from cosell.partnercenter.webhooks import SignatureVerifier
-from cosell.salesforce.errors import SalesforceError
-from cosell.server.app import DEFAULT_GRACE_SECONDS, create_app
-from cosell.server.logs import configure_logging
-from cosell.server.metrics import Metrics, ObservedReconciler
-from cosell.server.readiness import Check, Readiness
-from cosell.store import Store, StoreError
-from cosell.sync import reconcile
-from cosell.sync.context import SyncContext, build_context
-from cosell.sync.engine import RECONCILE_QUEUE, Engine, EngineError, EngineOptions
+from cosell.server import DEFAULT_GRACE_SECONDS
+
+if TYPE_CHECKING:  # imported when a command runs, so that the CLI starts quickly
+    from cryptography import x509
+
+    from cosell.clock import Clock
+    from cosell.config import Settings
+    from cosell.partnercenter.auth import TokenProvider
+    from cosell.server.metrics import Metrics
+    from cosell.server.readiness import Check
+    from cosell.store import Store
+    from cosell.sync.context import SyncContext
+
 
 log = structlog.get_logger("cosell.serve")
 
@@ -68,8 +64,6 @@ HTTP_TIMEOUT: Final = httpx.Timeout(30.0, connect=10.0)  # both APIs answer well
 CA_TIMEOUT: Final = httpx.Timeout(10.0)  # the CA download happens once, at start
 MAX_CA_BYTES: Final = 256 * 1024  # a root bundle is a few KiB; more is not a certificate
 QUEUE_DEPTH_LIMIT: Final = 100_000  # workflows counted per scrape; a deeper queue shows this
-
-_USER_ERRORS = (ConfigError, StoreError, MappingError, EngineError, OSError, ValueError)
 
 
 class CountingTransport(httpx.AsyncBaseTransport):
@@ -101,6 +95,8 @@ def load_trusted_roots(settings: Settings) -> list[x509.Certificate] | None:
     Raises:
         ConfigError: the CA file or URL cannot be read or holds no certificate.
     """
+    from cosell.config import ConfigError
+
     server = settings.server
     if server.trusted_ca_file is not None:
         try:
@@ -129,6 +125,10 @@ def load_trusted_roots(settings: Settings) -> list[x509.Certificate] | None:
 
 
 def _certificates(data: bytes, what: str) -> list[x509.Certificate]:
+    from cryptography import x509
+
+    from cosell.config import ConfigError
+
     try:
         if data.lstrip().startswith(b"-----BEGIN"):
             return list(x509.load_pem_x509_certificates(data))
@@ -139,6 +139,10 @@ def _certificates(data: bytes, what: str) -> list[x509.Certificate]:
 
 async def queue_depth() -> int:
     """Single-key reconciles enqueued and not yet started, across all workers."""
+    from dbos import DBOS
+
+    from cosell.sync.engine import RECONCILE_QUEUE
+
     waiting = await DBOS.list_workflows_async(
         status=["ENQUEUED"],
         queue_name=RECONCILE_QUEUE,
@@ -160,6 +164,9 @@ def readiness_checks(
     settings: Settings, *, store: Store, ctx: SyncContext, pc_http: httpx.AsyncClient, clock: Clock
 ) -> list[Check]:
     """The checks of `/readyz` (see the module docstring)."""
+    from cosell.config import ConfigError
+    from cosell.server.readiness import Check
+
     public_url = settings.server.public_url
 
     async def database() -> str:
@@ -210,6 +217,15 @@ async def build_service(
     settings: Settings, *, clock: Clock, grace_seconds: float
 ) -> AsyncIterator[Any]:
     """Everything `cosell serve` runs, built and torn down in order; yields the ASGI app."""
+    from cosell.partnercenter.webhooks import SignatureVerifier
+    from cosell.server.app import create_app
+    from cosell.server.metrics import Metrics, ObservedReconciler
+    from cosell.server.readiness import Readiness
+    from cosell.store import Store
+    from cosell.sync import reconcile
+    from cosell.sync.context import build_context
+    from cosell.sync.engine import Engine, EngineOptions
+
     store = Store.open(settings.store.url, clock=clock)
     metrics = Metrics(store)
     clients: list[httpx.AsyncClient] = []
@@ -306,6 +322,9 @@ async def run_server(
         grace_seconds: how long in-flight requests and running reconciles may take to finish.
         clock: the clock of tokens, certificates and the engine.
     """
+    from cosell.clock import SystemClock
+    from cosell.sync.engine import EngineError
+
     async with build_service(
         settings, clock=clock or SystemClock(), grace_seconds=grace_seconds
     ) as app:
@@ -381,6 +400,14 @@ def serve(
     ] = DEFAULT_GRACE_SECONDS,
 ) -> None:
     """Run the service: webhook endpoint, reconcile workers, pollers, sweeps, health, metrics."""
+    from cosell.config import ConfigError, Settings
+    from cosell.mapping import MappingError
+    from cosell.partnercenter.errors import PartnerCenterError
+    from cosell.salesforce.errors import SalesforceError
+    from cosell.server.logs import configure_logging
+    from cosell.store import StoreError
+    from cosell.sync.engine import EngineError
+
     try:
         settings = Settings.load(config)
     except ConfigError as error:
@@ -394,7 +421,16 @@ def serve(
     configure_logging(settings.server.log_format)
     try:
         asyncio.run(run_server(settings, sock=sock, grace_seconds=grace))
-    except (*_USER_ERRORS, PartnerCenterError, SalesforceError) as error:
+    except (
+        ConfigError,
+        StoreError,
+        MappingError,
+        EngineError,
+        OSError,
+        ValueError,
+        PartnerCenterError,
+        SalesforceError,
+    ) as error:
         typer.echo(f"Error: {error}", err=True)
         raise typer.Exit(code=1) from error
     finally:

@@ -30,31 +30,36 @@ import asyncio
 import json
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import httpx
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from cosell.clock import Clock, SystemClock
 from cosell.commands import ConfigOption, quiet_client_logs
-from cosell.config import ConfigError, Settings
-from cosell.salesforce.client import RetryPolicy, SalesforceClient
-from cosell.salesforce.errors import SalesforceError
-from cosell.store import Link, Store, StoreError
-from cosell.store.store import StoreSummary
-from cosell.sync import pollers
-from cosell.sync.engine import LAST_SWEEP_CURSOR as LAST_SWEEP
+
+if TYPE_CHECKING:  # imported when a command runs, so that the CLI starts quickly
+    from cosell.clock import Clock
+    from cosell.config import Settings
+    from cosell.salesforce.client import SalesforceClient
+    from cosell.store import Link, Store
+    from cosell.store.store import StoreSummary
+
 
 ERRORS_SHOWN = 20  # a screenful; the dashboard and `cosell audit` show the rest
 USAGE_TIMEOUT_SECONDS = 10.0  # status must answer promptly when Salesforce is down
-LAST_SWEEP_CURSOR = LAST_SWEEP
-POLLERS = {
-    pollers.PARTNER_CENTER_CURSOR: "Partner Center poller",
-    pollers.SALESFORCE_CURSOR: "Salesforce poller",
-    pollers.LEAD_CURSOR: "Salesforce Lead poller",
-}
+
+
+def _pollers() -> dict[str, str]:
+    """The pollers' cursor names and what `status` calls them."""
+    from cosell.sync import pollers
+
+    return {
+        pollers.PARTNER_CENTER_CURSOR: "Partner Center poller",
+        pollers.SALESFORCE_CURSOR: "Salesforce poller",
+        pollers.LEAD_CURSOR: "Salesforce Lead poller",
+    }
 
 
 @dataclass(frozen=True)
@@ -124,6 +129,8 @@ async def read_salesforce_usage(client: SalesforceClient) -> ApiUsageReading:
     Returns:
         The reading; `error` says why when the call failed.
     """
+    from cosell.salesforce.errors import SalesforceError
+
     try:
         await client.limits()
     except SalesforceError as error:
@@ -146,6 +153,9 @@ async def salesforce_usage(settings: Settings, *, clock: Clock) -> ApiUsageReadi
     Returns:
         The reading; `error` says why when the settings or Salesforce did not allow it.
     """
+    from cosell.config import ConfigError
+    from cosell.salesforce.client import RetryPolicy, SalesforceClient
+
     try:
         flow = settings.salesforce.auth_flow(clock=clock)
     except ConfigError as error:
@@ -170,6 +180,8 @@ def _iso(value: datetime | None) -> str | None:
 
 
 def _newest_seen(value: str) -> datetime | None:
+    from cosell.sync import pollers
+
     try:
         return pollers.Cursor.parse(value).at
     except ValueError:
@@ -177,6 +189,8 @@ def _newest_seen(value: str) -> datetime | None:
 
 
 def _last_sweep(summary: StoreSummary) -> datetime | None:
+    from cosell.sync.engine import LAST_SWEEP_CURSOR
+
     for cursor in summary.cursors:
         if cursor.name == LAST_SWEEP_CURSOR:
             try:
@@ -223,7 +237,7 @@ def report_json(report: StatusReport) -> dict[str, Any]:
                     "newest_change_seen": _iso(_newest_seen(cursor.value)),
                 }
                 for cursor in summary.cursors
-                if cursor.name in POLLERS
+                if cursor.name in _pollers()
             ],
             "oldest_pending_at": _iso(summary.oldest_pending_at),
             "oldest_pending_seconds": _ago(now, summary.oldest_pending_at),
@@ -304,7 +318,7 @@ def render(report: StatusReport, console: Console) -> None:
     lag.add_column("What")
     lag.add_column("When")
     cursors = {cursor.name: cursor for cursor in summary.cursors}
-    for name, label in POLLERS.items():
+    for name, label in _pollers().items():
         cursor = cursors.get(name)
         if cursor is None:
             lag.add_row(f"{label}: last poll", "[dim]never[/dim]")
@@ -349,6 +363,9 @@ def status(
     ] = False,
 ) -> None:
     """Show links by sync status, errors, lag, the webhook inbox and API usage."""
+    from cosell.config import ConfigError, Settings
+    from cosell.store import StoreError
+
     try:
         settings = Settings.load(config)
         with quiet_client_logs():
@@ -363,6 +380,9 @@ def status(
 
 
 async def _run(settings: Settings) -> StatusReport:
+    from cosell.clock import SystemClock
+    from cosell.store import Store
+
     clock = SystemClock()
     store = Store.open(settings.store.url, clock=clock, migrate=False)  # status only reads
     try:

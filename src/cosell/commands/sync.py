@@ -16,38 +16,32 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import replace
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from cosell.clock import SystemClock
 from cosell.commands import ConfigOption, quiet_client_logs
-from cosell.config import ConfigError, Settings
-from cosell.mapping import MappingError
-from cosell.partnercenter.errors import PartnerCenterError
-from cosell.salesforce.errors import SalesforceError
-from cosell.store import Store, StoreError
-from cosell.sync.engine import (
-    Engine,
-    EngineError,
-    EngineOptions,
-    Summary,
-    settings_context_factory,
-)
-from cosell.sync.outcome import Outcome
 
-_USER_ERRORS = (
-    ConfigError,
-    StoreError,
-    MappingError,
-    EngineError,
-    PartnerCenterError,
-    SalesforceError,
-)
-"""What a bad setting or an unreachable side raises: reported in one line, exit status 1."""
+if TYPE_CHECKING:  # imported when the command runs, so that the CLI starts quickly
+    from cosell.config import Settings
+    from cosell.sync.engine import Summary
+    from cosell.sync.outcome import Outcome
+
+
+def _user_errors() -> tuple[type[Exception], ...]:
+    """What a bad setting or an unreachable side raises: reported in one line, exit status 1."""
+    from cosell.config import ConfigError
+    from cosell.mapping import MappingError
+    from cosell.partnercenter.errors import PartnerCenterError
+    from cosell.salesforce.errors import SalesforceError
+    from cosell.store import StoreError
+    from cosell.sync.engine import EngineError
+
+    return (ConfigError, StoreError, MappingError, EngineError, PartnerCenterError, SalesforceError)
+
 
 _ROWS = (
     ("unchanged", "Unchanged"),
@@ -72,6 +66,8 @@ def sync(
     config: ConfigOption = None,
 ) -> None:
     """Run one sync pass in the foreground and print a summary (exit 1 if a key failed)."""
+    from cosell.config import Settings
+
     console = Console()
     try:
         settings = Settings.load(config)
@@ -81,7 +77,7 @@ def sync(
                     settings, full=full, dry_run=dry_run or settings.sync.dry_run, console=console
                 )
             )
-    except _USER_ERRORS as error:
+    except _user_errors() as error:
         typer.echo(f"Error: {error}", err=True)
         raise typer.Exit(code=1) from error
     render(summary, console)
@@ -100,6 +96,10 @@ async def run_sync(settings: Settings, *, full: bool, dry_run: bool, console: Co
     Returns:
         The pass's summary.
     """
+    from cosell.clock import SystemClock
+    from cosell.store import Store
+    from cosell.sync.engine import Engine, EngineOptions, settings_context_factory
+
     clock = SystemClock()
     store = Store.open(settings.store.url, clock=clock)
     try:

@@ -31,38 +31,25 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import httpx
 import typer
 
-from cosell.clock import Clock, SystemClock
 from cosell.commands import ConfigOption, quiet_client_logs
-from cosell.config import ConfigError, Settings
-from cosell.partnercenter.auth import (
-    WEBHOOKS_SCOPE,
-    AppCredentials,
-    ClientCredentialsProvider,
-    FileRefreshTokenStore,
-    InMemoryRefreshTokenStore,
-    RefreshTokenProvider,
-    RefreshTokenStore,
-    RoutingHttpClient,
-    TokenProvider,
-)
-from cosell.partnercenter.client import RetryPolicy
-from cosell.partnercenter.errors import (
-    InvalidRequestError,
-    PartnerCenterError,
-    RegistrationExistsError,
-    ThrottledError,
-)
-from cosell.partnercenter.webhooks import (
-    Registration,
-    ValidationResult,
-    ValidationResultItem,
-    WebhooksClient,
-)
+
+if TYPE_CHECKING:  # imported when a command runs, so that the CLI starts quickly
+    from cosell.clock import Clock
+    from cosell.config import Settings
+    from cosell.partnercenter.auth import RefreshTokenStore, TokenProvider
+    from cosell.partnercenter.client import RetryPolicy
+    from cosell.partnercenter.webhooks import (
+        Registration,
+        ValidationResult,
+        ValidationResultItem,
+        WebhooksClient,
+    )
+
 
 REFERRAL_EVENTS: tuple[str, ...] = (
     "referral-created",
@@ -106,6 +93,16 @@ def webhooks_tokens(
     Raises:
         ConfigError: the tenant or client id is missing, or no grant can be used.
     """
+    from cosell.config import ConfigError
+    from cosell.partnercenter.auth import (
+        WEBHOOKS_SCOPE,
+        AppCredentials,
+        ClientCredentialsProvider,
+        FileRefreshTokenStore,
+        InMemoryRefreshTokenStore,
+        RefreshTokenProvider,
+    )
+
     pc = settings.partner_center
     missing = [key for key in ("tenant_id", "client_id") if getattr(pc, key) is None]
     if missing:
@@ -160,6 +157,10 @@ async def webhooks_client(
     Raises:
         ConfigError: the settings lack what the Webhooks API needs.
     """
+    from cosell.clock import SystemClock
+    from cosell.partnercenter.auth import RoutingHttpClient
+    from cosell.partnercenter.webhooks import WebhooksClient
+
     clock = clock or SystemClock()
     pc = settings.partner_center
     owned: list[httpx.AsyncClient | httpx.Client] = []
@@ -231,6 +232,8 @@ async def run_register(
         clock: the clock of tokens and retries.
         http: the HTTP client (tests).
     """
+    from cosell.partnercenter.errors import RegistrationExistsError
+
     target = url or default_url(settings)
     if not target:
         echo(
@@ -314,6 +317,10 @@ async def run_test(
         0 when the receiver answered 2xx, 1 otherwise (refused, unreachable, throttled, no
         result in time).
     """
+    from cosell.clock import SystemClock
+    from cosell.partnercenter.client import RetryPolicy
+    from cosell.partnercenter.errors import InvalidRequestError, ThrottledError
+
     clock = clock or SystemClock()
     no_wait = RetryPolicy(max_retry_after=0.0)  # a 429 goes to the user, not into a sleep
     async with webhooks_client(settings, clock=clock, http=http, retry=no_wait) as client:
@@ -383,6 +390,8 @@ async def _poll(
 
 
 def _settings(config: Path | None, echo: Echo) -> Settings | None:
+    from cosell.config import ConfigError, Settings
+
     try:
         return Settings.load(config)
     except ConfigError as exc:
@@ -391,6 +400,9 @@ def _settings(config: Path | None, echo: Echo) -> Settings | None:
 
 
 def _run(work: Callable[[Settings], Coroutine[Any, Any, int]], config: Path | None) -> None:
+    from cosell.config import ConfigError
+    from cosell.partnercenter.errors import PartnerCenterError
+
     echo = typer.echo
     settings = _settings(config, echo)
     if settings is None:

@@ -12,3 +12,7 @@ logs.py       configure_logging: structlog and stdlib as JSON lines, secrets mas
 readiness checks from the settings and runs the app under uvicorn. Nothing here opens a socket
 or builds an HTTP client of its own.
 """
+
+from typing import Final
+
+DEFAULT_GRACE_SECONDS: Final = 10.0  # running reconciles finish within this on shutdown

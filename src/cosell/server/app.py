@@ -60,6 +60,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from cosell.config import ServerSettings
 from cosell.partnercenter.errors import WebhookVerificationError
 from cosell.partnercenter.webhooks import VerifiedEvent
+from cosell.server import DEFAULT_GRACE_SECONDS
 from cosell.server.intake import InboxWriter
 from cosell.server.metrics import CONTENT_TYPE, Metrics
 from cosell.server.readiness import Readiness
@@ -72,7 +73,6 @@ VALIDATION_EVENTS: Final = frozenset({"test-created", "validation"})
 REFERRAL_EVENTS: Final = frozenset(
     {"referral-created", "referral-updated", "related-referral-created", "related-referral-updated"}
 )
-DEFAULT_GRACE_SECONDS: Final = 10.0  # running reconciles finish within this on shutdown
 
 
 class Verifier(Protocol):

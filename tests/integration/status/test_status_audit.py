@@ -29,7 +29,6 @@ from cosell.cli import app
 from cosell.clock import ManualClock
 from cosell.commands.status import (
     ERRORS_SHOWN,
-    LAST_SWEEP_CURSOR,
     collect,
     read_salesforce_usage,
     render,
@@ -38,6 +37,7 @@ from cosell.commands.status import (
 from cosell.store import Store, SyncStatus
 from cosell.store.schema import upgrade_database
 from cosell.sync import pollers
+from cosell.sync.engine import LAST_SWEEP_CURSOR
 from cosell.sync.reconcile import reconcile_key
 
 

@@ -15,12 +15,6 @@ from pathlib import Path
 
 import typer
 
-from cosell_sandbox.partnercenter.app import PartnerCenterSandbox, SandboxOptions
-from cosell_sandbox.partnercenter.events import WebhookFaults
-from cosell_sandbox.partnercenter.faults import ApiFaults
-from cosell_sandbox.partnercenter.persistence import SandboxDataError
-from cosell_sandbox.serving import listen, run_forever, usage_error
-
 
 def partner_center_command(
     port: int = typer.Option(
@@ -80,6 +74,12 @@ def partner_center_command(
     ),
 ) -> None:
     """Run a local emulator of Partner Center's Referrals API, Webhooks API and token endpoint."""
+    from cosell_sandbox.partnercenter.app import PartnerCenterSandbox, SandboxOptions
+    from cosell_sandbox.partnercenter.events import WebhookFaults
+    from cosell_sandbox.partnercenter.faults import ApiFaults
+    from cosell_sandbox.partnercenter.persistence import SandboxDataError
+    from cosell_sandbox.serving import listen, run_forever, usage_error
+
     options = SandboxOptions(
         seed=seed,
         token_lifetime_seconds=token_lifetime,

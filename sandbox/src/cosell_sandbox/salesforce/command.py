@@ -15,14 +15,6 @@ from pathlib import Path
 
 import typer
 
-from cosell_sandbox.salesforce.app import (
-    ApiFaults,
-    SalesforceSandbox,
-    SandboxDataError,
-    SandboxOptions,
-)
-from cosell_sandbox.serving import listen, run_forever, usage_error
-
 
 def salesforce_command(
     port: int = typer.Option(
@@ -72,6 +64,14 @@ def salesforce_command(
     ),
 ) -> None:
     """Run a local emulator of the Salesforce REST API, OAuth token endpoint and SOAP login."""
+    from cosell_sandbox.salesforce.app import (
+        ApiFaults,
+        SalesforceSandbox,
+        SandboxDataError,
+        SandboxOptions,
+    )
+    from cosell_sandbox.serving import listen, run_forever, usage_error
+
     faults = ApiFaults(
         latency_seconds=latency,
         error_503_fraction=error_503,

@@ -1,5 +1,6 @@
-"""The CLI works without the sandboxes installed, and says how to install them."""
+"""The CLI starts without its heavy modules, and without the sandboxes when they are missing."""
 
+import subprocess
 import sys
 
 import pytest
@@ -8,6 +9,18 @@ from typer.testing import CliRunner
 from cosell.cli import app
 
 runner = CliRunner()
+
+
+# What `import cosell.cli` must not load: each is only needed once a command runs.
+HEAVY = ("cosell_sandbox", "fastapi", "dbos", "sqlalchemy", "alembic", "msal", "cosell.sync")
+
+
+def test_importing_the_cli_loads_no_heavy_module() -> None:
+    probe = f"import sys, cosell.cli; print(sorted(n for n in {HEAVY!r} if n in sys.modules))"
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert result.stdout.strip() == "[]"
 
 
 @pytest.fixture
