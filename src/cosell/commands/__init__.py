@@ -11,10 +11,12 @@ import logging
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import structlog
 import typer
+
+if TYPE_CHECKING:
+    import structlog
 
 ConfigOption = Annotated[
     Path | None,
@@ -67,6 +69,8 @@ def require_sandboxes(command: str) -> None:
 
 
 def _stderr_logger(*_args: object) -> structlog.PrintLogger:
+    import structlog
+
     return structlog.PrintLogger(sys.stderr)  # the stderr of the moment (test runners swap it)
 
 
@@ -77,6 +81,8 @@ def quiet_client_logs() -> Iterator[None]:
     structlog's default prints to stdout, which is the command's report (`--json` feeds
     scripts). Does nothing when the application configured structlog itself (`cosell serve`).
     """
+    import structlog
+
     if structlog.is_configured():
         yield
         return

@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import typer
-from pydantic import SecretStr
 from typer.core import TyperGroup
 
 from cosell.commands import require_sandboxes, sandboxes_installed
@@ -78,6 +77,8 @@ def settings_toml(settings: Settings) -> str:
 
 
 def _toml_value(value: Any) -> str:
+    from pydantic import SecretStr
+
     if isinstance(value, SecretStr):
         value = value.get_secret_value()
     if isinstance(value, bool):

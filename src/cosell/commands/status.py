@@ -189,10 +189,10 @@ def _newest_seen(value: str) -> datetime | None:
 
 
 def _last_sweep(summary: StoreSummary) -> datetime | None:
-    from cosell.sync.engine import LAST_SWEEP_CURSOR
+    from cosell.sync import pollers
 
     for cursor in summary.cursors:
-        if cursor.name == LAST_SWEEP_CURSOR:
+        if cursor.name == pollers.LAST_SWEEP_CURSOR:
             try:
                 return datetime.fromisoformat(cursor.value)
             except ValueError:

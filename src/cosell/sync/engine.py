@@ -138,9 +138,7 @@ BATCH_QUEUE: Final = "cosell-batch"
 SCHEDULE_QUEUE: Final = "cosell-schedules"
 KEY_WORKFLOW_PREFIX: Final = "cosell-reconcile:"
 BATCH_SIZE: Final = 200  # keys per batch workflow: one SOQL IN list, one sObject collection
-LAST_SWEEP_CURSOR: Final = (
-    "sweep:last"  # when the periodic sweep last ran; `cosell status` shows it
-)
+LAST_SWEEP_CURSOR: Final = pollers.LAST_SWEEP_CURSOR  # named with the pollers' cursors
 RETRIABLE_ERRORS: Final = (
     PartnerCenterRetriableError,
     SalesforceRetriableError,

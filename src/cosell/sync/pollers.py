@@ -51,6 +51,9 @@ from cosell.store.types import Key, record_key, referral_key
 PARTNER_CENTER_CURSOR = "poll:partner_center"
 SALESFORCE_CURSOR = "poll:salesforce:Opportunity"
 LEAD_CURSOR = "poll:salesforce:Lead"
+LAST_SWEEP_CURSOR = (
+    "sweep:last"  # when the engine's periodic sweep last ran; `cosell status` shows it
+)
 
 # Long enough for Salesforce's slowest commits to become visible (its docs suggest a few
 # seconds for SystemModstamp polling), short enough that the de-duplication set stays small.
