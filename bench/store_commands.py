@@ -8,8 +8,9 @@ shares one co-sell referral and `cosell sync --full` links it to a new opportuni
 deal `audit` and `plan` are asked about. Then `--links` more links are written straight into
 the store through its API (one in a hundred in Error, each with an audit entry), as a store of
 that many synced deals holds. Each command runs `--runs` times in a fresh process (start-up
-included, as a user sees it); the median and the slowest wall time are reported. `plan` also
-reads the deal from both sandboxes.
+included, as a user sees it); the median and the slowest wall time are reported, and the median
+CPU time of the process (steadier on a shared machine). `plan` also reads the deal from both
+sandboxes (running in the same machine's other process).
 
 Target: each under 2 s with 10,000 links.
 """
@@ -17,6 +18,7 @@ Target: each under 2 s with 10,000 links.
 from __future__ import annotations
 
 import json
+import resource
 import signal
 import statistics
 import subprocess
@@ -38,8 +40,14 @@ UP_OPTIONS: Final = ("--pc-port", "0", "--sf-port", "0", "--json", "--write-conf
 ERROR_EVERY: Final = 100  # one link in a hundred is in Error, so `status` has errors to list
 
 
-def cosell(*args: str, cwd: Path) -> float:
-    """Run `cosell *args` in `cwd` (it must exit 0); its wall time."""
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def cosell(*args: str, cwd: Path) -> tuple[float, float]:
+    """Run `cosell *args` in `cwd` (it must exit 0); its wall and CPU times."""
+    cpu_before = _children_cpu()
     started = time.perf_counter()
     done = subprocess.run(
         [sys.executable, "-m", "cosell.cli", *args],
@@ -52,7 +60,7 @@ def cosell(*args: str, cwd: Path) -> float:
     elapsed = time.perf_counter() - started
     if done.returncode != 0:
         raise SystemExit(f"cosell {' '.join(args)} exited {done.returncode}:\n{done.stderr}")
-    return elapsed
+    return elapsed, _children_cpu() - cpu_before
 
 
 def seed(store_url: str, links: int) -> None:
@@ -85,7 +93,7 @@ def main() -> None:
     report = benchkit.Report(
         title=f"cosell commands against a store of {options.links:,} links",
         options={"links": options.links, "runs": options.runs},
-        columns=["command", "median_s", "max_s"],
+        columns=["command", "median_s", "max_s", "cpu_s"],
     )
     with tempfile.TemporaryDirectory(prefix="cosell-bench-") as name:
         directory = Path(name)
@@ -117,12 +125,14 @@ def main() -> None:
                 ["audit", referral_id],
                 ["plan", referral_id],
             ):
-                times = [cosell(*args, cwd=directory) for _ in range(options.runs)]
+                runs = [cosell(*args, cwd=directory) for _ in range(options.runs)]
+                times = [wall for wall, _ in runs]
                 report.rows.append(
                     {
                         "command": "cosell " + " ".join(args).replace(referral_id, "KEY"),
                         "median_s": statistics.median(times),
                         "max_s": max(times),
+                        "cpu_s": statistics.median(cpu for _, cpu in runs),
                     }
                 )
         finally:
