@@ -15,6 +15,8 @@ from pathlib import Path
 
 import typer
 
+from cosell_sandbox.serving import listen, run_forever, usage_error
+
 
 def partner_center_command(
     port: int = typer.Option(
@@ -78,7 +80,6 @@ def partner_center_command(
     from cosell_sandbox.partnercenter.events import WebhookFaults
     from cosell_sandbox.partnercenter.faults import ApiFaults
     from cosell_sandbox.partnercenter.persistence import SandboxDataError
-    from cosell_sandbox.serving import listen, run_forever, usage_error
 
     options = SandboxOptions(
         seed=seed,

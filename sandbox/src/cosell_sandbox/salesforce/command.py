@@ -15,6 +15,8 @@ from pathlib import Path
 
 import typer
 
+from cosell_sandbox.serving import listen, run_forever, usage_error
+
 
 def salesforce_command(
     port: int = typer.Option(
@@ -70,7 +72,6 @@ def salesforce_command(
         SandboxDataError,
         SandboxOptions,
     )
-    from cosell_sandbox.serving import listen, run_forever, usage_error
 
     faults = ApiFaults(
         latency_seconds=latency,
