@@ -48,7 +48,7 @@ import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Final
 from urllib.parse import urlsplit
 
 import certifi
@@ -508,7 +508,10 @@ class SignatureVerifier:
             raise refuse("backslashes and %-escapes are not allowed")
         if "?" in url or "#" in url:
             raise refuse("a query or fragment is not allowed")
-        parts = urlsplit(url)
+        try:
+            parts = urlsplit(url)
+        except ValueError as exc:  # e.g. an unclosed IPv6 literal: `http://[::1/cert/x`
+            raise refuse("it is not a well-formed URL") from exc
         if "@" in parts.netloc:
             raise refuse("userinfo (user@host) is not allowed")
         try:
@@ -682,10 +685,38 @@ def _load_certificates(data: bytes) -> list[x509.Certificate]:
     return certificates
 
 
+# A callback is one flat object; a few levels leave room for a nested field Microsoft may add,
+# and a bound keeps a deeply nested (signed) body from exhausting the parser's recursion.
+MAX_JSON_DEPTH: Final = 16
+# A string token runs to its closing quote, or to the end when unclosed, so the scan is linear.
+_JSON_STRUCTURE = re.compile(rb'"(?:[^"\\]|\\.)*"?|[\[\]{}]', re.DOTALL)
+
+
+def json_depth(raw: bytes) -> int:
+    """The deepest nesting of arrays and objects in a JSON text (brackets in strings skipped).
+
+    It is counted without parsing, so that a body nested thousands deep can be refused before
+    `json.loads` recurses into it. Malformed text gets some count; the parser refuses it anyway.
+    """
+    depth = deepest = 0
+    for match in _JSON_STRUCTURE.finditer(raw):
+        token = match.group()
+        if token in (b"[", b"{"):
+            depth += 1
+            deepest = max(deepest, depth)
+        elif token in (b"]", b"}"):
+            depth -= 1
+    return deepest
+
+
 def _parse_event(raw_body: bytes) -> VerifiedEvent:
+    if json_depth(raw_body) > MAX_JSON_DEPTH:
+        raise MalformedEventError(
+            f"the signed callback body is nested more than {MAX_JSON_DEPTH} levels deep"
+        )
     try:
         body = json.loads(raw_body)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise MalformedEventError("the signed callback body is not JSON") from exc
     if not isinstance(body, dict):
         raise MalformedEventError("the signed callback body is not a JSON object")
@@ -693,7 +724,13 @@ def _parse_event(raw_body: bytes) -> VerifiedEvent:
 
     def text(name: str) -> str | None:
         value = fields.get(name)
-        return value if isinstance(value, str) and value else None
+        if not isinstance(value, str) or not value:
+            return None
+        if not _is_plain_text(value):
+            raise MalformedEventError(
+                f"the callback's {name} holds a control character or an unpaired surrogate"
+            )
+        return value
 
     event_name = text("eventname")
     if event_name is None:
@@ -702,7 +739,13 @@ def _parse_event(raw_body: bytes) -> VerifiedEvent:
     resource_name = text("resourcename")
     referral_id = None
     if resource_uri and (resource_name or "").lower() == "referral":
-        segments = [s for s in urlsplit(resource_uri).path.split("/") if s]
+        try:
+            path = urlsplit(resource_uri).path
+        except ValueError as exc:  # e.g. an unclosed IPv6 literal in the host
+            raise MalformedEventError(
+                "the callback's ResourceUri is not a well-formed URL"
+            ) from exc
+        segments = [s for s in path.split("/") if s]
         referral_id = segments[-1] if segments else None
     changed = text("resourcechangeutcdate")
     changed_at: datetime | None = None
@@ -721,3 +764,17 @@ def _parse_event(raw_body: bytes) -> VerifiedEvent:
         resource_change_utc_date=changed_at,
         audit_uri=text("audituri") or text("auditurl"),
     )
+
+
+def _is_plain_text(value: str) -> bool:
+    """Whether `value` is encodable as UTF-8 and free of control characters.
+
+    JSON can spell an unpaired surrogate (a lone `ud800` escape) that no database, log file or HTTP
+    header can hold; such a value is refused here, at the edge, so it never reaches the
+    store's group commit or the metrics' labels.
+    """
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return not any(ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 for c in value)

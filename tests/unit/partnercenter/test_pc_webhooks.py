@@ -179,6 +179,18 @@ def _too_large(kit: CertificateKit) -> Case:
     return Case(body, headers_for(sign(kit.leaf_key, body)))
 
 
+def _signed_body(body: bytes) -> Callable[[CertificateKit], Case]:
+    def build(kit: CertificateKit) -> Case:
+        return Case(body, headers_for(sign(kit.leaf_key, body)))
+
+    return build
+
+
+def _signed_event(**fields: object) -> Callable[[CertificateKit], Case]:
+    event = {**json.loads(BODY), **fields}
+    return _signed_body(json.dumps(event).encode())
+
+
 REFUSED: list[tuple[str, Callable[[CertificateKit], Case], type[WebhookVerificationError], int]] = [
     ("missing authorization", _with(Authorization=None), MissingHeaderError, 401),
     ("missing certificate url", _with(**{"X-MS-Certificate-Url": None}), MissingHeaderError, 400),
@@ -301,6 +313,41 @@ REFUSED: list[tuple[str, Callable[[CertificateKit], Case], type[WebhookVerificat
     ("valid base64, cut signature", _signature_text(lambda s: s[:-4]), InvalidSignatureError, 401),
     ("body over 1 MiB", _too_large, BodyTooLargeError, 413),
     ("signed body not json", _unsigned_json, MalformedEventError, 400),
+    # Found by an attack run, each once a 500 with a traceback:
+    ("unclosed IPv6 literal", _url("http://[::1/cert/x"), CertificateUrlRejectedError, 401),
+    ("unclosed IPv6 over https", _url("https://[::1/cert/x.cer"), CertificateUrlRejectedError, 401),
+    ("bad IPv6 literal", _url("https://[not-v6]/cert/x.cer"), CertificateUrlRejectedError, 401),
+    (
+        "signed body nested 1,000 deep",
+        _signed_body(b'{"EventName":"referral-updated","x":' + b"[" * 1000 + b"]" * 1000 + b"}"),
+        MalformedEventError,
+        400,
+    ),
+    (
+        "signed body of 100,000 open brackets",
+        _signed_body(b"[" * 100_000),
+        MalformedEventError,
+        400,
+    ),
+    (
+        "ResourceUri with an unclosed IPv6 literal",
+        _signed_event(ResourceUri="https://[::1/engagements/v1/referrals/r1"),
+        MalformedEventError,
+        400,
+    ),
+    (
+        "ResourceUri with a lone surrogate",
+        _signed_event(ResourceUri="https://api.partnercenter.microsoft.com/referrals/\ud800"),
+        MalformedEventError,
+        400,
+    ),
+    (
+        "EventName with a lone surrogate",
+        _signed_event(EventName="\udfff"),
+        MalformedEventError,
+        400,
+    ),
+    ("EventName with a newline", _signed_event(EventName="a\nb"), MalformedEventError, 400),
 ]
 
 
@@ -464,6 +511,15 @@ def test_event_fields_are_read_case_insensitively() -> None:
         _parse_event(b'{"ResourceUri":"x"}')
     with pytest.raises(MalformedEventError, match="object"):
         _parse_event(b"[1]")
+
+
+def test_nesting_is_bounded_but_brackets_inside_strings_do_not_count() -> None:
+    nested = b'{"EventName":"test-created","x":' + b"[" * 15 + b"]" * 15 + b"}"
+    assert _parse_event(nested).event_name == "test-created"
+    quoted = b'{"EventName":"test-created","x":"' + b"[{" * 5000 + b'\\"[["}'
+    assert _parse_event(quoted).event_name == "test-created"
+    with pytest.raises(MalformedEventError, match="nested more than 16"):
+        _parse_event(b'{"EventName":"test-created","x":' + b"[" * 16 + b"]" * 16 + b"}")
 
 
 # --- registration client -----------------------------------------------------------------------
