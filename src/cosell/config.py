@@ -244,7 +244,9 @@ class StoreSettings(_Section):
 
     Attributes:
         url: SQLAlchemy URL; None for `sqlite:///./cosell.db`; `postgresql+psycopg://...` for
-            several workers.
+            several workers. A relative SQLite file written in a settings file is resolved
+            from that file's folder (from the working directory when it comes from the
+            environment).
     """
 
     url: str | None = None
@@ -481,6 +483,32 @@ def _resolve_paths(data: dict[str, Any], base: Path) -> None:
         if isinstance(table, dict) and isinstance(table.get(key), str):
             path = Path(table[key]).expanduser()
             table[key] = str(path if path.is_absolute() else base / path)
+    store = data.get("store")
+    if isinstance(store, dict) and isinstance(store.get("url"), str):
+        store["url"] = _resolve_sqlite_url(store["url"], base)
+
+
+# `sqlite:///relative.db` (three slashes) names a file relative to the working directory;
+# four slashes, an absolute one. Captures: the scheme, the path, the query.
+_SQLITE_URL = re.compile(r"(sqlite(?:\+\w+)?:///)([^?]*)(\?.*)?", re.DOTALL)
+
+
+def _resolve_sqlite_url(url: str, base: Path) -> str:
+    """A relative SQLite file in a settings file is beside the file, not in the working directory.
+
+    So `cosell status --config /etc/cosell/cosell.toml` run from anywhere opens the store
+    the service writes, instead of creating an empty one where it was run.
+    """
+    match = _SQLITE_URL.fullmatch(url.strip())
+    if match is None:
+        return url
+    scheme, database, query = match.group(1), match.group(2), match.group(3) or ""
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return url
+    path = Path(database).expanduser()
+    if path.is_absolute():
+        return url
+    return f"{scheme}{(base / path).resolve()}{query}"
 
 
 def _keys(data: Mapping[str, Any], prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:

@@ -12,7 +12,8 @@ API, each behind a transport that counts calls and errors into the metrics
 without redirects). The trusted roots are certifi's unless `[server] trusted_ca_file` (PEM)
 or `trusted_ca_url` (DER or PEM, the sandbox's CA, downloaded once at start) says otherwise.
 
-Readiness checks: `database` (a read of the store, every probe), `partner_center_token` (the
+Readiness checks: `database` (`Store.health`: the SQLite file still the one opened, a read, no
+recent failed write; every probe), `partner_center_token` (the
 Referrals API's token provider), `salesforce_token` (the Salesforce session), and
 `webhook_registration` (the tenant's registration lists the referral events and points at
 `[server] public_url`) — the last three cached for a minute.
@@ -163,8 +164,7 @@ def readiness_checks(
     public_url = settings.server.public_url
 
     async def database() -> str:
-        await asyncio.to_thread(store.cursor, "readyz")
-        return f"{store.url.get_backend_name()} reachable"
+        return await asyncio.to_thread(store.health)
 
     async def partner_center_token() -> str:
         await _referral_tokens(ctx).token()

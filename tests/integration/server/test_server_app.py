@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 from server_kit import REFERRAL_ID, WEBHOOK, Service, Signer, event_body
@@ -260,3 +261,20 @@ async def test_what_a_request_contains_never_gets_a_5xx(
     assert (response.status_code, response.json()["error"]) == (status, reason)
     assert response.json()["message"]
     assert service.inbox_rows() == 0
+
+
+async def test_intake_answers_503_when_the_store_file_was_deleted(
+    service: Service, signer: Signer
+) -> None:
+    database = service.store.url.database
+    assert database is not None
+    body = event_body()
+    assert (
+        await service.client.post(WEBHOOK, content=body, headers=signer.headers(body))
+    ).status_code == 200
+    for leftover in Path(database).parent.glob(Path(database).name + "*"):
+        leftover.unlink()
+    other = event_body(event="referral-created")
+    response = await service.client.post(WEBHOOK, content=other, headers=signer.headers(other))
+    assert (response.status_code, response.json()["error"]) == (503, "unavailable")
+    assert service.engine.woken == 1  # nothing more was handed to the engine
