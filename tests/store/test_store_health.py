@@ -99,3 +99,16 @@ def test_an_old_write_failure_no_longer_counts(store: Store, clock: ManualClock)
         store.health()
     clock.advance(WRITE_FAILURE_SECONDS)
     assert store.health() == "sqlite reachable and writable"
+
+
+def test_check_writable_writes_nothing_and_fails_on_a_read_only_database(store: Store) -> None:
+    store.check_writable()
+    assert store.cursor("cosell check: write probe") is None  # rolled back
+    store.engine.dispose()
+
+    @sa.event.listens_for(store.engine, "connect")
+    def _read_only(connection: sqlite3.Connection, _record: object) -> None:
+        connection.execute("PRAGMA query_only=ON")  # as a read-only file does, even for root
+
+    with pytest.raises(StoreUnavailableError, match="readonly"):
+        store.check_writable()

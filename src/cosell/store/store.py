@@ -263,6 +263,31 @@ class Store:
             "nothing more is written to it. Restore the file (from a backup) and restart cosell"
         )
 
+    def check_writable(self) -> None:
+        """Write a row and roll it back: proves the database takes writes (`cosell check`).
+
+        Raises:
+            StoreUnavailableError: the file was deleted or replaced, or the write failed
+                (a read-only file or folder, a full disk, a user without write permission).
+        """
+        self.check_file()
+        try:
+            with self._writer.connect() as connection:
+                transaction = connection.begin()
+                try:
+                    connection.execute(
+                        sa.insert(t.cursors).values(
+                            tenant=self._tenant,
+                            name="cosell check: write probe",
+                            value="",
+                            updated_at=self._now(),
+                        )
+                    )
+                finally:
+                    transaction.rollback()
+        except exc.OperationalError as error:
+            raise unavailable(self._engine.url, error) from error
+
     def health(self) -> str:
         """Check that the store can be read and written now (for `/readyz` and `cosell check`).
 
