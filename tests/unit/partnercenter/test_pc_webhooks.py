@@ -1,3 +1,4 @@
+import asyncio
 import base64
 import json
 import random
@@ -409,6 +410,61 @@ async def test_certificate_is_cached_until_expiry_on_the_clock(kit: CertificateK
     clock.advance(601)
     await verifier.verify(case.body, case.headers)
     assert len(host.hits) == 2
+
+
+async def test_concurrent_callbacks_naming_one_certificate_share_one_download(
+    kit: CertificateKit,
+) -> None:
+    verifier, host, _ = make_verifier(kit)
+    case = _valid(kit)
+    events = await asyncio.gather(*(verifier.verify(case.body, case.headers) for _ in range(50)))
+    assert {e.event_name for e in events} == {"referral-updated"}
+    assert len(host.hits) == 1
+
+
+async def test_a_failed_download_is_cached_on_the_clock(kit: CertificateKit) -> None:
+    # Failures were not cached: every forged callback naming a missing file downloaded again.
+    verifier, host, clock = make_verifier(kit, failure_cache_seconds=60)
+    case = _url(CERT_BASE + "gone.cer")(kit)
+    outcomes = await asyncio.gather(
+        *(verifier.verify(case.body, case.headers) for _ in range(20)), return_exceptions=True
+    )
+    assert all(type(o) is CertificateFetchError and o.status_hint == 401 for o in outcomes)
+    for _ in range(5):
+        with pytest.raises(CertificateFetchError, match="could not be downloaded"):
+            await verifier.verify(case.body, case.headers)
+    assert len(host.hits) == 1
+    clock.advance(61)
+    with pytest.raises(CertificateFetchError):
+        await verifier.verify(case.body, case.headers)
+    assert len(host.hits) == 2
+
+
+async def test_forged_callbacks_naming_ever_new_certificates_cannot_make_it_download_each(
+    kit: CertificateKit,
+) -> None:
+    # The attack run: 200 forged callbacks with distinct certificate paths on the allowed host
+    # made 200 downloads.
+    verifier, host, clock = make_verifier(kit, max_downloads_per_minute=10)
+    cases = [_url(f"{CERT_BASE}forged-{n}.cer")(kit) for n in range(200)]
+    outcomes = await asyncio.gather(
+        *(verifier.verify(c.body, c.headers) for c in cases), return_exceptions=True
+    )
+    assert len(host.hits) == 10
+    statuses = sorted(o.status_hint for o in outcomes if isinstance(o, CertificateFetchError))
+    assert statuses == [401] * 10 + [429] * 190
+    # The genuine certificate waits for the window too, then is fetched as usual.
+    good = _valid(kit)
+    with pytest.raises(CertificateFetchError, match="more than 10 certificate URLs"):
+        await verifier.verify(good.body, good.headers)
+    clock.advance(60)
+    assert (await verifier.verify(good.body, good.headers)).event_name == "referral-updated"
+    assert len(host.hits) == 11
+
+
+def test_the_download_rate_must_allow_one(kit: CertificateKit) -> None:
+    with pytest.raises(ValueError, match="max_downloads_per_minute"):
+        make_verifier(kit, max_downloads_per_minute=0)
 
 
 async def test_nothing_is_downloaded_before_the_url_is_checked(kit: CertificateKit) -> None:
