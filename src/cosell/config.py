@@ -288,6 +288,10 @@ class ServerSettings(_Section):
             from this URL at start.
         max_body_bytes: larger callback bodies are refused with 413 before being read.
         log_format: `json` (one object per line) or `console` (for people).
+        header_timeout_seconds: a request's headers must arrive within this (else 408).
+        body_timeout_seconds: a request's body must arrive within this after its headers.
+        max_connections_per_client: connections one client address may hold at once (more
+            get 429); behind a reverse proxy all come from the proxy: raise it, or 0 for no cap.
     """
 
     host: str = "127.0.0.1"
@@ -299,6 +303,9 @@ class ServerSettings(_Section):
     trusted_ca_url: str | None = None
     max_body_bytes: int = Field(default=MAX_BODY_BYTES, gt=0, le=MAX_BODY_BYTES)
     log_format: Literal["json", "console"] = "json"
+    header_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+    body_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+    max_connections_per_client: int = Field(default=256, ge=0)
 
     @field_validator("public_url", "trusted_ca_url")
     @classmethod

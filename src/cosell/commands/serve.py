@@ -48,13 +48,14 @@ from dbos import DBOS
 from cosell.clock import Clock, SystemClock
 from cosell.commands import ConfigOption
 from cosell.commands.webhooks import REFERRAL_EVENTS, webhooks_client
-from cosell.config import ConfigError, Settings
+from cosell.config import ConfigError, ServerSettings, Settings
 from cosell.mapping import MappingError
 from cosell.partnercenter.auth import TokenProvider
 from cosell.partnercenter.errors import PartnerCenterError
 from cosell.partnercenter.webhooks import SignatureVerifier
 from cosell.salesforce.errors import SalesforceError
 from cosell.server.app import DEFAULT_GRACE_SECONDS, create_app
+from cosell.server.connections import ConnectionLimits, guarded_protocol
 from cosell.server.logs import configure_logging
 from cosell.server.metrics import Metrics, ObservedReconciler
 from cosell.server.readiness import Check, Readiness
@@ -317,6 +318,7 @@ async def run_server(
             access_log=False,
             timeout_graceful_shutdown=int(grace_seconds) or 1,
             server_header=False,
+            http=guarded_protocol(connection_limits(settings.server)),
         )
         host, port = sock.getsockname()[:2]
         base = f"http://{host if ':' not in host else f'[{host}]'}:{port}"
@@ -327,6 +329,15 @@ async def run_server(
             if isinstance(error, Exception):
                 raise error
             raise EngineError("the service did not start; the log above says why")
+
+
+def connection_limits(server: ServerSettings) -> ConnectionLimits:
+    """The slow-client deadlines and the per-client cap of `[server]`."""
+    return ConnectionLimits(
+        header_timeout_seconds=server.header_timeout_seconds,
+        body_timeout_seconds=server.body_timeout_seconds,
+        max_connections_per_client=server.max_connections_per_client,
+    )
 
 
 class _AnnouncingServer(uvicorn.Server):

@@ -575,7 +575,9 @@ class SignatureVerifier:
             return cached.public_key
         failed = self._failures.get(url)
         if failed is not None and now < failed.expires_at:
-            raise failed.error.with_traceback(None)  # the same answer, without growing its traceback
+            raise failed.error.with_traceback(
+                None
+            )  # the same answer, without growing its traceback
         flight = self._in_flight.get(url)
         if flight is None:
             self._admit_download(now)
