@@ -83,3 +83,20 @@ async def test_a_deal_value_salesforce_cannot_hold_parks_that_referral_and_says_
     again = await reconcile_key(world.ctx, keys[0])
     assert (again.result, again.message) == ("error", link.last_error)
     assert len(world.store.audit(link.id)) == 1  # the same error is not recorded again
+
+
+async def test_a_linked_deal_whose_value_grows_beyond_salesforce_is_parked_with_the_field(
+    world: World,
+) -> None:
+    _, rid = await world.shared_pair()
+    await world.microsoft.edit(
+        rid, [{"op": "replace", "path": "/details/dealValue", "value": 1e26}]
+    )
+    outcome = await reconcile_key(world.ctx, world.referral_key(rid))
+    assert outcome.result == "error"
+    link = world.store.link_for_referral(rid)
+    assert link is not None
+    assert link.sync_status == "Error"
+    assert link.last_error is not None
+    assert "deal_value" in link.last_error
+    assert "too large for Salesforce's currency field" in link.last_error
