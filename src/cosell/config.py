@@ -244,7 +244,9 @@ class StoreSettings(_Section):
 
     Attributes:
         url: SQLAlchemy URL; None for `sqlite:///./cosell.db`; `postgresql+psycopg://...` for
-            several workers.
+            several workers. A relative SQLite file written in a settings file is resolved
+            from that file's folder (from the working directory when it comes from the
+            environment).
     """
 
     url: str | None = None
@@ -286,6 +288,10 @@ class ServerSettings(_Section):
             from this URL at start.
         max_body_bytes: larger callback bodies are refused with 413 before being read.
         log_format: `json` (one object per line) or `console` (for people).
+        header_timeout_seconds: a request's headers must arrive within this (else 408).
+        body_timeout_seconds: a request's body must arrive within this after its headers.
+        max_connections_per_client: connections one client address may hold at once (more
+            get 429); behind a reverse proxy all come from the proxy: raise it, or 0 for no cap.
     """
 
     host: str = "127.0.0.1"
@@ -297,6 +303,9 @@ class ServerSettings(_Section):
     trusted_ca_url: str | None = None
     max_body_bytes: int = Field(default=MAX_BODY_BYTES, gt=0, le=MAX_BODY_BYTES)
     log_format: Literal["json", "console"] = "json"
+    header_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+    body_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+    max_connections_per_client: int = Field(default=256, ge=0)
 
     @field_validator("public_url", "trusted_ca_url")
     @classmethod
@@ -481,6 +490,32 @@ def _resolve_paths(data: dict[str, Any], base: Path) -> None:
         if isinstance(table, dict) and isinstance(table.get(key), str):
             path = Path(table[key]).expanduser()
             table[key] = str(path if path.is_absolute() else base / path)
+    store = data.get("store")
+    if isinstance(store, dict) and isinstance(store.get("url"), str):
+        store["url"] = _resolve_sqlite_url(store["url"], base)
+
+
+# `sqlite:///relative.db` (three slashes) names a file relative to the working directory;
+# four slashes, an absolute one. Captures: the scheme, the path, the query.
+_SQLITE_URL = re.compile(r"(sqlite(?:\+\w+)?:///)([^?]*)(\?.*)?", re.DOTALL)
+
+
+def _resolve_sqlite_url(url: str, base: Path) -> str:
+    """A relative SQLite file in a settings file is beside the file, not in the working directory.
+
+    So `cosell status --config /etc/cosell/cosell.toml` run from anywhere opens the store
+    the service writes, instead of creating an empty one where it was run.
+    """
+    match = _SQLITE_URL.fullmatch(url.strip())
+    if match is None:
+        return url
+    scheme, database, query = match.group(1), match.group(2), match.group(3) or ""
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return url
+    path = Path(database).expanduser()
+    if path.is_absolute():
+        return url
+    return f"{scheme}{(base / path).resolve()}{query}"
 
 
 def _keys(data: Mapping[str, Any], prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:

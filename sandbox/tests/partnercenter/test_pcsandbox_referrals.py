@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable
 from typing import Any
@@ -205,6 +206,21 @@ async def test_create_refuses_a_body_that_is_not_a_referral_object(
     )
     assert response.status_code == 400
     assert error_of(response)["code"] == "invalidRequest"
+
+
+async def test_a_lone_surrogate_is_refused_and_the_list_keeps_working(
+    api: httpx.AsyncClient,
+) -> None:
+    # The sandbox once stored a referral named "\ud800" and answered 500 to every list after.
+    content = json.dumps(referral_body(name="\ud800 deal")).encode()
+    assert b"\\ud800" in content
+    response = await api.post(
+        REFERRALS, content=content, headers={"Content-Type": "application/json"}
+    )
+    assert response.status_code == 400
+    assert "unpaired UTF-16 surrogate" in error_of(response)["message"]
+    listed = await api.get(REFERRALS)
+    assert listed.status_code == 200
 
 
 async def test_create_accepts_nulls_and_empty_enum_strings(create: Create) -> None:

@@ -5,7 +5,11 @@ for not checked (with why). The checks, in order:
 
 1. Settings: `cosell.toml` (or `--config`) loads, and each side has every key its sign-in
    needs (`PartnerCenterSettings.missing()`, `SalesforceSettings.missing()`). If the file does
-   not load, nothing else can be checked and every other line says so.
+   not load, nothing else can be checked and every other line says so. With no settings file
+   at all (only `COSELL_*` variables), the line says so instead of "loaded".
+   Store: the database `[store] url` names can be reached, is migrated to this cosell's
+   schema (a SQLite file that does not exist is reported, not created) and takes a write
+   (written and rolled back).
 2. Partner Center: a token for the Referrals API (the configured grant), then one Referrals
    call (`list`, `$top=1`), which proves the user has a Referrals role.
 3. Salesforce: a token (the configured OAuth flow), then `limits()` (the daily API budget).
@@ -168,10 +172,18 @@ class Checklist:
             self._add(
                 "fail", "Settings", str(exc), "fix the settings file (cosell init writes one)"
             )
-            for area in ("Partner Center", "Salesforce", "Permission set", "Mapping", "Webhooks"):
+            for area in (
+                "Store",
+                "Partner Center",
+                "Salesforce",
+                "Permission set",
+                "Mapping",
+                "Webhooks",
+            ):
                 self._add("skip", area, "not checked", "the settings do not load")
             return self.lines
         self._settings_lines(settings)
+        await asyncio.to_thread(self._store, settings)
         async with self._http() as (pc_http, sf_http):
             await self._partner_center(settings, pc_http)
             clients = await self._salesforce(settings, sf_http)
@@ -199,8 +211,20 @@ class Checklist:
                 await client.aclose()
 
     def _settings_lines(self, settings: Settings) -> None:
-        where = str(self._file or "./cosell.toml (if present) and COSELL_* variables")
-        self._add("pass", "Settings", f"loaded from {where}")
+        from cosell.config import DEFAULT_CONFIG_FILE
+
+        if self._file is not None:
+            self._add("pass", "Settings", f"loaded from {self._file}")
+        elif DEFAULT_CONFIG_FILE.is_file():
+            self._add("pass", "Settings", f"loaded from ./{DEFAULT_CONFIG_FILE}")
+        else:
+            self._add(
+                "skip",
+                "Settings",
+                f"no settings file: ./{DEFAULT_CONFIG_FILE} does not exist, so only the "
+                "defaults and COSELL_* variables are used",
+                "run cosell init to write one, or pass --config PATH",
+            )
         for section, missing in (
             ("partner_center", settings.partner_center.missing()),
             ("salesforce", settings.salesforce.missing()),
@@ -215,6 +239,32 @@ class Checklist:
                     f"[{section}] auth = {auth!r} needs {keys}",
                     f"set them in the settings file or as {variables}",
                 )
+
+    def _store(self, settings: Settings) -> None:
+        from cosell.store import Store, StoreError
+        from cosell.store.database import describe, normalise_url
+
+        url = normalise_url(settings.store.url)
+        shown = describe(url)
+        fix = "run cosell db upgrade (or start cosell serve once), or correct [store] url"
+        file = url.database if url.get_backend_name() == "sqlite" else None
+        if file not in (None, "", ":memory:") and not Path(file or "").is_file():
+            self._add("fail", "Store", f"no SQLite store at {file}", fix)
+            return
+        try:
+            store = Store.open(settings.store.url, clock=self._clock, migrate=False)
+        except StoreError as exc:
+            self._add("fail", "Store", str(exc), fix)
+            return
+        try:
+            store.check_writable()
+            store.health()
+        except StoreError as exc:
+            self._add("fail", "Store", str(exc), None)
+            return
+        finally:
+            store.close()
+        self._add("pass", "Store", f"{shown}: reachable, migrated and writable")
 
     async def _partner_center(self, settings: Settings, http: httpx.AsyncClient) -> None:
         from cosell.partnercenter.auth import RoutingHttpClient

@@ -161,6 +161,13 @@ allowed_certificate_urls = ["{certificate_urls}"]
 max_body_bytes = {max_body_bytes}
 # Log lines: json (one object per line, for a log pipeline) or console (for people).
 log_format = "json"
+# Slow clients are cut off: a request's headers must arrive within this many seconds (408),
+header_timeout_seconds = {header_timeout}
+# and its body within this many more.
+body_timeout_seconds = {body_timeout}
+# Connections one client address may hold at once (more get 429). Behind a reverse proxy
+# every connection comes from the proxy: raise it, or set 0 for no cap.
+max_connections_per_client = {max_connections}
 """
 
 
@@ -184,6 +191,9 @@ def render_template() -> str:
         webhook_path=server.webhook_path,
         certificate_urls='", "'.join(server.allowed_certificate_urls),
         max_body_bytes=server.max_body_bytes,
+        header_timeout=server.header_timeout_seconds,
+        body_timeout=server.body_timeout_seconds,
+        max_connections=server.max_connections_per_client,
     )
 
 

@@ -12,7 +12,8 @@ API, each behind a transport that counts calls and errors into the metrics
 without redirects). The trusted roots are certifi's unless `[server] trusted_ca_file` (PEM)
 or `trusted_ca_url` (DER or PEM, the sandbox's CA, downloaded once at start) says otherwise.
 
-Readiness checks: `database` (a read of the store, every probe), `partner_center_token` (the
+Readiness checks: `database` (`Store.health`: the SQLite file still the one opened, a read, no
+recent failed write; every probe), `partner_center_token` (the
 Referrals API's token provider), `salesforce_token` (the Salesforce session), and
 `webhook_registration` (the tenant's registration lists the referral events and points at
 `[server] public_url`) — the last three cached for a minute.
@@ -50,8 +51,9 @@ if TYPE_CHECKING:  # imported when a command runs, so that the CLI starts quickl
     from cryptography import x509
 
     from cosell.clock import Clock
-    from cosell.config import Settings
+    from cosell.config import ServerSettings, Settings
     from cosell.partnercenter.auth import TokenProvider
+    from cosell.server.connections import ConnectionLimits
     from cosell.server.metrics import Metrics
     from cosell.server.readiness import Check
     from cosell.store import Store
@@ -170,8 +172,7 @@ def readiness_checks(
     public_url = settings.server.public_url
 
     async def database() -> str:
-        await asyncio.to_thread(store.cursor, "readyz")
-        return f"{store.url.get_backend_name()} reachable"
+        return await asyncio.to_thread(store.health)
 
     async def partner_center_token() -> str:
         await _referral_tokens(ctx).token()
@@ -323,6 +324,7 @@ async def run_server(
         clock: the clock of tokens, certificates and the engine.
     """
     from cosell.clock import SystemClock
+    from cosell.server.connections import guarded_protocol
     from cosell.sync.engine import EngineError
 
     async with build_service(
@@ -336,6 +338,7 @@ async def run_server(
             access_log=False,
             timeout_graceful_shutdown=int(grace_seconds) or 1,
             server_header=False,
+            http=guarded_protocol(connection_limits(settings.server)),
         )
         host, port = sock.getsockname()[:2]
         base = f"http://{host if ':' not in host else f'[{host}]'}:{port}"
@@ -346,6 +349,17 @@ async def run_server(
             if isinstance(error, Exception):
                 raise error
             raise EngineError("the service did not start; the log above says why")
+
+
+def connection_limits(server: ServerSettings) -> ConnectionLimits:
+    """The slow-client deadlines and the per-client cap of `[server]`."""
+    from cosell.server.connections import ConnectionLimits
+
+    return ConnectionLimits(
+        header_timeout_seconds=server.header_timeout_seconds,
+        body_timeout_seconds=server.body_timeout_seconds,
+        max_connections_per_client=server.max_connections_per_client,
+    )
 
 
 class _AnnouncingServer(uvicorn.Server):

@@ -39,6 +39,12 @@ from cosell.mapping.countries import country_code, country_name
 from cosell.mapping.types import Value
 
 CENTS = Decimal("0.01")  # canonical amounts carry two decimal places, like most currencies
+# Opportunity.Amount is a currency field of precision 16, scale 2: 14 digits before the point.
+# A larger value cannot be held on the Salesforce side, so it is refused when it is read.
+AMOUNT_PRECISION, AMOUNT_SCALE = 16, 2
+AMOUNT_LIMIT = Decimal(10) ** (AMOUNT_PRECISION - AMOUNT_SCALE)
+# Salesforce stores dates from 1700-01-01 to 4000-12-31 ("Valid Date and DateTime Values").
+EARLIEST_DATE, LATEST_DATE = date(1700, 1, 1), date(4000, 12, 31)
 _FRACTION = re.compile(r"(\.\d{6})\d+")  # fromisoformat reads at most 6 fractional digits
 
 
@@ -120,7 +126,19 @@ def _amount(raw: Any) -> Value:
         ) from None
     if not number.is_finite():
         raise ValueMappingError(f"{raw!r} is not an amount (write a number such as 25000.00)")
-    return str(number.quantize(CENTS, rounding=ROUND_HALF_UP))
+    rounded = number.quantize(CENTS, rounding=ROUND_HALF_UP) if abs(number) < AMOUNT_LIMIT else None
+    if rounded is None or abs(rounded) >= AMOUNT_LIMIT:
+        raise ValueMappingError(
+            f"{_shown(raw)} is too large for Salesforce's currency field (precision "
+            f"{AMOUNT_PRECISION}, scale {AMOUNT_SCALE}: at most {AMOUNT_LIMIT - CENTS:,}); "
+            "correct the deal value"
+        )
+    return str(rounded)
+
+
+def _shown(raw: Any) -> str:
+    text = repr(raw.isoformat()) if isinstance(raw, date) else repr(raw)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def _number(value: Value) -> int | float | None:
@@ -181,19 +199,32 @@ def _date(raw: Any) -> Value:
         return None
     if isinstance(raw, datetime):
         moment = raw if raw.tzinfo is not None else raw.replace(tzinfo=UTC)
-        return moment.astimezone(UTC).date().isoformat()
+        try:
+            return _in_range(raw, moment.astimezone(UTC).date())
+        except OverflowError:  # year 1 or 9999 moved across midnight by its offset
+            return _in_range(raw, None)
     if isinstance(raw, date):
-        return raw.isoformat()
+        return _in_range(raw, raw)
     text = str(raw).strip()
     try:
         if len(text) == len("2026-06-30"):
-            return date.fromisoformat(text).isoformat()
-        moment = datetime.fromisoformat(_FRACTION.sub(r"\1", text.replace("z", "Z")))
+            parsed: date = date.fromisoformat(text)
+        else:
+            parsed = datetime.fromisoformat(_FRACTION.sub(r"\1", text.replace("z", "Z")))
     except ValueError:
         raise ValueMappingError(
-            f"{raw!r} is not a date (expected YYYY-MM-DD or an ISO 8601 datetime)"
+            f"{_shown(raw)} is not a date (expected YYYY-MM-DD or an ISO 8601 datetime)"
         ) from None
-    return _date(moment)
+    return _date(parsed)
+
+
+def _in_range(raw: Any, day: date | None) -> str:
+    if day is None or not EARLIEST_DATE <= day <= LATEST_DATE:
+        raise ValueMappingError(
+            f"{_shown(raw)} is out of the range of dates Salesforce can hold "
+            f"({EARLIEST_DATE.isoformat()} to {LATEST_DATE.isoformat()}); correct the date"
+        )
+    return day.isoformat()
 
 
 class CountryTransform(_Spec):

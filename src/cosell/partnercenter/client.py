@@ -59,6 +59,7 @@ from cosell.partnercenter.models import (
     Referral,
     ReferralChanges,
     ReferralId,
+    check_referral_id,
 )
 
 log = structlog.get_logger(__name__)
@@ -340,10 +341,13 @@ class ReferralsClient:
         return f"{self._base}/referrals"
 
     def referral_url(self, referral_id: str) -> str:
-        """The URL of one referral."""
-        if not referral_id or "/" in referral_id:
-            raise ValueError(f"not a referral id: {referral_id!r}")
-        return f"{self.referrals_url}/{quote(referral_id, safe='')}"
+        """The URL of one referral.
+
+        Raises:
+            ValueError: `referral_id` is not a referral id (`.`, `..`, `/`, `%2F`, empty, ...):
+                put in the URL it would name another resource, e.g. the list.
+        """
+        return f"{self.referrals_url}/{quote(check_referral_id(referral_id), safe='')}"
 
     async def list_page(
         self,

@@ -22,7 +22,12 @@ subclass carrying the status to answer with.
    accepted only because someone configured it explicitly, and exists for the sandbox
    (`http://127.0.0.1:PORT/cert/`); never configure one in production.
 4. The certificate is downloaded without following redirects (a 3xx is refused) and with a
-   size bound, then cached until `cache_seconds` have passed on the clock. It may be DER or
+   size bound, then cached until `cache_seconds` have passed on the clock. A download or
+   check that failed is cached too, for `failure_cache_seconds`, so forged callbacks naming
+   the same certificate cannot make cosell download it again; concurrent callbacks naming
+   one URL share one download (single flight); and at most `max_downloads_per_minute`
+   distinct URLs are downloaded per minute (more is answered 429: forged callbacks naming
+   ever new paths on the allowed host cannot make cosell download each one). It may be DER or
    PEM; further certificates in a PEM bundle are used as intermediates. Microsoft serves the
    leaf alone, so when it does not chain by itself the issuing certificates named in its
    Authority Information Access are downloaded too (bounded, cached); they gain no trust of
@@ -45,10 +50,11 @@ import json
 import re
 import uuid
 import warnings
+from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Final
 from urllib.parse import urlsplit
 
 import certifi
@@ -81,6 +87,7 @@ from cosell.partnercenter.errors import (
     UnsupportedAlgorithmError,
     UnsupportedSignatureSchemeError,
     UntrustedCertificateError,
+    WebhookVerificationError,
 )
 
 log = structlog.get_logger(__name__)
@@ -99,6 +106,13 @@ _CERTIFICATE_TIMEOUT = httpx.Timeout(10.0)
 _ALGORITHM = "rsa-sha256"
 # Microsoft's chains have one intermediate (sometimes a cross-signed second); three bounds a loop.
 _MAX_INTERMEDIATES = 3
+# A failed download is not tried again for a minute: Partner Center retries a refused callback
+# over hours, and a certificate host that was down is asked again soon enough.
+DEFAULT_FAILURE_CACHE_SECONDS = 60.0
+# Microsoft signs with one certificate at a time (a new URL at rotation): ten new URLs a minute
+# is far more than it needs and bounds what forged callbacks can make cosell download.
+DEFAULT_MAX_DOWNLOADS_PER_MINUTE = 10
+_MINUTE = 60.0
 
 
 # ---------------------------------------------------------------------------------------------
@@ -353,6 +367,12 @@ class _CachedCertificate:
     expires_at: float
 
 
+@dataclass(frozen=True)
+class _CachedFailure:
+    error: WebhookVerificationError
+    expires_at: float
+
+
 _DOT_SEGMENT = re.compile(r"(^|/)\.{1,2}(/|$)")
 
 
@@ -380,6 +400,8 @@ class SignatureVerifier:
         trusted_roots: the roots a certificate must chain to; None uses certifi's bundle.
         clock: the time certificates are checked at and cached by.
         cache_seconds: how long a downloaded, verified certificate is reused.
+        failure_cache_seconds: how long a failed download or check is answered from memory.
+        max_downloads_per_minute: most distinct certificate URLs downloaded in a minute.
         dns_name: the name the leaf must be issued for.
         organization: the organisation the leaf's subject must name.
         fetch_intermediates: when the downloaded certificate does not chain on its own,
@@ -396,6 +418,8 @@ class SignatureVerifier:
         trusted_roots: Sequence[x509.Certificate] | None = None,
         clock: Clock | None = None,
         cache_seconds: float = DEFAULT_CACHE_SECONDS,
+        failure_cache_seconds: float = DEFAULT_FAILURE_CACHE_SECONDS,
+        max_downloads_per_minute: int = DEFAULT_MAX_DOWNLOADS_PER_MINUTE,
         dns_name: str = DISPATCH_DNS_NAME,
         organization: str = MICROSOFT_ORGANIZATION,
         fetch_intermediates: bool = True,
@@ -420,9 +444,15 @@ class SignatureVerifier:
         self._dns_name = dns_name
         self._organization = organization
         self._fetch_intermediates = fetch_intermediates
+        if max_downloads_per_minute < 1:
+            raise ValueError("max_downloads_per_minute must be at least 1")
+        self._failure_cache_seconds = failure_cache_seconds
+        self._max_downloads = max_downloads_per_minute
         self._cache: dict[str, _CachedCertificate] = {}
+        self._failures: dict[str, _CachedFailure] = {}
+        self._in_flight: dict[str, asyncio.Future[rsa.RSAPublicKey]] = {}  # single flight
+        self._recent_downloads: deque[float] = deque()
         self._intermediates: dict[str, x509.Certificate] = {}
-        self._lock = asyncio.Lock()
         self.downloads = 0
 
     async def verify(self, raw_body: bytes, headers: Mapping[str, str]) -> VerifiedEvent:
@@ -508,7 +538,10 @@ class SignatureVerifier:
             raise refuse("backslashes and %-escapes are not allowed")
         if "?" in url or "#" in url:
             raise refuse("a query or fragment is not allowed")
-        parts = urlsplit(url)
+        try:
+            parts = urlsplit(url)
+        except ValueError as exc:  # e.g. an unclosed IPv6 literal: `http://[::1/cert/x`
+            raise refuse("it is not a well-formed URL") from exc
         if "@" in parts.netloc:
             raise refuse("userinfo (user@host) is not allowed")
         try:
@@ -536,35 +569,73 @@ class SignatureVerifier:
         )
 
     async def _public_key(self, url: str) -> rsa.RSAPublicKey:
+        now = self._clock.monotonic()
         cached = self._cache.get(url)
-        if cached is not None and self._clock.monotonic() < cached.expires_at:
+        if cached is not None and now < cached.expires_at:
             return cached.public_key
-        async with self._lock:
-            cached = self._cache.get(url)
-            if cached is not None and self._clock.monotonic() < cached.expires_at:
-                return cached.public_key
-            self.downloads += 1
-            certificates = _load_certificates(await self._fetch(url, "certificate"))
-            public_key = self._check_leaf(certificates[0])
-            problem = self._chain_problem(certificates)
-            if problem is not None and self._fetch_intermediates:
-                more = await self._issuers(certificates[-1])
-                if more:
-                    problem = self._chain_problem(certificates + more)
-            if problem is not None:
-                raise UntrustedCertificateError(
-                    f"the certificate does not chain to a trusted root for {self._dns_name} "
-                    f"({problem})"
-                )
-            log.info(
-                "partnercenter.certificate_trusted",
-                url=url,
-                intermediates_fetched=len(self._intermediates),
+        failed = self._failures.get(url)
+        if failed is not None and now < failed.expires_at:
+            raise failed.error.with_traceback(
+                None
+            )  # the same answer, without growing its traceback
+        flight = self._in_flight.get(url)
+        if flight is None:
+            self._admit_download(now)
+            # A task of its own: a caller that goes away does not cancel the others' download.
+            flight = asyncio.ensure_future(self._download_once(url))
+            self._in_flight[url] = flight
+            flight.add_done_callback(functools.partial(self._landed, url))
+        return await asyncio.shield(flight)
+
+    def _landed(self, url: str, flight: asyncio.Future[rsa.RSAPublicKey]) -> None:
+        self._in_flight.pop(url, None)
+        if not flight.cancelled():
+            flight.exception()  # retrieved here, so a download nobody awaits any more is quiet
+
+    async def _download_once(self, url: str) -> rsa.RSAPublicKey:
+        try:
+            public_key = await self._download(url)
+        except WebhookVerificationError as exc:
+            expires_at = self._clock.monotonic() + self._failure_cache_seconds
+            self._failures[url] = _CachedFailure(exc, expires_at)
+            raise
+        self._failures.pop(url, None)
+        self._cache[url] = _CachedCertificate(
+            public_key, self._clock.monotonic() + self._cache_seconds
+        )
+        return public_key
+
+    def _admit_download(self, now: float) -> None:
+        recent = self._recent_downloads
+        while recent and recent[0] <= now - _MINUTE:
+            recent.popleft()
+        if len(recent) >= self._max_downloads:
+            raise CertificateFetchError(
+                f"more than {self._max_downloads} certificate URLs were downloaded in the last "
+                "minute; this one is not (Partner Center retries the callback later)",
+                status_hint=429,
             )
-            self._cache[url] = _CachedCertificate(
-                public_key, self._clock.monotonic() + self._cache_seconds
+        recent.append(now)
+
+    async def _download(self, url: str) -> rsa.RSAPublicKey:
+        self.downloads += 1
+        certificates = _load_certificates(await self._fetch(url, "certificate"))
+        public_key = self._check_leaf(certificates[0])
+        problem = self._chain_problem(certificates)
+        if problem is not None and self._fetch_intermediates:
+            more = await self._issuers(certificates[-1])
+            if more:
+                problem = self._chain_problem(certificates + more)
+        if problem is not None:
+            raise UntrustedCertificateError(
+                f"the certificate does not chain to a trusted root for {self._dns_name} ({problem})"
             )
-            return public_key
+        log.info(
+            "partnercenter.certificate_trusted",
+            url=url,
+            intermediates_fetched=len(self._intermediates),
+        )
+        return public_key
 
     async def _issuers(self, certificate: x509.Certificate) -> list[x509.Certificate]:
         """Intermediates named by the chain's Authority Information Access, as TLS clients fetch them."""
@@ -682,10 +753,38 @@ def _load_certificates(data: bytes) -> list[x509.Certificate]:
     return certificates
 
 
+# A callback is one flat object; a few levels leave room for a nested field Microsoft may add,
+# and a bound keeps a deeply nested (signed) body from exhausting the parser's recursion.
+MAX_JSON_DEPTH: Final = 16
+# A string token runs to its closing quote, or to the end when unclosed, so the scan is linear.
+_JSON_STRUCTURE = re.compile(rb'"(?:[^"\\]|\\.)*"?|[\[\]{}]', re.DOTALL)
+
+
+def json_depth(raw: bytes) -> int:
+    """The deepest nesting of arrays and objects in a JSON text (brackets in strings skipped).
+
+    It is counted without parsing, so that a body nested thousands deep can be refused before
+    `json.loads` recurses into it. Malformed text gets some count; the parser refuses it anyway.
+    """
+    depth = deepest = 0
+    for match in _JSON_STRUCTURE.finditer(raw):
+        token = match.group()
+        if token in (b"[", b"{"):
+            depth += 1
+            deepest = max(deepest, depth)
+        elif token in (b"]", b"}"):
+            depth -= 1
+    return deepest
+
+
 def _parse_event(raw_body: bytes) -> VerifiedEvent:
+    if json_depth(raw_body) > MAX_JSON_DEPTH:
+        raise MalformedEventError(
+            f"the signed callback body is nested more than {MAX_JSON_DEPTH} levels deep"
+        )
     try:
         body = json.loads(raw_body)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise MalformedEventError("the signed callback body is not JSON") from exc
     if not isinstance(body, dict):
         raise MalformedEventError("the signed callback body is not a JSON object")
@@ -693,7 +792,13 @@ def _parse_event(raw_body: bytes) -> VerifiedEvent:
 
     def text(name: str) -> str | None:
         value = fields.get(name)
-        return value if isinstance(value, str) and value else None
+        if not isinstance(value, str) or not value:
+            return None
+        if not _is_plain_text(value):
+            raise MalformedEventError(
+                f"the callback's {name} holds a control character or an unpaired surrogate"
+            )
+        return value
 
     event_name = text("eventname")
     if event_name is None:
@@ -702,7 +807,13 @@ def _parse_event(raw_body: bytes) -> VerifiedEvent:
     resource_name = text("resourcename")
     referral_id = None
     if resource_uri and (resource_name or "").lower() == "referral":
-        segments = [s for s in urlsplit(resource_uri).path.split("/") if s]
+        try:
+            path = urlsplit(resource_uri).path
+        except ValueError as exc:  # e.g. an unclosed IPv6 literal in the host
+            raise MalformedEventError(
+                "the callback's ResourceUri is not a well-formed URL"
+            ) from exc
+        segments = [s for s in path.split("/") if s]
         referral_id = segments[-1] if segments else None
     changed = text("resourcechangeutcdate")
     changed_at: datetime | None = None
@@ -721,3 +832,17 @@ def _parse_event(raw_body: bytes) -> VerifiedEvent:
         resource_change_utc_date=changed_at,
         audit_uri=text("audituri") or text("auditurl"),
     )
+
+
+def _is_plain_text(value: str) -> bool:
+    """Whether `value` is encodable as UTF-8 and free of control characters.
+
+    JSON can spell an unpaired surrogate (a lone `ud800` escape) that no database, log file or HTTP
+    header can hold; such a value is refused here, at the edge, so it never reaches the
+    store's group commit or the metrics' labels.
+    """
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return not any(ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 for c in value)

@@ -129,8 +129,16 @@ def _hint(flow: str, error: str, description: str) -> str:
         )
     if "not supported on this domain" in text or "my domain" in text:
         return "use the org's My Domain token URL, https://<domain>.my.salesforce.com"
-    if error in ("invalid_client", "invalid_client_id"):
-        return "check the consumer key and consumer secret of the connected app"
+    if error == "invalid_client_id":
+        return (
+            "the consumer key is not known to this org: check [salesforce] consumer_key (the "
+            "connected app's Consumer Key) and login_url (production or sandbox)"
+        )
+    if error == "invalid_client":
+        return (
+            "the consumer secret was rejected: check [salesforce] consumer_secret (the "
+            "connected app's Consumer Secret; it changes when someone regenerates it)"
+        )
     if error == "unsupported_grant_type":
         return f"enable the {flow} on the connected app (or use another flow)"
     if error == "invalid_grant" and "password" in flow:

@@ -81,6 +81,9 @@ USAGE_WARNING = 0.8  # warn when API usage reaches 80% of the budget or of the o
 BUDGET_RECHECK = 300.0  # seconds between probe calls once the budget is spent
 
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+# A record id is 15 (case-sensitive) or 18 (case-safe) letters and digits; shorter ones are
+# let through (to be refused by Salesforce), only what could leave the path segment is not.
+_RECORD_ID = re.compile(r"[A-Za-z0-9]{1,18}")
 _VERSION = re.compile(r"^(\d+)\.(\d+)$")
 _LIMIT_INFO = re.compile(r"api-usage=(\d+)/(\d+)")
 _WRITES = frozenset({"POST", "PATCH", "PUT", "DELETE"})
@@ -281,10 +284,24 @@ def _name(value: str, what: str) -> str:
     return value
 
 
+def _record_id(value: str) -> str:
+    if not isinstance(value, str) or not _RECORD_ID.fullmatch(value):
+        raise ValueError(
+            f"{value!r} is not a Salesforce record id: expected 15 or 18 letters and digits, "
+            "e.g. 006000000000001AAA"
+        )
+    return value
+
+
 def _segment(value: str, what: str) -> str:
     if not value:
         raise ValueError(f"{what} cannot be empty")
-    return quote(value, safe="")
+    if value in (".", ".."):  # one path segment that URL resolution would drop or climb
+        raise ValueError(f"{what} {value!r} would name another URL; it cannot be '.' or '..'")
+    try:
+        return quote(value, safe="")
+    except UnicodeEncodeError as exc:
+        raise ValueError(f"{what} holds an unpaired surrogate: it cannot be sent") from exc
 
 
 def _chunks(items: Sequence[T], size: int) -> Iterable[Sequence[T]]:
@@ -531,7 +548,7 @@ class SalesforceClient:
             NotFoundError: No such record (or it is deleted).
         """
         params = {"fields": ",".join(_name(f, "field") for f in fields)} if fields else None
-        path = f"sobjects/{_name(sobject, 'sObject')}/{_segment(record_id, 'record id')}"
+        path = f"sobjects/{_name(sobject, 'sObject')}/{_record_id(record_id)}"
         body = await self._json("GET", path, params=params)
         if not isinstance(body, dict):
             raise UnexpectedResponseError(f"reading {sobject} {record_id} returned no record")
@@ -562,7 +579,7 @@ class SalesforceClient:
         headers = {}
         if if_unmodified_since is not None:
             headers["If-Unmodified-Since"] = _http_date(if_unmodified_since)
-        path = f"sobjects/{_name(sobject, 'sObject')}/{_segment(record_id, 'record id')}"
+        path = f"sobjects/{_name(sobject, 'sObject')}/{_record_id(record_id)}"
         await self._send("PATCH", path, json=dict(fields), headers=headers)
 
     async def delete(self, sobject: str, record_id: str) -> None:
@@ -572,7 +589,7 @@ class SalesforceClient:
             EntityDeletedError: It was already deleted.
             NotFoundError: No such record.
         """
-        path = f"sobjects/{_name(sobject, 'sObject')}/{_segment(record_id, 'record id')}"
+        path = f"sobjects/{_name(sobject, 'sObject')}/{_record_id(record_id)}"
         await self._send("DELETE", path)
 
     async def upsert(

@@ -61,7 +61,7 @@ from cosell.config import ServerSettings
 from cosell.partnercenter.errors import WebhookVerificationError
 from cosell.partnercenter.webhooks import VerifiedEvent
 from cosell.server import DEFAULT_GRACE_SECONDS
-from cosell.server.intake import InboxWriter
+from cosell.server.intake import InboxWriter, UnrecordableEventError
 from cosell.server.metrics import CONTENT_TYPE, Metrics
 from cosell.server.readiness import Readiness
 from cosell.store import KeyFormatError, Store, StoreError, referral_key
@@ -212,12 +212,19 @@ def create_app(
         event_id = hashlib.sha256(raw).hexdigest()
         try:
             new = await inbox.record(event_id=event_id, key=key, payload=raw)
-        except StoreError as exc:
-            log.exception("webhook.not_recorded", key=key, error=str(exc))
+        except (KeyFormatError, UnrecordableEventError) as exc:
+            metrics.notifications_rejected.labels(reason="malformed_event").inc()
+            log.warning("webhook.refused", status=400, reason="malformed_event", detail=str(exc))
             return JSONResponse(
-                {"error": "unavailable", "message": "the event could not be recorded; retry"},
-                status_code=503,
+                {"error": "malformed_event", "message": "the event cannot be recorded as sent"},
+                status_code=400,
             )
+        except StoreError as exc:
+            log.warning("webhook.not_recorded", key=key, error=str(exc))
+            return _unavailable()
+        except Exception:  # a bug: its traceback once, and Partner Center retries the callback
+            log.exception("webhook.not_recorded", key=key)
+            return _unavailable()
         engine.inbox_recorded()
         if on_change is not None:
             on_change(key, event)
@@ -272,6 +279,13 @@ def create_app(
     )
     app.add_middleware(_RequestLog)
     return app
+
+
+def _unavailable() -> Response:
+    return JSONResponse(
+        {"error": "unavailable", "message": "the event could not be recorded; retry"},
+        status_code=503,
+    )
 
 
 class _RequestLog:

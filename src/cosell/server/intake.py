@@ -12,10 +12,19 @@ a commit serves many callbacks, and when idle a lone callback is written at once
 The transactions run on the writer's own thread, not on the event loop's default executor:
 DBOS makes that executor its own pool, where the workflows' system-database commits would
 queue ahead of a callback's write (measured: a median answer of ~50 ms under load, most of it
-waiting for a pool thread). At most one transaction is in flight per writer. When it fails, every request of that batch
-gets the exception (the endpoint answers 503, Partner Center retries) and nothing of the batch
-is recorded (one transaction). A request cancelled while waiting (client gone) may still have
-its event recorded, which is harmless: the reconcile it leads to is level-triggered.
+waiting for a pool thread). At most one transaction is in flight per writer.
+
+**Bad input costs only itself.** An event is checked before it joins a batch (its key is a
+cosell key, its id plain text), so one that cannot be stored is refused alone
+(`KeyFormatError`, a `ValueError`) and never fails its neighbours' transaction. Should a batch
+still fail with anything but a `StoreError` (a driver refusing one row's text raises a bare
+`UnicodeEncodeError`), each of its events is written again in a transaction of its own: the
+good ones are recorded, and only the one the store refuses for its content (a `ValueError`)
+gets `UnrecordableEventError` (the endpoint answers 400). When the store itself fails
+(`StoreError`), every request of the batch gets that error (the endpoint answers 503, Partner
+Center retries) and nothing of the batch is recorded (one transaction). A request cancelled
+while waiting (client gone) may still have its event recorded, which is harmless: the
+reconcile it leads to is level-triggered.
 """
 
 from __future__ import annotations
@@ -26,9 +35,14 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Final
 
-from cosell.store import Store
+from cosell.store import KeyFormatError, Store, StoreError, parse_key
 
 DEFAULT_MAX_BATCH: Final = 500  # events per transaction: a few ms of SQLite work
+MAX_EVENT_ID_LENGTH: Final = 255  # the inbox's event_id column
+
+
+class UnrecordableEventError(ValueError):
+    """The store refused this one event for what it holds (its neighbours were recorded)."""
 
 
 @dataclass(frozen=True)
@@ -71,8 +85,11 @@ class InboxWriter:
             True when the event is new, False when it had been recorded before.
 
         Raises:
+            KeyFormatError: `key` is not a cosell key, or `event_id` not a short plain text.
+            UnrecordableEventError: the store refused this event alone; nothing else failed.
             StoreError: the store could not record it (nothing of its batch was recorded).
         """
+        _check_event(event_id, key)
         answer: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self._queue.append(_Pending(event_id, key, payload, answer))
         if self._writing is None or self._writing.done():
@@ -87,19 +104,63 @@ class InboxWriter:
         while self._queue:
             batch = self._queue[: self._max_batch]
             del self._queue[: self._max_batch]
-            rows = [(p.event_id, p.key, p.payload) for p in batch]
             try:
-                new = await asyncio.get_running_loop().run_in_executor(
-                    self._thread,
-                    functools.partial(self._store.record_events, source=self._source, events=rows),
-                )
-            except Exception as exc:  # noqa: BLE001 - handed to every waiting request
-                for pending in batch:
-                    if not pending.answer.done():
-                        pending.answer.set_exception(exc)
+                new = await self._transaction(batch)
+            except StoreError as exc:
+                _answer_all(batch, exc)
+            except Exception as exc:  # noqa: BLE001 - maybe one row's fault: find it
+                if len(batch) == 1:
+                    _answer_all(batch, _refused(exc))
+                else:
+                    await self._one_by_one(batch)
             else:
                 for pending, fresh in zip(batch, new, strict=True):
                     if not pending.answer.done():
                         pending.answer.set_result(fresh)
-            finally:
-                self.transactions += 1
+
+    async def _transaction(self, batch: list[_Pending]) -> list[bool]:
+        rows = [(p.event_id, p.key, p.payload) for p in batch]
+        try:
+            return await asyncio.get_running_loop().run_in_executor(
+                self._thread,
+                functools.partial(self._store.record_events, source=self._source, events=rows),
+            )
+        finally:
+            self.transactions += 1
+
+    async def _one_by_one(self, batch: list[_Pending]) -> None:
+        for pending in batch:
+            try:
+                (fresh,) = await self._transaction([pending])
+            except Exception as exc:  # noqa: BLE001 - this event alone fails
+                _answer_all([pending], _refused(exc))
+            else:
+                if not pending.answer.done():
+                    pending.answer.set_result(fresh)
+
+
+def _check_event(event_id: str, key: str) -> None:
+    parse_key(key)  # KeyFormatError names what a key looks like
+    if not event_id or len(event_id) > MAX_EVENT_ID_LENGTH or not event_id.isprintable():
+        raise KeyFormatError(f"event id {event_id[:80]!r} is not a short printable text")
+    try:
+        event_id.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise KeyFormatError("the event id holds an unpaired surrogate") from exc
+
+
+def _refused(exc: Exception) -> Exception:
+    """What one event's request gets: its content refused (a ValueError), else the failure."""
+    if isinstance(exc, StoreError) or not isinstance(exc, ValueError):
+        return exc  # the store's or cosell's problem, not the event's: the endpoint says 503
+    error = UnrecordableEventError(
+        f"the store refused this event ({type(exc).__name__}); the other events were recorded"
+    )
+    error.__cause__ = exc
+    return error
+
+
+def _answer_all(batch: list[_Pending], exc: BaseException) -> None:
+    for pending in batch:
+        if not pending.answer.done():
+            pending.answer.set_exception(exc)

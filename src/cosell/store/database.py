@@ -215,6 +215,11 @@ def unavailable(url: URL, error: exc.DBAPIError) -> StoreUnavailableError:
         A `StoreUnavailableError` saying what to check.
     """
     reason = _first_line(error)
+    if "disk is full" in reason or "No space left" in reason:
+        return StoreUnavailableError(
+            f"the store {describe(url)!r} cannot write: {reason}. Free space on the disk that "
+            "holds it (nothing was written; Partner Center retries its callbacks meanwhile)"
+        )
     if url.get_backend_name() == "sqlite":
         return StoreUnavailableError(
             f"cannot open the SQLite store {describe(url)!r}: {reason}. Check that the directory "

@@ -25,11 +25,20 @@ SQLite 3.35 or newer (2021; Python 3.11's builds bundle newer ones).
 Invariants: a referral id and a (sobject, record id) each belong to at most one link per
 tenant; record ids are stored in their 18-character form; at most `AUDIT_ENTRIES_KEPT` audit
 entries are kept per link; a lease has one owner at a time.
+
+The store is watched, so that it never writes into the void. A SQLite file is identified by
+its device and inode when the store opens; every write transaction first checks that the
+path still names that file, and refuses with `StoreUnavailableError` when it was deleted or
+replaced (an open connection would go on writing to the unlinked file, lost at the next
+start). A write that fails for the database's sake (a full disk, a lost connection) is
+remembered for `WRITE_FAILURE_SECONDS`, and `health()` (what `/readyz` runs) reports it
+together with the file check and a read.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import secrets
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -53,7 +62,12 @@ from cosell.store.database import (
     refused,
     unavailable,
 )
-from cosell.store.errors import LinkConflictError, LinkNotFoundError, StoreError
+from cosell.store.errors import (
+    LinkConflictError,
+    LinkNotFoundError,
+    StoreError,
+    StoreUnavailableError,
+)
 from cosell.store.tables import AUDIT_ENTRIES_KEPT, DEFAULT_TENANT
 from cosell.store.types import (
     AuditEntry,
@@ -105,6 +119,26 @@ def _link(row: sa.Row[Any]) -> Link:
     )
 
 
+# A failed write marks the store unready this long, unless a write succeeds first: long
+# enough for a load balancer to see it, short enough to recover without a restart.
+WRITE_FAILURE_SECONDS: Final = 60.0
+
+
+def _sqlite_file(url: URL) -> str | None:
+    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+        return None
+    database = url.database or ""
+    return None if database.startswith("file:") else os.path.abspath(database)
+
+
+def _identity(path: str) -> tuple[int, int] | None:
+    try:
+        status = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return (status.st_dev, status.st_ino)
+
+
 class Store:
     """The durable state of the sync engine for one tenant (see the module docstring).
 
@@ -120,6 +154,9 @@ class Store:
         self._clock = clock
         self._tenant = tenant
         self._dialect = engine.dialect.name
+        self._file = _sqlite_file(engine.url)
+        self._file_identity = None if self._file is None else _identity(self._file)
+        self._write_failure: tuple[str, float] | None = None  # (why, when on the monotonic clock)
 
     @classmethod
     def open(
@@ -199,11 +236,78 @@ class Store:
 
     @contextmanager
     def _write(self) -> Iterator[sa.Connection]:
+        self.check_file()
         try:
             with self._writer.begin() as connection:
                 yield connection
         except exc.OperationalError as error:
+            failure = unavailable(self._engine.url, error)
+            self._write_failure = (str(failure), self._clock.monotonic())
+            raise failure from error
+        self._write_failure = None
+
+    def check_file(self) -> None:
+        """Refuse when the SQLite file was deleted or replaced since the store opened it.
+
+        Raises:
+            StoreUnavailableError: the path no longer names the file the store has open.
+        """
+        if self._file is None or self._file_identity is None:
+            return
+        now = _identity(self._file)
+        if now == self._file_identity:
+            return
+        what = "deleted" if now is None else "replaced by another file"
+        raise StoreUnavailableError(
+            f"the SQLite store {str(self._file)!r} was {what} while cosell had it open: "
+            "nothing more is written to it. Restore the file (from a backup) and restart cosell"
+        )
+
+    def check_writable(self) -> None:
+        """Write a row and roll it back: proves the database takes writes (`cosell check`).
+
+        Raises:
+            StoreUnavailableError: the file was deleted or replaced, or the write failed
+                (a read-only file or folder, a full disk, a user without write permission).
+        """
+        self.check_file()
+        try:
+            with self._writer.connect() as connection:
+                transaction = connection.begin()
+                try:
+                    connection.execute(
+                        sa.insert(t.cursors).values(
+                            tenant=self._tenant,
+                            name="cosell check: write probe",
+                            value="",
+                            updated_at=self._now(),
+                        )
+                    )
+                finally:
+                    transaction.rollback()
+        except exc.OperationalError as error:
             raise unavailable(self._engine.url, error) from error
+
+    def health(self) -> str:
+        """Check that the store can be read and written now (for `/readyz` and `cosell check`).
+
+        Returns:
+            A short detail, e.g. `sqlite reachable and writable`.
+
+        Raises:
+            StoreUnavailableError: the file was deleted or replaced, the database cannot be
+                read, or a write failed in the last `WRITE_FAILURE_SECONDS` (a full disk).
+        """
+        self.check_file()
+        with self._read() as connection:
+            connection.execute(sa.select(t.cursors.c.name).limit(1)).all()
+        failure = self._write_failure
+        if failure is not None:
+            why, when = failure
+            ago = self._clock.monotonic() - when
+            if ago < WRITE_FAILURE_SECONDS:
+                raise StoreUnavailableError(f"the last write failed {ago:.0f} s ago: {why}")
+        return f"{self._dialect} reachable and writable"
 
     def _now(self) -> datetime:
         return self._clock.now()

@@ -33,6 +33,8 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, Literal, NewType
 
+from cosell.partnercenter.models import check_referral_id
+
 Key = NewType("Key", str)
 """What a notification says may be out of date: `referral:<id>` or `salesforce:<SObject>:<id>`."""
 
@@ -102,16 +104,10 @@ def check_sobject(sobject: str) -> str:
 
 
 def _check_referral_id(referral_id: str) -> str:
-    if (
-        not referral_id
-        or referral_id != referral_id.strip()
-        or any(c.isspace() for c in referral_id)
-    ):
-        raise KeyFormatError(
-            f"{referral_id!r} is not a Partner Center referral id: expected a non-empty id "
-            "without spaces, e.g. 2a1c5f0e-8d0b-4f4e-9b7a-5d1f3c2e7a10"
-        )
-    return referral_id
+    try:
+        return check_referral_id(referral_id)
+    except ValueError as exc:
+        raise KeyFormatError(str(exc)) from exc
 
 
 def referral_key(referral_id: str) -> Key:
@@ -124,7 +120,7 @@ def referral_key(referral_id: str) -> Key:
         `referral:<referral_id>`.
 
     Raises:
-        KeyFormatError: When the id is empty or contains whitespace.
+        KeyFormatError: When the id is not one (`check_referral_id`): empty, `.`, `/`, ...
     """
     return Key(f"{REFERRAL_PREFIX}:{_check_referral_id(referral_id)}")
 

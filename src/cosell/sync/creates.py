@@ -545,13 +545,7 @@ async def from_referral(
     try:
         pc_values = partner_center_values(ctx.mapping, referral_json(referral))
     except ValueMappingError as exc:
-        return Outcome(
-            key,
-            link.id if link else None,
-            ERROR,
-            message=f"cannot read referral {referral_id} through the mapping: {exc}",
-            api_calls=calls.total,
-        )
+        return _unreadable(ctx, key, referral, link, exc, calls)
     if ctx.dry_run:
         return Outcome(
             key,
@@ -564,6 +558,35 @@ async def from_referral(
         )
     created = await create_opportunities(ctx, [(key, referral, link)], calls)
     return created[key]
+
+
+def _unreadable(
+    ctx: SyncContext,
+    key: Key,
+    referral: Referral,
+    link: Link | None,
+    exc: ValueMappingError,
+    calls: ApiCalls,
+) -> Outcome:
+    """Park a referral whose values cannot be read (e.g. a deal value Salesforce cannot hold).
+
+    The link is created without a record so that the deal shows in Error, with the field and
+    the reason, in `cosell status`; the next change of the referral tries again.
+    """
+    assert referral.id is not None
+    message = f"cannot read referral {referral.id} through the mapping: {exc}"
+    if ctx.dry_run:
+        return Outcome(key, link.id if link else None, ERROR, message=message)
+    log.warning("sync.create.parked", key=key, error=message)
+    store = ctx.store
+    if link is None:
+        link = store.create_link(
+            sobject=OPPORTUNITY, referral_id=referral.id, engagement_id=referral.engagement_id
+        )
+    if link.sync_status != SyncStatus.ERROR or link.last_error != message:
+        store.update_link(link.id, sync_status=SyncStatus.ERROR, last_error=message)
+        store.record_audit(link.id, f"error: {message}")
+    return Outcome(key, link.id, ERROR, message=message, api_calls=calls.total)
 
 
 def plain_incoming(referral: Referral, link: Link | None) -> bool:
@@ -670,12 +693,7 @@ async def create_opportunities(
                 today=ctx.clock.now().date(),
             )
         except ValueMappingError as exc:
-            outcomes[key] = Outcome(
-                key,
-                link.id if link else None,
-                ERROR,
-                message=f"cannot read referral {referral.id} through the mapping: {exc}",
-            )
+            outcomes[key] = _unreadable(ctx, key, referral, link, exc, calls)
             continue
         if ctx.dry_run:
             outcomes[key] = Outcome(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,11 @@ runner = CliRunner()
 SKIP = "\u2013"  # the en dash that marks a check not run
 
 
-def _check(config: Path) -> tuple[int, list[str]]:
+def _check(config: Path, *, migrate: bool = True) -> tuple[int, list[str]]:
+    """Run `cosell check`; by default on a migrated store (the store's own test says no)."""
+    if migrate:
+        upgraded = runner.invoke(app, ["db", "upgrade", "--config", str(config)])
+        assert upgraded.exit_code == 0, upgraded.output
     result = runner.invoke(app, ["check", "--config", str(config)])
     assert "token_acquired" not in result.output  # the clients' sign-in logs stay out of it
     lines = [line for line in result.output.splitlines() if line[:1] in ("✓", "✗", SKIP)]
@@ -52,8 +57,10 @@ def test_all_green_against_the_sandboxes(served: Served, registered: str, tmp_pa
     status, lines = _check(config)
     assert status == 0, "\n".join(lines)
     assert not [line for line in lines if line.startswith("✗")]
-    for area in ("Settings", "Partner Center", "Salesforce", "Mapping", "Webhooks"):
+    for area in ("Settings", "Store", "Partner Center", "Salesforce", "Mapping", "Webhooks"):
         assert _marked(lines, "✓", area), f"{area}: {lines}"
+    (store,) = _marked(lines, "✓", "Store")
+    assert "reachable, migrated and writable" in store
     assert any("Referrals API answers" in line for line in lines)
     assert any("daily API requests left" in line for line in lines)
     assert any("schema:" in line and "Microsoft_Solution__c" in line for line in lines)
@@ -156,7 +163,7 @@ def test_settings_that_do_not_load_skip_everything_else(tmp_path: Path) -> None:
     assert "✗ Settings: invalid settings:" in result.output
     assert "salesforce.auth: must be one of" in result.output
     skipped = [line for line in result.output.splitlines() if line.startswith(SKIP)]
-    assert len(skipped) == 5
+    assert len(skipped) == 6
     assert all("the settings do not load" in line for line in skipped)
 
 
@@ -182,3 +189,56 @@ def test_lead_sync_adds_the_lead_fields_to_the_schema_check(
     assert status == 0, "\n".join(lines)
     (schema,) = [line for line in _marked(lines, "✓", "Salesforce") if "schema:" in line]
     assert "Lead, Microsoft_Solution__c, Opportunity" in schema
+
+
+def test_the_store_must_exist_be_migrated_and_take_writes(tmp_path: Path) -> None:
+    config = tmp_path / "cosell.toml"
+    config.write_text('[store]\nurl = "sqlite:///./cosell.db"\n', encoding="utf-8")
+    _, lines = _check(config, migrate=False)
+    (missing,) = _marked(lines, "✗", "Store")
+    assert f"no SQLite store at {tmp_path / 'cosell.db'}" in missing
+    assert "cosell db upgrade" in missing
+    assert not (tmp_path / "cosell.db").exists()  # reported, not created
+    (tmp_path / "cosell.db").write_bytes(b"")  # a file, but not a migrated store
+    _, lines = _check(config, migrate=False)
+    (unmigrated,) = _marked(lines, "✗", "Store")
+    assert "cosell db upgrade" in unmigrated
+    assert runner.invoke(app, ["db", "upgrade", "--config", str(config)]).exit_code == 0
+    _, lines = _check(config, migrate=False)
+    assert _marked(lines, "✓", "Store")
+    (tmp_path / "cosell.db").chmod(0o444)
+    try:
+        _, lines = _check(config, migrate=False)
+    finally:
+        (tmp_path / "cosell.db").chmod(0o644)
+    if os.geteuid() != 0:  # root writes to a read-only file anyway
+        (readonly,) = _marked(lines, "✗", "Store")
+        assert "readonly" in readonly
+
+
+def test_without_a_settings_file_check_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(app, ["check"])
+    lines = [line for line in result.output.splitlines() if line[:1] in ("✓", "✗", SKIP)]
+    assert not _marked(lines, "✓", "Settings")
+    (said,) = _marked(lines, SKIP, "Settings")
+    assert "no settings file: ./cosell.toml does not exist" in said
+    assert "cosell init" in said
+
+
+def test_a_bad_salesforce_consumer_secret_is_reported_as_one(
+    served: Served, registered: str, tmp_path: Path
+) -> None:
+    changes = {"auth": "password", "consumer_secret": "not-the-secret-43"}
+    config = write_settings(
+        tmp_path / "cosell.toml", _settings(served, registered, salesforce=changes)
+    )
+    status, lines = _check(config)
+    assert status == 1
+    (failure,) = _marked(lines, "✗", "Salesforce")
+    assert "consumer secret was rejected" in failure
+    assert "consumer_secret" in failure
+    assert "not-the-secret-43" not in "\n".join(lines)
+    assert _marked(lines, "✓", "Partner Center")

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 from server_kit import REFERRAL_ID, WEBHOOK, Service, Signer, event_body
@@ -205,3 +207,74 @@ async def test_the_lifespan_starts_the_engine_as_a_worker_and_stops_it_with_the_
         assert service.engine.started == [True]
         assert service.engine.stopped == []
     assert service.engine.stopped == [10.0]
+
+
+async def test_one_bad_callback_among_300_concurrent_ones_is_refused_alone(
+    service: Service, signer: Signer
+) -> None:
+    # The attack run: a signed ResourceUri holding a lone surrogate failed the group commit
+    # it shared with 273 valid callbacks, each answered 500.
+    bodies = [event_body(referral_id=f"r-{n}") for n in range(299)]
+    bodies.insert(150, event_body(referral_id="\ud800"))
+    answers = await asyncio.gather(
+        *(service.client.post(WEBHOOK, content=b, headers=signer.headers(b)) for b in bodies)
+    )
+    statuses = [a.status_code for a in answers]
+    assert statuses[150] == 400
+    assert answers[150].json()["error"] == "malformed_event"
+    assert statuses[:150] + statuses[151:] == [200] * 299
+    assert service.inbox_rows() == 299
+
+
+@pytest.mark.parametrize(
+    ("body", "certificate_url", "status", "reason"),
+    [
+        (event_body(), "http://[::1/cert/x", 401, "certificate_url_rejected"),
+        (
+            b'{"EventName":"referral-updated","x":' + b"[" * 1000 + b"]" * 1000 + b"}",
+            None,
+            400,
+            "malformed_event",
+        ),
+        (
+            event_body(ResourceUri="https://[::1/engagements/v1/referrals/r1"),
+            None,
+            400,
+            "malformed_event",
+        ),
+        (event_body(referral_id="."), None, 400, "malformed_event"),
+    ],
+    ids=["unclosed IPv6 certificate URL", "nested 1,000 deep", "bad IPv6 ResourceUri", "id ."],
+)
+async def test_what_a_request_contains_never_gets_a_5xx(
+    service: Service,
+    signer: Signer,
+    body: bytes,
+    certificate_url: str | None,
+    status: int,
+    reason: str,
+) -> None:
+    headers = signer.headers(body)
+    if certificate_url is not None:
+        headers["X-MS-Certificate-Url"] = certificate_url
+    response = await service.client.post(WEBHOOK, content=body, headers=headers)
+    assert (response.status_code, response.json()["error"]) == (status, reason)
+    assert response.json()["message"]
+    assert service.inbox_rows() == 0
+
+
+async def test_intake_answers_503_when_the_store_file_was_deleted(
+    service: Service, signer: Signer
+) -> None:
+    database = service.store.url.database
+    assert database is not None
+    body = event_body()
+    assert (
+        await service.client.post(WEBHOOK, content=body, headers=signer.headers(body))
+    ).status_code == 200
+    for leftover in Path(database).parent.glob(Path(database).name + "*"):
+        leftover.unlink()
+    other = event_body(event="referral-created")
+    response = await service.client.post(WEBHOOK, content=other, headers=signer.headers(other))
+    assert (response.status_code, response.json()["error"]) == (503, "unavailable")
+    assert service.engine.woken == 1  # nothing more was handed to the engine

@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 from cosell.clock import ManualClock
+from cosell.server import intake
 from cosell.server.intake import InboxWriter
-from cosell.store import Store, StoreUnavailableError
+from cosell.store import KeyFormatError, Store, StoreUnavailableError
 
 
 @pytest.fixture
@@ -66,3 +67,49 @@ async def test_a_failed_transaction_fails_every_callback_of_its_batch_and_record
 def test_a_batch_must_hold_at_least_one_event(store: Store) -> None:
     with pytest.raises(ValueError, match="max_batch"):
         InboxWriter(store, source="partner-center", max_batch=0)
+
+
+async def test_an_event_the_store_cannot_hold_is_refused_alone_before_the_group_commit(
+    store: Store,
+) -> None:
+    writer = InboxWriter(store, source="partner-center")
+    bad = writer.record(event_id="bad", key="referral:r\ud800", payload=b"{}")
+    good = [writer.record(event_id=f"ev{n}", key="referral:r", payload=b"{}") for n in range(50)]
+    outcomes = await asyncio.gather(bad, *good, return_exceptions=True)
+    assert isinstance(outcomes[0], KeyFormatError)
+    assert outcomes[1:] == [True] * 50
+    assert writer.transactions == 1
+    assert len(store.pending_events(limit=100)) == 50
+
+
+async def test_a_row_the_driver_refuses_inside_a_batch_fails_only_its_own_request(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Were a bad key to slip past the checks, SQLite's driver raises a bare UnicodeEncodeError
+    # for the whole transaction (the attack run: 273 of 300 valid callbacks answered 500).
+    monkeypatch.setattr(intake, "_check_event", lambda event_id, key: None)
+    writer = InboxWriter(store, source="partner-center")
+    calls = [writer.record(event_id=f"ev{n}", key="referral:r", payload=b"{}") for n in range(30)]
+    calls.insert(7, writer.record(event_id="bad", key="referral:\ud800", payload=b"{}"))
+    outcomes = await asyncio.gather(*calls, return_exceptions=True)
+    assert isinstance(outcomes[7], intake.UnrecordableEventError)
+    assert isinstance(outcomes[7].__cause__, UnicodeEncodeError)
+    assert [o for i, o in enumerate(outcomes) if i != 7] == [True] * 30
+    assert sorted(e.event_id for e in store.pending_events(limit=100)) == sorted(
+        f"ev{n}" for n in range(30)
+    )
+
+
+async def test_a_failure_that_is_not_the_events_fault_is_not_blamed_on_it(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(**_: object) -> list[bool]:
+        raise RuntimeError("a bug in the store")
+
+    monkeypatch.setattr(store, "record_events", broken)
+    writer = InboxWriter(store, source="partner-center")
+    outcomes = await asyncio.gather(
+        *(writer.record(event_id=f"ev{n}", key="referral:r", payload=b"{}") for n in range(3)),
+        return_exceptions=True,
+    )
+    assert all(type(o) is RuntimeError for o in outcomes)

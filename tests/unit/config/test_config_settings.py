@@ -243,3 +243,32 @@ def test_for_sandboxes_uses_the_startup_json(tmp_path: Path) -> None:
     flow = sf_settings.auth_flow(clock=clock)
     assert isinstance(flow, JwtBearerFlow)
     assert flow.assertion()  # the sandbox's private key signs
+
+
+@pytest.mark.parametrize(
+    ("written", "expected"),
+    [
+        ("sqlite:///./cosell.db", "sqlite:///{folder}/cosell.db"),
+        ("sqlite:///data/cosell.db?timeout=5", "sqlite:///{folder}/data/cosell.db?timeout=5"),
+        ("sqlite+pysqlite:///cosell.db", "sqlite+pysqlite:///{folder}/cosell.db"),
+        ("sqlite:////var/lib/cosell.db", "sqlite:////var/lib/cosell.db"),
+        ("sqlite:///:memory:", "sqlite:///:memory:"),
+        ("sqlite://", "sqlite://"),
+        ("postgresql+psycopg://u@h/db", "postgresql+psycopg://u@h/db"),
+    ],
+)
+def test_a_relative_sqlite_store_in_a_settings_file_is_beside_that_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, written: str, expected: str
+) -> None:
+    # `cosell status --config …` run elsewhere once created an empty store where it was run.
+    folder = tmp_path / "etc"
+    folder.mkdir()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    path = folder / "cosell.toml"
+    path.write_text(f'[store]\nurl = "{written}"\n', encoding="utf-8")
+    settings = Settings.load(path, environ={})
+    assert settings.store.url == expected.format(folder=folder.resolve())
+    from_environment = Settings.load(path, environ={"COSELL_STORE__URL": "sqlite:///./x.db"})
+    assert from_environment.store.url == "sqlite:///./x.db"

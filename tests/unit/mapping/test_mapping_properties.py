@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Any
 
 from hypothesis import given
@@ -105,7 +106,9 @@ def test_partner_center_values_read_any_shape_of_referral(referral: dict[str, An
             "Name": scalar,
             "Amount": st.one_of(blank, st.floats(0, 1e9, allow_nan=False)),
             "CurrencyIsoCode": st.one_of(blank, st.sampled_from(["USD", "EUR"])),
-            "CloseDate": st.one_of(blank, st.dates().map(lambda d: d.isoformat())),
+            "CloseDate": st.one_of(
+                blank, st.dates(date(1700, 1, 1), date(4000, 12, 31)).map(lambda d: d.isoformat())
+            ),
             "Description": scalar,
             "StageName": st.one_of(blank, st.sampled_from(["Prospecting", "Closed Won", "Other"])),
             "How_can_Microsoft_help__c": st.one_of(blank, st.just("General or other")),
@@ -123,7 +126,7 @@ def test_salesforce_values_read_any_shape_of_record(opportunity: dict[str, Any])
 canonical_values = st.fixed_dictionaries(
     {
         "name": st.text(min_size=1, max_size=20),
-        "close_date": st.dates().map(lambda d: d.isoformat()),
+        "close_date": st.dates(date(1700, 1, 1), date(4000, 12, 31)).map(lambda d: d.isoformat()),
         "customer_name": st.text(min_size=1, max_size=20),
         "country": st.sampled_from([c[0] for c in COUNTRIES]),
     },

@@ -62,7 +62,7 @@ canonical_values: dict[str, tuple[SimpleTransform, st.SearchStrategy[Value]]] = 
     ),
     "date": (
         DateTransform(),
-        st.none() | st.dates(min_value=date(1900, 1, 1)).map(date.isoformat),
+        st.none() | st.dates(date(1900, 1, 1), date(4000, 12, 31)).map(date.isoformat),
     ),
     "country": (CountryTransform(), st.none() | st.sampled_from([c[0] for c in COUNTRIES])),
     "country by name": (
@@ -130,6 +130,35 @@ def test_amounts_round_half_up_and_write_as_numbers() -> None:
 def test_amounts_refuse_what_is_not_a_number(raw: Any) -> None:
     with pytest.raises(ValueMappingError, match="not an amount"):
         AmountTransform().from_partner_center(raw)
+
+
+@pytest.mark.parametrize("raw", [1e26, "1e26", Decimal("1e14"), -1e14, "99999999999999.995", 1e308])
+def test_an_amount_salesforce_cannot_hold_is_refused_with_the_reason(raw: Any) -> None:
+    # 1e26 once raised decimal.InvalidOperation: the deal never synced and nothing said why.
+    for read in (AmountTransform().from_partner_center, AmountTransform().from_salesforce):
+        with pytest.raises(ValueMappingError, match=r"too large .*precision 16, scale 2"):
+            read(raw)
+
+
+def test_the_largest_amount_salesforce_holds_is_read() -> None:
+    assert AmountTransform().from_partner_center("99999999999999.99") == "99999999999999.99"
+    assert AmountTransform().from_salesforce(-99999999999999.98) == "-99999999999999.98"
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "0001-01-01T00:00:00+01:00",
+        "9999-12-31T23:00:00-05:00",
+        "1699-12-31",
+        "4001-01-01T00:00:00Z",
+        date(1, 1, 1),
+        datetime(9999, 12, 31, tzinfo=UTC),
+    ],
+)
+def test_a_date_salesforce_cannot_hold_is_refused_with_the_reason(raw: Any) -> None:
+    with pytest.raises(ValueMappingError, match="out of the range of dates Salesforce can hold"):
+        DateTransform().from_partner_center(raw)
 
 
 @pytest.mark.parametrize(

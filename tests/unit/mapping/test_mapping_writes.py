@@ -8,6 +8,7 @@ writing a change and reading it again must give the change.
 from __future__ import annotations
 
 import copy
+from datetime import date
 from typing import Any
 
 import pytest
@@ -102,7 +103,7 @@ writable = {
     "name": st.text(min_size=1, max_size=20),
     "deal_value": st.decimals(min_value=0, max_value=10**9, places=2).map(lambda d: f"{d:.2f}"),
     "currency": st.sampled_from(["USD", "EUR", "GBP"]),
-    "close_date": st.dates().map(lambda d: d.isoformat()),
+    "close_date": st.dates(date(1700, 1, 1), date(4000, 12, 31)).map(lambda d: d.isoformat()),
     "notes": st.none() | st.text(min_size=1, max_size=50),
     "help": st.sampled_from(["GeneralOrOther", "QuotesOrLicensing"]),
     "visibility": st.booleans(),

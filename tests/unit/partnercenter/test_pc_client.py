@@ -384,10 +384,16 @@ async def test_non_json_success_is_unexpected() -> None:
         await client.get(RID)
 
 
-def test_referral_url_refuses_path_injection() -> None:
-    client, _, _ = make_client(Recorder(httpx.Response(204)))
+@pytest.mark.parametrize("bad", ["../webhooks", ".", "..", "/", "%2F", "", "a b", "\ud800"])
+async def test_an_id_that_is_not_a_referral_id_is_refused_before_any_request(bad: str) -> None:
+    # `.` once made the client fetch the list endpoint (`referrals/.`) as a referral.
+    recorder = Recorder(ok(referral_payload()))
+    client, _, _ = make_client(recorder)
     with pytest.raises(ValueError, match="not a referral id"):
-        client.referral_url("../webhooks")
+        client.referral_url(bad)
+    with pytest.raises(ValueError, match="not a referral id"):
+        await client.get(ReferralId(bad))
+    assert recorder.requests == []
 
 
 async def test_status_change_is_sent_as_a_pair() -> None:

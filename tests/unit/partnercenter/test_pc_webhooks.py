@@ -1,3 +1,4 @@
+import asyncio
 import base64
 import json
 import random
@@ -179,6 +180,18 @@ def _too_large(kit: CertificateKit) -> Case:
     return Case(body, headers_for(sign(kit.leaf_key, body)))
 
 
+def _signed_body(body: bytes) -> Callable[[CertificateKit], Case]:
+    def build(kit: CertificateKit) -> Case:
+        return Case(body, headers_for(sign(kit.leaf_key, body)))
+
+    return build
+
+
+def _signed_event(**fields: object) -> Callable[[CertificateKit], Case]:
+    event = {**json.loads(BODY), **fields}
+    return _signed_body(json.dumps(event).encode())
+
+
 REFUSED: list[tuple[str, Callable[[CertificateKit], Case], type[WebhookVerificationError], int]] = [
     ("missing authorization", _with(Authorization=None), MissingHeaderError, 401),
     ("missing certificate url", _with(**{"X-MS-Certificate-Url": None}), MissingHeaderError, 400),
@@ -301,6 +314,41 @@ REFUSED: list[tuple[str, Callable[[CertificateKit], Case], type[WebhookVerificat
     ("valid base64, cut signature", _signature_text(lambda s: s[:-4]), InvalidSignatureError, 401),
     ("body over 1 MiB", _too_large, BodyTooLargeError, 413),
     ("signed body not json", _unsigned_json, MalformedEventError, 400),
+    # Found by an attack run, each once a 500 with a traceback:
+    ("unclosed IPv6 literal", _url("http://[::1/cert/x"), CertificateUrlRejectedError, 401),
+    ("unclosed IPv6 over https", _url("https://[::1/cert/x.cer"), CertificateUrlRejectedError, 401),
+    ("bad IPv6 literal", _url("https://[not-v6]/cert/x.cer"), CertificateUrlRejectedError, 401),
+    (
+        "signed body nested 1,000 deep",
+        _signed_body(b'{"EventName":"referral-updated","x":' + b"[" * 1000 + b"]" * 1000 + b"}"),
+        MalformedEventError,
+        400,
+    ),
+    (
+        "signed body of 100,000 open brackets",
+        _signed_body(b"[" * 100_000),
+        MalformedEventError,
+        400,
+    ),
+    (
+        "ResourceUri with an unclosed IPv6 literal",
+        _signed_event(ResourceUri="https://[::1/engagements/v1/referrals/r1"),
+        MalformedEventError,
+        400,
+    ),
+    (
+        "ResourceUri with a lone surrogate",
+        _signed_event(ResourceUri="https://api.partnercenter.microsoft.com/referrals/\ud800"),
+        MalformedEventError,
+        400,
+    ),
+    (
+        "EventName with a lone surrogate",
+        _signed_event(EventName="\udfff"),
+        MalformedEventError,
+        400,
+    ),
+    ("EventName with a newline", _signed_event(EventName="a\nb"), MalformedEventError, 400),
 ]
 
 
@@ -362,6 +410,61 @@ async def test_certificate_is_cached_until_expiry_on_the_clock(kit: CertificateK
     clock.advance(601)
     await verifier.verify(case.body, case.headers)
     assert len(host.hits) == 2
+
+
+async def test_concurrent_callbacks_naming_one_certificate_share_one_download(
+    kit: CertificateKit,
+) -> None:
+    verifier, host, _ = make_verifier(kit)
+    case = _valid(kit)
+    events = await asyncio.gather(*(verifier.verify(case.body, case.headers) for _ in range(50)))
+    assert {e.event_name for e in events} == {"referral-updated"}
+    assert len(host.hits) == 1
+
+
+async def test_a_failed_download_is_cached_on_the_clock(kit: CertificateKit) -> None:
+    # Failures were not cached: every forged callback naming a missing file downloaded again.
+    verifier, host, clock = make_verifier(kit, failure_cache_seconds=60)
+    case = _url(CERT_BASE + "gone.cer")(kit)
+    outcomes = await asyncio.gather(
+        *(verifier.verify(case.body, case.headers) for _ in range(20)), return_exceptions=True
+    )
+    assert all(type(o) is CertificateFetchError and o.status_hint == 401 for o in outcomes)
+    for _ in range(5):
+        with pytest.raises(CertificateFetchError, match="could not be downloaded"):
+            await verifier.verify(case.body, case.headers)
+    assert len(host.hits) == 1
+    clock.advance(61)
+    with pytest.raises(CertificateFetchError):
+        await verifier.verify(case.body, case.headers)
+    assert len(host.hits) == 2
+
+
+async def test_forged_callbacks_naming_ever_new_certificates_cannot_make_it_download_each(
+    kit: CertificateKit,
+) -> None:
+    # The attack run: 200 forged callbacks with distinct certificate paths on the allowed host
+    # made 200 downloads.
+    verifier, host, clock = make_verifier(kit, max_downloads_per_minute=10)
+    cases = [_url(f"{CERT_BASE}forged-{n}.cer")(kit) for n in range(200)]
+    outcomes = await asyncio.gather(
+        *(verifier.verify(c.body, c.headers) for c in cases), return_exceptions=True
+    )
+    assert len(host.hits) == 10
+    statuses = sorted(o.status_hint for o in outcomes if isinstance(o, CertificateFetchError))
+    assert statuses == [401] * 10 + [429] * 190
+    # The genuine certificate waits for the window too, then is fetched as usual.
+    good = _valid(kit)
+    with pytest.raises(CertificateFetchError, match="more than 10 certificate URLs"):
+        await verifier.verify(good.body, good.headers)
+    clock.advance(60)
+    assert (await verifier.verify(good.body, good.headers)).event_name == "referral-updated"
+    assert len(host.hits) == 11
+
+
+def test_the_download_rate_must_allow_one(kit: CertificateKit) -> None:
+    with pytest.raises(ValueError, match="max_downloads_per_minute"):
+        make_verifier(kit, max_downloads_per_minute=0)
 
 
 async def test_nothing_is_downloaded_before_the_url_is_checked(kit: CertificateKit) -> None:
@@ -464,6 +567,15 @@ def test_event_fields_are_read_case_insensitively() -> None:
         _parse_event(b'{"ResourceUri":"x"}')
     with pytest.raises(MalformedEventError, match="object"):
         _parse_event(b"[1]")
+
+
+def test_nesting_is_bounded_but_brackets_inside_strings_do_not_count() -> None:
+    nested = b'{"EventName":"test-created","x":' + b"[" * 15 + b"]" * 15 + b"}"
+    assert _parse_event(nested).event_name == "test-created"
+    quoted = b'{"EventName":"test-created","x":"' + b"[{" * 5000 + b'\\"[["}'
+    assert _parse_event(quoted).event_name == "test-created"
+    with pytest.raises(MalformedEventError, match="nested more than 16"):
+        _parse_event(b'{"EventName":"test-created","x":' + b"[" * 16 + b"]" * 16 + b"}")
 
 
 # --- registration client -----------------------------------------------------------------------

@@ -76,9 +76,20 @@ async def test_names_and_ids_cannot_escape_their_path_segment(
 ) -> None:
     with pytest.raises(ValueError, match="API name"):
         await client.get("Opportunity/../../limits", "006A")
-    fake.on("GET", "sobjects/Opportunity/x%2F..%2Fy", httpx.Response(200, json={"Id": "x"}))
-    await client.get("Opportunity", "x/../y")
-    assert fake.data_requests()[0].url.raw_path.endswith(b"/sobjects/Opportunity/x%2F..%2Fy")
+    # A record id is letters and digits: `.` once named the object's own URL (its describe).
+    for bad in ("x/../y", ".", "..", "/", "%2F", "", "006A 1", "\ud800"):
+        with pytest.raises(ValueError, match="not a Salesforce record id"):
+            await client.get("Opportunity", bad)
+        with pytest.raises(ValueError, match="not a Salesforce record id"):
+            await client.update("Opportunity", bad, {"Amount": 1})
+        with pytest.raises(ValueError, match="not a Salesforce record id"):
+            await client.delete("Opportunity", bad)
+    for bad in (".", ".."):
+        with pytest.raises(ValueError, match="would name another URL"):
+            await client.get_by_external_id("Opportunity", "Referral_Identifier__c", bad)
+    with pytest.raises(ValueError, match="unpaired surrogate"):
+        await client.upsert("Opportunity", "Referral_Identifier__c", "\ud800", {"Name": "x"})
+    assert fake.data_requests() == []
 
 
 async def test_upsert_created_updated_and_300(

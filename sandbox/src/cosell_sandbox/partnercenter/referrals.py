@@ -153,11 +153,20 @@ def _json_body(raw: bytes) -> Any:
     if not raw.strip():
         raise PartnerCenterSandboxError(400, "invalidRequest", "the request body is empty")
     try:
-        return json.loads(raw)
+        body = json.loads(raw)
     except (ValueError, RecursionError) as exc:
         raise PartnerCenterSandboxError(
             400, "invalidRequest", f"the request body is not valid JSON: {exc}"
         ) from None
+    try:
+        # An escaped lone surrogate (`"\\ud800"`) parses, but is no text the service can store
+        # or send back; like the real service, refuse it instead of failing every later list.
+        json.dumps(body, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise PartnerCenterSandboxError(
+            400, "invalidRequest", "the request body holds an unpaired UTF-16 surrogate"
+        ) from None
+    return body
 
 
 def _etag_headers(referral: dict[str, Any]) -> dict[str, str]:
