@@ -16,6 +16,7 @@ PartnerCenterError                      root; .status, .code, .target, .request_
     ├── NotFoundError                   404 itemNotFound
     ├── AccessDeniedError               403 accessDenied: the user lacks a Referrals role
     ├── AuthenticationError             401 after a fresh token was also refused
+    │   └── MfaRequiredError            401 code 900421: the token was issued without MFA
     ├── AuthConfigurationError          the token endpoint refused our credentials (invalid_grant, ...)
     ├── RegistrationExistsError         409 on webhook registration without overwrite (raised by
     │                                   the webhooks client; elsewhere a 409 is unexpected)
@@ -51,6 +52,8 @@ from typing import Any
 
 import httpx
 
+# Partner Center's error code for an App+User token issued without MFA (spec §9).
+MFA_REQUIRED_CODE = "900421"
 _EXCERPT_CHARS = 300  # enough of an unexpected body to recognise it, short enough for a log line
 
 
@@ -133,6 +136,14 @@ class AccessDeniedError(TerminalError):
 
 class AuthenticationError(TerminalError):
     """401 even with a freshly acquired token."""
+
+
+class MfaRequiredError(AuthenticationError):
+    """401 with code 900421: App+User calls need a token issued with MFA (spec §9).
+
+    A new token from the same refresh token carries no MFA either, so the client does not
+    retry: an admin must sign in again with MFA (`cosell connect partner-center`).
+    """
 
 
 class AuthConfigurationError(TerminalError):
@@ -291,6 +302,14 @@ def error_from_response(
         return ConflictError(text, **fields)
     if status == 400 or status == 422:
         return InvalidRequestError(text, **fields)
+    if status == 401 and (code == MFA_REQUIRED_CODE or MFA_REQUIRED_CODE in (message or "")):
+        return MfaRequiredError(
+            f"Partner Center answered 401 ({MFA_REQUIRED_CODE}): the sign-in behind this "
+            "token was made without multi-factor authentication, which Partner Center "
+            "requires for App+User calls — run `cosell connect partner-center` and sign in "
+            "with MFA",
+            **fields,
+        )
     if status == 401:
         return AuthenticationError(text, **fields)
     if status == 403:
