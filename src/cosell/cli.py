@@ -10,6 +10,7 @@ import typer
 from cosell import __version__
 from cosell.commands.audit import audit
 from cosell.commands.check import check
+from cosell.commands.connect import connect_app
 from cosell.commands.db import db_app
 from cosell.commands.demo import demo
 from cosell.commands.init import init
@@ -45,6 +46,7 @@ app.command("audit")(audit)
 app.add_typer(webhooks_app, name="webhooks")
 app.command("init")(init)
 app.command("check")(check)
+app.add_typer(connect_app, name="connect")
 app.command("demo")(demo)
 
 salesforce_app = typer.Typer(

@@ -39,7 +39,12 @@ from pydantic import (
 )
 
 from cosell.clock import Clock
-from cosell.partnercenter.auth import DEFAULT_AUTHORITY_HOST
+from cosell.partnercenter.auth import (
+    DEFAULT_AUTHORITY_HOST,
+    FileRefreshTokenStore,
+    InMemoryRefreshTokenStore,
+    RefreshTokenStore,
+)
 from cosell.partnercenter.client import DEFAULT_BASE_URL as PARTNER_CENTER_BASE_URL
 from cosell.partnercenter.webhooks import DEFAULT_BASE_URL as WEBHOOKS_BASE_URL
 from cosell.partnercenter.webhooks import MAX_BODY_BYTES, MICROSOFT_CERTIFICATE_URL_PREFIX
@@ -54,6 +59,9 @@ from cosell.salesforce.auth import (
 from cosell.salesforce.client import DEFAULT_API_VERSION
 
 DEFAULT_CONFIG_FILE = Path("cosell.toml")
+# Where `cosell connect` keeps refresh tokens unless a `*_token_file` setting names a file:
+# beside ./cosell.toml and ./cosell.db, in the directory cosell runs in.
+DEFAULT_TOKEN_DIR = Path(".cosell")
 ENV_PREFIX = "COSELL_"
 ENV_SEPARATOR = "__"
 PARTNER_CENTER_UI_URL = "https://partner.microsoft.com/dashboard/referrals/v2/leads"
@@ -122,10 +130,33 @@ class PartnerCenterSettings(_Section):
         """The Referrals client's base URL (`referrals_url` without `/referrals`)."""
         return self.referrals_url.removesuffix("/referrals")
 
+    @property
+    def token_file(self) -> Path:
+        """Where `cosell connect partner-center` stores the refresh token and cosell reads it."""
+        return self.refresh_token_file or DEFAULT_TOKEN_DIR / "partner-center-token.json"
+
+    def refresh_token_store(self, clock: Clock) -> RefreshTokenStore:
+        """The refresh token's store.
+
+        The token file when one is set or exists (what `cosell connect` wrote), else
+        `refresh_token` in memory (its rotations are then not kept across runs).
+        """
+        first = _reveal(self.refresh_token) or None
+        if self.refresh_token_file is not None or self.token_file.exists():
+            store = FileRefreshTokenStore(self.token_file, clock=clock)
+            if store.load() is None and first:
+                store.save(first)
+            return store
+        return InMemoryRefreshTokenStore(first)
+
     def missing(self) -> list[str]:
         """The keys the chosen `auth` needs that are not set."""
         needed = ["tenant_id", "client_id"]
-        if self.auth == "refresh_token" and self.refresh_token_file is None:
+        if (
+            self.auth == "refresh_token"
+            and self.refresh_token_file is None
+            and not self.token_file.exists()
+        ):
             needed.append("refresh_token")
         if self.auth == "client_credentials":
             needed.append("client_secret")

@@ -33,14 +33,9 @@ description only.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
-import stat
-import tempfile
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
@@ -51,6 +46,7 @@ import structlog
 
 from cosell.clock import Clock, SystemClock
 from cosell.partnercenter.errors import AuthConfigurationError, PartnerCenterTransportError
+from cosell.tokenstore import FileTokenStore, TokenFileError
 
 log = structlog.get_logger(__name__)
 
@@ -106,16 +102,13 @@ class InMemoryRefreshTokenStore:
         return f"InMemoryRefreshTokenStore(set={self._token is not None})"
 
 
-class FileRefreshTokenStore:
-    """A refresh token in a file readable only by its owner (mode 0600).
+class FileRefreshTokenStore(FileTokenStore):
+    """A refresh token in a file readable only by its owner (mode 0600), with its record.
 
-    Writes are atomic (temporary file in the same directory, then rename), so a crash leaves
-    either the old or the new token, never half of one. A file that others can read is
-    refused rather than used.
+    The file format, the atomic writes and the record (grant, MFA, when rotated and used)
+    are `cosell.tokenstore.FileTokenStore`'s; a file that others can read is refused with an
+    `AuthConfigurationError` rather than used.
     """
-
-    def __init__(self, path: str | os.PathLike[str]) -> None:
-        self.path = Path(path)
 
     def load(self) -> str | None:
         """The stored refresh token, or None when the file does not exist or is empty.
@@ -124,35 +117,9 @@ class FileRefreshTokenStore:
             AuthConfigurationError: the file is readable or writable by group or others.
         """
         try:
-            mode = self.path.stat().st_mode
-        except FileNotFoundError:
-            return None
-        if mode & (stat.S_IRWXG | stat.S_IRWXO):
-            raise AuthConfigurationError(
-                f"the refresh token file {self.path} is accessible by other users "
-                f"(mode {stat.S_IMODE(mode):04o}): run `chmod 600 {self.path}`"
-            )
-        text = self.path.read_text(encoding="utf-8").strip()
-        return text or None
-
-    def save(self, refresh_token: str) -> None:
-        """Atomically replace the file's content with `refresh_token`, mode 0600."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".refresh-token-", dir=self.path.parent)
-        try:
-            os.fchmod(fd, 0o600)
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                handle.write(refresh_token)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, self.path)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-            raise
-
-    def __repr__(self) -> str:
-        return f"FileRefreshTokenStore({str(self.path)!r})"
+            return super().load()
+        except TokenFileError as exc:
+            raise AuthConfigurationError(str(exc)) from exc
 
 
 class RoutedResponse:
@@ -195,6 +162,10 @@ class RoutingHttpClient:
         out = dict(headers or {})
         out["X-Original-Host"] = parts.netloc
         return routed, out
+
+    def route_url(self, url: str) -> str:
+        """`url` as it is sent: to the routed base URL (a browser opens the sandbox's page)."""
+        return self._route(url, None)[0]
 
     def post(
         self,
@@ -412,8 +383,8 @@ class RefreshTokenProvider(_MsalTokenProvider):
     def _advice(self, code: str) -> str:
         if code == "invalid_grant":
             return (
-                "the stored refresh token is expired, revoked or for another app: run the "
-                "consent flow again (an admin signs in with MFA) to get a new refresh token"
+                "the stored refresh token is expired, revoked or for another app: run "
+                "`cosell connect partner-center` (an admin signs in with MFA) to store a new one"
             )
         return super()._advice(code)
 
@@ -421,7 +392,7 @@ class RefreshTokenProvider(_MsalTokenProvider):
         refresh_token = self._store.load()
         if not refresh_token:
             raise AuthConfigurationError(
-                "no refresh token is stored: run the consent flow once to store one"
+                "no refresh token is stored: run `cosell connect partner-center` once to store one"
             )
         result: Mapping[str, Any] = app.acquire_token_by_refresh_token(refresh_token, self._scopes)
         new = result.get("refresh_token")

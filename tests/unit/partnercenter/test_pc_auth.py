@@ -301,7 +301,8 @@ async def test_file_store_with_the_provider(tmp_path: Path) -> None:
     store.save("rt-initial")
     provider = RefreshTokenProvider(credentials(FakeEntra()), store, clock=ManualClock())
     await provider.token()
-    assert path.read_text() == "rt-1"
+    assert store.load() == "rt-1"
+    assert store.record().rotated_at is not None
 
 
 async def test_logs_name_events_but_never_secrets() -> None:
