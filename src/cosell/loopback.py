@@ -1,13 +1,15 @@
 """One OAuth redirect received on a loopback address (RFC 8252 §7.3), for `cosell connect`.
 
 An interactive sign-in (authorization code with PKCE) ends with the browser being sent to the
-app's redirect URI with `?code=…&state=…` (or `?error=…`). A command-line app registers a
-loopback redirect (`http://127.0.0.1`, any port) and listens there for that one request.
+app's redirect URI with `code` and `state` (or `error`): in the query string of a GET, or, with
+`response_mode=form_post` (which keeps the code out of the browser's history), in the form body
+of a POST. A command-line app registers a loopback redirect (`http://127.0.0.1`, any port) and
+listens there for that one request.
 
 `LoopbackRedirect` listens on 127.0.0.1 (an ephemeral port unless one is given), answers the
 first request that carries `code` or `error` with a short page telling the user to go back to
-the terminal, hands its query parameters to `wait()`, and answers 404 to anything else (a
-browser's `/favicon.ico`). Each request is bounded in size and time, so a stray client cannot
+the terminal, hands its parameters to `wait()`, and answers 404 to anything else (a browser's
+`/favicon.ico`). Each request is bounded in size and time, so a stray client cannot
 hold the listener. Nothing here knows OAuth beyond those two parameter names: the caller
 checks `state` and redeems the code.
 """
@@ -86,11 +88,14 @@ class LoopbackRedirect:
         if len(head) > _MAX_REQUEST_BYTES:
             writer.close()
             return
-        request_line = head.split(b"\r\n", 1)[0].decode("latin-1")
-        method, _, rest = request_line.partition(" ")
+        lines = head.decode("latin-1").split("\r\n")
+        method, _, rest = lines[0].partition(" ")
         target = rest.rpartition(" ")[0] or rest
-        params = dict(parse_qsl(urlsplit(target).query, keep_blank_values=True))
-        found = method == "GET" and ("code" in params or "error" in params)
+        query = urlsplit(target).query
+        if method == "POST":
+            query = await self._form(reader, lines[1:])
+        params = dict(parse_qsl(query, keep_blank_values=True))
+        found = method in ("GET", "POST") and ("code" in params or "error" in params)
         if found and self._result is not None and not self._result.done():
             self._result.set_result(params)
         status = "200 OK" if found else "404 Not Found"
@@ -103,3 +108,18 @@ class LoopbackRedirect:
         with contextlib.suppress(ConnectionError):
             await writer.drain()
         writer.close()
+
+    @staticmethod
+    async def _form(reader: asyncio.StreamReader, headers: list[str]) -> str:
+        length = 0
+        for header in headers:
+            name, _, value = header.partition(":")
+            if name.strip().lower() == "content-length" and value.strip().isdigit():
+                length = int(value.strip())
+        if not 0 < length <= _MAX_REQUEST_BYTES:
+            return ""
+        try:
+            body = await asyncio.wait_for(reader.readexactly(length), _REQUEST_TIMEOUT)
+        except (TimeoutError, asyncio.IncompleteReadError):
+            return ""
+        return body.decode("utf-8", errors="replace")

@@ -184,7 +184,8 @@ async def sign_in_with_device_code(
         SignInError: declined, expired, timed out, or refused; the message says what to do.
         PartnerCenterTransportError: Entra ID could not be reached.
     """
-    app = _client(credentials, public=True)
+    # msal reads the authority's OpenID configuration when it is made: in the worker thread.
+    app = await _in_thread(lambda: _client(credentials, public=True), credentials)
     flow: dict[str, Any] = await _in_thread(
         lambda: app.initiate_device_flow(scopes=list(scopes)), credentials
     )
@@ -257,11 +258,14 @@ async def sign_in_with_browser(
         SignInError: denied, timed out, or refused; the message says what to do.
         PartnerCenterTransportError: Entra ID could not be reached.
     """
-    app = _client(credentials, public=False)
+    app = await _in_thread(lambda: _client(credentials, public=False), credentials)
     async with LoopbackRedirect(port) as redirect:
         flow: dict[str, Any] = await _in_thread(
             lambda: app.initiate_auth_code_flow(
-                list(scopes), redirect_uri=redirect.redirect_uri, prompt="select_account"
+                list(scopes),
+                redirect_uri=redirect.redirect_uri,
+                prompt="select_account",
+                response_mode="form_post",  # the code travels in a POST body, not in a URL
             ),
             credentials,
         )

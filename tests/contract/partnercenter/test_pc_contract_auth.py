@@ -17,10 +17,10 @@ from cosell.partnercenter.auth import (
     RefreshTokenProvider,
 )
 from cosell.partnercenter.errors import (
-    MfaRequiredError,
     AccessDeniedError,
     AuthConfigurationError,
     AuthenticationError,
+    MfaRequiredError,
 )
 from cosell.partnercenter.webhooks import WebhooksClient
 
@@ -75,7 +75,7 @@ async def test_revoked_access_tokens_are_replaced(pc: PartnerCenter) -> None:
 
 async def test_revoked_refresh_token_asks_for_consent_again(pc: PartnerCenter) -> None:
     await pc.control("POST", "/identity/revoke-refresh-tokens")
-    with pytest.raises(AuthConfigurationError, match="consent flow again") as caught:
+    with pytest.raises(AuthConfigurationError, match="cosell connect partner-center") as caught:
         await pc.referrals.list_page()
     assert caught.value.code == "invalid_grant"
     assert str(pc.store.load()) not in str(caught.value)

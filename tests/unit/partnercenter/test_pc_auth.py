@@ -152,7 +152,7 @@ async def test_rejected_refresh_token_says_to_consent_again_without_leaking_it()
         await provider.token()
     message = str(caught.value)
     assert "invalid_grant" in message
-    assert "consent flow again" in message
+    assert "cosell connect partner-center" in message
     assert "AADSTS70008" in message
     assert "rt-very-secret" not in message
     assert SECRET not in message
@@ -163,7 +163,7 @@ async def test_missing_refresh_token_is_a_configuration_error() -> None:
     provider = RefreshTokenProvider(
         credentials(FakeEntra()), InMemoryRefreshTokenStore(None), clock=ManualClock()
     )
-    with pytest.raises(AuthConfigurationError, match="consent flow once"):
+    with pytest.raises(AuthConfigurationError, match=r"cosell connect partner-center` once"):
         await provider.token()
 
 

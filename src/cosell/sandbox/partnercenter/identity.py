@@ -530,7 +530,9 @@ class Identity:
         digest.update(der)
         self._kid = _b64url(digest.finalize())
 
-    def _id_token(self, user: _User, *, v2: bool, iat: int, exp: int) -> str:
+    def _id_token(
+        self, user: _User, *, v2: bool, iat: int, exp: int, nonce: str | None = None
+    ) -> str:
         issuer = (
             f"https://login.microsoftonline.com/{self.tenant_id}/v2.0"
             if v2
@@ -552,6 +554,8 @@ class Identity:
         if not v2:
             claims["upn"] = user.upn
             claims["unique_name"] = user.upn
+        if nonce is not None:
+            claims["nonce"] = nonce
         return self._sign(claims)
 
     # -- the token endpoint -------------------------------------------------------------------
@@ -792,6 +796,13 @@ class Identity:
                 "Invalid size of Code_Challenge parameter, or a code_challenge_method other "
                 "than S256: send PKCE (code_challenge with code_challenge_method=S256).",
             )
+        if params.get("response_mode", "query") not in ("query", "form_post"):
+            raise _TokenError(
+                400,
+                "invalid_request",
+                900144,
+                "The sandbox's authorize endpoint supports response_mode=query or form_post.",
+            )
         scope = params.get("scope")
         if not scope:
             raise _missing("scope")
@@ -802,6 +813,8 @@ class Identity:
             redirect_uri=redirect_uri,
             code_challenge=challenge,
             oauth_state=params.get("state"),
+            form_post=params.get("response_mode") == "form_post",
+            nonce=params.get("nonce"),
         )
 
     def _check_password(self, form: dict[str, str]) -> _User:
@@ -840,6 +853,7 @@ class Identity:
         self._check_client(form, headers.get("authorization"), public=interactive)
         user: _User | None
         mfa = False
+        nonce: str | None = None
         default_audience: str | None = None
         if grant_type == "refresh_token":
             grant = self._redeem_refresh_token(form)
@@ -853,6 +867,7 @@ class Identity:
             sign_in = self._redeem_sign_in(grant_type, form)
             user = self._user
             mfa = sign_in.mfa
+            nonce = sign_in.nonce
             # msal sends no scope when it redeems a device code: the sign-in's scope stands.
             form = {**form, "scope": form.get("scope") or sign_in.scope}
         else:
@@ -894,7 +909,7 @@ class Identity:
         if user is not None:
             body["refresh_token"] = self._new_refresh_token(user.upn, audience, mfa=mfa)
             if openid:
-                body["id_token"] = self._id_token(user, v2=v2, iat=iat, exp=exp)
+                body["id_token"] = self._id_token(user, v2=v2, iat=iat, exp=exp, nonce=nonce)
             if form.get("client_info") == "1":
                 body["client_info"] = _b64url(
                     json.dumps({"uid": user.object_id, "utid": self.tenant_id}).encode()
@@ -1239,7 +1254,7 @@ class Identity:
                 raise self._control_error(exc) from exc
             answer = sign_in.public()
             if sign_in.kind == "authorization_code" and action != "expire":
-                answer["redirect_url"] = self.sign_ins.redirect_url(sign_in)
+                answer["redirect"] = self.sign_ins.redirect(sign_in)
             return answer
 
         @router.put("/control/identity/user")

@@ -13,9 +13,10 @@ and approves (with or without MFA), denies or expires each (`POST
   or `expired_token`.
 - Authorization code with PKCE (RFC 7636): `GET /{tenant}/oauth2/v2.0/authorize` with
   `response_type=code`, `redirect_uri`, `state`, `code_challenge` and `code_challenge_method`
-  records a sign-in and answers a page naming it; approving it answers the URL the browser
-  would be sent to (`redirect_uri?code=…&state=…`; on deny `error=access_denied`), which the
-  caller (a test, or a person at a sandbox) then opens. The code is redeemed once, with the
+  records a sign-in and answers a page naming it; approving it answers what the browser would
+  do next (`redirect`: GET `redirect_uri?code=…&state=…`, or with `response_mode=form_post` a
+  POST of those fields as a form; on deny `error=access_denied`), which the caller (a test, or
+  a person at a sandbox) then does. The code is redeemed once, with the
   matching `code_verifier` and the same `redirect_uri`.
 
 Assumptions (not documented by Microsoft in the sources of `specs/partner-center-api.md`):
@@ -99,6 +100,8 @@ class SignIn:
         code_challenge: the PKCE challenge (authorization code flow).
         oauth_state: the client's `state`, sent back on the redirect.
         code: the authorization code, once approved.
+        form_post: `response_mode=form_post`: the browser POSTs the answer as a form.
+        nonce: the client's OpenID Connect `nonce`, echoed in the ID token.
     """
 
     id: str
@@ -114,6 +117,8 @@ class SignIn:
     code_challenge: str | None = None
     oauth_state: str | None = None
     code: str | None = None
+    form_post: bool = False
+    nonce: str | None = None
 
     def public(self) -> dict[str, Any]:
         """What the control API shows (never the device code or the authorization code)."""
@@ -182,6 +187,8 @@ class SignIns:
         redirect_uri: str,
         code_challenge: str,
         oauth_state: str | None,
+        form_post: bool = False,
+        nonce: str | None = None,
     ) -> SignIn:
         """Record an authorization code sign-in (the browser reached the authorize page)."""
         with self._lock:
@@ -194,6 +201,8 @@ class SignIns:
                 redirect_uri=redirect_uri,
                 code_challenge=code_challenge,
                 oauth_state=oauth_state,
+                form_post=form_post,
+                nonce=nonce,
             )
             self._by_id[sign_in.id] = sign_in
             return sign_in
@@ -244,9 +253,21 @@ class SignIns:
             return expired
 
     @staticmethod
-    def redirect_url(sign_in: SignIn) -> str:
-        """The URL the browser is sent to after an approval or a denial."""
+    def redirect(sign_in: SignIn) -> dict[str, Any]:
+        """What the browser does after an approval or a denial.
+
+        `{"method": "GET", "url": <redirect_uri?params>}`, or with `response_mode=form_post`
+        `{"method": "POST", "url": <redirect_uri>, "form": {params}}`.
+        """
         assert sign_in.redirect_uri is not None
+        params = SignIns._redirect_params(sign_in)
+        if sign_in.form_post:
+            return {"method": "POST", "url": sign_in.redirect_uri, "form": params}
+        separator = "&" if "?" in sign_in.redirect_uri else "?"
+        return {"method": "GET", "url": f"{sign_in.redirect_uri}{separator}{urlencode(params)}"}
+
+    @staticmethod
+    def _redirect_params(sign_in: SignIn) -> dict[str, str]:
         params: dict[str, str] = {}
         if sign_in.state == "approved" and sign_in.code is not None:
             params["code"] = sign_in.code
@@ -256,8 +277,7 @@ class SignIns:
         if sign_in.oauth_state is not None:
             params["state"] = sign_in.oauth_state
         params["session_state"] = sign_in.id
-        separator = "&" if "?" in sign_in.redirect_uri else "?"
-        return f"{sign_in.redirect_uri}{separator}{urlencode(params)}"
+        return params
 
     # -- the client's part (the token endpoint) -------------------------------------------------
 
