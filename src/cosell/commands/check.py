@@ -500,11 +500,14 @@ def _token_fix(auth: str) -> str:
     if auth == "refresh_token":
         return (
             "check partner_center.tenant_id, client_id and client_secret; if the refresh token "
-            "expired or was revoked, an admin with the Referrals admin role consents again and "
-            "you set the new one in COSELL_PARTNER_CENTER__REFRESH_TOKEN"
+            "expired or was revoked, a Referrals admin runs `cosell connect partner-center` "
+            "(signing in with MFA) to store a new one"
         )
     if auth == "password":
-        return "check partner_center.username and password (MFA makes this grant fail)"
+        return (
+            "the password grant has no MFA, which Partner Center requires: run `cosell connect "
+            "partner-center` and set [partner_center] auth = 'refresh_token'"
+        )
     return "check partner_center.tenant_id, client_id and client_secret"
 
 

@@ -16,16 +16,35 @@ for one sandbox tenant with one confidential client application and one Referral
   `X-Original-Host: login.microsoftonline.com`; discovery documents then name URLs on that host
   (msal requires the token endpoint it reads to be https). Without the header they name the
   sandbox's own base URL.
+- Interactive sign-ins (`signins.py`): the v2 device code endpoint and the authorize endpoint
+  (authorization code with PKCE, loopback redirect), with the control API playing the user
+  (`/control/identity/sign-ins/...`: approve with or without MFA, deny, expire). The
+  `device_code` and `authorization_code` grants redeem them at the token endpoints.
 - `Identity.authenticate` checks a request's bearer token on every call: RS256 signature with
   the sandbox signing key, issuer, `nbf`/`exp` on the injected clock, revocation, audience, and
-  (for the Referrals API, App+User only) that a user is present.
+  (for the Referrals API, App+User only) that a user is present. A user token whose `amr`
+  lacks `mfa` is refused with 401 and code `900421` on either API (spec §9).
+- The control API can take the user's Referrals role away (`PUT /control/identity/user`
+  `{"referrals_role": "none"}`: the Referrals API answers 403 `accessDenied`) and the app's
+  delegated permission (`PUT /control/identity/app` `{"delegated_permission": false}`: user
+  grants fail with `invalid_grant` AADSTS65001, as when no admin consented).
+
+Assumptions (spec §9 gives the code, not the body): the 900421 refusal has Partner Center's
+error shape, `{"error": {"code": "900421", "message": "AADSTS900421: ...", "target":
+"authorization"}}`, with `WWW-Authenticate: Bearer error="invalid_token"`. The password grant
+issues tokens with `amr: ["pwd"]` (no interactive second factor); the initial refresh token
+(`info()["refresh_token"]`, as after the secure application model's consent) and everything
+it yields carry `amr: ["pwd", "mfa"]`; a refresh token keeps the MFA state of the sign-in
+that started its chain. Sign-ins in progress are not persisted by `snapshot`.
 
 Invariants:
 - Access tokens are v1-format JWTs (`iss https://sts.windows.net/{tenant}/`) whatever endpoint
   issued them, with `aud` the canonical resource URL; user tokens carry `upn` and
   `scp=user_impersonation`, app-only tokens carry neither (`idtyp=app`).
 - Refresh tokens rotate: every use issues a new one; the used one stays valid until its own
-  expiry (90 days after issue, Entra's default inactivity lifetime).
+  expiry (90 days after issue, Entra's default inactivity lifetime, on the sandbox clock), or
+  until `POST /control/identity/revoke-refresh-tokens` revokes every one (as a password reset
+  does).
 - Credentials (tenant id, client id, secret, user, password, the initial refresh token) are drawn
   from the seeded `rng`, so a seed reproduces them; the RSA signing key comes from the OS and is
   kept across restarts by `snapshot`/`restore`.
