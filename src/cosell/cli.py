@@ -90,6 +90,39 @@ def _salesforce_metadata(
     )
 
 
+@salesforce_app.command("keys")
+def _salesforce_keys(
+    out: Annotated[
+        Path,
+        typer.Option(
+            "--out",
+            help="Directory to write the JWT private key and certificate to (created if missing).",
+            file_okay=False,
+            dir_okay=True,
+        ),
+    ],
+) -> None:
+    """Make the JWT bearer flow's key pair: a private key for cosell, a certificate for Salesforce."""
+    from cosell.clock import SystemClock
+    from cosell.salesforce.keys import KeysExistError, write_jwt_keys
+
+    try:
+        keys = write_jwt_keys(out, now=SystemClock().now())
+    except (KeysExistError, OSError) as exc:
+        typer.echo(f"Error: {exc}", err=True)
+        raise typer.Exit(code=1) from exc
+    typer.echo(f"Wrote the private key {keys.private_key} (mode 0600; keep it secret)")
+    typer.echo(f"and the certificate {keys.certificate}.")
+    typer.echo(
+        "Upload the certificate to the external client app (OAuth settings > Use digital "
+        "signatures), then set in cosell.toml:\n"
+        "  [salesforce]\n"
+        '  auth = "jwt"\n'
+        f'  private_key_file = "{keys.private_key}"\n'
+        "and run `cosell check` to prove the JWT sign-in works."
+    )
+
+
 def _print_version(value: bool) -> None:
     if value:
         typer.echo(f"cosell {__version__}")

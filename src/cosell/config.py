@@ -57,6 +57,7 @@ from cosell.salesforce.auth import (
     RefreshTokenFlow,
 )
 from cosell.salesforce.client import DEFAULT_API_VERSION
+from cosell.tokenstore import FileTokenStore, TokenFileError
 
 DEFAULT_CONFIG_FILE = Path("cosell.toml")
 # Where `cosell connect` keeps refresh tokens unless a `*_token_file` setting names a file:
@@ -176,7 +177,9 @@ class SalesforceSettings(_Section):
         username: the integration user (`jwt`, `password`).
         password: the user's password (`password`).
         security_token: the user's security token (`password`, when the org asks for one).
-        refresh_token: the refresh token (`refresh_token`).
+        refresh_token: the refresh token (`refresh_token`), when not in the token file.
+        refresh_token_file: where `cosell connect salesforce` stores the refresh token (mode
+            0600; default `.cosell/salesforce-token.json`).
         private_key_file: the PEM private key matching the app's certificate (`jwt`).
         login_url: `https://login.salesforce.com`, `https://test.salesforce.com` for sandbox
             orgs, or My Domain.
@@ -191,6 +194,7 @@ class SalesforceSettings(_Section):
     password: SecretStr | None = None
     security_token: SecretStr | None = None
     refresh_token: SecretStr | None = None
+    refresh_token_file: Path | None = None
     private_key_file: Path | None = None
     login_url: str = LOGIN_URL
     token_url: str | None = None
@@ -216,9 +220,23 @@ class SalesforceSettings(_Section):
         "password": ("consumer_key", "consumer_secret", "username", "password"),
     }
 
+    @property
+    def token_file(self) -> Path:
+        """Where `cosell connect salesforce` stores the refresh token and cosell reads it."""
+        return self.refresh_token_file or DEFAULT_TOKEN_DIR / "salesforce-token.json"
+
+    def token_store(self, clock: Clock | None = None) -> FileTokenStore | None:
+        """The token file's store when it holds a token (or is set), else None."""
+        if self.refresh_token_file is None and not self.token_file.exists():
+            return None
+        return FileTokenStore(self.token_file, clock=clock)
+
     def missing(self) -> list[str]:
         """The keys the chosen `auth` needs that are not set."""
-        return [key for key in self.NEEDS[self.auth] if getattr(self, key) is None]
+        needed = list(self.NEEDS[self.auth])
+        if self.auth == "refresh_token" and self.token_store() is not None:
+            needed.remove("refresh_token")
+        return [key for key in needed if getattr(self, key) is None]
 
     def auth_flow(self, *, clock: Clock | None = None) -> AuthFlow:
         """The OAuth flow these settings describe.
@@ -254,7 +272,16 @@ class SalesforceSettings(_Section):
         if self.auth == "client_credentials":
             return ClientCredentialsFlow(key, secret, token_url, **extra)
         if self.auth == "refresh_token":
-            return RefreshTokenFlow(key, secret, _reveal(self.refresh_token), token_url, **extra)
+            store = self.token_store(clock)
+            stored = _stored_token(store)
+            return RefreshTokenFlow(
+                key,
+                secret,
+                stored or _reveal(self.refresh_token),
+                token_url,
+                on_rotation=store.save if store is not None and stored else None,
+                **extra,
+            )
         return PasswordFlow(
             key,
             secret,
@@ -264,6 +291,15 @@ class SalesforceSettings(_Section):
             token_url,
             **extra,
         )
+
+
+def _stored_token(store: FileTokenStore | None) -> str | None:
+    if store is None:
+        return None
+    try:
+        return store.load()
+    except TokenFileError as exc:
+        raise ConfigError(f"salesforce.refresh_token_file: {exc}") from exc
 
 
 def _reveal(secret: SecretStr | None) -> str:
@@ -500,6 +536,7 @@ class Settings(_Section):
 
 _PATH_KEYS = {
     ("partner_center", "refresh_token_file"),
+    ("salesforce", "refresh_token_file"),
     ("salesforce", "private_key_file"),
     ("sync", "mapping_file"),
     ("server", "trusted_ca_file"),

@@ -222,6 +222,126 @@ async def connect_partner_center(
             await owned.aclose()
 
 
+async def connect_salesforce(
+    settings: Settings,
+    *,
+    device_code: bool,
+    clock: Clock,
+    echo: Callable[[str], None],
+    open_url: Callable[[str], bool],
+    http: httpx.AsyncClient | None = None,
+    port: int = 0,
+    wait_seconds: float | None = None,
+) -> TokenRecord:
+    """Sign in to Salesforce (web-server flow with PKCE, or the device flow); store the token.
+
+    The login host is `[salesforce] login_url`: `https://login.salesforce.com`,
+    `https://test.salesforce.com` for a sandbox org, or the org's My Domain URL.
+
+    Returns:
+        The stored token's record.
+
+    Raises:
+        ConnectError: the settings lack the consumer key.
+        SalesforceError: the sign-in failed (its message says what to do).
+    """
+    import httpx
+
+    from cosell.salesforce.signin import (
+        DEFAULT_BROWSER_WAIT,
+        DEFAULT_DEVICE_WAIT,
+        sign_in_device,
+        sign_in_web_server,
+        signed_in_user,
+    )
+    from cosell.tokenstore import FileTokenStore
+
+    sf = settings.salesforce
+    if sf.consumer_key is None:
+        raise ConnectError(
+            "salesforce.consumer_key not set: create an external client app with OAuth "
+            "(README, 'Connect your accounts') and put its consumer key in cosell.toml"
+        )
+    owned: httpx.AsyncClient | None = None
+    if http is None:
+        http = owned = httpx.AsyncClient(timeout=30.0)
+    secret = sf.consumer_secret.get_secret_value() if sf.consumer_secret else None
+    try:
+        if device_code:
+            result = await sign_in_device(
+                http,
+                login_url=sf.login_url,
+                consumer_key=sf.consumer_key,
+                clock=clock,
+                show=echo,
+                wait_seconds=wait_seconds or DEFAULT_DEVICE_WAIT,
+            )
+        else:
+            result = await sign_in_web_server(
+                http,
+                login_url=sf.login_url,
+                consumer_key=sf.consumer_key,
+                consumer_secret=secret,
+                clock=clock,
+                open_url=open_url,
+                show=echo,
+                port=port,
+                wait_seconds=wait_seconds or DEFAULT_BROWSER_WAIT,
+            )
+        user = await signed_in_user(http, result)
+        store = FileTokenStore(sf.token_file, clock=clock)
+        record = store.connect(result.refresh_token, grant=result.grant, mfa=None, user=user)
+        flow = "device flow" if result.grant == "device" else "web-server flow"
+        echo(
+            f"Signed in to Salesforce at {result.token.instance_url} as {user} ({flow}). The "
+            f"refresh token is stored in {sf.token_file} (mode 0600)."
+        )
+        if sf.auth != "refresh_token":
+            echo(
+                "cosell signs in with auth = "
+                f'{sf.auth!r}; set [salesforce] auth = "refresh_token" to use this token.'
+            )
+        return record
+    finally:
+        if owned is not None:
+            await owned.aclose()
+
+
+@connect_app.command("salesforce")
+def salesforce(
+    config: ConfigOption = None,
+    device_code: DeviceCodeOption = False,
+    no_browser: NoBrowserOption = False,
+    port: PortOption = 0,
+    wait: WaitOption = None,
+) -> None:
+    """Sign in to Salesforce (login_url: production, test.salesforce.com or My Domain) and store the refresh token."""
+    import asyncio
+
+    from cosell.clock import SystemClock
+    from cosell.commands import quiet_client_logs
+    from cosell.config import ConfigError, Settings
+    from cosell.salesforce.errors import SalesforceError
+
+    try:
+        settings = Settings.load(config)
+        with quiet_client_logs():
+            asyncio.run(
+                connect_salesforce(
+                    settings,
+                    device_code=device_code,
+                    clock=SystemClock(),
+                    echo=typer.echo,
+                    open_url=(lambda _url: False) if no_browser else _open_browser,
+                    port=port,
+                    wait_seconds=wait,
+                )
+            )
+    except (ConfigError, ConnectError, SalesforceError) as exc:
+        typer.echo(f"Error: {exc}", err=True)
+        raise typer.Exit(code=1) from exc
+
+
 @connect_app.command("partner-center")
 def partner_center(
     config: ConfigOption = None,
@@ -257,4 +377,4 @@ def partner_center(
         raise typer.Exit(code=1) from exc
 
 
-__all__ = ["ConnectError", "connect_app", "connect_partner_center"]
+__all__ = ["ConnectError", "connect_app", "connect_partner_center", "connect_salesforce"]

@@ -125,7 +125,7 @@ def _hint(flow: str, error: str, description: str) -> str:
     if "expired" in text and "refresh" in flow:
         return (
             "the refresh token was revoked or expired (Salesforce keeps at most 5 per user and "
-            "app): authorize cosell again to get a new one"
+            "app): run `cosell connect salesforce` to store a new one"
         )
     if "not supported on this domain" in text or "my domain" in text:
         return "use the org's My Domain token URL, https://<domain>.my.salesforce.com"

@@ -75,7 +75,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from cosell.clock import Clock
 from cosell.sandbox.partnercenter.errors import PartnerCenterSandboxError
-from cosell.sandbox.partnercenter.signins import (
+from cosell.sandbox.signins import (
     DEVICE_CODE_GRANT,
     DEVICE_CODE_INTERVAL,
     DEVICE_CODE_LIFETIME,

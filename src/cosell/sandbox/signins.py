@@ -1,4 +1,7 @@
-"""Interactive sign-ins of the sandbox's Entra ID: the device code and authorization code flows.
+"""Interactive sign-ins of the sandboxes' identity providers: device code and authorization code.
+
+The Partner Center sandbox's Entra ID and the Salesforce sandbox's OAuth endpoints share this
+state machine; the messages below are Entra's, and the Salesforce sandbox words them its way.
 
 A real Entra ID shows a sign-in page to a person. The sandbox has no person, so the control
 API plays the user: it lists the sign-ins waiting for one (`GET /control/identity/sign-ins`)
@@ -163,7 +166,9 @@ class SignIns:
 
     # -- starting -------------------------------------------------------------------------------
 
-    def start_device(self, client_id: str, scope: str) -> SignIn:
+    def start_device(
+        self, client_id: str, scope: str, *, lifetime: timedelta = DEVICE_CODE_LIFETIME
+    ) -> SignIn:
         """Record a device code sign-in."""
         with self._lock:
             user_code = self._text(9, _USER_CODE_ALPHABET)
@@ -172,7 +177,7 @@ class SignIns:
                 kind="device_code",
                 client_id=client_id,
                 scope=scope,
-                expires_at=self._clock.now() + DEVICE_CODE_LIFETIME,
+                expires_at=self._clock.now() + lifetime,
                 user_code=user_code,
                 device_code="DAQABAAEAAAD" + self._text(120, _CODE_ALPHABET),
             )
@@ -189,6 +194,7 @@ class SignIns:
         oauth_state: str | None,
         form_post: bool = False,
         nonce: str | None = None,
+        lifetime: timedelta = AUTHORIZATION_CODE_LIFETIME,
     ) -> SignIn:
         """Record an authorization code sign-in (the browser reached the authorize page)."""
         with self._lock:
@@ -197,7 +203,7 @@ class SignIns:
                 kind="authorization_code",
                 client_id=client_id,
                 scope=scope,
-                expires_at=self._clock.now() + AUTHORIZATION_CODE_LIFETIME,
+                expires_at=self._clock.now() + lifetime,
                 redirect_uri=redirect_uri,
                 code_challenge=code_challenge,
                 oauth_state=oauth_state,
