@@ -71,6 +71,7 @@ from cosell.salesforce.values import soql_quote
 
 # The Referrals API tokens exactly as `cosell sync` builds them (one builder, not a copy).
 from cosell.sync.context import partner_center_tokens
+from cosell.tokenhealth import token_health
 
 Mark = Literal["pass", "fail", "skip"]
 LEAD = "Lead"
@@ -180,6 +181,7 @@ class Checklist:
         async with self._http() as (pc_http, sf_http):
             await self._partner_center(settings, pc_http)
             clients = await self._salesforce(settings, sf_http)
+            self._token_health(settings)
             mapping = self._load_mapping(settings)
             await self._schema(settings, clients, mapping)
             await self._permission_set(clients)
@@ -220,6 +222,14 @@ class Checklist:
                     f"[{section}] auth = {auth!r} needs {keys}",
                     f"set them in the settings file or as {variables}",
                 )
+
+    def _token_health(self, settings: Settings) -> None:
+        for health in token_health(settings, clock=self._clock):
+            text = f"{health.label}: {health.summary()}"
+            if health.problem:
+                self._add("fail", "Sign-in", text, health.problem)
+            else:
+                self._add("pass", "Sign-in", text, health.warning)
 
     async def _partner_center(self, settings: Settings, http: httpx.AsyncClient) -> None:
         pc = settings.partner_center

@@ -13,7 +13,9 @@ without redirects). The trusted roots are certifi's unless `[server] trusted_ca_
 or `trusted_ca_url` (DER or PEM, the sandbox's CA, downloaded once at start) says otherwise.
 
 Readiness checks: `database` (a read of the store, every probe), `partner_center_token` (the
-Referrals API's token provider), `salesforce_token` (the Salesforce session), and
+Referrals API's token provider), `salesforce_token` (the Salesforce session), `token_health`
+(every probe, no network: a sign-in without MFA or past its inactivity expiry is unready; one
+warning is logged per side when fewer than 14 days are left; `cosell.tokenhealth`), and
 `webhook_registration` (the tenant's registration lists the referral events and points at
 `[server] public_url`) — the last three cached for a minute.
 
@@ -61,6 +63,7 @@ from cosell.store import Store, StoreError
 from cosell.sync import reconcile
 from cosell.sync.context import SyncContext, build_context
 from cosell.sync.engine import RECONCILE_QUEUE, Engine, EngineError, EngineOptions
+from cosell.tokenhealth import token_health
 
 log = structlog.get_logger("cosell.serve")
 
@@ -174,6 +177,20 @@ def readiness_checks(
         token = await ctx.salesforce.session.token()
         return f"token for {token.instance_url}"
 
+    warned: set[str] = set()
+
+    async def token_health_check() -> str:
+        problems = []
+        for health in token_health(settings, clock=clock):
+            if health.warning and health.side not in warned:
+                warned.add(health.side)  # once per side and process: an admin needs one nudge
+                log.warning("token.expires_soon", side=health.side, message=health.warning)
+            if health.problem:
+                problems.append(health.problem)
+        if problems:
+            raise ConfigError("; ".join(problems))
+        return "sign-ins usable"
+
     async def webhook_registration() -> str:
         if public_url is None:
             raise ConfigError(
@@ -201,6 +218,7 @@ def readiness_checks(
         Check("database", database, ttl_seconds=0.0),
         Check("partner_center_token", partner_center_token),
         Check("salesforce_token", salesforce_token),
+        Check("token_health", token_health_check, ttl_seconds=0.0),
         Check("webhook_registration", webhook_registration),
     ]
 
@@ -211,7 +229,7 @@ async def build_service(
 ) -> AsyncIterator[Any]:
     """Everything `cosell serve` runs, built and torn down in order; yields the ASGI app."""
     store = Store.open(settings.store.url, clock=clock)
-    metrics = Metrics(store)
+    metrics = Metrics(store, token_health=lambda: token_health(settings, clock=clock))
     clients: list[httpx.AsyncClient] = []
     ctx: SyncContext | None = None
 

@@ -264,6 +264,7 @@ def test_ready_when_the_database_tokens_and_registration_check_out(
         "database",
         "partner_center_token",
         "salesforce_token",
+        "token_health",
         "webhook_registration",
     }
 
