@@ -25,7 +25,7 @@ from __future__ import annotations
 import os
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -280,6 +280,7 @@ class SalesforceSettings(_Section):
                 stored or _reveal(self.refresh_token),
                 token_url,
                 on_rotation=store.save if store is not None and stored else None,
+                token_source=_quiet_loader(store) if store is not None and stored else None,
                 **extra,
             )
         return PasswordFlow(
@@ -291,6 +292,16 @@ class SalesforceSettings(_Section):
             token_url,
             **extra,
         )
+
+
+def _quiet_loader(store: FileTokenStore) -> Callable[[], str | None]:
+    def load() -> str | None:
+        try:
+            return store.load()
+        except TokenFileError:
+            return None  # keep the token in hand; `cosell check` reports the file
+
+    return load
 
 
 def _stored_token(store: FileTokenStore | None) -> str | None:

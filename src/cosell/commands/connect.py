@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 
     from cosell.clock import Clock
     from cosell.config import Settings
+    from cosell.partnercenter.errors import PartnerCenterError, SignInRefusedError
     from cosell.tokenstore import TokenRecord
 
 connect_app = typer.Typer(
@@ -78,6 +79,14 @@ class _StaticToken:
 
     def invalidate(self) -> None:
         """Nothing to refresh: a refused token is the answer."""
+
+    def refuse(self, error: PartnerCenterError) -> SignInRefusedError:
+        """The refusal, raised with its cause (`connect_partner_center` reads it)."""
+        from cosell.partnercenter.errors import SignInRefusedError
+
+        refusal = SignInRefusedError(str(error), status=error.status, code=error.code)
+        refusal.__cause__ = error
+        return refusal
 
 
 def _open_browser(url: str) -> bool:
@@ -129,6 +138,7 @@ async def connect_partner_center(
         AccessDeniedError,
         AuthenticationError,
         MfaRequiredError,
+        SignInRefusedError,
     )
     from cosell.partnercenter.signin import (
         DEFAULT_BROWSER_TIMEOUT,
@@ -193,8 +203,13 @@ async def connect_partner_center(
         )
         try:
             await client.list_page(top=1)
-        except MfaRequiredError as exc:
-            raise ConnectError(no_mfa) from exc
+        except SignInRefusedError as exc:
+            if isinstance(exc.__cause__, MfaRequiredError):
+                raise ConnectError(no_mfa) from exc
+            raise ConnectError(
+                f"the Referrals API refused the new token ({exc.__cause__ or exc}). Nothing was "
+                "stored."
+            ) from exc
         except AccessDeniedError as exc:
             raise ConnectError(
                 f"{who} cannot read referrals: in Partner Center, Account settings > User "

@@ -45,7 +45,14 @@ import msal
 import structlog
 
 from cosell.clock import Clock, SystemClock
-from cosell.partnercenter.errors import AuthConfigurationError, PartnerCenterTransportError
+from cosell.partnercenter.errors import (
+    AuthConfigurationError,
+    MfaRequiredError,
+    PartnerCenterError,
+    PartnerCenterTransportError,
+    SignInRefusedError,
+)
+from cosell.refusal import RefusalGate
 from cosell.tokenstore import FileTokenStore, TokenFileError
 
 log = structlog.get_logger(__name__)
@@ -69,6 +76,14 @@ class TokenProvider(Protocol):
 
     def invalidate(self) -> None:
         """Forget the cached token (the API refused it)."""
+        ...
+
+    def refuse(self, error: PartnerCenterError) -> SignInRefusedError:
+        """The API refused the sign-in itself (900421, 401 with a fresh token): stop calling.
+
+        Returns:
+            The error to raise for this call and, without calling, for the next ones.
+        """
         ...
 
 
@@ -243,6 +258,9 @@ class _MsalTokenProvider(ABC):
     """Cache, locking and error mapping shared by the three grants."""
 
     _grant = "token"
+    # Token endpoint error codes that mean the sign-in itself is refused (so calls stop until
+    # an admin signs in again), as opposed to settings to fix; only the refresh token has them.
+    _refused_codes: frozenset[str] = frozenset()
 
     def __init__(
         self,
@@ -260,6 +278,7 @@ class _MsalTokenProvider(ABC):
         self._token: str | None = None
         self._expires_at = 0.0
         self._lock = asyncio.Lock()
+        self._gate = RefusalGate(self._clock, fingerprint=self._fingerprint)
         self.acquisitions = 0
 
     def __repr__(self) -> str:
@@ -269,6 +288,8 @@ class _MsalTokenProvider(ABC):
         """A valid access token; acquired when none is cached or it is about to expire.
 
         Raises:
+            SignInRefusedError: the sign-in is refused (repeated without a call while it lasts,
+                see `cosell.refusal`).
             AuthConfigurationError: the credentials were refused; the message says what to fix.
             PartnerCenterTransportError: the token endpoint could not be reached.
         """
@@ -279,13 +300,49 @@ class _MsalTokenProvider(ABC):
             if self._fresh():
                 assert self._token is not None
                 return self._token
-            result = await anyio.to_thread.run_sync(self._acquire_blocking)
-            return self._accept(result)
+            self._gate.check()
+            try:
+                result = await anyio.to_thread.run_sync(self._acquire_blocking)
+                token = self._accept(result)
+            except AuthConfigurationError as exc:
+                if exc.code in self._refused_codes:
+                    raise self._refused(exc) from exc
+                raise
+            self._gate.clear()
+            return token
 
     def invalidate(self) -> None:
         """Drop the cached access token."""
         self._token = None
         self._expires_at = 0.0
+
+    def refuse(self, error: PartnerCenterError) -> SignInRefusedError:
+        """The API refused the sign-in: drop the token and repeat the refusal (see `token`)."""
+        self.invalidate()
+        return self._refused(error)
+
+    def _refused(self, error: PartnerCenterError) -> SignInRefusedError:
+        if isinstance(error, SignInRefusedError):
+            refusal = error
+        else:
+            if isinstance(error, MfaRequiredError):
+                what = "sign-in has no MFA, which Partner Center requires (900421)"
+            elif error.code == "no_refresh_token":
+                what = "is not connected (no refresh token is stored)"
+            else:
+                what = "sign-in expired"
+            refusal = SignInRefusedError(
+                f"Partner Center {what}: run cosell connect partner-center",
+                status=error.status,
+                code=error.code,
+            )
+        log.warning("partnercenter.sign_in_refused", grant=self._grant, code=error.code)
+        self._gate.refuse(refusal)
+        return refusal
+
+    def _fingerprint(self) -> object:
+        """What identifies the credentials: a change lets a refused sign-in be tried at once."""
+        return None
 
     def _fresh(self) -> bool:
         return self._token is not None and self._clock.monotonic() < self._expires_at
@@ -367,6 +424,7 @@ class RefreshTokenProvider(_MsalTokenProvider):
     """
 
     _grant = "refresh token"
+    _refused_codes = frozenset({"invalid_grant", "interaction_required", "no_refresh_token"})
 
     def __init__(
         self,
@@ -388,11 +446,16 @@ class RefreshTokenProvider(_MsalTokenProvider):
             )
         return super()._advice(code)
 
+    def _fingerprint(self) -> object:
+        token = self._store.load()
+        return None if token is None else hash(token)
+
     def _call(self, app: Any) -> Mapping[str, Any]:
         refresh_token = self._store.load()
         if not refresh_token:
             raise AuthConfigurationError(
-                "no refresh token is stored: run `cosell connect partner-center` once to store one"
+                "no refresh token is stored: run `cosell connect partner-center` once to store one",
+                code="no_refresh_token",
             )
         result: Mapping[str, Any] = app.acquire_token_by_refresh_token(refresh_token, self._scopes)
         new = result.get("refresh_token")

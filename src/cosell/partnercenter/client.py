@@ -218,6 +218,10 @@ class ApiRequester:
                 reauthenticated = True
                 attempt -= 1  # a stale token is not a failed attempt of the call
                 continue
+            if isinstance(failure, MfaRequiredError):
+                # The sign-in itself is refused (no MFA): the token provider repeats the
+                # refusal without calling until a probe succeeds or cosell connect runs.
+                raise self._tokens.refuse(failure) from failure
             if isinstance(failure, AuthenticationError):
                 raise failure
             if (

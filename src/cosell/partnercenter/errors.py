@@ -18,6 +18,8 @@ PartnerCenterError                      root; .status, .code, .target, .request_
     ├── AuthenticationError             401 after a fresh token was also refused
     │   └── MfaRequiredError            401 code 900421: the token was issued without MFA
     ├── AuthConfigurationError          the token endpoint refused our credentials (invalid_grant, ...)
+    │   └── SignInRefusedError          the sign-in is refused (expired, revoked, no MFA): calls stop,
+    │                                   one probe a minute, until `cosell connect partner-center`
     ├── RegistrationExistsError         409 on webhook registration without overwrite (raised by
     │                                   the webhooks client; elsewhere a 409 is unexpected)
     ├── UnexpectedResponseError         any other status, or a body that is not what the API documents
@@ -148,6 +150,16 @@ class MfaRequiredError(AuthenticationError):
 
 class AuthConfigurationError(TerminalError):
     """The token endpoint refused the configured credentials."""
+
+
+class SignInRefusedError(AuthConfigurationError):
+    """Partner Center refuses the sign-in itself: an expired or revoked refresh token, no MFA.
+
+    Raised for every call while the refusal lasts, mostly without calling anyone (the token
+    provider's `RefusalGate` lets one probe through a minute, or at once after `cosell connect
+    partner-center` stored a new token). The message is the one a seller sees on each affected
+    record: "Partner Center sign-in expired: run cosell connect partner-center".
+    """
 
 
 class RegistrationExistsError(TerminalError):

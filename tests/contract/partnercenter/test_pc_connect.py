@@ -22,7 +22,7 @@ from cosell.cli import app
 from cosell.commands.connect import ConnectError, connect_partner_center
 from cosell.config import Settings
 from cosell.partnercenter.auth import FileRefreshTokenStore, RefreshTokenProvider
-from cosell.partnercenter.errors import AuthConfigurationError
+from cosell.partnercenter.errors import SignInRefusedError
 from cosell.partnercenter.signin import SignInError
 
 
@@ -219,10 +219,11 @@ async def test_a_revoked_or_idle_refresh_token_says_to_connect_again(
     # Unused for longer than Entra's 90-day inactivity window: expired.
     pc.clock.advance(91 * 86400)
     idle = RefreshTokenProvider(pc.credentials, store, clock=pc.clock)
-    with pytest.raises(AuthConfigurationError, match="cosell connect partner-center") as caught:
+    with pytest.raises(SignInRefusedError) as caught:
         await idle.token()
+    assert str(caught.value) == "Partner Center sign-in expired: run cosell connect partner-center"
     assert caught.value.code == "invalid_grant"
-    assert "inactivity" in str(caught.value)
+    assert "inactivity" in str(caught.value.__cause__)
 
     # Revoked through the control API (as after a password reset).
     admin = Admin(pc)
@@ -231,8 +232,9 @@ async def test_a_revoked_or_idle_refresh_token_says_to_connect_again(
     await user
     await pc.control("POST", "/identity/revoke-refresh-tokens")
     revoked = RefreshTokenProvider(pc.credentials, store, clock=pc.clock)
-    with pytest.raises(AuthConfigurationError, match="revoked"):
+    with pytest.raises(SignInRefusedError, match="sign-in expired") as caught:
         await revoked.token()
+    assert "revoked" in str(caught.value.__cause__)
 
 
 def test_the_command_says_what_to_set_first(tmp_path: Path) -> None:
@@ -242,3 +244,22 @@ def test_the_command_says_what_to_set_first(tmp_path: Path) -> None:
     assert result.exit_code == 1
     assert "partner_center.tenant_id, partner_center.client_id not set" in result.output
     assert "Connect your accounts" in result.output
+
+
+async def test_a_revoked_sign_in_stops_the_calls_until_connected_again(pc: PartnerCenter) -> None:
+    await pc.control("POST", "/identity/revoke-refresh-tokens")
+    tokens_before = pc.sandbox.stats.count("/{tenant}/oauth2/v2.0/token")
+    for _ in range(20):  # a burst of reconciles, all within the minute
+        with pytest.raises(SignInRefusedError) as caught:
+            await pc.referrals.list_page(top=1)
+        assert str(caught.value) == (
+            "Partner Center sign-in expired: run cosell connect partner-center"
+        )
+    # One failing token request for the whole burst; the Referrals API was not called.
+    assert pc.sandbox.stats.count("/{tenant}/oauth2/v2.0/token") - tokens_before == 1
+    assert pc.sandbox.stats.count("/v1.0/engagements/referrals") == 0
+    # A new sign-in stored (as cosell connect does): the next call uses it at once.
+    pc.store.save((await pc.control("POST", "/identity/consent"))["refresh_token"])
+    page = await pc.referrals.list_page(top=1)
+    assert page.referrals == ()
+    assert pc.sandbox.stats.count("/v1.0/engagements/referrals") == 1

@@ -21,6 +21,7 @@ from cosell.partnercenter.errors import (
     AuthConfigurationError,
     AuthenticationError,
     MfaRequiredError,
+    SignInRefusedError,
 )
 from cosell.partnercenter.webhooks import WebhooksClient
 
@@ -118,8 +119,9 @@ async def test_password_grant(pc: PartnerCenter) -> None:
     )
     # The password grant has no second factor: Partner Center refuses its tokens (900421),
     # at once and without a second token (a new one would carry no MFA either).
-    with pytest.raises(MfaRequiredError, match="cosell connect partner-center"):
+    with pytest.raises(SignInRefusedError, match=r"no MFA.*cosell connect partner-center") as got:
         await pc.referrals_client(tokens).list_page()
+    assert isinstance(got.value.__cause__, MfaRequiredError)
     assert tokens.acquisitions == 1
 
 

@@ -22,7 +22,7 @@ from cosell.clock import ManualClock
 from cosell.commands.connect import connect_salesforce
 from cosell.config import Settings
 from cosell.salesforce.auth import JwtBearerFlow
-from cosell.salesforce.errors import AuthenticationError
+from cosell.salesforce.errors import AuthenticationError, SignInRefusedError
 from cosell.salesforce.signin import SignInError
 from cosell.tokenstore import FileTokenStore
 
@@ -93,7 +93,7 @@ async def connect(
 
 
 async def test_web_server_flow_with_pkce_stores_a_working_refresh_token(
-    http: httpx.AsyncClient, info: dict[str, str], clock: ManualClock, tmp_path: Path
+    http: httpx.AsyncClient, info: dict[str, str], clock: ManualClock, tmp_path: Path, sandbox: Any
 ) -> None:
     admin = Admin(http)
     token_file = tmp_path / "sf.json"
@@ -114,13 +114,26 @@ async def test_web_server_flow_with_pkce_stores_a_working_refresh_token(
     client = make_client(http, settings.salesforce.auth_flow(clock=clock), clock)
     assert "DailyApiRequests" in await client.limits()
 
-    # Revoked on request (/services/oauth2/revoke): the next sign-in says to connect again.
+    # Revoked on request (/services/oauth2/revoke): each call says to connect again, and the
+    # token endpoint is asked once for the whole burst (no retry storm).
     stored = FileTokenStore(token_file).load()
     revoke = await http.post(f"{BASE}/services/oauth2/revoke", data={"token": stored})
     assert revoke.status_code == 200
     client = make_client(http, settings.salesforce.auth_flow(clock=clock), clock)
-    with pytest.raises(AuthenticationError, match="cosell connect salesforce"):
-        await client.limits()
+    before = sum(n for (_, route, _), n in sandbox.stats.items() if "oauth2/token" in route)
+    for _ in range(10):
+        with pytest.raises(SignInRefusedError) as caught:
+            await client.limits()
+        assert str(caught.value) == "Salesforce sign-in expired: run cosell connect salesforce"
+    after = sum(n for (_, route, _), n in sandbox.stats.items() if "oauth2/token" in route)
+    assert after - before == 1
+
+    # Signed in again: the same running client picks the new token up from the file.
+    admin = Admin(http)
+    browser = asyncio.create_task(admin.browser("approve"))
+    await connect(http, info, clock, admin, token_file)
+    await browser
+    assert "DailyApiRequests" in await client.limits()
 
 
 async def test_web_server_flow_denied(
