@@ -14,6 +14,11 @@ validated by the pydantic models below; every problem is reported at once, each 
 and where its value came from (the file, or the environment variable), in a `ConfigError`.
 Relative paths in the file are relative to the file's directory.
 
+Secrets can also come from files: `<secret>_file` (in the file or the environment, e.g.
+`COSELL_SALESFORCE__CONSUMER_SECRET_FILE=/run/secrets/sf`) names a file whose content, stripped,
+is the secret (`SECRET_FILE_KEYS`; a Kubernetes or Docker secret). Setting a secret and its file
+both is an error.
+
 Invariants: secrets are `SecretStr` (their repr and str are masked, and no error message
 quotes a secret's value); a missing default file means "defaults + environment"; a file named
 explicitly must exist. `Settings.for_sandboxes` builds working settings from the startup JSON
@@ -466,6 +471,7 @@ class Settings(_Section):
             origins[keys] = origin
             for depth in range(1, len(keys)):
                 origins.setdefault(keys[:depth], origin)
+        _read_secret_files(data, origins, base=file.parent)
         return cls._validated(data, origins, str(file))
 
     @classmethod
@@ -552,6 +558,63 @@ _PATH_KEYS = {
     ("sync", "mapping_file"),
     ("server", "trusted_ca_file"),
 }
+
+
+# Secrets that may come from a file instead (`<key>_file`: a Kubernetes or Docker secret).
+# The refresh tokens have `refresh_token_file` already: the token file cosell keeps them in.
+SECRET_FILE_KEYS = {
+    "partner_center": ("client_secret", "password"),
+    "salesforce": ("consumer_secret", "password", "security_token"),
+}
+# A secret is a line of text; a larger file is not one (and is not read into memory).
+_MAX_SECRET_FILE_BYTES = 64 * 1024
+
+
+def _read_secret_files(
+    data: dict[str, Any], origins: dict[tuple[str, ...], str], *, base: Path
+) -> None:
+    """Replace each `<secret>_file` key with the file's content (stripped) as `<secret>`.
+
+    Raises:
+        ConfigError: both the secret and its file are set, or the file cannot be read; the
+            message names the key and the file, never the content.
+    """
+    problems = []
+    for section, keys in SECRET_FILE_KEYS.items():
+        table = data.get(section)
+        if not isinstance(table, dict):
+            continue
+        for key in keys:
+            file_key = f"{key}_file"
+            if file_key not in table:
+                continue
+            where = origins.get((section, file_key), "the settings file")
+            raw = table.pop(file_key)
+            if key in table:
+                problems.append(
+                    f"{where}: {section}.{file_key}: {section}.{key} is set too; set one of them"
+                )
+                continue
+            path = Path(str(raw)).expanduser()
+            if not path.is_absolute() and not where.startswith("environment variable"):
+                path = base / path
+            try:
+                too_big = path.stat().st_size > _MAX_SECRET_FILE_BYTES
+                value = "" if too_big else path.read_text("utf-8").strip()
+            except (OSError, UnicodeDecodeError) as exc:
+                reason = getattr(exc, "strerror", None) or type(exc).__name__
+                problems.append(f"{where}: {section}.{file_key}: cannot read {path} ({reason})")
+                continue
+            if too_big:
+                problems.append(f"{where}: {section}.{file_key}: {path} is larger than 64 KiB")
+                continue
+            if not value:
+                problems.append(f"{where}: {section}.{file_key}: {path} is empty")
+                continue
+            table[key] = value
+            origins[(section, key)] = f"{where} ({path})"
+    if problems:
+        raise ConfigError("invalid settings:\n  " + "\n  ".join(problems))
 
 
 def _resolve_paths(data: dict[str, Any], base: Path) -> None:
