@@ -13,6 +13,14 @@ Audiences differ (spec §1.1): the Referrals API takes tokens for
 `https://api.partner.microsoft.com`, the Webhooks API for `https://api.partnercenter.microsoft.com`;
 a token for one is refused by the other. msal adds `openid profile offline_access` itself.
 
+Refusals: when the sign-in itself is refused (the refresh token expired or was revoked,
+`invalid_grant`; or the API answers 900421 for a token without MFA and the client calls
+`refuse`), the provider raises `SignInRefusedError` ("Partner Center sign-in expired: run
+cosell connect partner-center") and keeps raising it without calling Entra ID, letting one
+probe through a minute, or at once when the stored refresh token changed (`cosell connect`
+wrote a new one): `cosell.refusal.RefusalGate`. So a refused side costs at most one failing
+call a minute, however many reconciles ask.
+
 Caching: a token is reused until `refresh_margin` seconds before it expires, measured on the
 injected clock (msal's own cache reads the wall clock, so it is emptied before each
 acquisition and plays no part). Concurrent callers share one acquisition. `invalidate()`

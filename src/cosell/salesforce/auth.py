@@ -13,6 +13,12 @@ POST that answers `{"access_token", "instance_url", "id", "issued_at", ...}` or,
 - `PasswordFlow`: the legacy username-password grant. Blocked by default in orgs created since
   Summer '23; use it only where an admin has allowed it.
 
+When the token endpoint refuses the flow (400: an expired or revoked refresh token, a JWT the
+app no longer accepts), the `Session` raises `SignInRefusedError` and repeats it without
+calling, one probe a minute or at once when the token file changed (`cosell.refusal`);
+`RefreshTokenFlow.token_source` rereads the token file, so `cosell connect salesforce` is
+picked up by a running service.
+
 Salesforce tokens carry no lifetime (`expires_in` is absent), so a `Session` keeps the current
 token until a data call answers 401 `INVALID_SESSION_ID`, then asks the flow for a new one.
 Invariants: concurrent callers that see the same stale token share one refresh (an
