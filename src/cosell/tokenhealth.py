@@ -25,9 +25,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
+import structlog
+
 from cosell.clock import Clock
 from cosell.config import Settings
 from cosell.tokenstore import FileTokenStore, TokenFileError, TokenRecord
+
+log = structlog.get_logger("cosell.tokenhealth")
 
 Side = Literal["partner_center", "salesforce"]
 # Entra ID's default inactivity lifetime of a refresh token.
@@ -223,10 +227,38 @@ def token_health(settings: Settings, *, clock: Clock) -> tuple[TokenHealth, Toke
     return partner_center_health(settings, clock=clock), salesforce_health(settings, clock=clock)
 
 
+class TokenHealthWatch:
+    """Token health for a running service: one warning per side, logged once, when time runs out.
+
+    `cosell serve` calls `check()` at start, every `PERIOD_SECONDS`, and on each `/readyz`.
+
+    Args:
+        settings: the service's settings.
+        clock: what "now" is.
+    """
+
+    PERIOD_SECONDS = 3600.0  # the inactivity window is counted in days: hourly is plenty
+
+    def __init__(self, settings: Settings, *, clock: Clock) -> None:
+        self._settings = settings
+        self._clock = clock
+        self._warned: set[str] = set()
+
+    def check(self) -> tuple[TokenHealth, TokenHealth]:
+        """Both connections' health; logs `token.expires_soon` once per side and process."""
+        healths = token_health(self._settings, clock=self._clock)
+        for health in healths:
+            if health.warning and health.side not in self._warned:
+                self._warned.add(health.side)  # an admin needs one nudge, not one a minute
+                log.warning("token.expires_soon", side=health.side, message=health.warning)
+        return healths
+
+
 __all__ = [
     "PARTNER_CENTER_INACTIVITY",
     "WARN_DAYS",
     "TokenHealth",
+    "TokenHealthWatch",
     "partner_center_health",
     "salesforce_health",
     "token_health",

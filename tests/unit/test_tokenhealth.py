@@ -176,3 +176,25 @@ async def test_readiness_turns_unready_and_warns_once(tmp_path: Path) -> None:
     clock.advance(11 * DAY)
     with pytest.raises(Exception, match="Partner Center sign-in expired"):
         await check.run()
+
+
+async def test_serve_watches_the_token_health_without_being_probed(tmp_path: Path) -> None:
+    import asyncio
+
+    from cosell.commands.serve import _watch_token_health
+    from cosell.tokenhealth import TokenHealthWatch
+
+    clock = ManualClock()
+    config = connected(tmp_path, clock)
+    clock.advance(80 * DAY)
+    with capture_logs() as logs:
+        task = asyncio.create_task(
+            _watch_token_health(TokenHealthWatch(config, clock=clock), clock)
+        )
+        for _ in range(5):  # each round sleeps an hour on the manual clock
+            await asyncio.sleep(0)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    assert clock.sleeps[:2] == [3600.0, 3600.0]
+    assert [e["side"] for e in logs if e["event"] == "token.expires_soon"] == ["partner_center"]

@@ -63,7 +63,7 @@ from cosell.store import Store, StoreError
 from cosell.sync import reconcile
 from cosell.sync.context import SyncContext, build_context
 from cosell.sync.engine import RECONCILE_QUEUE, Engine, EngineError, EngineOptions
-from cosell.tokenhealth import token_health
+from cosell.tokenhealth import TokenHealthWatch, token_health
 
 log = structlog.get_logger("cosell.serve")
 
@@ -160,10 +160,17 @@ def _referral_tokens(ctx: SyncContext) -> TokenProvider:
 
 
 def readiness_checks(
-    settings: Settings, *, store: Store, ctx: SyncContext, pc_http: httpx.AsyncClient, clock: Clock
+    settings: Settings,
+    *,
+    store: Store,
+    ctx: SyncContext,
+    pc_http: httpx.AsyncClient,
+    clock: Clock,
+    watch: TokenHealthWatch | None = None,
 ) -> list[Check]:
     """The checks of `/readyz` (see the module docstring)."""
     public_url = settings.server.public_url
+    health = watch or TokenHealthWatch(settings, clock=clock)
 
     async def database() -> str:
         await asyncio.to_thread(store.cursor, "readyz")
@@ -177,16 +184,8 @@ def readiness_checks(
         token = await ctx.salesforce.session.token()
         return f"token for {token.instance_url}"
 
-    warned: set[str] = set()
-
     async def token_health_check() -> str:
-        problems = []
-        for health in token_health(settings, clock=clock):
-            if health.warning and health.side not in warned:
-                warned.add(health.side)  # once per side and process: an admin needs one nudge
-                log.warning("token.expires_soon", side=health.side, message=health.warning)
-            if health.problem:
-                problems.append(health.problem)
+        problems = [h.problem for h in health.check() if h.problem]
         if problems:
             raise ConfigError("; ".join(problems))
         return "sign-ins usable"
@@ -231,6 +230,7 @@ async def build_service(
     store = Store.open(settings.store.url, clock=clock)
     metrics = Metrics(store, token_health=lambda: token_health(settings, clock=clock))
     clients: list[httpx.AsyncClient] = []
+    tasks: list[asyncio.Task[None]] = []
     ctx: SyncContext | None = None
 
     def counted(api: str) -> httpx.AsyncClient:
@@ -267,10 +267,15 @@ async def build_service(
             trusted_roots=roots,
             clock=clock,
         )
+        watch = TokenHealthWatch(settings, clock=clock)
         readiness = Readiness(
-            readiness_checks(settings, store=store, ctx=shared, pc_http=pc_http, clock=clock),
+            readiness_checks(
+                settings, store=store, ctx=shared, pc_http=pc_http, clock=clock, watch=watch
+            ),
             clock=clock,
         )
+        watcher = asyncio.create_task(_watch_token_health(watch, clock))
+        tasks.append(watcher)
         yield create_app(
             settings=settings.server,
             verifier=verifier,
@@ -283,11 +288,25 @@ async def build_service(
             grace_seconds=grace_seconds,
         )
     finally:
+        for task in tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         for client in clients:
             await client.aclose()
         if ctx is not None:
             await ctx.aclose()  # msal's routed client, when the context made one
         store.close()
+
+
+async def _watch_token_health(watch: TokenHealthWatch, clock: Clock) -> None:
+    """Read the token health at start and every hour, so its warning is logged unprobed."""
+    while True:
+        try:
+            watch.check()
+        except Exception as exc:  # noqa: BLE001 - a watch must outlive a bad token file
+            log.warning("token.health_unreadable", error=f"{type(exc).__name__}: {exc}")
+        await clock.sleep(TokenHealthWatch.PERIOD_SECONDS)
 
 
 def bind(host: str, port: int) -> socket.socket:
