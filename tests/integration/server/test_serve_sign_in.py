@@ -92,6 +92,8 @@ def test_a_revoked_sign_in_pauses_partner_center_and_catches_up_after_connect(
     deployment: Deployment,
 ) -> None:
     pc, sf = deployment.pc, deployment.sf
+    secrets = [pc["client_secret"], pc["refresh_token"], pc["password"], sf["consumer_secret"]]
+    secrets += [sf["password"], sf["security_token"], sf["refresh_token"]]
     first = _share_opportunity(sf, "Northwind - Fabric")
     second = _share_opportunity(sf, "Tailspin - AKS")
 
@@ -139,3 +141,9 @@ def test_a_revoked_sign_in_pauses_partner_center_and_catches_up_after_connect(
     wait_for("the second deal value", lambda: _deal_value(deployment, second_referral) == 72000)
     assert wait_for("the first link in sync", lambda: referral_of(first)) == first_referral
     assert wait_for("the second link in sync", lambda: referral_of(second)) == second_referral
+
+    # The service's log tells the story without a secret in it.
+    secrets += [new_token, str(FileTokenStore(deployment.directory / "pc-token.json").load())]
+    log = deployment.log()
+    assert '"event": "partnercenter.sign_in_refused"' in log
+    assert [secret for secret in secrets if secret in log] == []
