@@ -123,3 +123,34 @@ def test_browser_sign_in_without_mfa_is_refused_through_the_command(
     assert "without multi-factor authentication" in err
     assert "Nothing was stored" in err
     assert not (tmp_path / "pc-token.json").exists()
+
+
+def test_keys_from_cosell_pass_cosell_check_once_uploaded(served: Served, tmp_path: Path) -> None:
+    made = subprocess.run(
+        [sys.executable, "-m", "cosell.cli", "salesforce", "keys", "--out", str(tmp_path / "k")],
+        capture_output=True,
+        text=True,
+        timeout=WAIT,
+        check=False,
+    )
+    assert made.returncode == 0, made.stdout + made.stderr
+    data = served.settings_data()
+    data["salesforce"]["private_key_file"] = str(tmp_path / "k" / "cosell-jwt-private-key.pem")
+    config = write_settings(tmp_path / "cosell.toml", data)
+    upload = f"{served.sf['base_url']}/control/identity/certificate"
+    original = Path(served.sf["certificate_path"]).read_bytes()
+    certificate = (tmp_path / "k" / "cosell-jwt-certificate.crt").read_bytes()
+    try:
+        assert httpx.put(upload, content=certificate, timeout=10).status_code == 200
+        checked = subprocess.run(
+            [sys.executable, "-m", "cosell.cli", "check", "--config", str(config)],
+            capture_output=True,
+            text=True,
+            timeout=WAIT,
+            check=False,
+        )
+    finally:  # the other tests sign in with the sandbox's own key
+        assert httpx.put(upload, content=original, timeout=10).status_code == 200
+    lines = checked.stdout.splitlines()
+    assert any(line.startswith("✓ Salesforce: signed in") for line in lines), checked.stdout
+    assert "✓ Sign-in: Salesforce: jwt" in lines
