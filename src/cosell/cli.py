@@ -10,6 +10,7 @@ import typer
 from cosell import __version__
 from cosell.commands.audit import audit
 from cosell.commands.check import check
+from cosell.commands.connect import connect_app
 from cosell.commands.db import db_app
 from cosell.commands.demo import demo
 from cosell.commands.init import init
@@ -49,6 +50,7 @@ app.command("audit")(audit)
 app.add_typer(webhooks_app, name="webhooks")
 app.command("init")(init)
 app.command("check")(check)
+app.add_typer(connect_app, name="connect")
 app.command("demo")(demo)
 
 salesforce_app = typer.Typer(
@@ -89,6 +91,39 @@ def _salesforce_metadata(
     typer.echo(
         DEPLOY_INSTRUCTIONS.replace("the folder cosell wrote", f"the folder cosell wrote ({out})"),
         nl=False,
+    )
+
+
+@salesforce_app.command("keys")
+def _salesforce_keys(
+    out: Annotated[
+        Path,
+        typer.Option(
+            "--out",
+            help="Directory to write the JWT private key and certificate to (created if missing).",
+            file_okay=False,
+            dir_okay=True,
+        ),
+    ],
+) -> None:
+    """Make the JWT bearer flow's key pair: a private key for cosell, a certificate for Salesforce."""
+    from cosell.clock import SystemClock
+    from cosell.salesforce.keys import KeysExistError, write_jwt_keys
+
+    try:
+        keys = write_jwt_keys(out, now=SystemClock().now())
+    except (KeysExistError, OSError) as exc:
+        typer.echo(f"Error: {exc}", err=True)
+        raise typer.Exit(code=1) from exc
+    typer.echo(f"Wrote the private key {keys.private_key} (mode 0600; keep it secret)")
+    typer.echo(f"and the certificate {keys.certificate}.")
+    typer.echo(
+        "Upload the certificate to the external client app (OAuth settings > Use digital "
+        "signatures), then set in cosell.toml:\n"
+        "  [salesforce]\n"
+        '  auth = "jwt"\n'
+        f'  private_key_file = "{keys.private_key}"\n'
+        "and run `cosell check` to prove the JWT sign-in works."
     )
 
 

@@ -14,6 +14,11 @@ validated by the pydantic models below; every problem is reported at once, each 
 and where its value came from (the file, or the environment variable), in a `ConfigError`.
 Relative paths in the file are relative to the file's directory.
 
+Secrets can also come from files: `<secret>_file` (in the file or the environment, e.g.
+`COSELL_SALESFORCE__CONSUMER_SECRET_FILE=/run/secrets/sf`) names a file whose content, stripped,
+is the secret (`SECRET_FILE_KEYS`; a Kubernetes or Docker secret). Setting a secret and its file
+both is an error.
+
 Invariants: secrets are `SecretStr` (their repr and str are masked, and no error message
 quotes a secret's value); a missing default file means "defaults + environment"; a file named
 explicitly must exist. `Settings.for_sandboxes` builds working settings from the startup JSON
@@ -25,7 +30,7 @@ from __future__ import annotations
 import os
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -39,7 +44,12 @@ from pydantic import (
 )
 
 from cosell.clock import Clock
-from cosell.partnercenter.auth import DEFAULT_AUTHORITY_HOST
+from cosell.partnercenter.auth import (
+    DEFAULT_AUTHORITY_HOST,
+    FileRefreshTokenStore,
+    InMemoryRefreshTokenStore,
+    RefreshTokenStore,
+)
 from cosell.partnercenter.client import DEFAULT_BASE_URL as PARTNER_CENTER_BASE_URL
 from cosell.partnercenter.webhooks import DEFAULT_BASE_URL as WEBHOOKS_BASE_URL
 from cosell.partnercenter.webhooks import MAX_BODY_BYTES, MICROSOFT_CERTIFICATE_URL_PREFIX
@@ -52,8 +62,12 @@ from cosell.salesforce.auth import (
     RefreshTokenFlow,
 )
 from cosell.salesforce.client import DEFAULT_API_VERSION
+from cosell.tokenstore import FileTokenStore, TokenFileError
 
 DEFAULT_CONFIG_FILE = Path("cosell.toml")
+# Where `cosell connect` keeps refresh tokens unless a `*_token_file` setting names a file:
+# beside ./cosell.toml and ./cosell.db, in the directory cosell runs in.
+DEFAULT_TOKEN_DIR = Path(".cosell")
 ENV_PREFIX = "COSELL_"
 ENV_SEPARATOR = "__"
 PARTNER_CENTER_UI_URL = "https://partner.microsoft.com/dashboard/referrals/v2/leads"
@@ -122,10 +136,33 @@ class PartnerCenterSettings(_Section):
         """The Referrals client's base URL (`referrals_url` without `/referrals`)."""
         return self.referrals_url.removesuffix("/referrals")
 
+    @property
+    def token_file(self) -> Path:
+        """Where `cosell connect partner-center` stores the refresh token and cosell reads it."""
+        return self.refresh_token_file or DEFAULT_TOKEN_DIR / "partner-center-token.json"
+
+    def refresh_token_store(self, clock: Clock) -> RefreshTokenStore:
+        """The refresh token's store.
+
+        The token file when one is set or exists (what `cosell connect` wrote), else
+        `refresh_token` in memory (its rotations are then not kept across runs).
+        """
+        first = _reveal(self.refresh_token) or None
+        if self.refresh_token_file is not None or self.token_file.exists():
+            store = FileRefreshTokenStore(self.token_file, clock=clock)
+            if store.load() is None and first:
+                store.save(first)
+            return store
+        return InMemoryRefreshTokenStore(first)
+
     def missing(self) -> list[str]:
         """The keys the chosen `auth` needs that are not set."""
         needed = ["tenant_id", "client_id"]
-        if self.auth == "refresh_token" and self.refresh_token_file is None:
+        if (
+            self.auth == "refresh_token"
+            and self.refresh_token_file is None
+            and not self.token_file.exists()
+        ):
             needed.append("refresh_token")
         if self.auth == "client_credentials":
             needed.append("client_secret")
@@ -145,7 +182,9 @@ class SalesforceSettings(_Section):
         username: the integration user (`jwt`, `password`).
         password: the user's password (`password`).
         security_token: the user's security token (`password`, when the org asks for one).
-        refresh_token: the refresh token (`refresh_token`).
+        refresh_token: the refresh token (`refresh_token`), when not in the token file.
+        refresh_token_file: where `cosell connect salesforce` stores the refresh token (mode
+            0600; default `.cosell/salesforce-token.json`).
         private_key_file: the PEM private key matching the app's certificate (`jwt`).
         login_url: `https://login.salesforce.com`, `https://test.salesforce.com` for sandbox
             orgs, or My Domain.
@@ -160,6 +199,7 @@ class SalesforceSettings(_Section):
     password: SecretStr | None = None
     security_token: SecretStr | None = None
     refresh_token: SecretStr | None = None
+    refresh_token_file: Path | None = None
     private_key_file: Path | None = None
     login_url: str = LOGIN_URL
     token_url: str | None = None
@@ -185,9 +225,23 @@ class SalesforceSettings(_Section):
         "password": ("consumer_key", "consumer_secret", "username", "password"),
     }
 
+    @property
+    def token_file(self) -> Path:
+        """Where `cosell connect salesforce` stores the refresh token and cosell reads it."""
+        return self.refresh_token_file or DEFAULT_TOKEN_DIR / "salesforce-token.json"
+
+    def token_store(self, clock: Clock | None = None) -> FileTokenStore | None:
+        """The token file's store when it holds a token (or is set), else None."""
+        if self.refresh_token_file is None and not self.token_file.exists():
+            return None
+        return FileTokenStore(self.token_file, clock=clock)
+
     def missing(self) -> list[str]:
         """The keys the chosen `auth` needs that are not set."""
-        return [key for key in self.NEEDS[self.auth] if getattr(self, key) is None]
+        needed = list(self.NEEDS[self.auth])
+        if self.auth == "refresh_token" and self.token_store() is not None:
+            needed.remove("refresh_token")
+        return [key for key in needed if getattr(self, key) is None]
 
     def auth_flow(self, *, clock: Clock | None = None) -> AuthFlow:
         """The OAuth flow these settings describe.
@@ -223,7 +277,17 @@ class SalesforceSettings(_Section):
         if self.auth == "client_credentials":
             return ClientCredentialsFlow(key, secret, token_url, **extra)
         if self.auth == "refresh_token":
-            return RefreshTokenFlow(key, secret, _reveal(self.refresh_token), token_url, **extra)
+            store = self.token_store(clock)
+            stored = _stored_token(store)
+            return RefreshTokenFlow(
+                key,
+                secret,
+                stored or _reveal(self.refresh_token),
+                token_url,
+                on_rotation=store.save if store is not None and stored else None,
+                token_source=_quiet_loader(store) if store is not None and stored else None,
+                **extra,
+            )
         return PasswordFlow(
             key,
             secret,
@@ -233,6 +297,25 @@ class SalesforceSettings(_Section):
             token_url,
             **extra,
         )
+
+
+def _quiet_loader(store: FileTokenStore) -> Callable[[], str | None]:
+    def load() -> str | None:
+        try:
+            return store.load()
+        except TokenFileError:
+            return None  # keep the token in hand; `cosell check` reports the file
+
+    return load
+
+
+def _stored_token(store: FileTokenStore | None) -> str | None:
+    if store is None:
+        return None
+    try:
+        return store.load()
+    except TokenFileError as exc:
+        raise ConfigError(f"salesforce.refresh_token_file: {exc}") from exc
 
 
 def _reveal(secret: SecretStr | None) -> str:
@@ -397,6 +480,7 @@ class Settings(_Section):
             origins[keys] = origin
             for depth in range(1, len(keys)):
                 origins.setdefault(keys[:depth], origin)
+        _read_secret_files(data, origins, base=file.parent)
         return cls._validated(data, origins, str(file))
 
     @classmethod
@@ -478,10 +562,68 @@ class Settings(_Section):
 
 _PATH_KEYS = {
     ("partner_center", "refresh_token_file"),
+    ("salesforce", "refresh_token_file"),
     ("salesforce", "private_key_file"),
     ("sync", "mapping_file"),
     ("server", "trusted_ca_file"),
 }
+
+
+# Secrets that may come from a file instead (`<key>_file`: a Kubernetes or Docker secret).
+# The refresh tokens have `refresh_token_file` already: the token file cosell keeps them in.
+SECRET_FILE_KEYS = {
+    "partner_center": ("client_secret", "password"),
+    "salesforce": ("consumer_secret", "password", "security_token"),
+}
+# A secret is a line of text; a larger file is not one (and is not read into memory).
+_MAX_SECRET_FILE_BYTES = 64 * 1024
+
+
+def _read_secret_files(
+    data: dict[str, Any], origins: dict[tuple[str, ...], str], *, base: Path
+) -> None:
+    """Replace each `<secret>_file` key with the file's content (stripped) as `<secret>`.
+
+    Raises:
+        ConfigError: both the secret and its file are set, or the file cannot be read; the
+            message names the key and the file, never the content.
+    """
+    problems = []
+    for section, keys in SECRET_FILE_KEYS.items():
+        table = data.get(section)
+        if not isinstance(table, dict):
+            continue
+        for key in keys:
+            file_key = f"{key}_file"
+            if file_key not in table:
+                continue
+            where = origins.get((section, file_key), "the settings file")
+            raw = table.pop(file_key)
+            if key in table:
+                problems.append(
+                    f"{where}: {section}.{file_key}: {section}.{key} is set too; set one of them"
+                )
+                continue
+            path = Path(str(raw)).expanduser()
+            if not path.is_absolute() and not where.startswith("environment variable"):
+                path = base / path
+            try:
+                too_big = path.stat().st_size > _MAX_SECRET_FILE_BYTES
+                value = "" if too_big else path.read_text("utf-8").strip()
+            except (OSError, UnicodeDecodeError) as exc:
+                reason = getattr(exc, "strerror", None) or type(exc).__name__
+                problems.append(f"{where}: {section}.{file_key}: cannot read {path} ({reason})")
+                continue
+            if too_big:
+                problems.append(f"{where}: {section}.{file_key}: {path} is larger than 64 KiB")
+                continue
+            if not value:
+                problems.append(f"{where}: {section}.{file_key}: {path} is empty")
+                continue
+            table[key] = value
+            origins[(section, key)] = f"{where} ({path})"
+    if problems:
+        raise ConfigError("invalid settings:\n  " + "\n  ".join(problems))
 
 
 def _resolve_paths(data: dict[str, Any], base: Path) -> None:

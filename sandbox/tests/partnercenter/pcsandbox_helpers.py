@@ -65,17 +65,20 @@ async def user_token(
     sandbox: PartnerCenterSandbox,
     resource: str = "https://api.partner.microsoft.com",
 ) -> str:
-    """A real access token from the sandbox's v1 token endpoint (password grant)."""
+    """A real access token from the sandbox's v1 token endpoint.
+
+    The refresh-token grant with the consented (MFA) refresh token: password-grant tokens carry
+    no MFA and Partner Center refuses them (900421).
+    """
     info = sandbox.info()
     response = await client.post(
         f"/{info['tenant_id']}/oauth2/token",
         data={
-            "grant_type": "password",
+            "grant_type": "refresh_token",
             "resource": resource,
             "client_id": info["client_id"],
             "client_secret": info["client_secret"],
-            "username": info["username"],
-            "password": info["password"],
+            "refresh_token": info["refresh_token"],
             "scope": "openid",
         },
     )

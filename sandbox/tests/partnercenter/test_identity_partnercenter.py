@@ -390,7 +390,7 @@ def assert_entra_error(response: httpx.Response, status: int, error: str, code: 
     [
         ({}, 400, "invalid_request", 900144, "'grant_type'"),
         (
-            {"grant_type": "authorization_code"},
+            {"grant_type": "urn:ietf:params:oauth:grant-type:saml1_1-bearer"},
             400,
             "unsupported_grant_type",
             70003,
@@ -902,7 +902,15 @@ def test_msal_acquires_tokens_with_every_grant(identity: Identity) -> None:
     )
     assert "access_token" in by_password, by_password
 
+    # The password grant has no second factor: its token carries no `mfa` and is refused.
+    assert claims_of(by_password["access_token"])["amr"] == ["pwd"]
     probe = routing.client.get("/probe/referrals", headers=bearer(by_password["access_token"]))
+    assert probe.status_code == 401
+    assert probe.json()["error"]["code"] == "900421"
+
+    # The consented refresh token was minted with MFA, and so is every token it yields.
+    assert claims_of(by_refresh["access_token"])["amr"] == ["pwd", "mfa"]
+    probe = routing.client.get("/probe/referrals", headers=bearer(again["access_token"]))
     assert probe.status_code == 200
     assert probe.json()["user"] == ADMIN_USER
     assert all(url.startswith("https://login.microsoftonline.com/") for url in routing.urls)

@@ -323,7 +323,12 @@ async def test_refresh_token_grant_errors(sf: Harness) -> None:
 
 
 @pytest.mark.parametrize(
-    "grant", ["authorization_code", "", "urn:ietf:params:oauth:grant-type:saml2-bearer"]
+    "grant",
+    [
+        "urn:ietf:params:oauth:grant-type:token-exchange",
+        "",
+        "urn:ietf:params:oauth:grant-type:saml2-bearer",
+    ],
 )
 async def test_unsupported_grant_type(sf: Harness, grant: str) -> None:
     response = await sf.token({"grant_type": grant})

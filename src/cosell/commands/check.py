@@ -187,6 +187,7 @@ class Checklist:
         async with self._http() as (pc_http, sf_http):
             await self._partner_center(settings, pc_http)
             clients = await self._salesforce(settings, sf_http)
+            self._token_health(settings)
             mapping = self._load_mapping(settings)
             await self._schema(settings, clients, mapping)
             await self._permission_set(clients)
@@ -265,6 +266,16 @@ class Checklist:
         finally:
             store.close()
         self._add("pass", "Store", f"{shown}: reachable, migrated and writable")
+
+    def _token_health(self, settings: Settings) -> None:
+        from cosell.tokenhealth import token_health
+
+        for health in token_health(settings, clock=self._clock):
+            text = f"{health.label}: {health.summary()}"
+            if health.problem:
+                self._add("fail", "Sign-in", text, health.problem)
+            else:
+                self._add("pass", "Sign-in", text, health.warning)
 
     async def _partner_center(self, settings: Settings, http: httpx.AsyncClient) -> None:
         from cosell.partnercenter.auth import RoutingHttpClient
@@ -575,11 +586,14 @@ def _token_fix(auth: str) -> str:
     if auth == "refresh_token":
         return (
             "check partner_center.tenant_id, client_id and client_secret; if the refresh token "
-            "expired or was revoked, an admin with the Referrals admin role consents again and "
-            "you set the new one in COSELL_PARTNER_CENTER__REFRESH_TOKEN"
+            "expired or was revoked, a Referrals admin runs `cosell connect partner-center` "
+            "(signing in with MFA) to store a new one"
         )
     if auth == "password":
-        return "check partner_center.username and password (MFA makes this grant fail)"
+        return (
+            "the password grant has no MFA, which Partner Center requires: run `cosell connect "
+            "partner-center` and set [partner_center] auth = 'refresh_token'"
+        )
     return "check partner_center.tenant_id, client_id and client_secret"
 
 

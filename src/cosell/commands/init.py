@@ -36,8 +36,9 @@ TEMPLATE = """\
 # How cosell signs in to the Partner Center Referrals API. The Referrals API accepts only
 # App+User tokens, so:
 #   refresh_token       (recommended) the secure application model: an admin of your partner
-#                       tenant who has the Referrals admin role consents once, with MFA; cosell
-#                       keeps the refresh token it gets and renews it (refresh_token_file).
+#                       tenant who has the Referrals admin role signs in once, with MFA, by
+#                       running `cosell connect partner-center`; cosell keeps the refresh token
+#                       it gets and renews it (refresh_token_file).
 #   client_credentials  app-only; enough for the Webhooks API only (not the Referrals API).
 #   password            legacy username/password sign-in; fails where MFA is enforced.
 auth = "refresh_token"
@@ -56,11 +57,11 @@ auth = "refresh_token"
 # to redeem the refresh token and for the Webhooks API (app-only). Do not write it here:
 #   export COSELL_PARTNER_CENTER__CLIENT_SECRET='...'
 
-# refresh_token: the refresh token from the admin's consent (secure application model: the
-# admin with the Referrals admin role signs in once to the app with MFA). Give it once, in the
-# environment, on the first run; cosell then keeps the current one in refresh_token_file:
+# refresh_token: not needed when `cosell connect partner-center` stored one (it writes
+# refresh_token_file). A refresh token from elsewhere can be given once, in the environment:
 #   export COSELL_PARTNER_CENTER__REFRESH_TOKEN='...'
-# Where cosell keeps the rotating refresh token (created with mode 0600; relative to this file).
+# Where cosell keeps the rotating refresh token and its record (mode 0600; relative to this
+# file; default .cosell/partner-center-token.json in the directory cosell runs in).
 refresh_token_file = "pc-refresh-token"
 
 # auth = "password" only (legacy):
@@ -90,7 +91,9 @@ ui_url = "{ui_url}"
 #                       certificate's private key in private_key_file.
 #   client_credentials  enable the Client Credentials Flow on the app and set its Run As user
 #                       (the integration user); needs token_url = your My Domain URL.
-#   refresh_token       a refresh token of the integration user for this app.
+#   refresh_token       the integration user signs in once with `cosell connect salesforce`
+#                       (web-server flow with PKCE, or --device-code); enable the flow and the
+#                       callback URL http://127.0.0.1:<port> on the app.
 #   password            legacy username/password (+ security token).
 auth = "jwt"
 
@@ -104,7 +107,8 @@ auth = "jwt"
 # (deploy it with: cosell salesforce metadata --out DIR, then the sf commands it prints).
 # username = "<cosell@yourcompany.com>"
 
-# The PEM private key of the certificate uploaded to the app (jwt; relative to this file).
+# The PEM private key of the certificate uploaded to the app (jwt; relative to this file);
+# `cosell salesforce keys --out DIR` makes both.
 # private_key_file = "cosell-jwt.key"
 
 # Secrets of the other flows, in the environment only:
@@ -112,8 +116,11 @@ auth = "jwt"
 #   export COSELL_SALESFORCE__PASSWORD='...'
 # security_token: the user's security token, if the org asks for one (password flow):
 #   export COSELL_SALESFORCE__SECURITY_TOKEN='...'
-# refresh_token: the integration user's refresh token for the app (refresh_token flow):
+# refresh_token: the integration user's refresh token for the app (refresh_token flow), when
+# `cosell connect salesforce` did not store one:
 #   export COSELL_SALESFORCE__REFRESH_TOKEN='...'
+# Where `cosell connect salesforce` stores the refresh token (mode 0600; relative to this file).
+# refresh_token_file = ".cosell/salesforce-token.json"
 
 # https://login.salesforce.com for production, https://test.salesforce.com for a sandbox org,
 # or your My Domain URL (https://yourcompany.my.salesforce.com).

@@ -14,7 +14,9 @@ or `trusted_ca_url` (DER or PEM, the sandbox's CA, downloaded once at start) say
 
 Readiness checks: `database` (`Store.health`: the SQLite file still the one opened, a read, no
 recent failed write; every probe), `partner_center_token` (the
-Referrals API's token provider), `salesforce_token` (the Salesforce session), and
+Referrals API's token provider), `salesforce_token` (the Salesforce session), `token_health`
+(every probe, no network: a sign-in without MFA or past its inactivity expiry is unready; one
+warning is logged per side when fewer than 14 days are left; `cosell.tokenhealth`), and
 `webhook_registration` (the tenant's registration lists the referral events and points at
 `[server] public_url`) — the last three cached for a minute.
 
@@ -58,6 +60,7 @@ if TYPE_CHECKING:  # imported when a command runs, so that the CLI starts quickl
     from cosell.server.readiness import Check
     from cosell.store import Store
     from cosell.sync.context import SyncContext
+    from cosell.tokenhealth import TokenHealthWatch
 
 
 log = structlog.get_logger("cosell.serve")
@@ -163,13 +166,21 @@ def _referral_tokens(ctx: SyncContext) -> TokenProvider:
 
 
 def readiness_checks(
-    settings: Settings, *, store: Store, ctx: SyncContext, pc_http: httpx.AsyncClient, clock: Clock
+    settings: Settings,
+    *,
+    store: Store,
+    ctx: SyncContext,
+    pc_http: httpx.AsyncClient,
+    clock: Clock,
+    watch: TokenHealthWatch | None = None,
 ) -> list[Check]:
     """The checks of `/readyz` (see the module docstring)."""
     from cosell.config import ConfigError
     from cosell.server.readiness import Check
+    from cosell.tokenhealth import TokenHealthWatch
 
     public_url = settings.server.public_url
+    health = watch or TokenHealthWatch(settings, clock=clock)
 
     async def database() -> str:
         return await asyncio.to_thread(store.health)
@@ -181,6 +192,12 @@ def readiness_checks(
     async def salesforce_token() -> str:
         token = await ctx.salesforce.session.token()
         return f"token for {token.instance_url}"
+
+    async def token_health_check() -> str:
+        problems = [h.problem for h in health.check() if h.problem]
+        if problems:
+            raise ConfigError("; ".join(problems))
+        return "sign-ins usable"
 
     async def webhook_registration() -> str:
         if public_url is None:
@@ -209,6 +226,7 @@ def readiness_checks(
         Check("database", database, ttl_seconds=0.0),
         Check("partner_center_token", partner_center_token),
         Check("salesforce_token", salesforce_token),
+        Check("token_health", token_health_check, ttl_seconds=0.0),
         Check("webhook_registration", webhook_registration),
     ]
 
@@ -226,10 +244,12 @@ async def build_service(
     from cosell.sync import reconcile
     from cosell.sync.context import build_context
     from cosell.sync.engine import Engine, EngineOptions
+    from cosell.tokenhealth import TokenHealthWatch, token_health
 
     store = Store.open(settings.store.url, clock=clock)
-    metrics = Metrics(store)
+    metrics = Metrics(store, token_health=lambda: token_health(settings, clock=clock))
     clients: list[httpx.AsyncClient] = []
+    tasks: list[asyncio.Task[None]] = []
     ctx: SyncContext | None = None
 
     def counted(api: str) -> httpx.AsyncClient:
@@ -266,10 +286,15 @@ async def build_service(
             trusted_roots=roots,
             clock=clock,
         )
+        watch = TokenHealthWatch(settings, clock=clock)
         readiness = Readiness(
-            readiness_checks(settings, store=store, ctx=shared, pc_http=pc_http, clock=clock),
+            readiness_checks(
+                settings, store=store, ctx=shared, pc_http=pc_http, clock=clock, watch=watch
+            ),
             clock=clock,
         )
+        watcher = asyncio.create_task(_watch_token_health(watch, clock))
+        tasks.append(watcher)
         yield create_app(
             settings=settings.server,
             verifier=verifier,
@@ -282,11 +307,25 @@ async def build_service(
             grace_seconds=grace_seconds,
         )
     finally:
+        for task in tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         for client in clients:
             await client.aclose()
         if ctx is not None:
             await ctx.aclose()  # msal's routed client, when the context made one
         store.close()
+
+
+async def _watch_token_health(watch: TokenHealthWatch, clock: Clock) -> None:
+    """Read the token health at start and every hour, so its warning is logged unprobed."""
+    while True:
+        try:
+            watch.check()
+        except Exception as exc:  # noqa: BLE001 - a watch must outlive a bad token file
+            log.warning("token.health_unreadable", error=f"{type(exc).__name__}: {exc}")
+        await clock.sleep(TokenHealthWatch.PERIOD_SECONDS)
 
 
 def bind(host: str, port: int) -> socket.socket:

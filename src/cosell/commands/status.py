@@ -14,6 +14,9 @@ What it shows, and where each part comes from:
   every periodic sweep (an ISO time in its value); before the first sweep status says so rather
   than guessing from other times.
 - **Webhook inbox**: events received and not yet handled, and the oldest one's age.
+- **Sign-in** per connection (`cosell.tokenhealth`, from the settings and token files): the
+  grant, MFA, when the refresh token was last rotated and used, days before it expires of
+  inactivity, and what to run when it cannot work or will stop soon.
 - **API usage**: one `GET /limits/` call to Salesforce (`DailyApiRequests`: used of the org's
   24-hour allocation), made without retries and with a short timeout. When Salesforce cannot be
   reached (or the credentials are missing), everything else still prints and the usage line
@@ -45,6 +48,7 @@ if TYPE_CHECKING:  # imported when a command runs, so that the CLI starts quickl
     from cosell.salesforce.client import SalesforceClient
     from cosell.store import Link, Store
     from cosell.store.store import StoreSummary
+    from cosell.tokenhealth import TokenHealth
 
 
 ERRORS_SHOWN = 20  # a screenful; the dashboard and `cosell audit` show the rest
@@ -90,12 +94,14 @@ class StatusReport:
         summary: the store's counts and times.
         errors: the links in Error, most recently changed first (at most `ERRORS_SHOWN`).
         usage: the API usage readings.
+        connections: each connection's sign-in and token health.
     """
 
     checked_at: datetime
     summary: StoreSummary
     errors: tuple[Link, ...]
     usage: tuple[ApiUsageReading, ...]
+    connections: tuple[TokenHealth, ...] = ()
 
 
 def collect(store: Store, *, clock: Clock, usage: tuple[ApiUsageReading, ...] = ()) -> StatusReport:
@@ -260,6 +266,7 @@ def report_json(report: StatusReport) -> dict[str, Any]:
             }
             for reading in report.usage
         },
+        "connections": {health.side: health.as_json() for health in report.connections},
     }
 
 
@@ -343,6 +350,15 @@ def render(report: StatusReport, console: Console) -> None:
         inbox += f", the oldest received {_age(now, summary.oldest_event_at)}"
     console.print(inbox)
 
+    for health in report.connections:
+        line = f"{health.label} sign-in: {health.summary()}"
+        if health.problem:
+            console.print(f"[red]{line}[/red]: {health.problem}", highlight=False)
+        elif health.warning:
+            console.print(f"{line}: [yellow]{health.warning}[/yellow]", highlight=False)
+        else:
+            console.print(line, highlight=False)
+
     for reading in report.usage:
         label = "Salesforce API usage" if reading.api == "salesforce" else f"{reading.api} usage"
         if reading.error is not None:
@@ -382,6 +398,7 @@ def status(
 async def _run(settings: Settings) -> StatusReport:
     from cosell.clock import SystemClock
     from cosell.store import Store
+    from cosell.tokenhealth import token_health
 
     clock = SystemClock()
     store = Store.open(settings.store.url, clock=clock, migrate=False)  # status only reads
@@ -389,4 +406,8 @@ async def _run(settings: Settings) -> StatusReport:
         report = collect(store, clock=clock)  # the store first: it answers even when offline
     finally:
         store.close()
-    return replace(report, usage=(await salesforce_usage(settings, clock=clock),))
+    return replace(
+        report,
+        usage=(await salesforce_usage(settings, clock=clock),),
+        connections=token_health(settings, clock=clock),
+    )

@@ -13,6 +13,14 @@ Audiences differ (spec §1.1): the Referrals API takes tokens for
 `https://api.partner.microsoft.com`, the Webhooks API for `https://api.partnercenter.microsoft.com`;
 a token for one is refused by the other. msal adds `openid profile offline_access` itself.
 
+Refusals: when the sign-in itself is refused (the refresh token expired or was revoked,
+`invalid_grant`; or the API answers 900421 for a token without MFA and the client calls
+`refuse`), the provider raises `SignInRefusedError` ("Partner Center sign-in expired: run
+cosell connect partner-center") and keeps raising it without calling Entra ID, letting one
+probe through a minute, or at once when the stored refresh token changed (`cosell connect`
+wrote a new one): `cosell.refusal.RefusalGate`. So a refused side costs at most one failing
+call a minute, however many reconciles ask.
+
 Caching: a token is reused until `refresh_margin` seconds before it expires, measured on the
 injected clock (msal's own cache reads the wall clock, so it is emptied before each
 acquisition and plays no part). Concurrent callers share one acquisition. `invalidate()`
@@ -33,14 +41,9 @@ description only.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
-import stat
-import tempfile
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
@@ -50,7 +53,15 @@ import msal
 import structlog
 
 from cosell.clock import Clock, SystemClock
-from cosell.partnercenter.errors import AuthConfigurationError, PartnerCenterTransportError
+from cosell.partnercenter.errors import (
+    AuthConfigurationError,
+    MfaRequiredError,
+    PartnerCenterError,
+    PartnerCenterTransportError,
+    SignInRefusedError,
+)
+from cosell.refusal import RefusalGate
+from cosell.tokenstore import FileTokenStore, TokenFileError
 
 log = structlog.get_logger(__name__)
 
@@ -73,6 +84,14 @@ class TokenProvider(Protocol):
 
     def invalidate(self) -> None:
         """Forget the cached token (the API refused it)."""
+        ...
+
+    def refuse(self, error: PartnerCenterError) -> SignInRefusedError:
+        """The API refused the sign-in itself (900421, 401 with a fresh token): stop calling.
+
+        Returns:
+            The error to raise for this call and, without calling, for the next ones.
+        """
         ...
 
 
@@ -106,16 +125,13 @@ class InMemoryRefreshTokenStore:
         return f"InMemoryRefreshTokenStore(set={self._token is not None})"
 
 
-class FileRefreshTokenStore:
-    """A refresh token in a file readable only by its owner (mode 0600).
+class FileRefreshTokenStore(FileTokenStore):
+    """A refresh token in a file readable only by its owner (mode 0600), with its record.
 
-    Writes are atomic (temporary file in the same directory, then rename), so a crash leaves
-    either the old or the new token, never half of one. A file that others can read is
-    refused rather than used.
+    The file format, the atomic writes and the record (grant, MFA, when rotated and used)
+    are `cosell.tokenstore.FileTokenStore`'s; a file that others can read is refused with an
+    `AuthConfigurationError` rather than used.
     """
-
-    def __init__(self, path: str | os.PathLike[str]) -> None:
-        self.path = Path(path)
 
     def load(self) -> str | None:
         """The stored refresh token, or None when the file does not exist or is empty.
@@ -124,35 +140,9 @@ class FileRefreshTokenStore:
             AuthConfigurationError: the file is readable or writable by group or others.
         """
         try:
-            mode = self.path.stat().st_mode
-        except FileNotFoundError:
-            return None
-        if mode & (stat.S_IRWXG | stat.S_IRWXO):
-            raise AuthConfigurationError(
-                f"the refresh token file {self.path} is accessible by other users "
-                f"(mode {stat.S_IMODE(mode):04o}): run `chmod 600 {self.path}`"
-            )
-        text = self.path.read_text(encoding="utf-8").strip()
-        return text or None
-
-    def save(self, refresh_token: str) -> None:
-        """Atomically replace the file's content with `refresh_token`, mode 0600."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".refresh-token-", dir=self.path.parent)
-        try:
-            os.fchmod(fd, 0o600)
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                handle.write(refresh_token)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, self.path)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-            raise
-
-    def __repr__(self) -> str:
-        return f"FileRefreshTokenStore({str(self.path)!r})"
+            return super().load()
+        except TokenFileError as exc:
+            raise AuthConfigurationError(str(exc)) from exc
 
 
 class RoutedResponse:
@@ -195,6 +185,10 @@ class RoutingHttpClient:
         out = dict(headers or {})
         out["X-Original-Host"] = parts.netloc
         return routed, out
+
+    def route_url(self, url: str) -> str:
+        """`url` as it is sent: to the routed base URL (a browser opens the sandbox's page)."""
+        return self._route(url, None)[0]
 
     def post(
         self,
@@ -272,6 +266,9 @@ class _MsalTokenProvider(ABC):
     """Cache, locking and error mapping shared by the three grants."""
 
     _grant = "token"
+    # Token endpoint error codes that mean the sign-in itself is refused (so calls stop until
+    # an admin signs in again), as opposed to settings to fix; only the refresh token has them.
+    _refused_codes: frozenset[str] = frozenset()
 
     def __init__(
         self,
@@ -289,6 +286,7 @@ class _MsalTokenProvider(ABC):
         self._token: str | None = None
         self._expires_at = 0.0
         self._lock = asyncio.Lock()
+        self._gate = RefusalGate(self._clock, fingerprint=self._fingerprint)
         self.acquisitions = 0
 
     def __repr__(self) -> str:
@@ -298,6 +296,8 @@ class _MsalTokenProvider(ABC):
         """A valid access token; acquired when none is cached or it is about to expire.
 
         Raises:
+            SignInRefusedError: the sign-in is refused (repeated without a call while it lasts,
+                see `cosell.refusal`).
             AuthConfigurationError: the credentials were refused; the message says what to fix.
             PartnerCenterTransportError: the token endpoint could not be reached.
         """
@@ -308,13 +308,49 @@ class _MsalTokenProvider(ABC):
             if self._fresh():
                 assert self._token is not None
                 return self._token
-            result = await anyio.to_thread.run_sync(self._acquire_blocking)
-            return self._accept(result)
+            self._gate.check()
+            try:
+                result = await anyio.to_thread.run_sync(self._acquire_blocking)
+                token = self._accept(result)
+            except AuthConfigurationError as exc:
+                if exc.code in self._refused_codes:
+                    raise self._refused(exc) from exc
+                raise
+            self._gate.clear()
+            return token
 
     def invalidate(self) -> None:
         """Drop the cached access token."""
         self._token = None
         self._expires_at = 0.0
+
+    def refuse(self, error: PartnerCenterError) -> SignInRefusedError:
+        """The API refused the sign-in: drop the token and repeat the refusal (see `token`)."""
+        self.invalidate()
+        return self._refused(error)
+
+    def _refused(self, error: PartnerCenterError) -> SignInRefusedError:
+        if isinstance(error, SignInRefusedError):
+            refusal = error
+        else:
+            if isinstance(error, MfaRequiredError):
+                what = "sign-in has no MFA, which Partner Center requires (900421)"
+            elif error.code == "no_refresh_token":
+                what = "is not connected (no refresh token is stored)"
+            else:
+                what = "sign-in expired"
+            refusal = SignInRefusedError(
+                f"Partner Center {what}: run cosell connect partner-center",
+                status=error.status,
+                code=error.code,
+            )
+        log.warning("partnercenter.sign_in_refused", grant=self._grant, code=error.code)
+        self._gate.refuse(refusal)
+        return refusal
+
+    def _fingerprint(self) -> object:
+        """What identifies the credentials: a change lets a refused sign-in be tried at once."""
+        return None
 
     def _fresh(self) -> bool:
         return self._token is not None and self._clock.monotonic() < self._expires_at
@@ -396,6 +432,7 @@ class RefreshTokenProvider(_MsalTokenProvider):
     """
 
     _grant = "refresh token"
+    _refused_codes = frozenset({"invalid_grant", "interaction_required", "no_refresh_token"})
 
     def __init__(
         self,
@@ -412,16 +449,21 @@ class RefreshTokenProvider(_MsalTokenProvider):
     def _advice(self, code: str) -> str:
         if code == "invalid_grant":
             return (
-                "the stored refresh token is expired, revoked or for another app: run the "
-                "consent flow again (an admin signs in with MFA) to get a new refresh token"
+                "the stored refresh token is expired, revoked or for another app: run "
+                "`cosell connect partner-center` (an admin signs in with MFA) to store a new one"
             )
         return super()._advice(code)
+
+    def _fingerprint(self) -> object:
+        token = self._store.load()
+        return None if token is None else hash(token)
 
     def _call(self, app: Any) -> Mapping[str, Any]:
         refresh_token = self._store.load()
         if not refresh_token:
             raise AuthConfigurationError(
-                "no refresh token is stored: run the consent flow once to store one"
+                "no refresh token is stored: run `cosell connect partner-center` once to store one",
+                code="no_refresh_token",
             )
         result: Mapping[str, Any] = app.acquire_token_by_refresh_token(refresh_token, self._scopes)
         new = result.get("refresh_token")

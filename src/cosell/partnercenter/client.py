@@ -48,6 +48,7 @@ from cosell.clock import Clock, SystemClock
 from cosell.partnercenter.auth import TokenProvider
 from cosell.partnercenter.errors import (
     AuthenticationError,
+    MfaRequiredError,
     PartnerCenterTransportError,
     RetriableError,
     UnexpectedResponseError,
@@ -211,12 +212,17 @@ class ApiRequester:
             if response.status_code in ok:
                 return response
             failure = error_from_response(response, now=self._clock.now())
-            if response.status_code == 401 and not reauthenticated:
+            retry_with_new_token = not isinstance(failure, MfaRequiredError)
+            if response.status_code == 401 and not reauthenticated and retry_with_new_token:
                 log.info("partnercenter.token_refused", method=method, path=_path(url))
                 self._tokens.invalidate()
                 reauthenticated = True
                 attempt -= 1  # a stale token is not a failed attempt of the call
                 continue
+            if isinstance(failure, MfaRequiredError):
+                # The sign-in itself is refused (no MFA): the token provider repeats the
+                # refusal without calling until a probe succeeds or cosell connect runs.
+                raise self._tokens.refuse(failure) from failure
             if isinstance(failure, AuthenticationError):
                 raise failure
             if (

@@ -16,7 +16,10 @@ PartnerCenterError                      root; .status, .code, .target, .request_
     ├── NotFoundError                   404 itemNotFound
     ├── AccessDeniedError               403 accessDenied: the user lacks a Referrals role
     ├── AuthenticationError             401 after a fresh token was also refused
+    │   └── MfaRequiredError            401 code 900421: the token was issued without MFA
     ├── AuthConfigurationError          the token endpoint refused our credentials (invalid_grant, ...)
+    │   └── SignInRefusedError          the sign-in is refused (expired, revoked, no MFA): calls stop,
+    │                                   one probe a minute, until `cosell connect partner-center`
     ├── RegistrationExistsError         409 on webhook registration without overwrite (raised by
     │                                   the webhooks client; elsewhere a 409 is unexpected)
     ├── UnexpectedResponseError         any other status, or a body that is not what the API documents
@@ -51,6 +54,8 @@ from typing import Any
 
 import httpx
 
+# Partner Center's error code for an App+User token issued without MFA (spec §9).
+MFA_REQUIRED_CODE = "900421"
 _EXCERPT_CHARS = 300  # enough of an unexpected body to recognise it, short enough for a log line
 
 
@@ -135,8 +140,26 @@ class AuthenticationError(TerminalError):
     """401 even with a freshly acquired token."""
 
 
+class MfaRequiredError(AuthenticationError):
+    """401 with code 900421: App+User calls need a token issued with MFA (spec §9).
+
+    A new token from the same refresh token carries no MFA either, so the client does not
+    retry: an admin must sign in again with MFA (`cosell connect partner-center`).
+    """
+
+
 class AuthConfigurationError(TerminalError):
     """The token endpoint refused the configured credentials."""
+
+
+class SignInRefusedError(AuthConfigurationError):
+    """Partner Center refuses the sign-in itself: an expired or revoked refresh token, no MFA.
+
+    Raised for every call while the refusal lasts, mostly without calling anyone (the token
+    provider's `RefusalGate` lets one probe through a minute, or at once after `cosell connect
+    partner-center` stored a new token). The message is the one a seller sees on each affected
+    record: "Partner Center sign-in expired: run cosell connect partner-center".
+    """
 
 
 class RegistrationExistsError(TerminalError):
@@ -291,6 +314,14 @@ def error_from_response(
         return ConflictError(text, **fields)
     if status == 400 or status == 422:
         return InvalidRequestError(text, **fields)
+    if status == 401 and (code == MFA_REQUIRED_CODE or MFA_REQUIRED_CODE in (message or "")):
+        return MfaRequiredError(
+            f"Partner Center answered 401 ({MFA_REQUIRED_CODE}): the sign-in behind this "
+            "token was made without multi-factor authentication, which Partner Center "
+            "requires for App+User calls — run `cosell connect partner-center` and sign in "
+            "with MFA",
+            **fields,
+        )
     if status == 401:
         return AuthenticationError(text, **fields)
     if status == 403:

@@ -13,6 +13,12 @@ POST that answers `{"access_token", "instance_url", "id", "issued_at", ...}` or,
 - `PasswordFlow`: the legacy username-password grant. Blocked by default in orgs created since
   Summer '23; use it only where an admin has allowed it.
 
+When the token endpoint refuses the flow (400: an expired or revoked refresh token, a JWT the
+app no longer accepts), the `Session` raises `SignInRefusedError` and repeats it without
+calling, one probe a minute or at once when the token file changed (`cosell.refusal`);
+`RefreshTokenFlow.token_source` rereads the token file, so `cosell connect salesforce` is
+picked up by a running service.
+
 Salesforce tokens carry no lifetime (`expires_in` is absent), so a `Session` keeps the current
 token until a data call answers 401 `INVALID_SESSION_ID`, then asks the flow for a new one.
 Invariants: concurrent callers that see the same stale token share one refresh (an
@@ -37,7 +43,13 @@ import structlog
 from pydantic import BaseModel, ConfigDict
 
 from cosell.clock import Clock, SystemClock
-from cosell.salesforce.errors import AuthenticationError, TransportError, error_from_response
+from cosell.refusal import RefusalGate
+from cosell.salesforce.errors import (
+    AuthenticationError,
+    SignInRefusedError,
+    TransportError,
+    error_from_response,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -125,7 +137,7 @@ def _hint(flow: str, error: str, description: str) -> str:
     if "expired" in text and "refresh" in flow:
         return (
             "the refresh token was revoked or expired (Salesforce keeps at most 5 per user and "
-            "app): authorize cosell again to get a new one"
+            "app): run `cosell connect salesforce` to store a new one"
         )
     if "not supported on this domain" in text or "my domain" in text:
         return "use the org's My Domain token URL, https://<domain>.my.salesforce.com"
@@ -337,6 +349,8 @@ class RefreshTokenFlow:
         token_url: The login or My Domain URL, or the token endpoint itself.
         clock: Time source for `issued_at` when absent.
         on_rotation: Called with the new refresh token when Salesforce rotates it.
+        token_source: Read before each grant (the token file): a token stored meanwhile by
+            `cosell connect salesforce` is used without a restart.
     """
 
     consumer_key: str
@@ -345,6 +359,7 @@ class RefreshTokenFlow:
     token_url: str = LOGIN_URL
     clock: Clock = field(default_factory=SystemClock, repr=False, compare=False)
     on_rotation: Callable[[str], None] | None = field(default=None, repr=False, compare=False)
+    token_source: Callable[[], str | None] | None = field(default=None, repr=False, compare=False)
 
     @property
     def name(self) -> str:
@@ -353,6 +368,9 @@ class RefreshTokenFlow:
 
     async def authenticate(self, http: httpx.AsyncClient) -> Token:
         """Exchange the refresh token for an access token (keeping a rotated refresh token)."""
+        stored = self.token_source() if self.token_source is not None else None
+        if stored:
+            self.refresh_token = stored
         form = {
             "grant_type": "refresh_token",
             "refresh_token": self.refresh_token,
@@ -455,11 +473,18 @@ class Session:
     the first one authenticates and the others receive its result.
     """
 
-    def __init__(self, http: httpx.AsyncClient, flow: AuthFlow) -> None:
+    def __init__(
+        self, http: httpx.AsyncClient, flow: AuthFlow, *, clock: Clock | None = None
+    ) -> None:
         self._http = http
         self._flow = flow
         self._token: Token | None = None
         self._lock = asyncio.Lock()
+        source: Callable[[], str | None] | None = getattr(flow, "token_source", None)
+        self._gate = RefusalGate(
+            clock or getattr(flow, "clock", None) or SystemClock(),
+            fingerprint=None if source is None else (lambda: hash(source())),
+        )
         self.authentications = 0
         """How many times this session asked the token endpoint (for tests and metrics)."""
 
@@ -502,8 +527,18 @@ class Session:
         self._token = None
 
     async def _authenticate(self) -> Token:
+        self._gate.check()
         self.authentications += 1
-        token = await self._flow.authenticate(self._http)
+        try:
+            token = await self._flow.authenticate(self._http)
+        except AuthenticationError as exc:
+            if exc.status is None or not 400 <= exc.status < 500:
+                raise
+            refusal = SignInRefusedError(self._refusal_text(exc))
+            log.warning("salesforce.sign_in_refused", flow=self._flow.name, code=exc.error_code)
+            self._gate.refuse(refusal)
+            raise refusal from exc
+        self._gate.clear()
         log.info(
             "salesforce.authenticated",
             flow=self._flow.name,
@@ -511,6 +546,11 @@ class Session:
             user_id=token.user_id,
         )
         return token
+
+    def _refusal_text(self, exc: AuthenticationError) -> str:
+        if "refresh" in self._flow.name and exc.error_code == "invalid_grant":
+            return "Salesforce sign-in expired: run cosell connect salesforce"
+        return f"Salesforce refused cosell's sign-in: {exc}"
 
     def __repr__(self) -> str:
         return f"Session(flow={self._flow!r}, token={self._token!r})"

@@ -257,6 +257,17 @@ class AuthenticationError(TerminalError):
     default_hint = "check the connected app and the integration user's credentials"
 
 
+class SignInRefusedError(AuthenticationError):
+    """The token endpoint refuses cosell's sign-in (an expired or revoked refresh token...).
+
+    Raised for every call while the refusal lasts, without calling Salesforce: the session's
+    `RefusalGate` lets one probe through a minute, or at once when `cosell connect salesforce`
+    stored a new refresh token. The message is what each affected record shows.
+    """
+
+    default_hint = ""
+
+
 class SessionExpiredError(AuthenticationError):
     """401 INVALID_SESSION_ID, still after refreshing the token once."""
 

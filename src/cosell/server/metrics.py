@@ -22,7 +22,7 @@ start) is set by the `/metrics` handler just before rendering, from an async sou
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Final
 
@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     from cosell.sync.context import SyncContext
     from cosell.sync.engine import Reconciler
     from cosell.sync.outcome import Outcome
+    from cosell.tokenhealth import TokenHealth
 
 log = structlog.get_logger("cosell.reconcile")
 
@@ -61,9 +62,16 @@ class Metrics:
         store: read at scrape time for the gauges; None leaves them out.
     """
 
-    def __init__(self, store: Store | None = None) -> None:
+    def __init__(
+        self,
+        store: Store | None = None,
+        *,
+        token_health: Callable[[], Sequence[TokenHealth]] | None = None,
+    ) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         registry = self.registry
+        if token_health is not None:
+            registry.register(TokenHealthCollector(token_health))
         self.notifications_received = Counter(
             "cosell_notifications_received",
             "Webhook callbacks accepted (signature verified), by event name.",
@@ -119,6 +127,55 @@ class Metrics:
     def render(self) -> bytes:
         """The Prometheus text exposition of every metric."""
         return generate_latest(self.registry)
+
+
+class TokenHealthCollector(Collector):
+    """Gauges of each connection's sign-in, read from the token files at scrape time."""
+
+    def __init__(self, read: Callable[[], Sequence[TokenHealth]]) -> None:
+        self._read = read
+
+    def collect(self) -> Iterator[Metric]:
+        """Days left, MFA, last rotation and use, and whether the sign-in can work, per side."""
+        families = {
+            "ok": GaugeMetricFamily(
+                "cosell_token_ok",
+                "1 when the connection's sign-in can work (no MFA problem, not expired).",
+                labels=["side"],
+            ),
+            "days": GaugeMetricFamily(
+                "cosell_token_days_left",
+                "Days before the refresh token expires of inactivity (sides with a window).",
+                labels=["side"],
+            ),
+            "mfa": GaugeMetricFamily(
+                "cosell_token_mfa",
+                "1 when the sign-in used MFA, 0 when it did not (sides where it is known).",
+                labels=["side"],
+            ),
+            "rotated": GaugeMetricFamily(
+                "cosell_token_rotated_timestamp_seconds",
+                "When the stored refresh token last changed (Unix time).",
+                labels=["side"],
+            ),
+            "used": GaugeMetricFamily(
+                "cosell_token_used_timestamp_seconds",
+                "When the stored refresh token was last redeemed (Unix time).",
+                labels=["side"],
+            ),
+        }
+        for health in self._read():
+            side = [health.side]
+            families["ok"].add_metric(side, 0.0 if health.problem else 1.0)
+            if health.days_left is not None:
+                families["days"].add_metric(side, health.days_left)
+            if health.mfa is not None:
+                families["mfa"].add_metric(side, 1.0 if health.mfa else 0.0)
+            if health.rotated_at is not None:
+                families["rotated"].add_metric(side, health.rotated_at.timestamp())
+            if health.used_at is not None:
+                families["used"].add_metric(side, health.used_at.timestamp())
+        yield from families.values()
 
 
 class StoreCollector(Collector):

@@ -39,11 +39,8 @@ from cosell.partnercenter.auth import (
     REFERRALS_SCOPE,
     AppCredentials,
     ClientCredentialsProvider,
-    FileRefreshTokenStore,
-    InMemoryRefreshTokenStore,
     PasswordProvider,
     RefreshTokenProvider,
-    RefreshTokenStore,
     RoutingHttpClient,
     TokenProvider,
 )
@@ -225,12 +222,4 @@ def partner_center_tokens(
     if pc.auth == "password":
         password = pc.password.get_secret_value() if pc.password else ""
         return PasswordProvider(credentials, pc.username or "", password, clock=clock)
-    first = pc.refresh_token.get_secret_value() if pc.refresh_token else None
-    token_store: RefreshTokenStore
-    if pc.refresh_token_file is not None:
-        token_store = FileRefreshTokenStore(pc.refresh_token_file)
-        if token_store.load() is None and first:
-            token_store.save(first)
-    else:
-        token_store = InMemoryRefreshTokenStore(first)
-    return RefreshTokenProvider(credentials, token_store, clock=clock)
+    return RefreshTokenProvider(credentials, pc.refresh_token_store(clock), clock=clock)

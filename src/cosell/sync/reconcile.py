@@ -512,9 +512,12 @@ async def load(ctx: SyncContext, key: Key, link: Link, calls: ApiCalls) -> Sides
             ctx, key, link, opportunity, _unreadable_referral(link.referral_id, referral), calls
         )
     if isinstance(rows, sf_errors.TerminalError):
-        return await park(
-            ctx, key, link, None, f"cannot read opportunity {link.record_id}: {rows}", calls
+        why = (
+            str(rows)  # the connection's problem, said the same way on every record
+            if isinstance(rows, sf_errors.SignInRefusedError)
+            else f"cannot read opportunity {link.record_id}: {rows}"
         )
+        return await park(ctx, key, link, None, why, calls)
     if opportunity is None:
         return await park(
             ctx,
@@ -539,6 +542,8 @@ def unmappable(exc: ValueMappingError) -> str:
 
 
 def _unreadable_referral(referral_id: str, error: pc_errors.PartnerCenterError) -> str:
+    if isinstance(error, pc_errors.SignInRefusedError):
+        return str(error)  # the connection's problem, said the same way on every record
     if isinstance(error, pc_errors.NotFoundError):
         return (
             f"referral {referral_id} no longer exists in Partner Center or is not visible to the "

@@ -20,6 +20,8 @@ from cosell.partnercenter.errors import (
     AccessDeniedError,
     AuthConfigurationError,
     AuthenticationError,
+    MfaRequiredError,
+    SignInRefusedError,
 )
 from cosell.partnercenter.webhooks import WebhooksClient
 
@@ -74,7 +76,7 @@ async def test_revoked_access_tokens_are_replaced(pc: PartnerCenter) -> None:
 
 async def test_revoked_refresh_token_asks_for_consent_again(pc: PartnerCenter) -> None:
     await pc.control("POST", "/identity/revoke-refresh-tokens")
-    with pytest.raises(AuthConfigurationError, match="consent flow again") as caught:
+    with pytest.raises(AuthConfigurationError, match="cosell connect partner-center") as caught:
         await pc.referrals.list_page()
     assert caught.value.code == "invalid_grant"
     assert str(pc.store.load()) not in str(caught.value)
@@ -115,8 +117,12 @@ async def test_password_grant(pc: PartnerCenter) -> None:
     tokens = PasswordProvider(
         pc.credentials, pc.info["username"], pc.info["password"], clock=pc.clock
     )
-    page = await pc.referrals_client(tokens).list_page()
-    assert page.referrals == ()
+    # The password grant has no second factor: Partner Center refuses its tokens (900421),
+    # at once and without a second token (a new one would carry no MFA either).
+    with pytest.raises(SignInRefusedError, match=r"no MFA.*cosell connect partner-center") as got:
+        await pc.referrals_client(tokens).list_page()
+    assert isinstance(got.value.__cause__, MfaRequiredError)
+    assert tokens.acquisitions == 1
 
 
 async def test_wrong_password(pc: PartnerCenter) -> None:

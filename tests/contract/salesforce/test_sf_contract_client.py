@@ -59,7 +59,7 @@ async def test_every_auth_flow_reaches_the_data_api(
         ("client_credentials", {"consumer_secret": "wrong"}, "consumer secret was rejected"),
         ("client_credentials", {"consumer_key": "3MVG9unknown"}, "consumer key"),
         ("password", {"password": "wrong"}, "security token"),
-        ("refresh_token", {"refresh_token": "5Aep861unknown"}, "refresh token flow"),
+        ("refresh_token", {"refresh_token": "5Aep861unknown"}, "run cosell connect salesforce"),
         ("jwt", {"username": "nobody@example.com"}, "JWT bearer flow"),
     ],
 )

@@ -64,6 +64,12 @@ def test_all_green_against_the_sandboxes(served: Served, registered: str, tmp_pa
     assert any("Referrals API answers" in line for line in lines)
     assert any("daily API requests left" in line for line in lines)
     assert any("schema:" in line and "Microsoft_Solution__c" in line for line in lines)
+    # Token health: each connection's grant (the sandbox settings give the Partner Center
+    # refresh token directly, so nothing is known of its sign-in) and Salesforce's JWT.
+    assert [line.split(": ", 1)[1] for line in _marked(lines, "✓", "Sign-in")] == [
+        "Partner Center: refresh_token",
+        "Salesforce: jwt",
+    ]
     # The Salesforce sandbox has no PermissionSetAssignment: reported, not failed.
     (permission,) = _marked(lines, SKIP, "Permission set")
     assert "not checked" in permission

@@ -11,6 +11,12 @@ from pathlib import Path
 SRC = Path(__file__).resolve().parents[3] / "src"
 STEPS = 7  # the story's steps, each one line with its latency
 STEP_LINE = re.compile(r"^✔ (\d)\. (.+?)\s+(\d+\.\d\d) s$", re.MULTILINE)
+# The shapes of the sandboxes' secrets (drawn at random in the demo, so matched by shape): an
+# Entra client secret, Entra and Salesforce refresh tokens, access tokens (a JWT, a Salesforce
+# session id), a PEM private key.
+SECRET_SHAPES = re.compile(
+    r"[A-Za-z0-9]{3}8Q~|0\.A[A-Za-z0-9_-]{100}|5Aep861|00D\w{12}!AQ|eyJ[\w-]{10,}\.eyJ|PRIVATE KEY"
+)
 
 
 def _demo(tmp_path: Path, *args: str, timeout: float = 90) -> subprocess.CompletedProcess[str]:
@@ -43,6 +49,7 @@ def test_the_demo_plays_every_step_with_its_latency_and_exits_0(tmp_path: Path) 
     assert "Every step synced (7 steps)." in result.stdout
     assert "not synced" not in result.stdout
     assert '"event"' not in result.stdout  # no log lines among the story
+    assert SECRET_SHAPES.findall(output) == []
     assert list(tmp_path.glob("cosell-demo-*")) == []  # its directory is removed at exit
 
 
@@ -55,4 +62,5 @@ def test_a_step_that_does_not_sync_says_what_it_expected_and_exits_1(tmp_path: P
     assert "saw:      no opportunity yet for 'Contoso - Azure migration'" in result.stdout
     assert "Not every step synced: the demo exits 1." in result.stdout
     assert STEP_LINE.search(result.stdout) is None
+    assert SECRET_SHAPES.findall(result.stdout + result.stderr) == []
     assert list(tmp_path.glob("cosell-demo-*")) == []

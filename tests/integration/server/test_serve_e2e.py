@@ -131,15 +131,15 @@ class Deployment:
             return [(str(key), done is not None) for key, done in rows]
 
     def pc_token(self) -> str:
-        # The password grant: an App+User token that leaves the service's refresh token alone.
+        # The first (consented, MFA) refresh token: the sandbox keeps a used refresh token
+        # valid, so this leaves the service's rotated one alone.
         response = httpx.post(
             self.pc["token_endpoint_v2"],
             data={
-                "grant_type": "password",
+                "grant_type": "refresh_token",
                 "client_id": self.pc["client_id"],
                 "client_secret": self.pc["client_secret"],
-                "username": self.pc["username"],
-                "password": self.pc["password"],
+                "refresh_token": self.pc["refresh_token"],
                 "scope": "https://api.partner.microsoft.com/.default",
             },
             timeout=10,
@@ -264,6 +264,7 @@ def test_ready_when_the_database_tokens_and_registration_check_out(
         "database",
         "partner_center_token",
         "salesforce_token",
+        "token_health",
         "webhook_registration",
     }
 

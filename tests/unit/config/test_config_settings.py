@@ -272,3 +272,33 @@ def test_a_relative_sqlite_store_in_a_settings_file_is_beside_that_file(
     assert settings.store.url == expected.format(folder=folder.resolve())
     from_environment = Settings.load(path, environ={"COSELL_STORE__URL": "sqlite:///./x.db"})
     assert from_environment.store.url == "sqlite:///./x.db"
+
+
+def test_secrets_from_files(tmp_path: Path) -> None:
+    (tmp_path / "secrets").mkdir()
+    (tmp_path / "secrets" / "pc").write_text("pc-from-file\n", encoding="utf-8")
+    mounted = tmp_path / "run-secrets-sf"
+    mounted.write_text("sf-from-file", encoding="utf-8")
+    text = TOML.replace('client_secret = "pc-secret"', 'client_secret_file = "secrets/pc"')
+    text = text.replace('consumer_secret = "sf-secret"\n', "")
+    environ = {"COSELL_SALESFORCE__CONSUMER_SECRET_FILE": str(mounted)}
+    settings = Settings.load(write(tmp_path, text), environ=environ)
+    assert settings.partner_center.client_secret == SecretStr("pc-from-file")
+    assert settings.salesforce.consumer_secret == SecretStr("sf-from-file")
+    assert "from-file" not in repr(settings)
+
+
+def test_secret_files_that_cannot_be_used_say_which_key(tmp_path: Path) -> None:
+    text = TOML.replace('client_secret = "pc-secret"', 'client_secret_file = "missing"')
+    with pytest.raises(ConfigError, match=r"partner_center\.client_secret_file: cannot read"):
+        Settings.load(write(tmp_path, text), environ={})
+
+    both = {"COSELL_SALESFORCE__CONSUMER_SECRET_FILE": str(tmp_path / "cosell.toml")}
+    with pytest.raises(ConfigError, match="consumer_secret is set too") as caught:
+        Settings.load(write(tmp_path), environ=both)
+    assert "environment variable COSELL_SALESFORCE__CONSUMER_SECRET_FILE" in str(caught.value)
+
+    (tmp_path / "empty").write_text("\n", encoding="utf-8")
+    text = TOML.replace('client_secret = "pc-secret"', 'client_secret_file = "empty"')
+    with pytest.raises(ConfigError, match="is empty"):
+        Settings.load(write(tmp_path, text), environ={})

@@ -20,7 +20,11 @@ from cosell.partnercenter.auth import (
     RefreshTokenProvider,
     RoutingHttpClient,
 )
-from cosell.partnercenter.errors import AuthConfigurationError, PartnerCenterTransportError
+from cosell.partnercenter.errors import (
+    AuthConfigurationError,
+    PartnerCenterTransportError,
+    SignInRefusedError,
+)
 
 TENANT = "contoso.onmicrosoft.example"
 SECRET = "s3cr3t-client-value"
@@ -148,11 +152,12 @@ async def test_rejected_refresh_token_says_to_consent_again_without_leaking_it()
     provider = RefreshTokenProvider(
         credentials(entra), InMemoryRefreshTokenStore("rt-very-secret"), clock=ManualClock()
     )
-    with pytest.raises(AuthConfigurationError) as caught:
+    with pytest.raises(SignInRefusedError) as caught:
         await provider.token()
-    message = str(caught.value)
+    assert str(caught.value) == "Partner Center sign-in expired: run cosell connect partner-center"
+    message = str(caught.value.__cause__)
     assert "invalid_grant" in message
-    assert "consent flow again" in message
+    assert "cosell connect partner-center" in message
     assert "AADSTS70008" in message
     assert "rt-very-secret" not in message
     assert SECRET not in message
@@ -163,8 +168,40 @@ async def test_missing_refresh_token_is_a_configuration_error() -> None:
     provider = RefreshTokenProvider(
         credentials(FakeEntra()), InMemoryRefreshTokenStore(None), clock=ManualClock()
     )
-    with pytest.raises(AuthConfigurationError, match="consent flow once"):
+    with pytest.raises(
+        AuthConfigurationError, match=r"not connected.*cosell connect partner-center"
+    ):
         await provider.token()
+
+
+async def test_a_refused_sign_in_is_repeated_without_calling_and_probed_once_a_minute() -> None:
+    entra = FakeEntra()
+    entra.fail = {"error": "invalid_grant", "error_description": "AADSTS50173: revoked."}
+    clock = ManualClock()
+    store = InMemoryRefreshTokenStore("rt-revoked")
+    provider = RefreshTokenProvider(credentials(entra), store, clock=clock)
+    for _ in range(50):  # a burst of reconciles
+        with pytest.raises(SignInRefusedError, match="sign-in expired"):
+            await provider.token()
+    assert len(entra.token_requests) == 1
+
+    clock.advance(59)
+    with pytest.raises(SignInRefusedError):
+        await provider.token()
+    assert len(entra.token_requests) == 1
+    clock.advance(1)  # a minute on: one probe, still refused
+    for _ in range(5):
+        with pytest.raises(SignInRefusedError):
+            await provider.token()
+    # The probe reaches msal, which may answer it from its own throttle cache (it repeats an
+    # invalid_grant for the same refresh token for a while, on the wall clock).
+    assert len(entra.token_requests) in (1, 2)
+
+    # An admin runs cosell connect: the new token is tried at once, and works.
+    entra.fail = None
+    store.save("rt-new")
+    assert await provider.token() == "at-1"
+    assert entra.token_requests[-1]["refresh_token"] == "rt-new"
 
 
 async def test_client_credentials_for_the_webhooks_api_cached_on_our_clock() -> None:
@@ -301,7 +338,8 @@ async def test_file_store_with_the_provider(tmp_path: Path) -> None:
     store.save("rt-initial")
     provider = RefreshTokenProvider(credentials(FakeEntra()), store, clock=ManualClock())
     await provider.token()
-    assert path.read_text() == "rt-1"
+    assert store.load() == "rt-1"
+    assert store.record().rotated_at is not None
 
 
 async def test_logs_name_events_but_never_secrets() -> None:

@@ -156,7 +156,7 @@ async def test_refresh_and_password_forms() -> None:
         ("jwt", "invalid_grant", "user hasn't approved this consumer", "pre-authorized"),
         ("jwt", "invalid_grant", "invalid assertion", "certificate matches the private key"),
         ("password", "invalid_grant", "authentication failure", "security token"),
-        ("refresh", "invalid_grant", "expired access/refresh token", "authorize cosell again"),
+        ("refresh", "invalid_grant", "expired access/refresh token", "cosell connect salesforce"),
         ("cc", "invalid_client", "invalid client credentials", "consumer secret was rejected"),
         ("cc", "invalid_client_id", "client identifier invalid", "consumer key is not known"),
         ("cc", "invalid_grant", "no client credentials user enabled", "run-as user"),

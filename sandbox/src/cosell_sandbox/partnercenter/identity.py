@@ -16,16 +16,35 @@ for one sandbox tenant with one confidential client application and one Referral
   `X-Original-Host: login.microsoftonline.com`; discovery documents then name URLs on that host
   (msal requires the token endpoint it reads to be https). Without the header they name the
   sandbox's own base URL.
+- Interactive sign-ins (`signins.py`): the v2 device code endpoint and the authorize endpoint
+  (authorization code with PKCE, loopback redirect), with the control API playing the user
+  (`/control/identity/sign-ins/...`: approve with or without MFA, deny, expire). The
+  `device_code` and `authorization_code` grants redeem them at the token endpoints.
 - `Identity.authenticate` checks a request's bearer token on every call: RS256 signature with
   the sandbox signing key, issuer, `nbf`/`exp` on the injected clock, revocation, audience, and
-  (for the Referrals API, App+User only) that a user is present.
+  (for the Referrals API, App+User only) that a user is present. A user token whose `amr`
+  lacks `mfa` is refused with 401 and code `900421` on either API (spec §9).
+- The control API can take the user's Referrals role away (`PUT /control/identity/user`
+  `{"referrals_role": "none"}`: the Referrals API answers 403 `accessDenied`) and the app's
+  delegated permission (`PUT /control/identity/app` `{"delegated_permission": false}`: user
+  grants fail with `invalid_grant` AADSTS65001, as when no admin consented).
+
+Assumptions (spec §9 gives the code, not the body): the 900421 refusal has Partner Center's
+error shape, `{"error": {"code": "900421", "message": "AADSTS900421: ...", "target":
+"authorization"}}`, with `WWW-Authenticate: Bearer error="invalid_token"`. The password grant
+issues tokens with `amr: ["pwd"]` (no interactive second factor); the initial refresh token
+(`info()["refresh_token"]`, as after the secure application model's consent) and everything
+it yields carry `amr: ["pwd", "mfa"]`; a refresh token keeps the MFA state of the sign-in
+that started its chain. Sign-ins in progress are not persisted by `snapshot`.
 
 Invariants:
 - Access tokens are v1-format JWTs (`iss https://sts.windows.net/{tenant}/`) whatever endpoint
   issued them, with `aud` the canonical resource URL; user tokens carry `upn` and
   `scp=user_impersonation`, app-only tokens carry neither (`idtyp=app`).
 - Refresh tokens rotate: every use issues a new one; the used one stays valid until its own
-  expiry (90 days after issue, Entra's default inactivity lifetime).
+  expiry (90 days after issue, Entra's default inactivity lifetime, on the sandbox clock), or
+  until `POST /control/identity/revoke-refresh-tokens` revokes every one (as a password reset
+  does).
 - Credentials (tenant id, client id, secret, user, password, the initial refresh token) are drawn
   from the seeded `rng`, so a seed reproduces them; the RSA signing key comes from the OS and is
   kept across restarts by `snapshot`/`restore`.
@@ -45,17 +64,27 @@ import threading
 import uuid
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import parse_qsl, quote
 
 import jwt
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from cosell.clock import Clock
 from cosell_sandbox.partnercenter.errors import PartnerCenterSandboxError
+from cosell_sandbox.signins import (
+    DEVICE_CODE_GRANT,
+    DEVICE_CODE_INTERVAL,
+    DEVICE_CODE_LIFETIME,
+    SignIn,
+    SignInControlError,
+    SignIns,
+    TokenEndpointError,
+    is_loopback_redirect,
+)
 
 REFERRALS_AUDIENCE = "https://api.partner.microsoft.com"
 WEBHOOKS_AUDIENCE = "https://api.partnercenter.microsoft.com"
@@ -67,6 +96,8 @@ ADMIN_DISPLAY_NAME = "Referrals Admin"
 
 # Entra's default: a refresh token unused for 90 days expires.
 REFRESH_TOKEN_LIFETIME = timedelta(days=90)
+# The error code Partner Center answers (HTTP 401) for an App+User token issued without MFA.
+MFA_REQUIRED_CODE = "900421"
 # Entra's v2 scope suffixes a client may ask for; `.default` means "everything consented".
 _RESOURCE_SCOPE_SUFFIXES = ("/.default", "/user_impersonation")
 # Scopes of OpenID Connect that ride along with a resource scope and grant nothing on it.
@@ -109,17 +140,17 @@ class _RefreshGrant:
     audience: str
     expires_at: datetime
     revoked: bool = False
+    mfa: bool = True
 
 
-class _TokenError(Exception):
-    """An Entra-shaped error of the token endpoint."""
-
-    def __init__(self, status: int, error: str, code: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.error = error
-        self.code = code
-        self.message = message
+_TokenError = TokenEndpointError
+_GRANTS = (
+    "refresh_token",
+    "client_credentials",
+    "password",
+    "authorization_code",
+    DEVICE_CODE_GRANT,
+)
 
 
 def _missing(name: str) -> _TokenError:
@@ -188,6 +219,10 @@ class Identity:
             signing_key or rsa.generate_private_key(public_exponent=65537, key_size=2048)
         )
         self._refresh_grants: dict[str, _RefreshGrant] = {}
+        self.sign_ins = SignIns(clock, rng)
+        # What the control API can take away: the user's Referrals role, the app's permission.
+        self.referrals_role: Literal["admin", "none"] = "admin"
+        self.delegated_permission = True
         # Live access tokens by `uti`, with their expiry, so "revoke all" can name them.
         self._issued: dict[str, int] = {}
         self._revoked: dict[str, int] = {}
@@ -297,6 +332,17 @@ class Identity:
                 f"scope={audience}/.default (v2)."
             )
         user = claims.get("upn")
+        if isinstance(user, str):
+            amr = claims.get("amr")
+            if not isinstance(amr, list) or "mfa" not in amr:
+                raise self._mfa_required()
+            if audience == REFERRALS_AUDIENCE and self.referrals_role != "admin":
+                raise PartnerCenterSandboxError(
+                    403,
+                    "accessDenied",
+                    f"The user {user} has no Referrals role in this Partner Center account; a "
+                    "global admin assigns Referrals admin in Account settings > User management.",
+                )
         if user_required and not isinstance(user, str):
             raise PartnerCenterSandboxError(
                 403,
@@ -339,11 +385,14 @@ class Identity:
                         "audience": g.audience,
                         "expires_at": g.expires_at.isoformat(),
                         "revoked": g.revoked,
+                        "mfa": g.mfa,
                     }
                     for token, g in self._refresh_grants.items()
                 },
                 "issued": dict(self._issued),
                 "revoked": dict(self._revoked),
+                "referrals_role": self.referrals_role,
+                "delegated_permission": self.delegated_permission,
             }
 
     def restore(self, data: dict[str, Any]) -> None:
@@ -373,11 +422,14 @@ class Identity:
                     audience=g["audience"],
                     expires_at=datetime.fromisoformat(g["expires_at"]),
                     revoked=bool(g["revoked"]),
+                    mfa=bool(g.get("mfa", True)),
                 )
                 for token, g in data["refresh_grants"].items()
             }
             self._issued = {k: int(v) for k, v in data["issued"].items()}
             self._revoked = {k: int(v) for k, v in data["revoked"].items()}
+            self.referrals_role = "none" if data.get("referrals_role") == "none" else "admin"
+            self.delegated_permission = bool(data.get("delegated_permission", True))
 
     def revoke_access_tokens(self) -> int:
         """Make every access token issued so far invalid; returns how many were live."""
@@ -429,7 +481,9 @@ class Identity:
             for uti in [u for u, exp in table.items() if exp <= now]:
                 del table[uti]
 
-    def _new_refresh_token(self, upn: str, audience: str, client_id: str | None = None) -> str:
+    def _new_refresh_token(
+        self, upn: str, audience: str, client_id: str | None = None, *, mfa: bool = True
+    ) -> str:
         with self._lock:
             now = self._clock.now()
             token = "0.A" + self._random_text(180, _TOKEN_ALPHABET)
@@ -440,10 +494,13 @@ class Identity:
                 client_id=client_id or self.client_id,
                 audience=audience,
                 expires_at=now + REFRESH_TOKEN_LIFETIME,
+                mfa=mfa,
             )
             return token
 
-    def _access_token(self, audience: str, user: _User | None) -> tuple[str, int, int]:
+    def _access_token(
+        self, audience: str, user: _User | None, *, mfa: bool = False
+    ) -> tuple[str, int, int]:
         """Sign an access token; returns it with its iat and exp."""
         with self._lock:
             self._prune()
@@ -474,7 +531,7 @@ class Identity:
                 unique_name=user.upn,
                 name=user.display_name,
                 scp="user_impersonation",
-                amr=["pwd"],
+                amr=["pwd", "mfa"] if mfa else ["pwd"],
                 idtyp="user",
             )
         return self._sign(claims), iat, exp
@@ -492,7 +549,9 @@ class Identity:
         digest.update(der)
         self._kid = _b64url(digest.finalize())
 
-    def _id_token(self, user: _User, *, v2: bool, iat: int, exp: int) -> str:
+    def _id_token(
+        self, user: _User, *, v2: bool, iat: int, exp: int, nonce: str | None = None
+    ) -> str:
         issuer = (
             f"https://login.microsoftonline.com/{self.tenant_id}/v2.0"
             if v2
@@ -514,6 +573,8 @@ class Identity:
         if not v2:
             claims["upn"] = user.upn
             claims["unique_name"] = user.upn
+        if nonce is not None:
+            claims["nonce"] = nonce
         return self._sign(claims)
 
     # -- the token endpoint -------------------------------------------------------------------
@@ -541,7 +602,9 @@ class Identity:
             f"and are signing into the correct cloud. This sandbox's tenant is {self.tenant_id}.",
         )
 
-    def _check_client(self, form: dict[str, str], authorization: str | None) -> None:
+    def _check_client(
+        self, form: dict[str, str], authorization: str | None, *, public: bool = False
+    ) -> None:
         client_id = form.get("client_id")
         client_secret = form.get("client_secret")
         if authorization and authorization.lower().startswith("basic "):
@@ -564,6 +627,8 @@ class Identity:
                 f"Application with identifier '{client_id}' was not found in the directory "
                 f"'{self.tenant_id}'. Use the client id this sandbox printed on start.",
             )
+        if not client_secret and public:
+            return
         if not client_secret:
             raise _TokenError(
                 401,
@@ -683,6 +748,94 @@ class Identity:
             )
         return grant
 
+    def _redeem_sign_in(self, grant_type: str, form: dict[str, str]) -> SignIn:
+        client_id = form.get("client_id", "")
+        if grant_type == DEVICE_CODE_GRANT:
+            device_code = form.get("device_code") or form.get("code")
+            if not device_code:
+                raise _missing("device_code")
+            return self.sign_ins.redeem_device_code(device_code, client_id)
+        code = form.get("code")
+        if not code:
+            raise _missing("code")
+        return self.sign_ins.redeem_code(
+            code,
+            client_id=client_id,
+            redirect_uri=form.get("redirect_uri"),
+            verifier=form.get("code_verifier"),
+        )
+
+    def _start_device(self, tenant: str, form: dict[str, str]) -> dict[str, Any]:
+        self._check_tenant(tenant, user_grant=True)
+        self._check_client(form, None, public=True)
+        scope = form.get("scope")
+        if not scope:
+            raise _missing("scope")
+        self._audience_v2(form, app_only=False)
+        sign_in = self.sign_ins.start_device(form["client_id"], scope)
+        assert sign_in.user_code is not None
+        uri = f"{self._base_url}/devicelogin"
+        seconds = int(DEVICE_CODE_LIFETIME.total_seconds())
+        return {
+            "user_code": sign_in.user_code,
+            "device_code": sign_in.device_code,
+            "verification_uri": uri,
+            "expires_in": seconds,
+            "interval": DEVICE_CODE_INTERVAL,
+            "message": f"To sign in, use a web browser to open the page {uri} and enter the "
+            f"code {sign_in.user_code} to authenticate.",
+        }
+
+    def _start_authorization(self, tenant: str, params: dict[str, str]) -> SignIn:
+        self._check_tenant(tenant, user_grant=True)
+        self._check_client(params, None, public=True)
+        if params.get("response_type") != "code":
+            raise _TokenError(
+                400,
+                "unsupported_response_type",
+                700054,
+                "The sandbox's authorize endpoint supports response_type=code only.",
+            )
+        redirect_uri = params.get("redirect_uri", "")
+        if not is_loopback_redirect(redirect_uri):
+            raise _TokenError(
+                400,
+                "invalid_request",
+                50011,
+                f"The redirect URI '{redirect_uri}' specified in the request does not match the "
+                "redirect URIs configured for the application: use a loopback URL "
+                "(http://localhost:<port>).",
+            )
+        challenge = params.get("code_challenge")
+        if not challenge or params.get("code_challenge_method") != "S256":
+            raise _TokenError(
+                400,
+                "invalid_request",
+                501491,
+                "Invalid size of Code_Challenge parameter, or a code_challenge_method other "
+                "than S256: send PKCE (code_challenge with code_challenge_method=S256).",
+            )
+        if params.get("response_mode", "query") not in ("query", "form_post"):
+            raise _TokenError(
+                400,
+                "invalid_request",
+                900144,
+                "The sandbox's authorize endpoint supports response_mode=query or form_post.",
+            )
+        scope = params.get("scope")
+        if not scope:
+            raise _missing("scope")
+        self._audience_v2(params, app_only=False)
+        return self.sign_ins.start_authorization(
+            params["client_id"],
+            scope,
+            redirect_uri=redirect_uri,
+            code_challenge=challenge,
+            oauth_state=params.get("state"),
+            form_post=params.get("response_mode") == "form_post",
+            nonce=params.get("nonce"),
+        )
+
     def _check_password(self, form: dict[str, str]) -> _User:
         username = form.get("username")
         if not username:
@@ -706,33 +859,54 @@ class Identity:
         grant_type = form.get("grant_type")
         if not grant_type:
             raise _missing("grant_type")
-        if grant_type not in ("refresh_token", "client_credentials", "password"):
+        if grant_type not in _GRANTS:
             raise _TokenError(
                 400,
                 "unsupported_grant_type",
                 70003,
                 f"The app requested an unsupported grant type '{grant_type}'. This sandbox "
-                "supports refresh_token, client_credentials and password.",
+                f"supports {', '.join(_GRANTS)}.",
             )
+        interactive = grant_type in (DEVICE_CODE_GRANT, "authorization_code")
         self._check_tenant(tenant, user_grant=grant_type != "client_credentials")
-        self._check_client(form, headers.get("authorization"))
+        self._check_client(form, headers.get("authorization"), public=interactive)
         user: _User | None
+        mfa = False
+        nonce: str | None = None
+        default_audience: str | None = None
         if grant_type == "refresh_token":
             grant = self._redeem_refresh_token(form)
-            default_audience: str | None = grant.audience
+            default_audience = grant.audience
             user = self._user
+            mfa = grant.mfa
         elif grant_type == "password":
+            # ROPC has no interactive step, so no second factor: its tokens never carry `mfa`.
             user = self._check_password(form)
-            default_audience = None
+        elif interactive:
+            sign_in = self._redeem_sign_in(grant_type, form)
+            user = self._user
+            mfa = sign_in.mfa
+            nonce = sign_in.nonce
+            # msal sends no scope when it redeems a device code: the sign-in's scope stands.
+            form = {**form, "scope": form.get("scope") or sign_in.scope}
         else:
             user = None
-            default_audience = None
-        if v2:
+        if interactive or v2:
             audience, openid = self._audience_v2(form, app_only=user is None)
         else:
             audience = self._audience_v1(form, default_audience)
             openid = "openid" in form.get("scope", "").split()
-        access_token, iat, exp = self._access_token(audience, user)
+        if user is not None and not self.delegated_permission:
+            raise _TokenError(
+                400,
+                "invalid_grant",
+                65001,
+                f"The user or administrator has not consented to use the application with ID "
+                f"'{self.client_id}'. Send an interactive authorization request for this user "
+                f"and resource (the app registration lacks the delegated permission for "
+                f"{audience}).",
+            )
+        access_token, iat, exp = self._access_token(audience, user, mfa=mfa)
         lifetime = exp - iat
         body: dict[str, Any] = {"token_type": "Bearer"}
         if v2:
@@ -752,9 +926,9 @@ class Identity:
             )
         body["access_token"] = access_token
         if user is not None:
-            body["refresh_token"] = self._new_refresh_token(user.upn, audience)
+            body["refresh_token"] = self._new_refresh_token(user.upn, audience, mfa=mfa)
             if openid:
-                body["id_token"] = self._id_token(user, v2=v2, iat=iat, exp=exp)
+                body["id_token"] = self._id_token(user, v2=v2, iat=iat, exp=exp, nonce=nonce)
             if form.get("client_info") == "1":
                 body["client_info"] = _b64url(
                     json.dumps({"uid": user.object_id, "utid": self.tenant_id}).encode()
@@ -956,6 +1130,29 @@ class Identity:
     # -- errors ---------------------------------------------------------------------------------
 
     @staticmethod
+    def _mfa_required() -> PartnerCenterSandboxError:
+        message = (
+            "AADSTS900421: Multi-factor authentication is required for App+User calls to the "
+            "Partner Center APIs, and this access token was issued without it. Sign in again "
+            "with MFA (the secure application model's consent) and use the new refresh token."
+        )
+        return PartnerCenterSandboxError(
+            401,
+            MFA_REQUIRED_CODE,
+            message,
+            target="authorization",
+            headers={
+                "WWW-Authenticate": 'Bearer error="invalid_token", error_description="'
+                'AADSTS900421: multi-factor authentication is required"'
+            },
+        )
+
+    @staticmethod
+    def _control_error(exc: SignInControlError) -> PartnerCenterSandboxError:
+        code = "itemNotFound" if exc.status == 404 else "invalidRequest"
+        return PartnerCenterSandboxError(exc.status, code, exc.message)
+
+    @staticmethod
     def _unauthenticated(message: str) -> PartnerCenterSandboxError:
         escaped = message.replace("\\", "\\\\").replace('"', "'")
         return PartnerCenterSandboxError(
@@ -995,6 +1192,38 @@ class Identity:
                 return self._unknown_tenant(tenant)
             return JSONResponse(self._jwks())
 
+        @router.post("/{tenant}/oauth2/v2.0/devicecode", include_in_schema=False)
+        async def device_code(request: Request, tenant: str) -> Response:
+            content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+            try:
+                form = self._parse_form(content_type, await request.body())
+                body = self._start_device(tenant, form)
+            except _TokenError as exc:
+                return self._token_error_response(exc, request.headers)
+            return JSONResponse(body, headers={"Cache-Control": "no-store, no-cache"})
+
+        @router.get("/{tenant}/oauth2/v2.0/authorize", include_in_schema=False)
+        async def authorize(request: Request, tenant: str) -> Response:
+            try:
+                sign_in = self._start_authorization(tenant, dict(request.query_params))
+            except _TokenError as exc:
+                return self._token_error_response(exc, request.headers)
+            page = (
+                "<!doctype html><title>Sign in - sandbox</title><h1>Sign in to your account</h1>"
+                f"<p>Sandbox sign-in <code>{sign_in.id}</code> is waiting for the user. Approve "
+                f"it with <code>POST /control/identity/sign-ins/{sign_in.id}/approve</code> "
+                "(or deny, or expire it); the answer names the URL the browser goes to next.</p>"
+            )
+            return HTMLResponse(page, headers={"X-Sandbox-Sign-In": sign_in.id})
+
+        @router.get("/devicelogin", include_in_schema=False)
+        async def device_login() -> Response:
+            return HTMLResponse(
+                "<!doctype html><title>Enter code - sandbox</title><h1>Enter code</h1><p>In "
+                "the sandbox, the control API plays the user: <code>POST "
+                "/control/identity/sign-ins/&lt;user code&gt;/approve</code>.</p>"
+            )
+
         @router.get("/common/userrealm/{username}", include_in_schema=False)
         async def user_realm(username: str) -> dict[str, Any]:
             return self._user_realm(username)
@@ -1015,6 +1244,66 @@ class Identity:
         async def control_consent() -> dict[str, str]:
             return {"refresh_token": self.consent()}
 
+        @router.get("/control/identity/sign-ins")
+        async def control_sign_ins() -> dict[str, Any]:
+            return {"value": self.sign_ins.listing()}
+
+        @router.post("/control/identity/sign-ins/{ref}/{action}")
+        async def control_sign_in(ref: str, action: str, request: Request) -> dict[str, Any]:
+            try:
+                payload = json.loads(await request.body() or b"{}")
+            except ValueError:
+                payload = None
+            if not isinstance(payload, dict) or not isinstance(payload.get("mfa", True), bool):
+                raise PartnerCenterSandboxError(
+                    400, "invalidRequest", 'Send {} or {"mfa": true|false}.', target="mfa"
+                )
+            try:
+                if action == "approve":
+                    sign_in = self.sign_ins.approve(ref, mfa=payload.get("mfa", True))
+                elif action == "deny":
+                    sign_in = self.sign_ins.deny(ref)
+                elif action == "expire":
+                    sign_in = self.sign_ins.expire(ref)
+                else:
+                    raise PartnerCenterSandboxError(
+                        404, "itemNotFound", "The actions are approve, deny and expire."
+                    )
+            except SignInControlError as exc:
+                raise self._control_error(exc) from exc
+            answer = sign_in.public()
+            if sign_in.kind == "authorization_code" and action != "expire":
+                answer["redirect"] = self.sign_ins.redirect(sign_in)
+            return answer
+
+        @router.put("/control/identity/user")
+        async def control_user(request: Request) -> dict[str, Any]:
+            payload = await _json_object(request)
+            role = payload.get("referrals_role")
+            if role not in ("admin", "none"):
+                raise PartnerCenterSandboxError(
+                    400,
+                    "invalidRequest",
+                    'Send {"referrals_role": "admin" | "none"}.',
+                    target="referrals_role",
+                )
+            self.referrals_role = role
+            return {"referrals_role": role}
+
+        @router.put("/control/identity/app")
+        async def control_app(request: Request) -> dict[str, Any]:
+            payload = await _json_object(request)
+            granted = payload.get("delegated_permission")
+            if not isinstance(granted, bool):
+                raise PartnerCenterSandboxError(
+                    400,
+                    "invalidRequest",
+                    'Send {"delegated_permission": true | false}.',
+                    target="delegated_permission",
+                )
+            self.delegated_permission = granted
+            return {"delegated_permission": granted}
+
         @router.put("/control/identity/token-lifetime")
         async def control_token_lifetime(request: Request) -> Response:
             try:
@@ -1031,3 +1320,13 @@ class Identity:
             return JSONResponse({"seconds": seconds})
 
         return router
+
+
+async def _json_object(request: Request) -> dict[str, Any]:
+    try:
+        payload = json.loads(await request.body() or b"{}")
+    except ValueError:
+        payload = None
+    if not isinstance(payload, dict):
+        raise PartnerCenterSandboxError(400, "invalidRequest", "Send a JSON object.")
+    return payload

@@ -19,6 +19,28 @@ Salesforce uses (spec §1.4): `invalid_client_id` for an unknown consumer key, `
 for a wrong secret, `invalid_grant` for bad user credentials or a bad assertion,
 `unsupported_grant_type` for anything else. SOAP failures are `soapenv:Fault`s (`soap_login`).
 
+Interactive sign-ins (for `cosell connect salesforce`), with the control API playing the user
+(`GET /control/identity/sign-ins`, `POST /control/identity/sign-ins/{id or user code}/approve|
+deny|expire`), through the state machine the Partner Center sandbox uses (`sandbox/signins.py`):
+- the web-server flow with PKCE: `GET /services/oauth2/authorize?response_type=code&client_id=
+  &redirect_uri=&code_challenge=&state=` (a loopback redirect), then `grant_type=
+  authorization_code` with `code`, `redirect_uri` and `code_verifier`;
+- the device flow: `POST /services/oauth2/token` with `response_type=device_code&client_id=`
+  answers `device_code`, `user_code`, `verification_uri` and `interval`; polling with
+  `grant_type=device&client_id=&code=<device_code>` answers `authorization_pending` until the
+  user acts.
+Both answer a new refresh token (revocable with `/services/oauth2/revoke`). `PUT
+/control/identity/certificate` (a PEM certificate) replaces the connected app's certificate, as
+an admin uploading the one `cosell salesforce keys` made; JWT assertions are then checked
+against it.
+
+Assumptions (Salesforce documents the flows, not every error): the device flow's errors are
+`authorization_pending` ("authorization pending"), `access_denied` ("end-user denied
+authorization") and `invalid_grant` ("expired authorization code") once the code expired; a
+device code lives 10 minutes and an authorization code 15; `code_challenge_method` is S256
+when absent (Salesforce accepts only S256); the consumer secret is checked when sent and not
+required with PKCE.
+
 Invariants: the session table is guarded by one lock (data routes may call `authenticate` from
 worker threads); secrets are never logged; `snapshot()` returns plain JSON values, and
 `restore(snapshot())` gives an identity that accepts exactly the same tokens.
@@ -42,8 +64,10 @@ from typing import Any
 from urllib.parse import parse_qs
 
 import jwt
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import rsa
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from cosell.clock import Clock
 from cosell_sandbox.salesforce import errors
@@ -57,10 +81,27 @@ from cosell_sandbox.salesforce.soap_login import (
     login_response,
     parse_login_request,
 )
+from cosell_sandbox.signins import (
+    SignInControlError,
+    SignIns,
+    TokenEndpointError,
+    is_loopback_redirect,
+)
 
 JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 STANDARD_AUDIENCES = ("https://login.salesforce.com", "https://test.salesforce.com")
 SCOPE = "api"
+# Device codes and authorization codes: short-lived and single-use (assumed lifetimes).
+_DEVICE_CODE_LIFETIME = timedelta(minutes=10)
+_AUTHORIZATION_CODE_LIFETIME = timedelta(minutes=15)
+_DEVICE_INTERVAL = 5
+_EXPIRED_CODE = ("invalid_grant", "expired authorization code")
+# The shared sign-in state machine's outcomes, in Salesforce's words.
+_SALESFORCE_ERRORS = {
+    "authorization_pending": ("authorization_pending", "authorization pending"),
+    "authorization_declined": ("access_denied", "end-user denied authorization"),
+    "expired_token": _EXPIRED_CODE,
+}
 
 _ALNUM = string.ascii_letters + string.digits
 # Password: 16 characters is comfortably above Salesforce's default 8-character minimum.
@@ -185,10 +226,23 @@ class SalesforceIdentity:
             + "".join(rng.choice(_ALNUM + ".") for _ in range(_REFRESH_TOKEN_TAIL)),
         )
         self._keys: JwtKeyPair = load_or_create_key_pair(key_dir, now=clock.now())
+        # An uploaded certificate's key (`PUT /control/identity/certificate`) replaces it.
+        self._jwt_public_key: rsa.RSAPublicKey | None = None
         self._lock = threading.Lock()
         self._sessions: dict[str, _Issued] = {}
         self._refresh_tokens: set[str] = {self._credentials.refresh_token}
+        self.sign_ins = SignIns(clock, rng)
         self.router = APIRouter()
+        self.router.add_api_route("/services/oauth2/authorize", self._authorize, methods=["GET"])
+        self.router.add_api_route(
+            "/control/identity/sign-ins", self._control_sign_ins, methods=["GET"]
+        )
+        self.router.add_api_route(
+            "/control/identity/sign-ins/{ref}/{action}", self._control_sign_in, methods=["POST"]
+        )
+        self.router.add_api_route(
+            "/control/identity/certificate", self._control_certificate, methods=["PUT"]
+        )
         self.router.add_api_route("/services/oauth2/token", self._token, methods=["POST"])
         self.router.add_api_route("/services/oauth2/revoke", self._revoke, methods=["POST"])
         self.router.add_api_route("/services/Soap/u/{version}", self._soap_login, methods=["POST"])
@@ -357,11 +411,16 @@ class SalesforceIdentity:
     async def _token(self, request: Request) -> Response:
         try:
             form = _form(request.headers.get("content-type", ""), await request.body())
+            if form.get("response_type") == "device_code" and "grant_type" not in form:
+                return JSONResponse(self._start_device(form), media_type=errors.JSON_UTF8)
             session, issued_at = self._grant(form, request)
         except _OAuthError as exc:
             return exc.response()
+        body = self._token_body(session, issued_at)
+        if form.get("grant_type") in ("authorization_code", "device"):
+            body["refresh_token"] = self._new_refresh_token()
         return JSONResponse(
-            self._token_body(session, issued_at),
+            body,
             media_type=errors.JSON_UTF8,
             headers={"Cache-Control": "no-cache,must-revalidate,max-age=0,no-store,private"},
         )
@@ -379,7 +438,140 @@ class SalesforceIdentity:
         if grant == "password":
             self._check_password_grant(form, request)
             return self._issue()
+        if grant in ("authorization_code", "device"):
+            self._redeem_sign_in(grant, form, request)
+            return self._issue()
         raise _OAuthError("unsupported_grant_type", "grant type not supported")
+
+    # ----- interactive sign-ins ----------------------------------------------------------------
+
+    def _check_public_client(self, form: dict[str, str], request: Request) -> str:
+        """The consumer key; a secret, when sent, must match (PKCE needs none)."""
+        client_id = form.get("client_id")
+        secret = form.get("client_secret")
+        if client_id is None:
+            client_id, secret = _basic_credentials(request)
+        if client_id is None or not hmac.compare_digest(
+            client_id.encode(), self._credentials.consumer_key.encode()
+        ):
+            raise _bad_client_id()
+        if secret is not None and not hmac.compare_digest(
+            secret.encode(), self._credentials.consumer_secret.encode()
+        ):
+            raise _bad_client_secret()
+        return client_id
+
+    def _start_device(self, form: dict[str, str]) -> dict[str, Any]:
+        client_id = form.get("client_id") or ""
+        if not hmac.compare_digest(client_id.encode(), self._credentials.consumer_key.encode()):
+            raise _bad_client_id()
+        sign_in = self.sign_ins.start_device(
+            client_id, form.get("scope") or "api refresh_token", lifetime=_DEVICE_CODE_LIFETIME
+        )
+        return {
+            "device_code": sign_in.device_code,
+            "user_code": sign_in.user_code,
+            "verification_uri": f"{self._base_url}/setup/connect",
+            "interval": _DEVICE_INTERVAL,
+        }
+
+    def _redeem_sign_in(self, grant: str, form: dict[str, str], request: Request) -> None:
+        client_id = self._check_public_client(form, request)
+        code = form.get("code")
+        if not code:
+            raise _OAuthError("invalid_request", "code is required for this grant type")
+        try:
+            if grant == "device":
+                self.sign_ins.redeem_device_code(code, client_id)
+            else:
+                self.sign_ins.redeem_code(
+                    code,
+                    client_id=client_id,
+                    redirect_uri=form.get("redirect_uri"),
+                    verifier=form.get("code_verifier"),
+                )
+        except TokenEndpointError as exc:
+            raise _OAuthError(*_SALESFORCE_ERRORS.get(exc.error, _EXPIRED_CODE)) from exc
+
+    def _new_refresh_token(self) -> str:
+        token = "5Aep861" + "".join(
+            secrets.choice(_ALNUM + ".") for _ in range(_REFRESH_TOKEN_TAIL)
+        )
+        with self._lock:
+            self._refresh_tokens.add(token)
+        return token
+
+    async def _authorize(self, request: Request) -> Response:
+        params = dict(request.query_params)
+        problem = None
+        if params.get("response_type") != "code":
+            problem = "unsupported_response_type: the sandbox supports response_type=code"
+        elif not hmac.compare_digest(
+            params.get("client_id", "").encode(), self._credentials.consumer_key.encode()
+        ):
+            problem = "invalid_client_id: client identifier invalid"
+        elif not is_loopback_redirect(params.get("redirect_uri", "")):
+            problem = "redirect_uri_mismatch: use a loopback callback URL (http://127.0.0.1:port)"
+        elif not params.get("code_challenge") or params.get(
+            "code_challenge_method", "S256"
+        ) not in ("S256",):
+            problem = "invalid_request: send code_challenge (S256) for PKCE"
+        if problem is not None:
+            return JSONResponse(
+                {"error": problem.partition(":")[0], "error_description": problem},
+                status_code=400,
+                media_type=errors.JSON_UTF8,
+            )
+        sign_in = self.sign_ins.start_authorization(
+            params["client_id"],
+            params.get("scope") or "api refresh_token",
+            redirect_uri=params["redirect_uri"],
+            code_challenge=params["code_challenge"],
+            oauth_state=params.get("state"),
+            lifetime=_AUTHORIZATION_CODE_LIFETIME,
+        )
+        return HTMLResponse(
+            "<!doctype html><title>Login | Salesforce sandbox</title>"
+            f"<p>Sign-in <code>{sign_in.id}</code> waits for the user: POST "
+            f"/control/identity/sign-ins/{sign_in.id}/approve (or deny, or expire).</p>",
+            headers={"X-Sandbox-Sign-In": sign_in.id},
+        )
+
+    async def _control_sign_ins(self) -> dict[str, Any]:
+        return {"value": self.sign_ins.listing()}
+
+    async def _control_sign_in(self, ref: str, action: str) -> Response:
+        try:
+            if action == "approve":
+                sign_in = self.sign_ins.approve(ref, mfa=True)
+            elif action == "deny":
+                sign_in = self.sign_ins.deny(ref)
+            elif action == "expire":
+                sign_in = self.sign_ins.expire(ref)
+            else:
+                return JSONResponse(
+                    {"error": "the actions are approve, deny and expire"}, status_code=404
+                )
+        except SignInControlError as exc:
+            return JSONResponse({"error": exc.message}, status_code=exc.status)
+        answer = sign_in.public()
+        if sign_in.kind == "authorization_code" and action != "expire":
+            answer["redirect"] = self.sign_ins.redirect(sign_in)
+        return JSONResponse(answer)
+
+    async def _control_certificate(self, request: Request) -> Response:
+        try:
+            certificate = x509.load_pem_x509_certificate(await request.body())
+        except ValueError:
+            return JSONResponse(
+                {"error": "send a PEM certificate (the one cosell salesforce keys wrote)"},
+                status_code=400,
+            )
+        key = certificate.public_key()
+        if not isinstance(key, rsa.RSAPublicKey):
+            return JSONResponse({"error": "the certificate's key must be RSA"}, status_code=400)
+        self._jwt_public_key = key
+        return JSONResponse({"subject": certificate.subject.rfc4514_string()})
 
     def _check_client(self, form: dict[str, str], request: Request) -> None:
         # The connected app requires its secret for every grant that names the client
@@ -426,7 +618,7 @@ class SalesforceIdentity:
         try:
             claims = jwt.decode(
                 assertion,
-                self._keys.public_key,
+                self._jwt_public_key or self._keys.public_key,
                 algorithms=["RS256"],
                 # exp and nbf are checked below on the sandbox clock, not the machine's.
                 options={
