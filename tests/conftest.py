@@ -50,3 +50,19 @@ def postgres_url() -> Iterator[str]:
             )
             connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}"')
         admin.dispose()
+
+
+@pytest.fixture(autouse=True)
+def _structlog_as_found() -> Iterator[None]:
+    """Leave structlog's configuration as the test found it.
+
+    `structlog.testing.capture_logs` (and `cosell serve`'s own setup) configure structlog for
+    the whole process; a later command test would then find it "configured" and print the
+    clients' info lines into its report. No test depends on another test's leftovers.
+    """
+    import structlog
+
+    configured = structlog.is_configured()
+    yield
+    if not configured and structlog.is_configured():
+        structlog.reset_defaults()

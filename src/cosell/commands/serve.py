@@ -320,6 +320,8 @@ async def build_service(
 
 async def _watch_token_health(watch: TokenHealthWatch, clock: Clock) -> None:
     """Read the token health at start and every hour, so its warning is logged unprobed."""
+    from cosell.tokenhealth import TokenHealthWatch
+
     while True:
         try:
             watch.check()
