@@ -70,7 +70,7 @@ from cosell.salesforce.schema import ObjectDescription
 from cosell.salesforce.values import soql_quote
 
 # The Referrals API tokens exactly as `cosell sync` builds them (one builder, not a copy).
-from cosell.sync.context import partner_center_tokens
+from cosell.sync.io.context import partner_center_tokens
 
 Mark = Literal["pass", "fail", "skip"]
 LEAD = "Lead"

@@ -58,9 +58,9 @@ from cosell.server.logs import configure_logging
 from cosell.server.metrics import Metrics, ObservedReconciler
 from cosell.server.readiness import Check, Readiness
 from cosell.store import Store, StoreError
-from cosell.sync import reconcile
-from cosell.sync.context import SyncContext, build_context
 from cosell.sync.engine import RECONCILE_QUEUE, Engine, EngineError, EngineOptions
+from cosell.sync.io.context import SyncContext, build_context
+from cosell.sync.run import reconcile
 
 log = structlog.get_logger("cosell.serve")
 

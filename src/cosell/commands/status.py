@@ -44,8 +44,8 @@ from cosell.salesforce.client import RetryPolicy, SalesforceClient
 from cosell.salesforce.errors import SalesforceError
 from cosell.store import Link, Store, StoreError
 from cosell.store.store import StoreSummary
-from cosell.sync import pollers
 from cosell.sync.engine import LAST_SWEEP_CURSOR as LAST_SWEEP
+from cosell.sync.io import pollers
 
 ERRORS_SHOWN = 20  # a screenful; the dashboard and `cosell audit` show the rest
 USAGE_TIMEOUT_SECONDS = 10.0  # status must answer promptly when Salesforce is down

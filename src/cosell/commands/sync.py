@@ -37,7 +37,7 @@ from cosell.sync.engine import (
     Summary,
     settings_context_factory,
 )
-from cosell.sync.outcome import Outcome
+from cosell.sync.plan.outcome import Outcome
 
 _USER_ERRORS = (
     ConfigError,

@@ -1,22 +1,19 @@
-"""The sync engine: pure merge and plan, business rules, reconcile workflows, wiring.
+"""The sync: one reconcile pipeline, layered (imports point down; contract in pyproject.toml).
 
 ```
-merge.py      the pure three-way merge: both sides' canonical values + base -> Plan
-rules.py      Partner Center's rules, checked before anything is planned (refusals, holds)
-deadlines.py  Partner Center's clocks: the expiry warning, held changes, when to wake a key
-context.py    SyncContext (clients, store, mapping, clock, dry run, failpoints); build_context
-sides.py      reading both sides: the referral (eTag), the opportunity + account (one SOQL)
-reconcile.py  reconcile_key / reconcile_batch / sweep_page / explain: read, merge, write with
-              If-Match / If-Unmodified-Since, re-merge on 412, record base, audit, status
-creates.py    the missing side, exactly once: referrals from opportunities (create intents,
-              recovery by externalReferenceId), opportunities from incoming referrals (upsert)
-audit.py      audit messages and the bounded, newest-first Audit__c
-microsoft.py  Microsoft's side of an engagement (its key resolves to ours): status and MSX id
-              to the opportunity, its notes as ContentNotes, audit lines
-notes_history.py  each change of the Partner Center notes kept as a ContentNote, once
-outcome.py    Outcome: what one reconcile of one key did
-errors.py     SyncError and what each subclass asks the engine to do
-pollers.py    change sources: the Partner Center and Salesforce pollers, the sweep's keys
-engine.py     DBOS workflows around the reconcile: queue per key, retries, schedules
+engine/  when and where: DBOS workflows over the started Engine, coalescing, leases, the inbox
+         drainer, schedules, passes, the one backoff policy (config, backoff, workflows, core)
+run/     the pipeline: reconcile (key -> link, single and batch, explain for `cosell plan`),
+         creates (the missing side, exactly once), leads (Lead sync)
+io/      both sides' I/O: read (1..200 keys), child_rows, Microsoft's notes, pollers, context
+plan/    pure: rules, merge, deadlines, sets (collections), microsoft, notes_history, sides,
+         audit, outcome, errors
 ```
+
+One key: `engine.workflows.reconcile_key_workflow(key)` takes the key's lease and calls
+`run.reconcile.reconcile_key`, which finds the key's link (none: `run.creates`),
+reads both sides (`io.read`), decides (the merge against the base,
+Microsoft's side, the collections, the notes history and the deadlines each add to the one
+Decision), resolves the people it adds (`io.child_rows.resolve`), writes both sides (412: read
+and decide again), records what was done in the store, and returns an `Outcome` (`plan.outcome`).
 """

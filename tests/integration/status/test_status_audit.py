@@ -37,8 +37,8 @@ from cosell.commands.status import (
 )
 from cosell.store import Store, SyncStatus
 from cosell.store.schema import upgrade_database
-from cosell.sync import pollers
-from cosell.sync.reconcile import reconcile_key
+from cosell.sync.io import pollers
+from cosell.sync.run.reconcile import reconcile_key
 
 
 @dataclass

@@ -47,7 +47,7 @@ from cosell.sandbox.salesforce.app import SalesforceSandbox
 from cosell.sandbox.salesforce.app import SandboxOptions as SfOptions
 from cosell.store import Store
 from cosell.store.types import Key, record_key, referral_key
-from cosell.sync.context import SyncContext
+from cosell.sync.io.context import SyncContext
 
 PC_BASE = "http://pc.sandbox.test"
 SF_BASE = "http://sf.sandbox.test"
@@ -260,7 +260,7 @@ class World:
     async def shared_pair(self, **opportunity: Any) -> tuple[str, str]:
         """An opportunity shared from Salesforce and its referral, in sync: (opportunity id,
         referral id). Fields given override the opportunity's defaults."""
-        from cosell.sync.reconcile import reconcile_key
+        from cosell.sync.run.reconcile import reconcile_key
 
         account_id = await self.seller.create_account()
         opp_id = await self.seller.create_opportunity(account_id, **opportunity)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from sync_world import World
 
 from cosell.store.types import Key
-from cosell.sync.reconcile import reconcile_batch, reconcile_key, sweep_page
+from cosell.sync.run.reconcile import reconcile_batch, reconcile_key, sweep_page
 
 REFERRALS = 30  # one sandbox list page; big enough that per-key costs would show
 

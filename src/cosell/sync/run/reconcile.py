@@ -5,7 +5,7 @@ A key (`referral:<id>` or `salesforce:Opportunity:<id>`) only says "this may be 
 
 1. **Read** the referral (its eTag) and the opportunity with its account (one SOQL query,
    its `LastModifiedDate`): 2 calls.
-2. **Merge** (`cosell.sync.merge.merge`, pure) the canonical values of both sides against the
+2. **Merge** (`cosell.sync.plan.merge.merge`, pure) the canonical values of both sides against the
    base snapshot: a `Plan` of values to write each way, conflicts (the mapping's owner won) and
    refusals (Salesforce changes Partner Center's rules would refuse).
 3. **Write** Partner Center first (one JSON Patch with `If-Match: <eTag read>`), then the
@@ -36,7 +36,7 @@ With lead sync, lead referrals get a Lead instead, and links still on a Lead (an
 `salesforce:Lead:<id>` keys) are reconciled by `leads.py` until the Lead is converted.
 
 A `referral:<id>` key naming Microsoft's side of one of our co-sell engagements (its
-related-referral events) is resolved to our linked referral (`microsoft.resolve`: the GET;
+related-referral events) is resolved to our linked referral (`microsoft_io.resolve`: the GET;
 our link is found in the store by engagement id), and Microsoft's changes since the base reach the opportunity
 with the same reconcile (`microsoft.py`); a batch does the same for the Microsoft referrals its
 list shows changed, and spends nothing on unchanged ones. A change of the Partner Center notes
@@ -55,7 +55,7 @@ race, fall back to `reconcile_key`.
 
 Collections (`collections.py`): the opportunity query also reads its Microsoft solutions,
 contact roles and team members (child subqueries, same call), `decide` merges them as sets
-(`collections.plan`: their Partner Center changes join the JSON Patch), and `apply` writes
+(`sets.plan`: their Partner Center changes join the JSON Patch), and `apply` writes
 the opportunity's fields and its child rows in one composite call. In a batch, a key with
 child rows to write is reconciled alone with the sides the batch already read.
 """
@@ -78,30 +78,28 @@ from cosell.mapping import (
     salesforce_updates,
     salesforce_values,
 )
+from cosell.mapping.model import ACCOUNT, OPPORTUNITY
 from cosell.mapping.types import STAGE_FIELD, Value
 from cosell.partnercenter import errors as pc_errors
 from cosell.partnercenter.models import Referral, ReferralId
 from cosell.salesforce import errors as sf_errors
 from cosell.salesforce.client import CompositeSubrequest
 from cosell.store.types import Key, KeyFormatError, Link, SyncStatus, parse_key, referral_key
-from cosell.sync import collections, creates, deadlines, leads, microsoft, notes_history
-from cosell.sync.audit import (
+from cosell.sync.io import child_rows
+from cosell.sync.io import microsoft as microsoft_io
+from cosell.sync.io.context import ApiCalls, SyncContext
+from cosell.sync.io.read import read_opportunities, read_referral, read_referrals
+from cosell.sync.plan import deadlines, microsoft, notes_history, sets
+from cosell.sync.plan.audit import (
     AUDIT_ENTRIES,
     describe_plan,
     line,
     plan_details,
     render_audit_field,
 )
-from cosell.sync.context import (
-    ACCOUNT,
-    OPPORTUNITY,
-    SYNC_ERROR_LENGTH,
-    ApiCalls,
-    SyncContext,
-)
-from cosell.sync.errors import ConcurrentEditsError
-from cosell.sync.merge import Plan, merge
-from cosell.sync.outcome import (
+from cosell.sync.plan.errors import ConcurrentEditsError
+from cosell.sync.plan.merge import Plan, merge
+from cosell.sync.plan.outcome import (
     CONFLICT,
     CREATED,
     ERROR,
@@ -111,16 +109,9 @@ from cosell.sync.outcome import (
     UNCHANGED,
     Outcome,
 )
-from cosell.sync.rules import ReferralState
-from cosell.sync.sides import (
-    Sides,
-    differs,
-    read_opportunities,
-    read_referral,
-    read_referrals,
-    records_of,
-    status_text,
-)
+from cosell.sync.plan.rules import ReferralState
+from cosell.sync.plan.sides import SYNC_ERROR_LENGTH, Sides, differs, records_of, status_text
+from cosell.sync.run import creates, leads
 
 log = structlog.get_logger(__name__)
 
@@ -160,7 +151,7 @@ class Decision:
     salesforce_writes: dict[str, dict[str, Any]]
     message: str | None
     refusal: str | None
-    children: collections.ChildWrites | None = None
+    children: sets.ChildWrites | None = None
     notice: bool = False
     waiting: str | None = None
     wake_at: datetime | None = None
@@ -254,7 +245,7 @@ def decide(ctx: SyncContext, link: Link, sides: Sides) -> Decision:
     state = ReferralState.of(sides.referral, now=now)
     plan = merge(pc_values, sf_values, base, mapping.rules(), state)
     plan = microsoft.keep_markers(plan, base)
-    extended = collections.plan(
+    extended = sets.plan(
         mapping.collections, sides.referral, referral, sides.opportunity, base, plan
     )
     plan = extended.plan
@@ -330,10 +321,10 @@ async def reconcile_key(ctx: SyncContext, key: Key) -> Outcome:
         link = ctx.store.link_for_referral(referral_id)
         read: Referral | None = None
         if link is None:  # maybe Microsoft's side of one of our engagements
-            resolved = await microsoft.resolve(ctx, key, referral_id, calls)
+            resolved = await microsoft_io.resolve(ctx, key, referral_id, calls)
             if isinstance(resolved, Outcome):
                 return resolved
-            if isinstance(resolved, microsoft.Resolved):
+            if isinstance(resolved, microsoft_io.Resolved):
                 link, side = resolved.link, resolved.side
             else:
                 read = resolved
@@ -408,7 +399,7 @@ async def reconcile_link(
             return _outcome(key, link, decision, calls, dry_run=True)
         try:
             # Notes first: a crash after the writes must find them (`notes_history`).
-            await microsoft.write_notes(ctx, sides, notes, calls)
+            await microsoft_io.write_notes(ctx, sides, notes, calls)
             ctx.failpoint("after-notes")
             await apply(ctx, link, sides, decision, calls)
             ctx.failpoint("after-writes")
@@ -455,15 +446,15 @@ def with_microsoft(
 async def with_children(
     ctx: SyncContext, sides: Sides, decision: Decision, calls: ApiCalls
 ) -> Decision:
-    """The decision with the people to add looked up (`collections.resolve`), if there are any."""
+    """The decision with the people to add looked up (`child_rows.resolve`), if there are any."""
     if decision.children is None:
         return decision
-    resolved = await collections.resolve(ctx, sides, decision.children, calls)
+    resolved = await child_rows.resolve(ctx, sides, decision.children, calls)
     plan = replace(
         decision.plan,
         new_base={
             **decision.plan.new_base,
-            **collections.unmatched_base(decision.plan.new_base, resolved),
+            **sets.unmatched_base(decision.plan.new_base, resolved),
         },
     )
     message = "; ".join(m for m in (decision.message, *resolved.messages) if m) or None
@@ -566,7 +557,7 @@ async def apply(
         referral = updated or referral
     opportunity_fields = opportunity_writes(ctx, link, sides, decision, referral)
     if decision.children is not None:  # the fields and the child rows in one composite call
-        await collections.write(ctx, sides, opportunity_fields, decision.children, calls)
+        await child_rows.write(ctx, sides, opportunity_fields, decision.children, calls)
     elif opportunity_fields:
         calls.salesforce += 1
         await ctx.salesforce.update(
@@ -821,7 +812,7 @@ async def _batch(
     else:
         # Notes first, as in `reconcile_link`; a key whose notes failed is retried alone.
         wanted = {str(item.sides.opportunity["Id"]): item.notes for item in pending}
-        failed = await microsoft.write_notes_many(ctx, wanted, shared)
+        failed = await microsoft_io.write_notes_many(ctx, wanted, shared)
         ctx.failpoint("after-notes")
         singles += [p.key for p in pending if str(p.sides.opportunity["Id"]) in failed]
         pending = [p for p in pending if str(p.sides.opportunity["Id"]) not in failed]
@@ -829,7 +820,7 @@ async def _batch(
     spent_before = {item.key: item.calls.total for item in pending}
     await _batch_creates(ctx, singles, referrals, outcomes)
     created = {_referral_id(k) or "" for k, o in outcomes.items() if o.result == CREATED}
-    microsoft.seed_created(ctx, referrals, created)
+    microsoft_io.seed_created(ctx, referrals, created)
     await _batch_referral_creates(ctx, singles, outcomes)
     for key in singles:
         if key not in outcomes:
@@ -938,7 +929,7 @@ async def _single(ctx: SyncContext, key: Key, known: Mapping[str, Referral]) -> 
 
 async def _microsoft_listed(ctx: SyncContext, key: Key, referral: Referral) -> Outcome:
     """A listed referral of Microsoft's: reconcile our link with it only when it changed."""
-    link = microsoft.stored_link(ctx, referral)
+    link = microsoft_io.stored_link(ctx, referral)
     if link is None:  # no link of ours recorded for the engagement: its own key resolves it
         return Outcome(
             key,

@@ -67,6 +67,7 @@ from cosell.mapping import (
     salesforce_updates,
     salesforce_values,
 )
+from cosell.mapping.model import OPPORTUNITY
 from cosell.mapping.types import Value
 from cosell.partnercenter import errors as pc_errors
 from cosell.partnercenter.models import (
@@ -80,21 +81,16 @@ from cosell.salesforce import errors as sf_errors
 from cosell.salesforce.soap import LeadConvert
 from cosell.salesforce.values import parse_datetime, soql_quote
 from cosell.store.types import Key, Link, SyncStatus
-from cosell.sync.audit import AUDIT_ENTRIES, describe_plan, line, render_audit_field
-from cosell.sync.context import (
-    OPPORTUNITY,
+from cosell.sync.io.context import ApiCalls, SyncContext
+from cosell.sync.io.read import read_opportunities, read_referral
+from cosell.sync.plan.audit import AUDIT_ENTRIES, describe_plan, line, render_audit_field
+from cosell.sync.plan.merge import merge
+from cosell.sync.plan.outcome import CREATED, ERROR, SKIPPED, SYNCED, UNCHANGED, Outcome
+from cosell.sync.plan.rules import ReferralState
+from cosell.sync.plan.sides import (
     SYNC_ERROR_LENGTH,
-    ApiCalls,
-    SyncContext,
-)
-from cosell.sync.merge import merge
-from cosell.sync.outcome import CREATED, ERROR, SKIPPED, SYNCED, UNCHANGED, Outcome
-from cosell.sync.rules import ReferralState
-from cosell.sync.sides import (
     agreed_values,
     differs,
-    read_opportunities,
-    read_referral,
     records_of,
     referral_json,
     status_text,

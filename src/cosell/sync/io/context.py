@@ -51,16 +51,11 @@ from cosell.partnercenter.client import ReferralsClient
 from cosell.partnercenter.models import Referral
 from cosell.salesforce.client import SalesforceClient
 from cosell.store import Store
-from cosell.sync.errors import FailpointError
+from cosell.sync.plan.errors import FailpointError
 
 FAILPOINT_ENV = "COSELL_FAILPOINT"
 FAILPOINT_EXIT_STATUS = 137  # what a shell reports for a process killed by SIGKILL (128 + 9)
 DEFAULT_PARTNER_CENTER_UI_URL = "https://partner.microsoft.com/dashboard/referrals/v2/leads"
-
-SYNC_ERROR_LENGTH = 255  # Partner_Center_Sync_Error__c is a Text(255)
-AUDIT_LENGTH = 100_000  # Audit__c is a Long Text Area(131072); we keep well inside it
-OPPORTUNITY = "Opportunity"
-ACCOUNT = "Account"
 
 
 @dataclass

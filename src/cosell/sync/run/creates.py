@@ -51,6 +51,7 @@ from cosell.mapping import (
     salesforce_values,
 )
 from cosell.mapping import Mapping as Mapping_
+from cosell.mapping.model import ACCOUNT, OPPORTUNITY
 from cosell.mapping.types import Value
 from cosell.partnercenter import errors as pc_errors
 from cosell.partnercenter.models import Member, NewReferral, Referral, ReferralDirection
@@ -58,25 +59,21 @@ from cosell.salesforce import errors as sf_errors
 from cosell.salesforce.client import SaveResult
 from cosell.salesforce.values import soql_in
 from cosell.store.types import Key, KeyFormatError, Link, SyncStatus, canonical_record_id
-from cosell.sync import collections, deadlines, leads
-from cosell.sync.audit import AUDIT_ENTRIES, line, render_audit_field, show
-from cosell.sync.context import (
-    ACCOUNT,
-    OPPORTUNITY,
+from cosell.sync.io import child_rows
+from cosell.sync.io.context import ApiCalls, SyncContext
+from cosell.sync.io.read import read_opportunities, read_referral
+from cosell.sync.plan import deadlines, sets
+from cosell.sync.plan.audit import AUDIT_ENTRIES, line, render_audit_field, show
+from cosell.sync.plan.outcome import CREATED, ERROR, SKIPPED, Outcome
+from cosell.sync.plan.rules import value_problem
+from cosell.sync.plan.sides import (
     SYNC_ERROR_LENGTH,
-    ApiCalls,
-    SyncContext,
-)
-from cosell.sync.outcome import CREATED, ERROR, SKIPPED, Outcome
-from cosell.sync.rules import value_problem
-from cosell.sync.sides import (
     agreed_values,
-    read_opportunities,
-    read_referral,
     records_of,
     referral_json,
     status_text,
 )
+from cosell.sync.run import leads
 
 log = structlog.get_logger(__name__)
 
@@ -240,10 +237,10 @@ async def _start_referral(
 
 def _share_refusal(spec: Collections, opportunity: dict[str, Any]) -> str | None:
     """Why the opportunity cannot be shared with Microsoft yet (no solution, no contact)."""
-    items = collections.salesforce_items(spec, opportunity)
-    return collections.share_refusal(
-        has_solution=bool(items[collections.SOLUTIONS]),
-        has_contact=bool(items[collections.CONTACTS]),
+    items = sets.salesforce_items(spec, opportunity)
+    return sets.share_refusal(
+        has_solution=bool(items[sets.SOLUTIONS]),
+        has_contact=bool(items[sets.CONTACTS]),
     )
 
 
@@ -287,15 +284,15 @@ def _with_children(
     for help; they come from the `Microsoft_Solution__c` rows, the contact roles (primary
     first) and the team members' users, read in the same query (`collections.py`).
     """
-    items = collections.salesforce_items(spec, opportunity)
-    solutions = [dict(row.item) for row in items[collections.SOLUTIONS].values()]
+    items = sets.salesforce_items(spec, opportunity)
+    solutions = [dict(row.item) for row in items[sets.SOLUTIONS].values()]
     if solutions:
         details = body.setdefault("details", {})
         details.setdefault("requirements", {})["solutions"] = solutions
-    contacts = [dict(row.item) for row in items[collections.CONTACTS].values()]
+    contacts = [dict(row.item) for row in items[sets.CONTACTS].values()]
     if contacts and not body.get("customerProfile", {}).get("team"):
         body.setdefault("customerProfile", {})["team"] = contacts
-    team = [dict(row.item) for row in items[collections.TEAM].values()]
+    team = [dict(row.item) for row in items[sets.TEAM].values()]
     if team and not body.get("team"):
         body["team"] = team
     return body
@@ -643,7 +640,7 @@ async def create_opportunities(
     `Referral_Identifier__c`, one query and one create find or make the customer contacts,
     and one create adds the contact roles (plus one query of existing roles when an
     opportunity already existed); the new opportunities' solutions and team members follow
-    (`collections.create_children`: a user query and a create each, only when there are
+    (`child_rows.create_children`: a user query and a create each, only when there are
     some). Each link and create intent is recorded before the upsert.
     An item that Salesforce refuses is parked on its link; the others go on.
 
@@ -706,7 +703,7 @@ async def create_opportunities(
         await _upsert(ctx, work, calls)
         await _contacts(ctx, [w for w in work if w.failure is None], calls)
         made = [(str(w.record_id), w.referral) for w in work if w.failure is None and w.created]
-        bases = await collections.create_children(ctx, made, calls)
+        bases = await child_rows.create_children(ctx, made, calls)
         for item in work:
             item.children_base = bases.get(str(item.record_id), {})
     for item in work:
