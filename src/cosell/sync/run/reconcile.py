@@ -65,7 +65,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime
 from email.utils import format_datetime as http_date
 from typing import Any
 
@@ -73,13 +72,9 @@ import structlog
 
 from cosell.mapping import (
     ValueMappingError,
-    partner_center_operations,
-    partner_center_values,
-    salesforce_updates,
-    salesforce_values,
 )
 from cosell.mapping.model import ACCOUNT, OPPORTUNITY
-from cosell.mapping.types import STAGE_FIELD, Value
+from cosell.mapping.types import Value
 from cosell.partnercenter import errors as pc_errors
 from cosell.partnercenter.models import Referral, ReferralId
 from cosell.salesforce import errors as sf_errors
@@ -89,27 +84,21 @@ from cosell.sync.io import child_rows
 from cosell.sync.io import microsoft as microsoft_io
 from cosell.sync.io.context import ApiCalls, SyncContext
 from cosell.sync.io.read import read_opportunities, read_referral, read_referrals
-from cosell.sync.plan import deadlines, microsoft, notes_history, sets
+from cosell.sync.plan import microsoft, sets
 from cosell.sync.plan.audit import (
     AUDIT_ENTRIES,
-    describe_plan,
     line,
     plan_details,
     render_audit_field,
 )
+from cosell.sync.plan.decide import Decision, decide, sync_status
 from cosell.sync.plan.errors import ConcurrentEditsError
-from cosell.sync.plan.merge import Plan, merge
 from cosell.sync.plan.outcome import (
-    CONFLICT,
     CREATED,
     ERROR,
-    REFUSED,
     SKIPPED,
-    SYNCED,
-    UNCHANGED,
     Outcome,
 )
-from cosell.sync.plan.rules import ReferralState
 from cosell.sync.plan.sides import SYNC_ERROR_LENGTH, Sides, differs, records_of, status_text
 from cosell.sync.run import creates, leads
 
@@ -119,179 +108,6 @@ MAX_ATTEMPTS = 3  # reads-merge-writes per reconcile when writes keep meeting 41
 BATCH_LIMIT = 200  # keys per batch: one SOQL IN list, one sObject-collection chunk
 SWEEP_PAGE = 200  # referrals per sweep page ($top)
 COMPOSITE_CHUNK = 25  # subrequests per composite call (Salesforce's limit)
-
-
-@dataclass(frozen=True)
-class Decision:
-    """What one reconcile plans for one link, before anything is written.
-
-    Attributes:
-        plan: the merge's plan.
-        base: the base it was made against (None: first reconcile of the link).
-        partner_center: Partner Center's canonical values as read.
-        salesforce: Salesforce's canonical values as read.
-        operations: the JSON Patch operations for Partner Center.
-        salesforce_writes: role → fields for Salesforce (the opportunity's include cosell's
-            own status and identity fields; `Audit__c` is added at write time).
-        message: the audit message (None: nothing worth an audit entry).
-        refusal: the message parked on the link for refused changes, or None.
-        children: the opportunity's child rows to write (`collections.py`), or None.
-        notice: the message tells the seller something the writes do not show (a team member
-            who is no Salesforce user), so `Audit__c` carries it even without other writes.
-        waiting: what waits (held changes, the expiry warning: `deadlines.py`), shown with
-            sync status Pending when nothing is refused; None when nothing waits.
-        wake_at: when to reconcile the key again although nothing changes, or None.
-    """
-
-    plan: Plan
-    base: Mapping[str, Value] | None
-    partner_center: Mapping[str, Value]
-    salesforce: Mapping[str, Value]
-    operations: list[dict[str, Any]]
-    salesforce_writes: dict[str, dict[str, Any]]
-    message: str | None
-    refusal: str | None
-    children: sets.ChildWrites | None = None
-    notice: bool = False
-    waiting: str | None = None
-    wake_at: datetime | None = None
-
-    @property
-    def writes_salesforce(self) -> bool:
-        """Whether Salesforce gets any write: the records' fields or the child rows."""
-        return bool(self.salesforce_writes) or self.children is not None
-
-    @property
-    def result(self) -> str:
-        """The outcome's result if the writes succeed."""
-        if self.plan.refusals:
-            return REFUSED
-        if self.plan.conflicts:
-            return CONFLICT
-        if self.operations or self.writes_salesforce:
-            return SYNCED
-        return UNCHANGED
-
-    @property
-    def logs_now(self) -> bool:
-        """Whether `Audit__c` must show this reconcile now, not with the next write."""
-        return bool(self.message) and bool(
-            self.writes_salesforce
-            or self.plan.conflicts
-            or self.plan.refusals
-            or self.notice
-            or self.waiting
-        )
-
-
-def own_fields(
-    ctx: SyncContext,
-    link: Link,
-    opportunity: Mapping[str, Any],
-    *,
-    partner_center_status: str | None,
-    error: str | None,
-    notice: str | None = None,
-) -> dict[str, Any]:
-    """Cosell's own opportunity fields that differ from what was read.
-
-    Args:
-        ctx: the context (for the referral link URL).
-        link: the link (its referral id is the identity written back).
-        opportunity: the opportunity row as read.
-        partner_center_status: "Status/Substatus" after this reconcile.
-        error: the message to show, or None when the link is in sync.
-        notice: what waits (shown with status Pending when there is no error), or None.
-
-    Returns:
-        The fields to write (empty when all are as they should be).
-    """
-    shown = error or notice
-    wanted: dict[str, Any] = {
-        ctx.fields.sync_status: _sync_status(error, notice).value,
-        ctx.fields.sync_error: shown[:SYNC_ERROR_LENGTH] if shown else None,
-    }
-    if partner_center_status is not None:
-        wanted[ctx.fields.partner_center_status] = partner_center_status
-    if link.referral_id is not None:
-        wanted[ctx.fields.referral_id] = link.referral_id
-        wanted[ctx.fields.referral_link] = ctx.referral_link(link.referral_id)
-    return {name: value for name, value in wanted.items() if differs(opportunity.get(name), value)}
-
-
-def _sync_status(error: str | None, notice: str | None) -> SyncStatus:
-    if error:
-        return SyncStatus.ERROR
-    return SyncStatus.PENDING if notice else SyncStatus.SYNCED
-
-
-def decide(ctx: SyncContext, link: Link, sides: Sides) -> Decision:
-    """Merge both sides against the link's base and turn the plan into writes (no I/O but the store read).
-
-    Args:
-        ctx: the context.
-        link: the link.
-        sides: both sides as read.
-
-    Returns:
-        The decision.
-    """
-    mapping = ctx.mapping
-    referral = sides.referral_json
-    pc_values = partner_center_values(mapping, referral)
-    sf_values = salesforce_values(mapping, sides.records)
-    base = ctx.store.snapshot(link.id)
-    now = ctx.clock.now()
-    state = ReferralState.of(sides.referral, now=now)
-    plan = merge(pc_values, sf_values, base, mapping.rules(), state)
-    plan = microsoft.keep_markers(plan, base)
-    extended = sets.plan(
-        mapping.collections, sides.referral, referral, sides.opportunity, base, plan
-    )
-    plan = extended.plan
-    operations = (
-        partner_center_operations(mapping, plan.to_partner_center, referral)
-        if plan.to_partner_center
-        else []
-    ) + extended.operations
-    writes: dict[str, dict[str, Any]] = {}
-    if plan.to_salesforce:
-        for role, fields in salesforce_updates(mapping, plan.to_salesforce, sides.records).items():
-            if fields:
-                writes[role] = dict(fields)
-    refusal = "; ".join(r.reason for r in plan.refusals) or None
-    stage = plan.to_partner_center.get(STAGE_FIELD)
-    predicted = stage if isinstance(stage, str) else status_text(sides.referral)
-    warning = deadlines.expiry_warning(sides.referral, now)
-    notice = deadlines.notice(plan, warning)
-    own = own_fields(
-        ctx,
-        link,
-        sides.opportunity,
-        partner_center_status=predicted,
-        error=refusal,
-        notice=notice,
-    )
-    if own:
-        writes[OPPORTUNITY] = {**writes.get(OPPORTUNITY, {}), **own}
-    # A refusal or a notice already shown on the link is not news: no audit entry for it.
-    news = (refusal or notice) != link.last_error
-    message = describe_plan(plan if news else replace(plan, refusals=(), held=()), base)
-    if warning and news:
-        message = "; ".join(m for m in (message, f"warning: {warning}") if m)
-    return Decision(
-        plan=plan,
-        base=base,
-        partner_center=pc_values,
-        salesforce=sf_values,
-        operations=operations,
-        salesforce_writes=writes,
-        message="; ".join(m for m in (message, *extended.messages) if m) or None,
-        refusal=refusal,
-        children=extended.children,
-        waiting=None if refusal else notice,
-        wake_at=deadlines.wake_at(plan, sides.referral, now),
-    )
 
 
 async def reconcile_key(ctx: SyncContext, key: Key) -> Outcome:
@@ -387,19 +203,15 @@ async def reconcile_link(
                 return loaded
             sides = loaded
         try:
-            decision = decide(ctx, link, sides)
+            decision = decide_link(ctx, link, sides, microsoft_side=microsoft_side)
         except ValueMappingError as exc:
             return await park(ctx, key, link, sides.opportunity, unmappable(exc), calls)
-        notes: list[microsoft.Note] = []
-        if microsoft_side is not None:
-            decision, notes = with_microsoft(decision, microsoft_side, sides)
         decision = await with_children(ctx, sides, decision, calls)
-        decision, notes = with_history(ctx, decision, notes)
         if ctx.dry_run:
             return _outcome(key, link, decision, calls, dry_run=True)
         try:
             # Notes first: a crash after the writes must find them (`notes_history`).
-            await microsoft_io.write_notes(ctx, sides, notes, calls)
+            await microsoft_io.write_notes(ctx, sides, list(decision.notes), calls)
             ctx.failpoint("after-notes")
             await apply(ctx, link, sides, decision, calls)
             ctx.failpoint("after-writes")
@@ -430,17 +242,25 @@ async def reconcile_link(
     )
 
 
-def with_microsoft(
-    decision: Decision, side: microsoft.MicrosoftSide, sides: Sides
-) -> tuple[Decision, list[microsoft.Note]]:
-    """The decision with Microsoft's changes since the base added, and the notes to create."""
-    extension = microsoft.extend(side, sides.referral, sides.opportunity, decision.base or {})
-    plan = replace(decision.plan, new_base={**decision.plan.new_base, **extension.markers})
-    writes = {role: dict(fields) for role, fields in decision.salesforce_writes.items()}
-    microsoft.apply_extension(writes, extension)
-    message = "; ".join(m for m in (decision.message, *extension.messages) if m) or None
-    decision = replace(decision, plan=plan, salesforce_writes=writes, message=message)
-    return decision, extension.notes
+def decide_link(
+    ctx: SyncContext,
+    link: Link,
+    sides: Sides,
+    *,
+    microsoft_side: microsoft.MicrosoftSide | None = None,
+    keep_notes: bool = True,
+) -> Decision:
+    """`plan.decide.decide` for a link: its base from the store, the time from the clock."""
+    return decide(
+        ctx.mapping,
+        link,
+        sides,
+        base=ctx.store.snapshot(link.id),
+        now=ctx.clock.now(),
+        referral_link=ctx.referral_link(link.referral_id) if link.referral_id else None,
+        microsoft_side=microsoft_side,
+        keep_notes=keep_notes,
+    )
 
 
 async def with_children(
@@ -461,22 +281,6 @@ async def with_children(
     children = None if resolved.children.is_empty else resolved.children
     notice = decision.notice or bool(resolved.messages)
     return replace(decision, plan=plan, message=message, children=children, notice=notice)
-
-
-def with_history(
-    ctx: SyncContext, decision: Decision, notes: list[microsoft.Note]
-) -> tuple[Decision, list[microsoft.Note]]:
-    """The decision and notes with a change of the Partner Center notes kept (`notes_history`)."""
-    kept = notes_history.due(
-        ctx.mapping, decision.partner_center, decision.salesforce, decision.base
-    )
-    if kept is None:
-        return decision, notes
-    plan = replace(decision.plan, new_base={**decision.plan.new_base, **notes_history.marker(kept)})
-    writes = {role: dict(fields) for role, fields in decision.salesforce_writes.items()}
-    writes.setdefault(OPPORTUNITY, {})  # so that Audit__c shows it now
-    message = "; ".join(m for m in (decision.message, "Partner Center notes kept as a Note") if m)
-    return replace(decision, plan=plan, salesforce_writes=writes, message=message), [kept, *notes]
 
 
 async def load(ctx: SyncContext, key: Key, link: Link, calls: ApiCalls) -> Sides | Outcome:
@@ -618,7 +422,7 @@ def finish(ctx: SyncContext, link: Link, decision: Decision, calls: ApiCalls) ->
         )
     if decision.wake_at is not None and link.referral_id is not None:
         store.set_wakeup(referral_key(link.referral_id), decision.wake_at)
-    status = _sync_status(decision.refusal, decision.waiting)
+    status = sync_status(decision.refusal, decision.waiting)
     shown = decision.refusal or decision.waiting
     wrote = bool(decision.operations) or decision.writes_salesforce
     if wrote or link.sync_status != status or link.last_error != shown:
@@ -795,15 +599,14 @@ async def _batch(
                 continue
             sides = Sides(referral=referral, records=records_of(row))
             try:
-                decision = decide(ctx, link, sides)
+                decision = decide_link(ctx, link, sides)
             except ValueMappingError:
                 singles.append(key)  # the single path parks it with the message
                 continue
             if decision.children is not None:  # child rows: the single path, with these sides
                 outcomes[key] = await reconcile_link(ctx, key, link, ApiCalls(), sides=sides)
                 continue
-            decision, notes = with_history(ctx, decision, [])
-            pending.append(_Pending(key, link, sides, decision, notes=notes))
+            pending.append(_Pending(key, link, sides, decision, notes=list(decision.notes)))
     if ctx.dry_run:
         for item in pending:
             outcomes[item.key] = _outcome(
@@ -1169,7 +972,7 @@ async def explain(ctx: SyncContext, key: Key) -> PlanReport:
     loaded = await load(dry, key, link, calls)
     if isinstance(loaded, Outcome):
         return PlanReport(key, link, False, (), (), {}, loaded)
-    decision = decide(dry, link, loaded)
+    decision = decide_link(dry, link, loaded, keep_notes=False)
     rows = tuple(
         FieldRow(
             rule.name,
