@@ -28,7 +28,7 @@ from cosell.salesforce.errors import SalesforceError
 from cosell.store import KeyFormatError, Store, StoreError, parse_key, record_key, referral_key
 from cosell.store.types import Key
 from cosell.sync.io.context import SyncContext, build_context
-from cosell.sync.run.reconcile import PlanReport, explain
+from cosell.sync.run.explain import PlanReport, explain
 
 _SALESFORCE_ID = re.compile(r"^[a-zA-Z0-9]{15}(?:[a-zA-Z0-9]{3})?$")
 _GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")

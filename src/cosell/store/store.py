@@ -64,6 +64,8 @@ from cosell.store.types import (
     Key,
     Link,
     LinkId,
+    NewConflict,
+    Record,
     SyncStatus,
     canonical_record_id,
     check_sobject,
@@ -421,6 +423,30 @@ class Store:
             ValueError: For an unknown sync status, a malformed object name or record id, or a
                 naive `last_synced_at`.
         """
+        values = self._link_values(
+            referral_id=referral_id,
+            engagement_id=engagement_id,
+            record_id=record_id,
+            sobject=sobject,
+            sync_status=sync_status,
+            last_error=last_error,
+            last_synced_at=last_synced_at,
+        )
+        with self._write() as connection:
+            return self._update(connection, link_id, values)
+
+    def _link_values(
+        self,
+        *,
+        referral_id: str | _Unset | None = UNSET,
+        engagement_id: str | _Unset | None = UNSET,
+        record_id: str | _Unset | None = UNSET,
+        sobject: str | _Unset = UNSET,
+        sync_status: SyncStatus | str | _Unset = UNSET,
+        last_error: str | _Unset | None = UNSET,
+        last_synced_at: datetime | _Unset | None = UNSET,
+    ) -> dict[str, Any]:
+        """The checked column values of `update_link`'s arguments (see there)."""
         values: dict[str, Any] = {}
         if not isinstance(referral_id, _Unset):
             values["referral_id"] = referral_id
@@ -444,8 +470,7 @@ class Store:
                 raise ValueError(f"last_synced_at must be timezone-aware, got {last_synced_at!r}")
             values["last_synced_at"] = last_synced_at
         values["updated_at"] = self._now()
-        with self._write() as connection:
-            return self._update(connection, link_id, values)
+        return values
 
     def links(
         self,
@@ -493,19 +518,24 @@ class Store:
             LinkNotFoundError: When there is no such link.
             TypeError: When a value is something JSON cannot represent.
         """
-        document = _json_document(values, what="a snapshot")
-        now = self._now()
         with self._write() as connection:
             self._require_link(connection, link_id)
-            statement = _insert(self._dialect, t.snapshots).values(
-                link_id=link_id, tenant=self._tenant, field_values=document, saved_at=now
+            self._save_snapshot(connection, link_id, values)
+
+    def _save_snapshot(
+        self, connection: sa.Connection, link_id: str, values: Mapping[str, JsonScalar]
+    ) -> None:
+        document = _json_document(values, what="a snapshot")
+        now = self._now()
+        statement = _insert(self._dialect, t.snapshots).values(
+            link_id=link_id, tenant=self._tenant, field_values=document, saved_at=now
+        )
+        connection.execute(
+            statement.on_conflict_do_update(
+                index_elements=[t.snapshots.c.link_id],
+                set_={"field_values": document, "saved_at": now},
             )
-            connection.execute(
-                statement.on_conflict_do_update(
-                    index_elements=[t.snapshots.c.link_id],
-                    set_={"field_values": document, "saved_at": now},
-                )
-            )
+        )
 
     def _require_link(self, connection: sa.Connection, link_id: str) -> None:
         exists = connection.execute(
@@ -532,32 +562,46 @@ class Store:
             LinkNotFoundError: When there is no such link.
             TypeError: When `details` holds something JSON cannot represent.
         """
-        document = _json_document(details or {}, what="audit details")
         with self._write() as connection:
             if link_id is not None:
                 self._require_link(connection, link_id)
-            connection.execute(
-                t.audit.insert().values(
-                    tenant=self._tenant,
-                    link_id=link_id,
-                    at=self._now(),
-                    message=message,
-                    details=document,
-                )
-            )
-            same_link = sa.and_(
-                t.audit.c.tenant == self._tenant,
-                t.audit.c.link_id.is_(None) if link_id is None else t.audit.c.link_id == link_id,
-            )
-            oldest_kept = (
-                sa.select(t.audit.c.id)
-                .where(same_link)
-                .order_by(t.audit.c.id.desc())
-                .offset(AUDIT_ENTRIES_KEPT - 1)
-                .limit(1)
-                .scalar_subquery()
-            )
-            connection.execute(t.audit.delete().where(same_link, t.audit.c.id < oldest_kept))
+            self._record_audit(connection, link_id, [(message, details)])
+
+    def _record_audit(
+        self,
+        connection: sa.Connection,
+        link_id: str | None,
+        entries: Sequence[tuple[str, Mapping[str, Any] | None]],
+    ) -> None:
+        if not entries:
+            return
+        at = self._now()
+        connection.execute(
+            t.audit.insert(),
+            [
+                {
+                    "tenant": self._tenant,
+                    "link_id": link_id,
+                    "at": at,
+                    "message": message,
+                    "details": _json_document(details or {}, what="audit details"),
+                }
+                for message, details in entries
+            ],
+        )
+        same_link = sa.and_(
+            t.audit.c.tenant == self._tenant,
+            t.audit.c.link_id.is_(None) if link_id is None else t.audit.c.link_id == link_id,
+        )
+        oldest_kept = (
+            sa.select(t.audit.c.id)
+            .where(same_link)
+            .order_by(t.audit.c.id.desc())
+            .offset(AUDIT_ENTRIES_KEPT - 1)
+            .limit(1)
+            .scalar_subquery()
+        )
+        connection.execute(t.audit.delete().where(same_link, t.audit.c.id < oldest_kept))
 
     def audit(self, link_id: str | None, *, limit: int = 50) -> list[AuditEntry]:
         """A link's audit trail, newest first (None: the entries about no particular link)."""
@@ -599,23 +643,38 @@ class Store:
             LinkNotFoundError: When there is no such link.
             ValueError: When `winner` is not `partner_center` or `salesforce`.
         """
-        winner = str(winner)
-        if winner not in SIDES:
-            raise ValueError(f"the winner of a conflict is one of {SIDES}, not {winner!r}")
+        conflict = NewConflict(field, partner_center, salesforce, base, str(winner))
         with self._write() as connection:
             self._require_link(connection, link_id)
-            connection.execute(
-                t.conflicts.insert().values(
-                    tenant=self._tenant,
-                    link_id=link_id,
-                    field=field,
-                    partner_center=partner_center,
-                    salesforce=salesforce,
-                    base=base,
-                    winner=winner,
-                    at=self._now(),
+            self._record_conflicts(connection, link_id, [conflict])
+
+    def _record_conflicts(
+        self, connection: sa.Connection, link_id: str, conflicts: Sequence[NewConflict]
+    ) -> None:
+        for conflict in conflicts:
+            if conflict.winner not in SIDES:
+                raise ValueError(
+                    f"the winner of a conflict is one of {SIDES}, not {conflict.winner!r}"
                 )
-            )
+        if not conflicts:
+            return
+        at = self._now()
+        connection.execute(
+            t.conflicts.insert(),
+            [
+                {
+                    "tenant": self._tenant,
+                    "link_id": link_id,
+                    "field": c.field,
+                    "partner_center": c.partner_center,
+                    "salesforce": c.salesforce,
+                    "base": c.base,
+                    "winner": c.winner,
+                    "at": at,
+                }
+                for c in conflicts
+            ],
+        )
 
     def conflicts(
         self, link_id: str | None = None, *, limit: int | None = None
@@ -880,11 +939,14 @@ class Store:
     def resolve_create_intent(self, link_id: str) -> None:
         """Forget a link's create intent once the create's result is stored; idempotent."""
         with self._write() as connection:
-            connection.execute(
-                t.create_intents.delete().where(
-                    t.create_intents.c.tenant == self._tenant, t.create_intents.c.link_id == link_id
-                )
+            self._resolve_create_intent(connection, link_id)
+
+    def _resolve_create_intent(self, connection: sa.Connection, link_id: str) -> None:
+        connection.execute(
+            t.create_intents.delete().where(
+                t.create_intents.c.tenant == self._tenant, t.create_intents.c.link_id == link_id
             )
+        )
 
     # -- per-key leases -------------------------------------------------------------------------
 
@@ -956,15 +1018,65 @@ class Store:
             due_at: when (timezone-aware, on the store's clock).
         """
         with self._write() as connection:
-            statement = _insert(self._dialect, t.wakeups).values(
-                tenant=self._tenant, key=key, due_at=due_at
+            self._set_wakeup(connection, key, due_at)
+
+    def _set_wakeup(self, connection: sa.Connection, key: str, due_at: datetime) -> None:
+        statement = _insert(self._dialect, t.wakeups).values(
+            tenant=self._tenant, key=key, due_at=due_at
+        )
+        connection.execute(
+            statement.on_conflict_do_update(
+                index_elements=[t.wakeups.c.tenant, t.wakeups.c.key],
+                set_={"due_at": due_at},
             )
-            connection.execute(
-                statement.on_conflict_do_update(
-                    index_elements=[t.wakeups.c.tenant, t.wakeups.c.key],
-                    set_={"due_at": due_at},
-                )
-            )
+        )
+
+    def _locked_link(self, connection: sa.Connection, link_id: str) -> Link:
+        row = connection.execute(
+            self._select_link().where(t.links.c.tenant == self._tenant, t.links.c.id == link_id)
+        ).first()
+        if row is None:
+            raise LinkNotFoundError(f"there is no link {link_id} in tenant {self._tenant!r}")
+        return _link(row)
+
+    # -- recording what reconciles did: one transaction ------------------------------------------
+
+    def record(self, records: Sequence[Record]) -> list[Link]:
+        """Record what reconciles did, all in one transaction: all of it is stored, or none.
+
+        Per record, in this order: the link's columns, the base snapshot, the conflicts, the
+        audit entries, the wake-up and the create intent forgotten. A batch of reconciles records all its links at once.
+
+        Args:
+            records: one per link.
+
+        Returns:
+            The links as they are after it, in the order of `records`.
+
+        Raises:
+            LinkNotFoundError: When a link does not exist (nothing is recorded).
+            LinkConflictError: When a new referral or record id belongs to another link.
+            ValueError, TypeError: A value is malformed or not JSON (nothing is recorded).
+        """
+        if not records:
+            return []
+        changes = [self._link_values(**record.link) if record.link else None for record in records]
+        with self._write() as connection:
+            links = []
+            for record, values in zip(records, changes, strict=True):
+                if values is not None:
+                    links.append(self._update(connection, record.link_id, values))
+                else:
+                    links.append(self._locked_link(connection, record.link_id))
+                if record.snapshot is not None:
+                    self._save_snapshot(connection, record.link_id, record.snapshot)
+                self._record_conflicts(connection, record.link_id, record.conflicts)
+                self._record_audit(connection, record.link_id, record.audit)
+                if record.wakeup is not None:
+                    self._set_wakeup(connection, *record.wakeup)
+                if record.resolve_intent:
+                    self._resolve_create_intent(connection, record.link_id)
+            return links
 
     def due_wakeups(self, *, limit: int = 500) -> list[tuple[str, datetime]]:
         """The wake-ups due on the store's clock, earliest first: (key, due at) each."""

@@ -1,19 +1,23 @@
 """The sync: one reconcile pipeline, layered (imports point down; contract in pyproject.toml).
 
 ```
-engine/  when and where: DBOS workflows over the started Engine, coalescing, leases, the inbox
-         drainer, schedules, passes, the one backoff policy (config, backoff, workflows, core)
-run/     the pipeline: reconcile (key -> link, single and batch, explain for `cosell plan`),
-         creates (the missing side, exactly once), leads (Lead sync)
-io/      both sides' I/O: read (1..200 keys), child_rows, Microsoft's notes, pollers, context
-plan/    pure: rules, merge, deadlines, sets (collections), microsoft, notes_history, sides,
-         audit, outcome, errors
+engine/  when and where: DBOS workflows bound to the started Engine (workflows), leases,
+         coalescing, the inbox drainer, schedules, passes (core), the one backoff (backoff)
+run/     the pipeline: reconcile (key -> link, single and batch), creates (the missing side,
+         exactly once), leads (Lead sync), park, record, explain (`cosell plan`)
+io/      I/O: read (both sides, 1..200 keys), links (key -> link), child_rows, microsoft's
+         notes, pollers, context (clients, store, clock)
+plan/    pure: keys, decide (one Decision), merge, rules, deadlines, sets (collections),
+         microsoft, notes_history, record (what a decision leaves in the store), limits,
+         sides, audit, outcome, errors
 ```
 
-One key: `engine.workflows.reconcile_key_workflow(key)` takes the key's lease and calls
-`run.reconcile.reconcile_key`, which finds the key's link (none: `run.creates`),
-reads both sides (`io.read`), decides (the merge against the base,
-Microsoft's side, the collections, the notes history and the deadlines each add to the one
-Decision), resolves the people it adds (`io.child_rows.resolve`), writes both sides (412: read
-and decide again), records what was done in the store, and returns an `Outcome` (`plan.outcome`).
+One key: `engine.workflows.reconcile_key_workflow(key)` leases the key and calls
+`run.reconcile.reconcile_key`: `plan.keys.KeyRef.parse(key)` -> `io.links.link_of` (no link:
+`run.creates`) -> `io.read` both sides -> `plan.decide.decide` (the merge against the base,
+Microsoft's side, the collections, the notes history and the deadlines all add to the one
+Decision) -> `io.child_rows.resolve` (ids of the people it adds) -> write Partner Center, then
+Salesforce (a 412: read and decide again) -> `run.record.record(plan.record.record_of(...))`:
+snapshot, conflicts, audit, wake-up and link in ONE store transaction (a batch: one for all
+its keys) -> the `Outcome`. A problem for that deal parks it (`run.park`, the only way).
 """

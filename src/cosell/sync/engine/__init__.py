@@ -12,7 +12,6 @@ system_database.py  DBOS's system database engine
 from cosell.sync.engine.backoff import BackoffPolicy
 from cosell.sync.engine.config import (
     BATCH_QUEUE,
-    BATCH_SIZE,
     LAST_SWEEP_CURSOR,
     RECONCILE_QUEUE,
     SCHEDULE_QUEUE,
@@ -24,6 +23,7 @@ from cosell.sync.engine.config import (
 )
 from cosell.sync.engine.core import Engine, Reconciler, Summary, settings_context_factory
 from cosell.sync.engine.workflows import sweep_workflow
+from cosell.sync.plan.limits import BATCH_SIZE
 
 __all__ = [
     "BATCH_QUEUE",

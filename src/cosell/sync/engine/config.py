@@ -27,9 +27,6 @@ SCHEDULE_QUEUE: Final = "cosell-schedules"
 KEY_WORKFLOW_PREFIX: Final = "cosell-reconcile:"
 
 
-BATCH_SIZE: Final = 200  # keys per batch workflow: one SOQL IN list, one sObject collection
-
-
 LAST_SWEEP_CURSOR: Final = (
     "sweep:last"  # when the periodic sweep last ran; `cosell status` shows it
 )

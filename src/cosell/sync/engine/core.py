@@ -117,7 +117,6 @@ from cosell.sync.engine import system_database, workflows
 from cosell.sync.engine.backoff import RETRIABLE_ERRORS
 from cosell.sync.engine.config import (
     BATCH_QUEUE,
-    BATCH_SIZE,
     INBOX_PAGE,
     INBOX_RETRY_SECONDS,
     LAST_SWEEP_CURSOR,
@@ -130,8 +129,12 @@ from cosell.sync.engine.config import (
     system_database_url,
 )
 from cosell.sync.io import pollers
+from cosell.sync.io.links import link_of
 from cosell.sync.plan import outcome as results
+from cosell.sync.plan.keys import KeyRef
+from cosell.sync.plan.limits import BATCH_SIZE
 from cosell.sync.plan.outcome import Outcome
+from cosell.sync.run.park import park_link
 
 if TYPE_CHECKING:
     from cosell.partnercenter.models import Referral
@@ -556,7 +559,8 @@ class Engine:
         ttl = self._options.lease_seconds
         leased: list[Key] = []
         if owner is not None:
-            taken = self._claim_link(key, owner, ttl)
+            # Store calls run off the event loop: the webhook endpoint shares it.
+            taken = await asyncio.to_thread(self._claim_link, key, owner, ttl)
             if taken is None:
                 return workflows.Attempt("busy", busy=(key,))
             leased = taken
@@ -574,8 +578,7 @@ class Engine:
             return workflows.Attempt("failed", message=workflows.unexpected(exc))
         finally:
             if owner is not None:
-                for leased_key in leased:
-                    self._store.release(leased_key, owner=owner)
+                await asyncio.to_thread(self._release, leased, owner)
         return workflows.Attempt("done", outcomes=(outcome,))
 
     def _claim_link(self, key: Key, owner: str, ttl: float) -> list[Key] | None:
@@ -600,13 +603,33 @@ class Engine:
             taken.append(each)
         return taken
 
+    def _claim_links(
+        self, keys: Sequence[Key], owner: str, ttl: float
+    ) -> tuple[list[Key], list[Key], list[Key]]:
+        """`_claim_link` for each key of a batch: (keys claimed, keys leased, keys busy)."""
+        claimed: list[Key] = []
+        leased: list[Key] = []
+        busy: list[Key] = []
+        for key in keys:
+            taken = self._claim_link(key, owner, ttl)
+            if taken is None:
+                busy.append(key)
+            else:
+                claimed.append(key)
+                leased.extend(taken)
+        return claimed, leased, busy
+
+    def _release(self, keys: Sequence[Key], owner: str) -> None:
+        for key in keys:
+            self._store.release(key, owner=owner)
+
+    def _renew(self, keys: Sequence[Key], owner: str, ttl: float) -> list[Key]:
+        """Renew the leases; the keys whose lease was lost."""
+        return [k for k in keys if not self._store.claim(k, owner=owner, ttl_seconds=ttl)]
+
     def _linked_keys(self, key: Key) -> tuple[Key, ...]:
         """The keys of the link `key` resolves to (none when it has no link yet)."""
-        parsed = parse_key(key)
-        if parsed[0] == "referral":
-            link = self._store.link_for_referral(parsed[1])
-        else:
-            link = self._store.link_for_record(parsed[1], parsed[2])
+        link = link_of(self._store, KeyRef.parse(key))
         return () if link is None else link.keys
 
     @asynccontextmanager
@@ -625,7 +648,7 @@ class Engine:
         async def renew() -> None:
             while True:
                 await asyncio.sleep(ttl / 3)
-                lost = [k for k in keys if not self._store.claim(k, owner=owner, ttl_seconds=ttl)]
+                lost = await asyncio.to_thread(self._renew, keys, owner, ttl)
                 if lost:
                     log.warning("lost the lease on %s while reconciling it", ", ".join(lost))
 
@@ -692,13 +715,9 @@ class Engine:
 
     def park(self, key: Key, message: str) -> None:
         """Park the key's link in Error with the message (the last of its attempts failed)."""
-        parts = parse_key(key)
-        if parts[0] == "referral":
-            link = self._store.link_for_referral(parts[1])
-        else:
-            link = self._store.link_for_record(parts[1], parts[2])
+        link = link_of(self._store, KeyRef.parse(key))
         if link is not None:
-            self._store.update_link(link.id, sync_status=SyncStatus.ERROR, last_error=message[:255])
+            park_link(self._store, link, message[:255])
 
     def parked_keys(self) -> list[Key]:
         """The keys of the links parked in Error (for the sweep)."""
@@ -723,13 +742,7 @@ class Engine:
         if owner is None:
             claimed = list(keys)
         else:
-            for key in keys:
-                taken = self._claim_link(key, owner, ttl)
-                if taken is None:
-                    busy.append(key)
-                else:
-                    claimed.append(key)
-                    leased.extend(taken)
+            claimed, leased, busy = await asyncio.to_thread(self._claim_links, keys, owner, ttl)
         try:
             async with self._renewing(leased, owner, ttl):
                 outcomes = await self._reconciler.reconcile_batch(ctx, claimed) if claimed else []
@@ -745,8 +758,7 @@ class Engine:
             return workflows.Attempt("failed", busy=tuple(busy), message=workflows.unexpected(exc))
         finally:
             if owner is not None:
-                for key in leased:
-                    self._store.release(key, owner=owner)
+                await asyncio.to_thread(self._release, leased, owner)
         return workflows.Attempt("done", outcomes=tuple(outcomes), busy=tuple(busy))
 
     async def run_batch(self, keys: Sequence[str], *, owner: str) -> list[Outcome]:

@@ -12,8 +12,8 @@ from cosell.salesforce import errors as sf_errors
 from cosell.salesforce.client import CompositeSubrequest
 from cosell.salesforce.values import soql_in, soql_quote
 from cosell.sync.io.context import ApiCalls, SyncContext
+from cosell.sync.plan.limits import COMPOSITE_LIMIT
 from cosell.sync.plan.sets import (
-    COMPOSITE_LIMIT,
     SOLUTIONS,
     TEAM,
     TEAM_ACCESS,

@@ -22,12 +22,13 @@ from cosell.partnercenter.client import odata_string
 from cosell.partnercenter.models import Referral, ReferralId
 from cosell.salesforce.values import soql_in
 from cosell.sync.io.context import ApiCalls, SyncContext
+from cosell.sync.plan.limits import BATCH_SIZE
 from cosell.sync.plan.sides import opportunity_fields, subqueries
 
 # Ids per Partner Center list call when a batch reads referrals by id: 50 GUID comparisons
 # keep the URL near 3 KB, inside every proxy's limit.
 REFERRAL_FILTER_CHUNK = 50
-SOQL_IN_CHUNK = 200  # ids per SOQL IN list: a batch is at most 200 keys, so one query
+SOQL_IN_CHUNK = BATCH_SIZE  # ids per SOQL IN list: a batch is one query
 
 
 """What a contact role's Contact and a team member's User give of the person (names are API

@@ -146,6 +146,17 @@ def own_fields(
     return {name: value for name, value in wanted.items() if differs(opportunity.get(name), value)}
 
 
+def error_fields(
+    fields: OpportunityFields, record: Mapping[str, Any], message: str
+) -> dict[str, Any]:
+    """Cosell's status fields of a parked record (opportunity or Lead) that differ from it."""
+    wanted = {
+        fields.sync_status: SyncStatus.ERROR.value,
+        fields.sync_error: message[:SYNC_ERROR_LENGTH],
+    }
+    return {name: value for name, value in wanted.items() if differs(record.get(name), value)}
+
+
 def sync_status(error: str | None, notice: str | None) -> SyncStatus:
     """The sync status shown: Error with an error, Pending with a notice, else Synced."""
     if error:

@@ -70,7 +70,6 @@ HELP = "help"  # the canonical field of "How can Microsoft help?" (as in creates
 CONTACT_ROLE = "Decision Maker"  # a standard OpportunityContactRole role of every org
 TEAM_ACCESS = "Read"  # least privilege for a team member added from Partner Center
 SOLUTION_NAME_LENGTH = 80  # Microsoft_Solution__c.Name is a Text(80) name field
-COMPOSITE_LIMIT = 25  # subrequests per composite call (Salesforce's limit)
 
 _PC_PATHS = {
     SOLUTIONS: ("details", "requirements", "solutions"),

@@ -58,22 +58,24 @@ from cosell.partnercenter.models import Member, NewReferral, Referral, ReferralD
 from cosell.salesforce import errors as sf_errors
 from cosell.salesforce.client import SaveResult
 from cosell.salesforce.values import soql_in
-from cosell.store.types import Key, KeyFormatError, Link, SyncStatus, canonical_record_id
+from cosell.store.types import Key, KeyFormatError, Link, Record, SyncStatus, canonical_record_id
 from cosell.sync.io import child_rows
 from cosell.sync.io.context import ApiCalls, SyncContext
 from cosell.sync.io.read import read_opportunities, read_referral
 from cosell.sync.plan import deadlines, sets
 from cosell.sync.plan.audit import AUDIT_ENTRIES, line, render_audit_field, show
 from cosell.sync.plan.outcome import CREATED, ERROR, SKIPPED, Outcome
+from cosell.sync.plan.record import parked_record, synced_record
 from cosell.sync.plan.rules import value_problem
 from cosell.sync.plan.sides import (
-    SYNC_ERROR_LENGTH,
     agreed_values,
     records_of,
     referral_json,
     status_text,
 )
 from cosell.sync.run import leads
+from cosell.sync.run.park import park
+from cosell.sync.run.record import record
 
 log = structlog.get_logger(__name__)
 
@@ -343,21 +345,35 @@ async def _write_back(
     opportunities: list[dict[str, Any]] = []
     accounts: list[dict[str, Any]] = []
     done: list[tuple[_Posted, Link, str, dict[str, Value]]] = []
-    for item in posted:
+    values = {
+        item.link.id: partner_center_values(ctx.mapping, referral_json(item.referral))
+        for item in posted
+    }
+    # The referrals' ids on their links first (one transaction): the creates are done.
+    links = store.record(
+        [
+            Record(
+                item.link.id,
+                link={
+                    "referral_id": item.referral.id,
+                    "engagement_id": item.referral.engagement_id,
+                },
+                snapshot=values[item.link.id],
+                resolve_intent=True,
+            )
+            for item in posted
+        ]
+    )
+    for item, link in zip(posted, links, strict=True):
         referral = item.referral
         assert referral.id is not None
-        link = store.update_link(
-            item.link.id, referral_id=referral.id, engagement_id=referral.engagement_id
-        )
-        store.resolve_create_intent(link.id)
-        pc_values = partner_center_values(ctx.mapping, referral_json(referral))
+        pc_values = values[item.link.id]
         records = records_of(item.opportunity)
         sf_values = salesforce_values(ctx.mapping, records)
         # What Partner Center made of the create (consent given when shared, the stage it
         # stores a partner's own referral in) is written back, so both sides start out equal.
         differing = {k: v for k, v in pc_values.items() if sf_values.get(k) != v}
         updates = salesforce_updates(ctx.mapping, differing, records) if differing else {}
-        store.save_snapshot(link.id, pc_values)
         shared = " (shared with Microsoft)" if referral.is_shared_with_microsoft else ""
         message = f"created referral {referral.id} in Partner Center{shared}"
         opportunities.append(
@@ -385,22 +401,23 @@ async def _write_back(
         calls.salesforce += 1
         await ctx.salesforce.update_many(ACCOUNT, accounts)
     results: dict[Key, Outcome | Link] = {}
+    recorded: list[Record | None] = []
     for (item, link, message, sf_values), result in zip(done, saved, strict=True):
         if result.success:
-            store.record_audit(link.id, message, details={"api_calls": calls.total})
-            store.update_link(
-                link.id,
-                sync_status=SyncStatus.SYNCED,
-                last_error=None,
-                last_synced_at=ctx.clock.now(),
-            )
+            now = ctx.clock.now()
+            recorded.append(synced_record(link, message, api_calls=calls.total, now=now))
         else:  # the referral exists and the link knows it: the next reconcile writes it back
             problem = (
                 f"{message}, but writing it back to the opportunity failed: "
                 f"{result.errors[0] if result.errors else 'not saved'}"
             )
-            store.record_audit(link.id, problem)
-            store.update_link(link.id, sync_status=SyncStatus.ERROR, last_error=problem)
+            recorded.append(
+                Record(
+                    link.id,
+                    link={"sync_status": SyncStatus.ERROR, "last_error": problem},
+                    audit=((problem, None),),
+                )
+            )
             message = problem
         results[item.key] = Outcome(
             item.key,
@@ -410,6 +427,7 @@ async def _write_back(
             message=message,
             api_calls=calls.total,
         )
+    record(ctx, recorded)
     return results
 
 
@@ -448,35 +466,12 @@ async def _park_new(
     message: str,
     calls: ApiCalls,
 ) -> Outcome:
-    """Park a create that cannot be made; the link exists so the dashboard shows the error."""
-    log.warning("sync.create.parked", key=key, error=message)
-    if ctx.dry_run:
-        return Outcome(
-            key,
-            link.id if link else None,
-            ERROR,
-            message=f"dry run: {message}",
-            api_calls=calls.total,
-        )
-    store = ctx.store
+    """Park a create that cannot be made; the link is made first so the dashboard shows it."""
+    if link is None and ctx.dry_run:
+        return Outcome(key, None, ERROR, message=f"dry run: {message}", api_calls=calls.total)
     if link is None:
-        link = store.create_link(sobject=OPPORTUNITY, record_id=str(opportunity["Id"]))
-    if link.sync_status != SyncStatus.ERROR or link.last_error != message:
-        store.update_link(link.id, sync_status=SyncStatus.ERROR, last_error=message)
-        store.record_audit(link.id, f"error: {message}")
-    fields: dict[str, Any] = {}
-    if opportunity.get(ctx.fields.sync_status) != SyncStatus.ERROR.value:
-        fields[ctx.fields.sync_status] = SyncStatus.ERROR.value
-    if opportunity.get(ctx.fields.sync_error) != message[:SYNC_ERROR_LENGTH]:
-        fields[ctx.fields.sync_error] = message[:SYNC_ERROR_LENGTH]
-    if fields:
-        fields[ctx.fields.audit] = render_audit_field([], store.audit(link.id, limit=AUDIT_ENTRIES))
-        calls.salesforce += 1
-        try:
-            await ctx.salesforce.update(OPPORTUNITY, opportunity["Id"], fields)
-        except sf_errors.TerminalError as exc:
-            log.warning("sync.create.status_not_written", key=key, error=str(exc))
-    return Outcome(key, link.id, ERROR, message=message, api_calls=calls.total)
+        link = ctx.store.create_link(sobject=OPPORTUNITY, record_id=str(opportunity["Id"]))
+    return await park(ctx, key, link, message, calls, record=opportunity)
 
 
 # -- Partner Center → Salesforce ------------------------------------------------------------
@@ -706,8 +701,11 @@ async def create_opportunities(
         bases = await child_rows.create_children(ctx, made, calls)
         for item in work:
             item.children_base = bases.get(str(item.record_id), {})
+    recorded: list[Record | None] = []
     for item in work:
-        outcomes[item.key] = _finish_new(ctx, item)
+        outcomes[item.key], done = _finish_new(ctx, item)
+        recorded.append(done)
+    record(ctx, recorded)  # every opportunity created: one store transaction
     return {key: replace(o, api_calls=calls.total) for key, o in outcomes.items()}
 
 
@@ -782,13 +780,18 @@ async def _upsert(ctx: SyncContext, work: list[_NewOpportunity], calls: ApiCalls
     calls.salesforce += 1
     results = await ctx.salesforce.upsert_many(OPPORTUNITY, fields.referral_id, bodies)
     ctx.failpoint("after-opportunity-upsert")
+    made: list[_NewOpportunity] = []
     for item, result in zip(ready, results, strict=True):
         if result.success and result.id:
             item.record_id = str(result.id)
             item.created = bool(result.created)
-            item.link = ctx.store.update_link(item.link.id, record_id=item.record_id)
+            made.append(item)
         else:
             item.failure = f"Salesforce refused the opportunity: {_failed_item(result)}"
+    # The opportunities' ids on their links, all in one store transaction.
+    linked = ctx.store.record([Record(w.link.id, link={"record_id": w.record_id}) for w in made])
+    for item, link in zip(made, linked, strict=True):
+        item.link = link
 
 
 async def _contacts(ctx: SyncContext, work: list[_NewOpportunity], calls: ApiCalls) -> None:
@@ -868,8 +871,8 @@ async def _contacts(ctx: SyncContext, work: list[_NewOpportunity], calls: ApiCal
                 log.warning("sync.create.contact_role_refused", error=_failed_item(result))
 
 
-def _finish_new(ctx: SyncContext, item: _NewOpportunity) -> Outcome:
-    store = ctx.store
+def _finish_new(ctx: SyncContext, item: _NewOpportunity) -> tuple[Outcome, Record | None]:
+    """The outcome of one opportunity create, and what to record of it."""
     link = item.link
     assert item.referral.id is not None
     if item.failure is not None:
@@ -879,30 +882,30 @@ def _finish_new(ctx: SyncContext, item: _NewOpportunity) -> Outcome:
             "next change"
         )
         log.warning("sync.create.parked", key=item.key, error=message)
-        if link.sync_status != SyncStatus.ERROR or link.last_error != message:
-            store.update_link(link.id, sync_status=SyncStatus.ERROR, last_error=message)
-            store.record_audit(link.id, f"error: {message}")
-        return Outcome(item.key, link.id, ERROR, message=message)
-    store.resolve_create_intent(link.id)
+        return Outcome(item.key, link.id, ERROR, message=message), parked_record(link, message)
     written = {
         OPPORTUNITY: {**item.opportunity, "Id": item.record_id},
         ACCOUNT: {**item.account, "Id": item.account_id},
     }
     agreed = agreed_values(item.values, salesforce_values(ctx.mapping, written))
-    store.save_snapshot(link.id, {**agreed, **item.children_base})
-    wake = deadlines.first_wake(item.referral, ctx.clock.now())
-    if wake is not None:  # the expiry warning comes without any change: come back for it
-        store.set_wakeup(item.key, wake)
+    now = ctx.clock.now()
+    wake = deadlines.first_wake(item.referral, now)
     message = (
         f"created the opportunity from referral {item.referral.id} ({status_text(item.referral)})"
     )
     if item.contact:
         message += f"; contact {item.contact}"
-    store.record_audit(link.id, message)
-    store.update_link(
-        link.id, sync_status=SyncStatus.SYNCED, last_error=None, last_synced_at=ctx.clock.now()
+    done = Record(
+        link.id,
+        link={"sync_status": SyncStatus.SYNCED, "last_error": None, "last_synced_at": now},
+        snapshot={**agreed, **item.children_base},
+        audit=((message, None),),
+        # the expiry warning comes without any change: come back for it
+        wakeup=(item.key, wake) if wake is not None else None,
+        resolve_intent=True,
     )
-    return Outcome(item.key, link.id, CREATED, to_salesforce=item.values, message=message)
+    outcome = Outcome(item.key, link.id, CREATED, to_salesforce=item.values, message=message)
+    return outcome, done
 
 
 def _name(first: str | None, last: str) -> str:

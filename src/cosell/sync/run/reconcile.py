@@ -74,40 +74,38 @@ from cosell.mapping import (
     ValueMappingError,
 )
 from cosell.mapping.model import ACCOUNT, OPPORTUNITY
-from cosell.mapping.types import Value
 from cosell.partnercenter import errors as pc_errors
 from cosell.partnercenter.models import Referral, ReferralId
 from cosell.salesforce import errors as sf_errors
 from cosell.salesforce.client import CompositeSubrequest
-from cosell.store.types import Key, KeyFormatError, Link, SyncStatus, parse_key, referral_key
+from cosell.store.types import Key, KeyFormatError, Link, Record, referral_key
 from cosell.sync.io import child_rows
 from cosell.sync.io import microsoft as microsoft_io
 from cosell.sync.io.context import ApiCalls, SyncContext
+from cosell.sync.io.links import link_of
 from cosell.sync.io.read import read_opportunities, read_referral, read_referrals
 from cosell.sync.plan import microsoft, sets
 from cosell.sync.plan.audit import (
     AUDIT_ENTRIES,
     line,
-    plan_details,
     render_audit_field,
 )
-from cosell.sync.plan.decide import Decision, decide, sync_status
+from cosell.sync.plan.decide import Decision, decide
 from cosell.sync.plan.errors import ConcurrentEditsError
+from cosell.sync.plan.keys import KeyRef
+from cosell.sync.plan.limits import BATCH_SIZE, COMPOSITE_LIMIT, MAX_ATTEMPTS
 from cosell.sync.plan.outcome import (
     CREATED,
-    ERROR,
     SKIPPED,
     Outcome,
 )
-from cosell.sync.plan.sides import SYNC_ERROR_LENGTH, Sides, differs, records_of, status_text
+from cosell.sync.plan.record import record_of
+from cosell.sync.plan.sides import Sides, differs, records_of, status_text
 from cosell.sync.run import creates, leads
+from cosell.sync.run.park import park
+from cosell.sync.run.record import record
 
 log = structlog.get_logger(__name__)
-
-MAX_ATTEMPTS = 3  # reads-merge-writes per reconcile when writes keep meeting 412s
-BATCH_LIMIT = 200  # keys per batch: one SOQL IN list, one sObject-collection chunk
-SWEEP_PAGE = 200  # referrals per sweep page ($top)
-COMPOSITE_CHUNK = 25  # subrequests per composite call (Salesforce's limit)
 
 
 async def reconcile_key(ctx: SyncContext, key: Key) -> Outcome:
@@ -128,13 +126,13 @@ async def reconcile_key(ctx: SyncContext, key: Key) -> Outcome:
     """
     calls = ApiCalls()
     try:
-        parsed = parse_key(key)
+        ref = KeyRef.parse(key)
     except KeyFormatError as exc:
         return Outcome(key, None, SKIPPED, message=str(exc))
     side: microsoft.MicrosoftSide | None = None
-    if parsed[0] == "referral":
-        referral_id = parsed[1]
-        link = ctx.store.link_for_referral(referral_id)
+    link = link_of(ctx.store, ref) if ref.is_referral or ref.is_opportunity else None
+    if ref.referral_id is not None:
+        referral_id = ref.referral_id
         read: Referral | None = None
         if link is None:  # maybe Microsoft's side of one of our engagements
             resolved = await microsoft_io.resolve(ctx, key, referral_id, calls)
@@ -150,19 +148,18 @@ async def reconcile_key(ctx: SyncContext, key: Key) -> Outcome:
                 return started
             link = started
     else:
-        _, sobject, record_id = parsed
-        if sobject == leads.LEAD:
-            return await leads.reconcile_record_key(ctx, key, record_id)
-        if sobject != OPPORTUNITY:
+        assert ref.record_id is not None
+        if ref.sobject == leads.LEAD:
+            return await leads.reconcile_record_key(ctx, key, ref.record_id)
+        if not ref.is_opportunity:
             return Outcome(
                 key,
                 None,
                 SKIPPED,
-                message=f"{sobject} records are not synced (only Opportunity and Lead)",
+                message=f"{ref.sobject} records are not synced (only Opportunity and Lead)",
             )
-        link = ctx.store.link_for_record(sobject, record_id)
         if link is None or link.referral_id is None:
-            started = await creates.from_opportunity(ctx, key, record_id, link, calls)
+            started = await creates.from_opportunity(ctx, key, ref.record_id, link, calls)
             if isinstance(started, Outcome):
                 return started
             link = started
@@ -202,13 +199,14 @@ async def reconcile_link(
             if isinstance(loaded, Outcome):
                 return loaded
             sides = loaded
+        ctx.failpoint("after-read")
         try:
             decision = decide_link(ctx, link, sides, microsoft_side=microsoft_side)
         except ValueMappingError as exc:
-            return await park(ctx, key, link, sides.opportunity, unmappable(exc), calls)
+            return await park(ctx, key, link, unmappable(exc), calls, record=sides.opportunity)
         decision = await with_children(ctx, sides, decision, calls)
         if ctx.dry_run:
-            return _outcome(key, link, decision, calls, dry_run=True)
+            return outcome_of(key, link, decision, calls, dry_run=True)
         try:
             # Notes first: a crash after the writes must find them (`notes_history`).
             await microsoft_io.write_notes(ctx, sides, list(decision.notes), calls)
@@ -224,18 +222,23 @@ async def reconcile_link(
                 ctx,
                 key,
                 link,
-                sides.opportunity,
                 f"Partner Center refused the update: {exc}",
                 calls,
+                record=sides.opportunity,
             )
         except sf_errors.TerminalError as exc:
             return await park(
-                ctx, key, link, sides.opportunity, f"Salesforce refused the update: {exc}", calls
+                ctx,
+                key,
+                link,
+                f"Salesforce refused the update: {exc}",
+                calls,
+                record=sides.opportunity,
             )
         finish(ctx, link, decision, calls)
         if decision.plan.merge_again:  # accepted: the edits held while on hold go now
             return await reconcile_link(ctx, key, ctx.store.get_link(link.id) or link, calls)
-        return _outcome(key, link, decision, calls)
+        return outcome_of(key, link, decision, calls)
     raise ConcurrentEditsError(
         f"{key}: the record changed while cosell wrote it, {MAX_ATTEMPTS} times in a row; "
         "the reconcile is retried later"
@@ -304,18 +307,22 @@ async def load(ctx: SyncContext, key: Key, link: Link, calls: ApiCalls) -> Sides
             raise failure
     if isinstance(referral, pc_errors.TerminalError):
         return await park(
-            ctx, key, link, opportunity, _unreadable_referral(link.referral_id, referral), calls
+            ctx,
+            key,
+            link,
+            _unreadable_referral(link.referral_id, referral),
+            calls,
+            record=opportunity,
         )
     if isinstance(rows, sf_errors.TerminalError):
         return await park(
-            ctx, key, link, None, f"cannot read opportunity {link.record_id}: {rows}", calls
+            ctx, key, link, f"cannot read opportunity {link.record_id}: {rows}", calls
         )
     if opportunity is None:
         return await park(
             ctx,
             key,
             link,
-            None,
             f"opportunity {link.record_id} no longer exists (deleted, or not visible to the "
             "integration user): restore it from the recycle bin or share it with the "
             "integration user",
@@ -359,6 +366,7 @@ async def apply(
             ReferralId(referral.id or link.referral_id), decision.operations, etag=referral.e_tag
         )
         referral = updated or referral
+        ctx.failpoint("after-partner-center-write")
     opportunity_fields = opportunity_writes(ctx, link, sides, decision, referral)
     if decision.children is not None:  # the fields and the child rows in one composite call
         await child_rows.write(ctx, sides, opportunity_fields, decision.children, calls)
@@ -400,41 +408,14 @@ def opportunity_writes(
 
 
 def finish(ctx: SyncContext, link: Link, decision: Decision, calls: ApiCalls) -> None:
-    """Record a reconcile whose writes succeeded: base, conflicts, audit, link status."""
-    store = ctx.store
-    plan = decision.plan
-    if decision.base is None or dict(decision.base) != dict(plan.new_base):
-        store.save_snapshot(link.id, plan.new_base)
-    for conflict in plan.conflicts:
-        store.record_conflict(
-            link.id,
-            field=conflict.field,
-            partner_center=conflict.partner_center,
-            salesforce=conflict.salesforce,
-            base=conflict.base,
-            winner=str(conflict.winner),
-        )
-    if decision.message:
-        store.record_audit(
-            link.id,
-            decision.message,
-            details={**plan_details(plan), "api_calls": calls.total},
-        )
-    if decision.wake_at is not None and link.referral_id is not None:
-        store.set_wakeup(referral_key(link.referral_id), decision.wake_at)
-    status = sync_status(decision.refusal, decision.waiting)
-    shown = decision.refusal or decision.waiting
-    wrote = bool(decision.operations) or decision.writes_salesforce
-    if wrote or link.sync_status != status or link.last_error != shown:
-        changes: dict[str, Any] = {"sync_status": status, "last_error": shown}
-        if status == SyncStatus.SYNCED:
-            changes["last_synced_at"] = ctx.clock.now()
-        store.update_link(link.id, **changes)
+    """Record a reconcile whose writes succeeded, in one store transaction (`run.record`)."""
+    record(ctx, [record_of(link, decision, api_calls=calls.total, now=ctx.clock.now())])
 
 
-def _outcome(
+def outcome_of(
     key: Key, link: Link, decision: Decision, calls: ApiCalls, *, dry_run: bool = False
 ) -> Outcome:
+    """The outcome of a decision carried out (or only planned, in a dry run)."""
     message = decision.refusal or decision.waiting or decision.message
     if dry_run and message:
         message = f"dry run: {message}"
@@ -448,53 +429,6 @@ def _outcome(
         api_calls=calls.total,
         dry_run=dry_run,
     )
-
-
-async def park(
-    ctx: SyncContext,
-    key: Key,
-    link: Link,
-    opportunity: Mapping[str, Any] | None,
-    message: str,
-    calls: ApiCalls,
-) -> Outcome:
-    """Park a terminal problem on the link and the opportunity; it is retried on the next change.
-
-    Writes only what is not already so: meeting the same error again writes nothing.
-
-    Args:
-        ctx: the context.
-        key: the key reconciled.
-        link: the link.
-        opportunity: the opportunity row as read, when it could be read.
-        message: what is wrong and what to do, for the seller.
-        calls: counts API calls.
-
-    Returns:
-        An `error` outcome.
-    """
-    log.warning("sync.reconcile.parked", key=key, link=link.id, error=message)
-    if ctx.dry_run:
-        return Outcome(key, link.id, ERROR, message=f"dry run: {message}", api_calls=calls.total)
-    if link.sync_status != SyncStatus.ERROR or link.last_error != message:
-        ctx.store.update_link(link.id, sync_status=SyncStatus.ERROR, last_error=message)
-        ctx.store.record_audit(link.id, f"error: {message}", details={"api_calls": calls.total})
-    if opportunity is not None and opportunity.get("Id"):
-        fields: dict[str, Any] = {}
-        if differs(opportunity.get(ctx.fields.sync_status), SyncStatus.ERROR.value):
-            fields[ctx.fields.sync_status] = SyncStatus.ERROR.value
-        if differs(opportunity.get(ctx.fields.sync_error), message[:SYNC_ERROR_LENGTH]):
-            fields[ctx.fields.sync_error] = message[:SYNC_ERROR_LENGTH]
-        if fields:
-            fields[ctx.fields.audit] = render_audit_field(
-                [], ctx.store.audit(link.id, limit=AUDIT_ENTRIES)
-            )
-            calls.salesforce += 1
-            try:  # only our own status fields: no seller data can be overwritten, no precondition
-                await ctx.salesforce.update(OPPORTUNITY, opportunity["Id"], fields)
-            except sf_errors.TerminalError as exc:
-                log.warning("sync.reconcile.status_not_written", key=key, error=str(exc))
-    return Outcome(key, link.id, ERROR, message=message, api_calls=calls.total)
 
 
 # -- batches ------------------------------------------------------------------------------
@@ -516,7 +450,7 @@ async def reconcile_batch(ctx: SyncContext, keys: Sequence[Key]) -> list[Outcome
 
     Args:
         ctx: the context.
-        keys: at most `BATCH_LIMIT` keys; duplicates are reconciled once.
+        keys: at most `BATCH_SIZE` keys; duplicates are reconciled once.
 
     Returns:
         One outcome per distinct key, in the order given. The shared reads are counted on
@@ -524,7 +458,7 @@ async def reconcile_batch(ctx: SyncContext, keys: Sequence[Key]) -> list[Outcome
         `ctx.listed` (a pass's list page) are used as read, not read again.
 
     Raises:
-        ValueError: more than `BATCH_LIMIT` keys.
+        ValueError: more than `BATCH_SIZE` keys.
     """
     return await _batch(ctx, keys, ctx.listed)
 
@@ -541,7 +475,7 @@ async def sweep_page(ctx: SyncContext, *, cursor: str | None) -> tuple[list[Outc
     """
     calls = ApiCalls(partner_center=1)
     if cursor is None:
-        page = await ctx.partner_center.list_page(orderby="updatedDateTime asc", top=SWEEP_PAGE)
+        page = await ctx.partner_center.list_page(orderby="updatedDateTime asc", top=BATCH_SIZE)
     else:
         page = await ctx.partner_center.list_page(next_link=cursor)
     referrals: dict[str, Referral] = {str(r.id): r for r in page.referrals if r.id is not None}
@@ -558,9 +492,9 @@ async def _batch(
     shared: ApiCalls | None = None,
 ) -> list[Outcome]:
     distinct = list(dict.fromkeys(keys))
-    if len(distinct) > BATCH_LIMIT:
+    if len(distinct) > BATCH_SIZE:
         raise ValueError(
-            f"a batch takes at most {BATCH_LIMIT} keys, got {len(distinct)}: split it into pages"
+            f"a batch takes at most {BATCH_SIZE} keys, got {len(distinct)}: split it into pages"
         )
     shared = shared or ApiCalls()
     outcomes: dict[Key, Outcome] = {}
@@ -569,7 +503,7 @@ async def _batch(
     same: dict[Key, Key] = {}  # a second key of a link already in the batch -> the first key
     first_key: dict[str, Key] = {}
     for key in distinct:
-        link = _complete_link(ctx, key)
+        link = complete_link(ctx, key)
         if link is None:
             singles.append(key)
         elif link.id in first_key:
@@ -609,7 +543,7 @@ async def _batch(
             pending.append(_Pending(key, link, sides, decision, notes=list(decision.notes)))
     if ctx.dry_run:
         for item in pending:
-            outcomes[item.key] = _outcome(
+            outcomes[item.key] = outcome_of(
                 item.key, item.link, item.decision, item.calls, dry_run=True
             )
     else:
@@ -640,10 +574,9 @@ async def _batch(
 
 def _referral_id(key: Key) -> str | None:
     try:
-        parsed = parse_key(key)
+        return KeyRef.parse(key).referral_id
     except KeyFormatError:
         return None
-    return parsed[1] if parsed[0] == "referral" else None
 
 
 async def _batch_creates(
@@ -687,14 +620,14 @@ async def _batch_referral_creates(
     wanted: list[tuple[Key, str, Link | None]] = []
     for key in singles:
         try:
-            parsed = parse_key(key)
+            ref = KeyRef.parse(key)
         except KeyFormatError:
             continue
-        if key in outcomes or parsed[0] != "salesforce" or parsed[1] != OPPORTUNITY:
+        if key in outcomes or not ref.is_opportunity or ref.record_id is None:
             continue
-        link = ctx.store.link_for_record(OPPORTUNITY, parsed[2])
+        link = link_of(ctx.store, ref)
         if link is None or link.referral_id is None:
-            wanted.append((key, parsed[2], link))
+            wanted.append((key, ref.record_id, link))
     if not wanted:
         return
     calls = ApiCalls()
@@ -714,15 +647,16 @@ async def _batch_referral_creates(
 
 async def _single(ctx: SyncContext, key: Key, known: Mapping[str, Referral]) -> Outcome:
     """Reconcile one key of a batch alone, without reading again a referral the batch listed."""
-    parsed = parse_key(key)
-    if parsed[0] == "referral" and parsed[1] in known and microsoft.is_microsofts(known[parsed[1]]):
-        return await _microsoft_listed(ctx, key, known[parsed[1]])
-    if parsed[0] == "referral" and parsed[1] in known:
-        link = ctx.store.link_for_referral(parsed[1])
+    ref = KeyRef.parse(key)
+    listed = known.get(ref.referral_id) if ref.referral_id is not None else None
+    if listed is not None and microsoft.is_microsofts(listed):
+        return await _microsoft_listed(ctx, key, listed)
+    if listed is not None and ref.referral_id is not None:
+        link = link_of(ctx.store, ref)
         if link is None or link.record_id is None:
             calls = ApiCalls()
             started = await creates.from_referral(
-                ctx, key, parsed[1], link, calls, referral=known[parsed[1]]
+                ctx, key, ref.referral_id, link, calls, referral=listed
             )
             if isinstance(started, Outcome):
                 return started
@@ -746,18 +680,13 @@ async def _microsoft_listed(ctx: SyncContext, key: Key, referral: Referral) -> O
     return await reconcile_link(ctx, key, link, ApiCalls(), microsoft_side=side)
 
 
-def _complete_link(ctx: SyncContext, key: Key) -> Link | None:
+def complete_link(ctx: SyncContext, key: Key) -> Link | None:
     """The link of `key` when it can be reconciled in a batch (both ids known, no create under way)."""
     try:
-        parsed = parse_key(key)
+        ref = KeyRef.parse(key)
     except KeyFormatError:
         return None
-    if parsed[0] == "referral":
-        link = ctx.store.link_for_referral(parsed[1])
-    elif parsed[1] == OPPORTUNITY:
-        link = ctx.store.link_for_record(parsed[1], parsed[2])
-    else:
-        return None
+    link = link_of(ctx.store, ref) if ref.is_referral or ref.is_opportunity else None
     if link is None or link.referral_id is None or link.record_id is None:
         return None
     if link.sobject != OPPORTUNITY or ctx.store.create_intent(link.id) is not None:
@@ -790,9 +719,9 @@ async def _batch_writes(
                     ctx,
                     item.key,
                     item.link,
-                    item.sides.opportunity,
                     f"Partner Center refused the update: {exc}",
                     item.calls,
+                    record=item.sides.opportunity,
                 )
                 continue
             referral = updated or referral
@@ -825,16 +754,18 @@ async def _batch_writes(
             )
         writing.append((item, subrequests))
     # Composite calls of up to 25 subrequests, never splitting one key's pair.
+    records: list[Record | None] = []
     chunk: list[tuple[_Pending, list[CompositeSubrequest]]] = []
     size = 0
     for entry in writing:
-        if size + len(entry[1]) > COMPOSITE_CHUNK and chunk:
-            await _send_chunk(ctx, chunk, outcomes, singles)
+        if size + len(entry[1]) > COMPOSITE_LIMIT and chunk:
+            await _send_chunk(ctx, chunk, outcomes, singles, records)
             chunk, size = [], 0
         chunk.append(entry)
         size += len(entry[1])
     if chunk:
-        await _send_chunk(ctx, chunk, outcomes, singles)
+        await _send_chunk(ctx, chunk, outcomes, singles, records)
+    record(ctx, records)  # the whole batch: one store transaction
 
 
 async def _send_chunk(
@@ -842,6 +773,7 @@ async def _send_chunk(
     chunk: list[tuple[_Pending, list[CompositeSubrequest]]],
     outcomes: dict[Key, Outcome],
     singles: list[Key],
+    records: list[Record | None],
 ) -> None:
     subrequests = [sub for _, subs in chunk for sub in subs]
     results = []
@@ -859,148 +791,14 @@ async def _send_chunk(
                 ctx,
                 item.key,
                 item.link,
-                item.sides.opportunity,
                 f"Salesforce refused the update: {failed[0].error}",
                 item.calls,
+                record=item.sides.opportunity,
             )
         else:
-            finish(ctx, item.link, item.decision, item.calls)
-            outcomes[item.key] = _outcome(item.key, item.link, item.decision, item.calls)
+            now = ctx.clock.now()
+            records.append(record_of(item.link, item.decision, api_calls=item.calls.total, now=now))
+            outcomes[item.key] = outcome_of(item.key, item.link, item.decision, item.calls)
 
 
 # -- explain (`cosell plan`) ----------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class FieldRow:
-    """One mapped field in the three-way comparison.
-
-    Attributes:
-        field: the canonical field name.
-        partner_center: Partner Center's value.
-        salesforce: Salesforce's value.
-        base: the value both sides last agreed on (None also when there is no base).
-        action: what the reconcile does with the field, for a human.
-    """
-
-    field: str
-    partner_center: Value
-    salesforce: Value
-    base: Value
-    action: str
-
-
-@dataclass(frozen=True)
-class PlanReport:
-    """What a reconcile of one key would do, and why (`cosell plan KEY`).
-
-    Attributes:
-        key: the key explained.
-        link: its link, if it has one.
-        has_base: whether the link has a base snapshot (False: first reconcile, owner decides).
-        rows: the three-way comparison, one row per mapped field (empty for a create).
-        partner_center_operations: the JSON Patch operations that would be sent.
-        salesforce_updates: role → fields that would be written to Salesforce.
-        outcome: the dry-run outcome (result and message).
-    """
-
-    key: str
-    link: Link | None
-    has_base: bool
-    rows: tuple[FieldRow, ...]
-    partner_center_operations: tuple[Mapping[str, Any], ...]
-    salesforce_updates: Mapping[str, Mapping[str, Any]]
-    outcome: Outcome
-
-
-def _action(name: str, decision: Decision) -> str:
-    plan = decision.plan
-    for conflict in plan.conflicts:
-        if conflict.field == name:
-            side = "Partner Center" if conflict.winner == "partner_center" else "Salesforce"
-            return f"conflict: {side} wins (owner)"
-    for refusal in plan.refusals:
-        if refusal.field == name:
-            return f"refused: {refusal.reason}"
-    for held in plan.held:
-        if held.field == name:
-            return f"held: {held.reason}"
-    if name in plan.to_salesforce:
-        return "write to Salesforce"
-    if name in plan.to_partner_center:
-        return "write to Partner Center"
-    pc, sf = decision.partner_center.get(name), decision.salesforce.get(name)
-    if pc == sf:
-        known = decision.base is not None and name in decision.base
-        if known and decision.base is not None and decision.base[name] == pc:
-            return "in sync"
-        return "in sync (new base)"
-    return "differs: not synced this way (direction)"
-
-
-async def explain(ctx: SyncContext, key: Key) -> PlanReport:
-    """The three-way comparison and the plan for one key, without writing anything.
-
-    Args:
-        ctx: the context (its `dry_run` is forced on).
-        key: `referral:<id>` or `salesforce:Opportunity:<id>`.
-
-    Returns:
-        The report.
-    """
-    dry = replace(ctx, dry_run=True)
-    calls = ApiCalls()
-    link = _complete_link(dry, key)
-    if link is None:
-        outcome = await reconcile_key(dry, key)
-        return PlanReport(
-            key=key,
-            link=_any_link(dry, key),
-            has_base=False,
-            rows=tuple(
-                FieldRow(name, value, None, None, "create in Salesforce")
-                for name, value in sorted(outcome.to_salesforce.items())
-            )
-            + tuple(
-                FieldRow(name, None, value, None, "create in Partner Center")
-                for name, value in sorted(outcome.to_partner_center.items())
-            ),
-            partner_center_operations=(),
-            salesforce_updates={},
-            outcome=outcome,
-        )
-    loaded = await load(dry, key, link, calls)
-    if isinstance(loaded, Outcome):
-        return PlanReport(key, link, False, (), (), {}, loaded)
-    decision = decide_link(dry, link, loaded, keep_notes=False)
-    rows = tuple(
-        FieldRow(
-            rule.name,
-            decision.partner_center.get(rule.name),
-            decision.salesforce.get(rule.name),
-            None if decision.base is None else decision.base.get(rule.name),
-            _action(rule.name, decision),
-        )
-        for rule in ctx.mapping.rules()
-    )
-    return PlanReport(
-        key=key,
-        link=link,
-        has_base=decision.base is not None,
-        rows=rows,
-        partner_center_operations=tuple(decision.operations),
-        salesforce_updates={
-            role: dict(fields) for role, fields in decision.salesforce_writes.items()
-        },
-        outcome=_outcome(key, link, decision, calls, dry_run=True),
-    )
-
-
-def _any_link(ctx: SyncContext, key: Key) -> Link | None:
-    try:
-        parsed = parse_key(key)
-    except KeyFormatError:
-        return None
-    if parsed[0] == "referral":
-        return ctx.store.link_for_referral(parsed[1])
-    return ctx.store.link_for_record(parsed[1], parsed[2])
