@@ -69,6 +69,7 @@ from cosell.store.types import (
     SyncStatus,
     canonical_record_id,
     check_sobject,
+    parse_key,
 )
 
 
@@ -262,6 +263,63 @@ class Store:
                 t.links.c.referral_id.is_not(None),
                 t.links.c.record_id.is_not(None),
             )
+
+    def links_for_keys(self, keys: Sequence[str]) -> dict[str, Link]:
+        """The links of many keys in one read (a batch's keys): key -> link, keys without none.
+
+        Raises:
+            KeyFormatError: When a key is neither form (a `ValueError`).
+        """
+        referrals: dict[str, str] = {}
+        records: dict[tuple[str, str], str] = {}
+        for key in keys:
+            parts = parse_key(key)
+            if parts[0] == "referral":
+                referrals[parts[1]] = key
+            else:
+                records[(parts[1], parts[2])] = key
+        found: dict[str, Link] = {}
+        with self._read() as connection:
+            if referrals:
+                query = self._select_link().where(t.links.c.referral_id.in_(list(referrals)))
+                for row in connection.execute(query):
+                    link = _link(row)
+                    found[referrals[str(link.referral_id)]] = link
+            if records:
+                ids = sorted({record_id for _, record_id in records})
+                query = self._select_link().where(t.links.c.record_id.in_(ids))
+                for row in connection.execute(query):
+                    link = _link(row)
+                    named = records.get((link.sobject, str(link.record_id)))
+                    if named is not None:
+                        found[named] = link
+        return found
+
+    def snapshots(self, link_ids: Sequence[str]) -> dict[str, dict[str, JsonScalar]]:
+        """The base snapshots of many links in one read: link id -> values (none: no base)."""
+        if not link_ids:
+            return {}
+        with self._read() as connection:
+            rows = connection.execute(
+                sa.select(t.snapshots.c.link_id, t.snapshots.c.field_values).where(
+                    t.snapshots.c.tenant == self._tenant,
+                    t.snapshots.c.link_id.in_(list(link_ids)),
+                )
+            )
+            return {str(row.link_id): dict(row.field_values) for row in rows}
+
+    def intent_link_ids(self, link_ids: Sequence[str]) -> set[str]:
+        """Which of these links have an unresolved create intent (one read)."""
+        if not link_ids:
+            return set()
+        with self._read() as connection:
+            rows = connection.execute(
+                sa.select(t.create_intents.c.link_id).where(
+                    t.create_intents.c.tenant == self._tenant,
+                    t.create_intents.c.link_id.in_(list(link_ids)),
+                )
+            )
+            return {str(row.link_id) for row in rows}
 
     def get_link(self, link_id: str) -> Link | None:
         """The link with this id, or None."""

@@ -11,7 +11,7 @@ from cosell.mapping.model import OPPORTUNITY
 from cosell.partnercenter import errors as pc_errors
 from cosell.partnercenter.models import EngagementId, Referral
 from cosell.salesforce.values import soql_in, soql_quote
-from cosell.store.types import Key, Link
+from cosell.store.types import Key, Link, Record, referral_key
 from cosell.sync.io.context import ApiCalls, SyncContext
 from cosell.sync.io.read import read_referral
 from cosell.sync.plan.microsoft import (
@@ -111,17 +111,41 @@ def seed_created(ctx: SyncContext, referrals: Mapping[str, Referral], created: s
     """
     if ctx.dry_run or not created:
         return
-    for theirs in referrals.values():
-        link = stored_link(ctx, theirs) if is_microsofts(theirs) else None
-        ours = referrals.get(link.referral_id or "") if link is not None else None
-        if link is None or ours is None or link.referral_id not in created:
+    ours_in: dict[str, str] = {}  # engagement id -> our created referral's id
+    for referral_id in created:
+        ours = referrals.get(referral_id)
+        if ours is not None and ours.engagement_id:
+            ours_in[ours.engagement_id] = referral_id
+    theirs_all = [
+        theirs
+        for theirs in referrals.values()
+        if is_microsofts(theirs) and (theirs.engagement_id or "") in ours_in
+    ]
+    if not theirs_all:
+        return
+    # Three store transactions for the whole batch: the links, their bases, the new bases.
+    wanted = [referral_key(ours_in[theirs.engagement_id or ""]) for theirs in theirs_all]
+    links = ctx.store.links_for_keys(wanted)
+    bases = ctx.store.snapshots([link.id for link in links.values()])
+    seeded: list[Record] = []
+    for theirs, key in zip(theirs_all, wanted, strict=True):
+        link = links.get(key)
+        if (
+            link is None
+            or link.engagement_id != theirs.engagement_id
+            or link.sobject != OPPORTUNITY
+            or link.record_id is None
+            or link.referral_id is None
+        ):
             continue
-        base = ctx.store.snapshot(link.id) or {}
+        base = bases.get(link.id) or {}
         if STATUS_MARKER in base:
             continue
-        markers = extend(MicrosoftSide(theirs), ours, {}, base).markers
+        markers = extend(MicrosoftSide(theirs), referrals[link.referral_id], {}, base).markers
         seen = {STATUS_MARKER: markers[STATUS_MARKER], NOTES_MARKER: markers[NOTES_MARKER]}
-        ctx.store.save_snapshot(link.id, {**base, **seen})
+        seeded.append(Record(link.id, snapshot={**base, **seen}))
+    if seeded:
+        ctx.store.record(seeded)
 
 
 async def write_notes(ctx: SyncContext, sides: Sides, notes: list[Note], calls: ApiCalls) -> None:

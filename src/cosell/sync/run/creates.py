@@ -608,6 +608,7 @@ class _NewOpportunity:
     contact: str | None = None
     failure: str | None = None
     children_base: dict[str, Value] = field(default_factory=dict)
+    fresh: bool = False  # its link was made by this batch (no audit trail yet)
 
 
 def _customer(fields: Mapping[str, Any]) -> tuple[str, str, str]:
@@ -679,6 +680,7 @@ async def create_opportunities(
                 dry_run=True,
             )
             continue
+        fresh = link is None  # a new link: no audit trail to read for its Audit__c
         if link is None:
             link = store.create_link(
                 sobject=OPPORTUNITY, referral_id=referral.id, engagement_id=referral.engagement_id
@@ -690,7 +692,13 @@ async def create_opportunities(
         }
         work.append(
             _NewOpportunity(
-                key, referral, link, values, opportunity, dict(records.get(ACCOUNT) or {})
+                key,
+                referral,
+                link,
+                values,
+                opportunity,
+                dict(records.get(ACCOUNT) or {}),
+                fresh=fresh,
             )
         )
     if work:
@@ -769,7 +777,7 @@ async def _upsert(ctx: SyncContext, work: list[_NewOpportunity], calls: ApiCalls
                 fields.sync_status: SyncStatus.SYNCED.value,
                 fields.audit: render_audit_field(
                     [line(ctx.clock.now(), message)],
-                    ctx.store.audit(item.link.id, limit=AUDIT_ENTRIES),
+                    [] if item.fresh else ctx.store.audit(item.link.id, limit=AUDIT_ENTRIES),
                 ),
             }
         )

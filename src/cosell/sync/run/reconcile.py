@@ -74,6 +74,7 @@ from cosell.mapping import (
     ValueMappingError,
 )
 from cosell.mapping.model import ACCOUNT, OPPORTUNITY
+from cosell.mapping.types import Value
 from cosell.partnercenter import errors as pc_errors
 from cosell.partnercenter.models import Referral, ReferralId
 from cosell.salesforce import errors as sf_errors
@@ -106,6 +107,13 @@ from cosell.sync.run.park import park
 from cosell.sync.run.record import record
 
 log = structlog.get_logger(__name__)
+
+
+class Unread:
+    """`decide_link`'s `base` when the caller did not read it (None is "no base yet")."""
+
+
+UNREAD = Unread()
 
 
 async def reconcile_key(ctx: SyncContext, key: Key) -> Outcome:
@@ -252,13 +260,14 @@ def decide_link(
     *,
     microsoft_side: microsoft.MicrosoftSide | None = None,
     keep_notes: bool = True,
+    base: Mapping[str, Value] | Unread | None = UNREAD,
 ) -> Decision:
-    """`plan.decide.decide` for a link: its base from the store, the time from the clock."""
+    """`plan.decide.decide` for a link: the base from the store (unless read), time from the clock."""
     return decide(
         ctx.mapping,
         link,
         sides,
-        base=ctx.store.snapshot(link.id),
+        base=ctx.store.snapshot(link.id) if isinstance(base, Unread) else base,
         now=ctx.clock.now(),
         referral_link=ctx.referral_link(link.referral_id) if link.referral_id else None,
         microsoft_side=microsoft_side,
@@ -502,8 +511,9 @@ async def _batch(
     singles: list[Key] = []
     same: dict[Key, Key] = {}  # a second key of a link already in the batch -> the first key
     first_key: dict[str, Key] = {}
+    complete = complete_links(ctx, distinct)
     for key in distinct:
-        link = complete_link(ctx, key)
+        link = complete.get(key)
         if link is None:
             singles.append(key)
         elif link.id in first_key:
@@ -525,6 +535,7 @@ async def _batch(
             with_children=True,
         )
         by_id = {row["Id"]: row for row in rows}
+        bases = ctx.store.snapshots([link.id for link in linked.values()])  # one read for all
         for key, link in linked.items():
             referral = referrals.get(link.referral_id or "")
             row = by_id.get(link.record_id or "")
@@ -533,7 +544,7 @@ async def _batch(
                 continue
             sides = Sides(referral=referral, records=records_of(row))
             try:
-                decision = decide_link(ctx, link, sides)
+                decision = decide_link(ctx, link, sides, base=bases.get(link.id))
             except ValueMappingError:
                 singles.append(key)  # the single path parks it with the message
                 continue
@@ -587,6 +598,7 @@ async def _batch_creates(
 ) -> None:
     """Create the opportunities of the batch's new incoming referrals together (a few calls)."""
     items: list[tuple[Key, Referral, Link | None]] = []
+    wanted: list[tuple[Key, Referral]] = []
     for key in singles:
         referral_id = _referral_id(key)
         referral = referrals.get(referral_id or "")
@@ -594,7 +606,10 @@ async def _batch_creates(
             continue
         if microsoft.is_microsofts(referral):
             continue  # Microsoft's side of an engagement: resolved by the single path
-        link = ctx.store.link_for_referral(referral_id)
+        wanted.append((key, referral))
+    links = ctx.store.links_for_keys([key for key, _ in wanted])  # one read for all
+    for key, referral in wanted:
+        link = links.get(key)
         intent = ctx.store.create_intent(link.id) if link is not None else None
         if leads.wants_lead(ctx, referral, link):
             continue  # a Lead: created by the single path (`leads.create_lead`)
@@ -678,6 +693,27 @@ async def _microsoft_listed(ctx: SyncContext, key: Key, referral: Referral) -> O
         return microsoft.unchanged(key, link, 0)
     side = microsoft.MicrosoftSide(referral)
     return await reconcile_link(ctx, key, link, ApiCalls(), microsoft_side=side)
+
+
+def complete_links(ctx: SyncContext, keys: Sequence[Key]) -> dict[Key, Link]:
+    """`complete_link` for a batch's keys, in two store reads for all of them."""
+    wanted: list[Key] = []
+    for key in keys:
+        try:
+            ref = KeyRef.parse(key)
+        except KeyFormatError:
+            continue
+        if ref.is_referral or ref.is_opportunity:
+            wanted.append(key)
+    found = {
+        Key(key): link
+        for key, link in ctx.store.links_for_keys(wanted).items()
+        if link.referral_id is not None
+        and link.record_id is not None
+        and link.sobject == OPPORTUNITY
+    }
+    creating = ctx.store.intent_link_ids([link.id for link in found.values()])
+    return {key: link for key, link in found.items() if link.id not in creating}
 
 
 def complete_link(ctx: SyncContext, key: Key) -> Link | None:
