@@ -58,7 +58,8 @@ from cosell.server.logs import configure_logging
 from cosell.server.metrics import Metrics, ObservedReconciler
 from cosell.server.readiness import Check, Readiness
 from cosell.store import Store, StoreError
-from cosell.sync.engine import RECONCILE_QUEUE, Engine, EngineError, EngineOptions
+from cosell.sync.engine.config import RECONCILE_QUEUE, EngineError, EngineOptions
+from cosell.sync.engine.core import Engine
 from cosell.sync.io.context import SyncContext, build_context
 from cosell.sync.run import reconcile
 

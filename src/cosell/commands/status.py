@@ -44,7 +44,7 @@ from cosell.salesforce.client import RetryPolicy, SalesforceClient
 from cosell.salesforce.errors import SalesforceError
 from cosell.store import Link, Store, StoreError
 from cosell.store.store import StoreSummary
-from cosell.sync.engine import LAST_SWEEP_CURSOR as LAST_SWEEP
+from cosell.sync.engine.config import LAST_SWEEP_CURSOR as LAST_SWEEP
 from cosell.sync.io import pollers
 
 ERRORS_SHOWN = 20  # a screenful; the dashboard and `cosell audit` show the rest

@@ -30,13 +30,8 @@ from cosell.mapping import MappingError
 from cosell.partnercenter.errors import PartnerCenterError
 from cosell.salesforce.errors import SalesforceError
 from cosell.store import Store, StoreError
-from cosell.sync.engine import (
-    Engine,
-    EngineError,
-    EngineOptions,
-    Summary,
-    settings_context_factory,
-)
+from cosell.sync.engine.config import EngineError, EngineOptions
+from cosell.sync.engine.core import Engine, Summary, settings_context_factory
 from cosell.sync.plan.outcome import Outcome
 
 _USER_ERRORS = (

@@ -41,7 +41,7 @@ if TYPE_CHECKING:
     from prometheus_client.metrics_core import Metric
 
     from cosell.store import Store
-    from cosell.sync.engine import Reconciler
+    from cosell.sync.engine.core import Reconciler
     from cosell.sync.io.context import SyncContext
     from cosell.sync.plan.outcome import Outcome
 

@@ -132,6 +132,7 @@ from cosell.sync.io import pollers
 from cosell.sync.io.links import link_of
 from cosell.sync.plan import outcome as results
 from cosell.sync.plan.keys import KeyRef
+from cosell.sync.plan.leads import LEAD
 from cosell.sync.plan.limits import BATCH_SIZE
 from cosell.sync.plan.outcome import Outcome
 from cosell.sync.run.park import park_link
@@ -798,7 +799,7 @@ class Engine:
             cursor = pollers.Cursor.parse(self._store.cursor(pollers.PARTNER_CENTER_CURSOR))
             return await pollers.poll_partner_center(ctx.partner_center, cursor, overlap=overlap)
         name, sobject = (
-            (pollers.LEAD_CURSOR, pollers.LEAD)
+            (pollers.LEAD_CURSOR, LEAD)
             if side == "salesforce_lead"
             else (pollers.SALESFORCE_CURSOR, pollers.OPPORTUNITY)
         )

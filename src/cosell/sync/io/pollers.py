@@ -47,6 +47,7 @@ from cosell.partnercenter.models import Referral
 from cosell.salesforce.client import SalesforceClient
 from cosell.salesforce.values import parse_datetime, soql_datetime
 from cosell.store.types import Key, record_key, referral_key
+from cosell.sync.plan.leads import LEAD
 from cosell.sync.plan.limits import BATCH_SIZE
 
 PARTNER_CENTER_CURSOR = "poll:partner_center"
@@ -65,7 +66,6 @@ SWEEP_PAGE_SIZE = BATCH_SIZE  # referrals per sweep page (`$top`): one page make
 SYNC_FLAG = "Sync_with_Partner_Center__c"
 REFERRAL_IDENTIFIER = "Referral_Identifier__c"
 OPPORTUNITY = "Opportunity"
-LEAD = "Lead"
 
 
 @dataclass(frozen=True)

@@ -65,7 +65,7 @@ CONTACTS = "contacts"
 TEAM = "team"
 COLLECTIONS = (SOLUTIONS, CONTACTS, TEAM)
 UNMATCHED = "team_unmatched"
-HELP = "help"  # the canonical field of "How can Microsoft help?" (as in creates.py)
+HELP = "help"  # the canonical field of "How can Microsoft help?" (DESIGN.md's data model)
 
 CONTACT_ROLE = "Decision Maker"  # a standard OpportunityContactRole role of every org
 TEAM_ACCESS = "Read"  # least privilege for a team member added from Partner Center

@@ -34,7 +34,7 @@ record that was linked before, found again by its identity field).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -42,7 +42,6 @@ import pydantic
 import structlog
 
 from cosell.mapping import (
-    Collections,
     ValueMappingError,
     new_referral_body,
     new_salesforce_records,
@@ -50,23 +49,30 @@ from cosell.mapping import (
     salesforce_updates,
     salesforce_values,
 )
-from cosell.mapping import Mapping as Mapping_
 from cosell.mapping.model import ACCOUNT, OPPORTUNITY
 from cosell.mapping.types import Value
 from cosell.partnercenter import errors as pc_errors
 from cosell.partnercenter.models import Member, NewReferral, Referral, ReferralDirection
 from cosell.salesforce import errors as sf_errors
-from cosell.salesforce.client import SaveResult
 from cosell.salesforce.values import soql_in
 from cosell.store.types import Key, KeyFormatError, Link, Record, SyncStatus, canonical_record_id
 from cosell.sync.io import child_rows
 from cosell.sync.io.context import ApiCalls, SyncContext
 from cosell.sync.io.read import read_opportunities, read_referral
-from cosell.sync.plan import deadlines, sets
-from cosell.sync.plan.audit import AUDIT_ENTRIES, line, render_audit_field, show
+from cosell.sync.plan import deadlines
+from cosell.sync.plan.audit import AUDIT_ENTRIES, line, render_audit_field
+from cosell.sync.plan.creates import (
+    account_match,
+    create_problems,
+    failed_item,
+    invalid_new_referral,
+    opportunity_share_refusal,
+    person_name,
+    with_collections,
+)
 from cosell.sync.plan.outcome import CREATED, ERROR, SKIPPED, Outcome
 from cosell.sync.plan.record import parked_record, synced_record
-from cosell.sync.plan.rules import value_problem
+from cosell.sync.plan.sets import CONTACT_ROLE, HELP
 from cosell.sync.plan.sides import (
     agreed_values,
     records_of,
@@ -81,8 +87,6 @@ log = structlog.get_logger(__name__)
 
 PARTNER_CENTER = "partner_center"
 SALESFORCE = "salesforce"
-HELP = "help"  # the canonical field of "How can Microsoft help?" (DESIGN.md's data model)
-CONTACT_ROLE = "Decision Maker"  # a standard OpportunityContactRole role of every org
 
 
 # -- Salesforce → Partner Center ------------------------------------------------------------
@@ -198,16 +202,18 @@ async def _start_referral(
     # Asking Microsoft for help shares the referral with Microsoft (co-sell); the default
     # mapping's `help` field is How_can_Microsoft_help__c, None when nothing is asked.
     share = values.get(HELP) is not None
-    refusal = _share_refusal(ctx.mapping.collections, opportunity) if share else None
+    refusal = opportunity_share_refusal(ctx.mapping.collections, opportunity) if share else None
     if refusal is not None:  # Partner Center would refuse the POST: say what to add instead
         return await _park_new(ctx, key, link, opportunity, refusal, calls)
     try:
         body = new_referral_body(
             ctx.mapping, values, external_reference_id=record_id, share_with_microsoft=share
         )
-        new = NewReferral.model_validate(_with_children(ctx.mapping.collections, body, opportunity))
+        new = NewReferral.model_validate(
+            with_collections(ctx.mapping.collections, body, opportunity)
+        )
     except (pydantic.ValidationError, ValueError) as exc:
-        return await _park_new(ctx, key, link, opportunity, _invalid_new_referral(exc), calls)
+        return await _park_new(ctx, key, link, opportunity, invalid_new_referral(exc), calls)
     if ctx.dry_run:
         return Outcome(
             key,
@@ -235,81 +241,6 @@ async def _start_referral(
         raise
     ctx.failpoint("after-referral-create")
     return _Posted(key, link, opportunity, referral)
-
-
-def _share_refusal(spec: Collections, opportunity: dict[str, Any]) -> str | None:
-    """Why the opportunity cannot be shared with Microsoft yet (no solution, no contact)."""
-    items = sets.salesforce_items(spec, opportunity)
-    return sets.share_refusal(
-        has_solution=bool(items[sets.SOLUTIONS]),
-        has_contact=bool(items[sets.CONTACTS]),
-    )
-
-
-def create_problems(mapping: Mapping_, values: Mapping[str, Value]) -> str | None:
-    """What Partner Center would refuse in a new referral's values, checked before any call.
-
-    Each mapped field's value (or its default, as the create body would carry it) is checked
-    by `rules.value_problem`: a deal value that is set and not zero, a currency, an ISO-2
-    country.
-
-    Args:
-        mapping: the mapping (fields, defaults, transforms).
-        values: the opportunity's canonical values.
-
-    Returns:
-        None when nothing would be refused, else the message to park on the opportunity.
-    """
-    problems: list[str] = []
-    for mapped in mapping.fields:
-        value = values.get(mapped.name)
-        if value is None:
-            value = mapped.default_value
-        problem = value_problem(mapped.rule(), value)
-        if problem is not None:
-            problems.append(problem)
-    if not problems:
-        return None
-    return (
-        "cannot create the Partner Center referral: "
-        + "; ".join(problems)
-        + "; then save the opportunity again"
-    )
-
-
-def _with_children(
-    spec: Collections, body: dict[str, Any], opportunity: dict[str, Any]
-) -> dict[str, Any]:
-    """The create body plus the opportunity's Microsoft solutions, contacts and team.
-
-    Partner Center needs solutions and a customer contact for a referral that asks Microsoft
-    for help; they come from the `Microsoft_Solution__c` rows, the contact roles (primary
-    first) and the team members' users, read in the same query (`collections.py`).
-    """
-    items = sets.salesforce_items(spec, opportunity)
-    solutions = [dict(row.item) for row in items[sets.SOLUTIONS].values()]
-    if solutions:
-        details = body.setdefault("details", {})
-        details.setdefault("requirements", {})["solutions"] = solutions
-    contacts = [dict(row.item) for row in items[sets.CONTACTS].values()]
-    if contacts and not body.get("customerProfile", {}).get("team"):
-        body.setdefault("customerProfile", {})["team"] = contacts
-    team = [dict(row.item) for row in items[sets.TEAM].values()]
-    if team and not body.get("team"):
-        body["team"] = team
-    return body
-
-
-def _invalid_new_referral(exc: Exception) -> str:
-    if isinstance(exc, pydantic.ValidationError):
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first.get("loc", ()))
-        detail = f"{where}: {first['msg']}" if where else str(first["msg"])
-        return (
-            f"cannot create the Partner Center referral: {detail}. Fill in the opportunity "
-            "(amount, currency, close date) and its account (name, billing country) and save it"
-        )
-    return f"cannot create the Partner Center referral: {exc}"
 
 
 async def _adopt_referral(
@@ -558,21 +489,6 @@ async def from_referral(
     return created[key]
 
 
-def plain_incoming(referral: Referral, link: Link | None) -> bool:
-    """Whether this referral only needs its opportunity created (a batch can create it).
-
-    True for an incoming referral without an opportunity yet that names none itself and is
-    not closed (a referral whose link lost its record id goes on being created too).
-    """
-    if link is not None:
-        return link.record_id is None and link.referral_id is not None
-    return (
-        referral.direction == ReferralDirection.INCOMING
-        and not referral.external_reference_id
-        and not referral.is_terminal
-    )
-
-
 async def _outgoing_link(
     ctx: SyncContext, key: Key, referral: Referral, calls: ApiCalls
 ) -> Outcome | Link | None:
@@ -609,19 +525,6 @@ class _NewOpportunity:
     failure: str | None = None
     children_base: dict[str, Value] = field(default_factory=dict)
     fresh: bool = False  # its link was made by this batch (no audit trail yet)
-
-
-def _customer(fields: Mapping[str, Any]) -> tuple[str, str, str]:
-    """How an account is matched: Name + BillingPostalCode + BillingCountry, case-insensitive."""
-
-    def part(name: str) -> str:
-        return str(fields.get(name) or "").casefold()  # SOQL's `=` ignores case too
-
-    return part("Name"), part("BillingPostalCode"), part("BillingCountry")
-
-
-def _failed_item(result: SaveResult) -> str:
-    return str(result.errors[0]) if result.errors else "Salesforce did not save it"
 
 
 async def create_opportunities(
@@ -733,11 +636,11 @@ async def _accounts(ctx: SyncContext, work: list[_NewOpportunity], calls: ApiCal
     )
     calls.salesforce += 1
     async for row in ctx.salesforce.query(soql):
-        found.setdefault(_customer(row), str(row["Id"]))
+        found.setdefault(account_match(row), str(row["Id"]))
     missing: dict[tuple[str, str, str], dict[str, Any]] = {}
     for item in work:
-        if item.failure is None and _customer(item.account) not in found:
-            missing.setdefault(_customer(item.account), item.account)
+        if item.failure is None and account_match(item.account) not in found:
+            missing.setdefault(account_match(item.account), item.account)
     refused: dict[tuple[str, str, str], str] = {}
     if missing:
         calls.salesforce += 1
@@ -746,10 +649,10 @@ async def _accounts(ctx: SyncContext, work: list[_NewOpportunity], calls: ApiCal
             if result.success and result.id:
                 found[customer] = str(result.id)
             else:
-                refused[customer] = _failed_item(result)
+                refused[customer] = failed_item(result)
     for item in work:
         if item.failure is None:
-            customer = _customer(item.account)
+            customer = account_match(item.account)
             item.account_id = found.get(customer)
             if item.account_id is None:
                 item.failure = f"the account could not be created: {refused.get(customer)}"
@@ -795,7 +698,7 @@ async def _upsert(ctx: SyncContext, work: list[_NewOpportunity], calls: ApiCalls
             item.created = bool(result.created)
             made.append(item)
         else:
-            item.failure = f"Salesforce refused the opportunity: {_failed_item(result)}"
+            item.failure = f"Salesforce refused the opportunity: {failed_item(result)}"
     # The opportunities' ids on their links, all in one store transaction.
     linked = ctx.store.record([Record(w.link.id, link={"record_id": w.record_id}) for w in made])
     for item, link in zip(made, linked, strict=True):
@@ -845,7 +748,7 @@ async def _contacts(ctx: SyncContext, work: list[_NewOpportunity], calls: ApiCal
             if result.success and result.id:
                 found[who] = str(result.id)
             else:
-                log.warning("sync.create.contact_refused", error=_failed_item(result))
+                log.warning("sync.create.contact_refused", error=failed_item(result))
     roles = []
     existing: set[tuple[str, str]] = set()
     again = [item.record_id for item, _, _ in members if not item.created and item.record_id]
@@ -862,7 +765,7 @@ async def _contacts(ctx: SyncContext, work: list[_NewOpportunity], calls: ApiCal
         contact_id = found.get(who)
         if contact_id is None or item.record_id is None:
             continue
-        item.contact = _name(member.first_name, last_name)
+        item.contact = person_name(member.first_name, last_name)
         if (item.record_id, contact_id) not in existing:
             roles.append(
                 {
@@ -876,7 +779,7 @@ async def _contacts(ctx: SyncContext, work: list[_NewOpportunity], calls: ApiCal
         calls.salesforce += 1
         for result in await ctx.salesforce.create_many("OpportunityContactRole", roles):
             if not result.success:
-                log.warning("sync.create.contact_role_refused", error=_failed_item(result))
+                log.warning("sync.create.contact_role_refused", error=failed_item(result))
 
 
 def _finish_new(ctx: SyncContext, item: _NewOpportunity) -> tuple[Outcome, Record | None]:
@@ -914,7 +817,3 @@ def _finish_new(ctx: SyncContext, item: _NewOpportunity) -> tuple[Outcome, Recor
     )
     outcome = Outcome(item.key, link.id, CREATED, to_salesforce=item.values, message=message)
     return outcome, done
-
-
-def _name(first: str | None, last: str) -> str:
-    return show(f"{first} {last}" if first else last)

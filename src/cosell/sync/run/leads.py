@@ -72,9 +72,7 @@ from cosell.mapping.types import Value
 from cosell.partnercenter import errors as pc_errors
 from cosell.partnercenter.models import (
     Referral,
-    ReferralDirection,
     ReferralId,
-    ReferralQualification,
     ReferralStatus,
 )
 from cosell.salesforce import errors as sf_errors
@@ -85,6 +83,7 @@ from cosell.sync.io.context import ApiCalls, SyncContext
 from cosell.sync.io.read import read_opportunities, read_referral
 from cosell.sync.plan.audit import AUDIT_ENTRIES, describe_plan, line, render_audit_field
 from cosell.sync.plan.errors import ConcurrentEditsError
+from cosell.sync.plan.leads import LEAD, is_lead_referral, lead_account_match
 from cosell.sync.plan.limits import MAX_ATTEMPTS
 from cosell.sync.plan.merge import merge
 from cosell.sync.plan.outcome import CREATED, ERROR, SKIPPED, SYNCED, UNCHANGED, Outcome
@@ -103,8 +102,6 @@ from cosell.sync.run.record import record
 
 log = structlog.get_logger(__name__)
 
-LEAD = "Lead"
-LEAD_QUALIFICATIONS = (ReferralQualification.MARKETING_QUALIFIED, ReferralQualification.DIRECT)
 _LEAD_OWN = (
     "Id",
     "Company",
@@ -119,15 +116,6 @@ _LEAD_OWN = (
     "LastModifiedDate",
     "SystemModstamp",
 )
-
-
-def is_lead_referral(referral: Referral) -> bool:
-    """Whether a referral is a lead: incoming, New, marketing-qualified or direct (spec §3.6)."""
-    return (
-        referral.direction == ReferralDirection.INCOMING
-        and referral.status == ReferralStatus.NEW
-        and referral.qualification in LEAD_QUALIFICATIONS
-    )
 
 
 def wants_lead(ctx: SyncContext, referral: Referral, link: Link | None) -> bool:
@@ -616,15 +604,6 @@ async def _close(
 # -- conversion -----------------------------------------------------------------------------
 
 
-def _customer(name: Any, postal: Any, country: Any) -> tuple[str, str, str]:
-    """How an account is matched: Name + postal code + country, case-insensitive (as SOQL's =)."""
-
-    def part(value: Any) -> str:
-        return str(value or "").casefold()
-
-    return part(name), part(postal), part(country)
-
-
 async def _match(
     ctx: SyncContext, lead: dict[str, Any], calls: ApiCalls
 ) -> tuple[str | None, str | None]:
@@ -637,12 +616,14 @@ async def _match(
         f"WHERE Name = {soql_quote(str(company))} ORDER BY CreatedDate"
     )
     calls.salesforce += 1
-    wanted = _customer(company, lead.get("PostalCode"), lead.get("Country"))
+    wanted = lead_account_match(company, lead.get("PostalCode"), lead.get("Country"))
     account = None
     async for row in ctx.salesforce.query(soql):
         if (
             account is None
-            and _customer(row.get("Name"), row.get("BillingPostalCode"), row.get("BillingCountry"))
+            and lead_account_match(
+                row.get("Name"), row.get("BillingPostalCode"), row.get("BillingCountry")
+            )
             == wanted
         ):
             account = str(row["Id"])
@@ -781,7 +762,6 @@ async def _adopt(
 
 
 __all__ = [
-    "LEAD",
     "convert",
     "create_lead",
     "is_lead_referral",

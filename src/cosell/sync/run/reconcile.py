@@ -91,9 +91,11 @@ from cosell.sync.plan.audit import (
     line,
     render_audit_field,
 )
+from cosell.sync.plan.creates import plain_incoming
 from cosell.sync.plan.decide import Decision, decide
 from cosell.sync.plan.errors import ConcurrentEditsError
 from cosell.sync.plan.keys import KeyRef
+from cosell.sync.plan.leads import LEAD
 from cosell.sync.plan.limits import BATCH_SIZE, COMPOSITE_LIMIT, MAX_ATTEMPTS
 from cosell.sync.plan.outcome import (
     CREATED,
@@ -157,7 +159,7 @@ async def reconcile_key(ctx: SyncContext, key: Key) -> Outcome:
             link = started
     else:
         assert ref.record_id is not None
-        if ref.sobject == leads.LEAD:
+        if ref.sobject == LEAD:
             return await leads.reconcile_record_key(ctx, key, ref.record_id)
         if not ref.is_opportunity:
             return Outcome(
@@ -171,7 +173,7 @@ async def reconcile_key(ctx: SyncContext, key: Key) -> Outcome:
             if isinstance(started, Outcome):
                 return started
             link = started
-    if link.sobject == leads.LEAD:
+    if link.sobject == LEAD:
         return await leads.reconcile_lead(ctx, key, link, calls)
     if not ctx.dry_run and ctx.store.create_intent(link.id) is not None:
         ctx.store.resolve_create_intent(link.id)  # both ids are known: the create is done
@@ -613,9 +615,7 @@ async def _batch_creates(
         intent = ctx.store.create_intent(link.id) if link is not None else None
         if leads.wants_lead(ctx, referral, link):
             continue  # a Lead: created by the single path (`leads.create_lead`)
-        if creates.plain_incoming(referral, link) and (
-            intent is None or intent.side == "salesforce"
-        ):
+        if plain_incoming(referral, link) and (intent is None or intent.side == "salesforce"):
             items.append((key, referral, link))
     if not items:
         return
