@@ -61,7 +61,7 @@ from cosell.store import Store, StoreError
 from cosell.sync.engine.config import RECONCILE_QUEUE, EngineError, EngineOptions
 from cosell.sync.engine.core import Engine
 from cosell.sync.io.context import SyncContext, build_context
-from cosell.sync.run import reconcile
+from cosell.sync.run.pipeline import PIPELINE
 
 log = structlog.get_logger("cosell.serve")
 
@@ -228,7 +228,7 @@ async def build_service(
         cert_http = httpx.AsyncClient(timeout=HTTP_TIMEOUT)
         clients.append(cert_http)
         ctx = build_context(settings, store=store, clock=clock, pc_http=pc_http, sf_http=sf_http)
-        observed = ObservedReconciler(reconcile, metrics, clock)
+        observed = ObservedReconciler(PIPELINE, metrics, clock)
 
         shared = ctx
 

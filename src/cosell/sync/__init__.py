@@ -3,7 +3,8 @@
 ```
 engine/  when and where: DBOS workflows bound to the started Engine (workflows), leases,
          coalescing, the inbox drainer, schedules, passes (core), the one backoff (backoff)
-run/     the pipeline: reconcile (key -> link, single and batch), creates (the missing side,
+run/     the pipeline: reconcile (one key), batch (up to 200, same stages), pipeline (both for
+         the engine), creates (the missing side,
          exactly once), leads (Lead sync), park, record, explain (`cosell plan`)
 io/      I/O: read (both sides, 1..200 keys), links (key -> link), child_rows, microsoft's
          notes, pollers, context (clients, store, clock)

@@ -49,7 +49,7 @@ from cosell.sync.engine.config import EngineOptions
 from cosell.sync.engine.core import Engine
 from cosell.sync.io.context import SyncContext
 from cosell.sync.plan.outcome import Outcome
-from cosell.sync.run import reconcile
+from cosell.sync.run import batch as reconcile
 
 
 class RecordingReconciler:

@@ -10,7 +10,8 @@ from sync_world import World
 
 from cosell.sync.plan.errors import FailpointError
 from cosell.sync.plan.notes_history import HISTORY_MARKER
-from cosell.sync.run.reconcile import reconcile_batch, reconcile_key
+from cosell.sync.run.batch import reconcile_batch
+from cosell.sync.run.reconcile import reconcile_key
 
 KEPT = "Partner Center notes kept as a Note"
 

@@ -15,7 +15,8 @@ from sync_world import World
 
 from cosell.store import Store
 from cosell.sync.plan.errors import FailpointError
-from cosell.sync.run.reconcile import reconcile_batch, reconcile_key
+from cosell.sync.run.batch import reconcile_batch
+from cosell.sync.run.reconcile import reconcile_key
 
 BOUNDARIES = [
     "after-read",

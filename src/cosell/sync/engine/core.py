@@ -12,7 +12,7 @@ store is PostgreSQL); everything durable about sync lives in the store.
   queue `cosell-reconcile`, *partitioned by key* with `partition_concurrency=1`: DBOS starts at
   most one workflow of a partition at a time, across every worker sharing the system database.
 - `cosell.reconcile_batch(keys)`: up to 200 keys, for sweeps and `cosell sync`;
-  `reconcile.reconcile_batch` reads them with a few Partner Center list calls and one SOQL
+  `run.batch.reconcile_batch` reads them with a few Partner Center list calls and one SOQL
   `IN` query, and writes with sObject collections.
 - Scheduled, once per period across all workers (DBOS gives a scheduled run a deterministic
   workflow id per tick, so a tick fired by two workers runs once), on the queue
@@ -1038,6 +1038,6 @@ def settings_context_factory(settings: Settings, *, store: Store, clock: Clock) 
 
 
 def _default_reconciler() -> Reconciler:
-    from cosell.sync.run import reconcile
+    from cosell.sync.run.pipeline import PIPELINE
 
-    return reconcile
+    return PIPELINE
