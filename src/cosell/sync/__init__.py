@@ -3,14 +3,14 @@
 ```
 engine/  when and where: DBOS workflows bound to the started Engine (workflows), leases,
          coalescing, the inbox drainer, schedules, passes (core), the one backoff (backoff)
-run/     the pipeline: reconcile (one key), batch (up to 200, same stages), pipeline (both for
-         the engine), creates (the missing side,
-         exactly once), leads (Lead sync), park, record, explain (`cosell plan`)
+run/     the pipeline: reconcile (one key), batch (up to 200 keys, the same stages), pipeline
+         (both, for the engine), creates (the missing side, exactly once), leads (Lead sync),
+         park, record, explain (`cosell plan`)
 io/      I/O: read (both sides, 1..200 keys), links (key -> link), child_rows, microsoft's
          notes, pollers, context (clients, store, clock)
 plan/    pure: keys, decide (one Decision), merge, rules, deadlines, sets (collections),
-         microsoft, notes_history, record (what a decision leaves in the store), limits,
-         sides, audit, outcome, errors
+         microsoft, notes_history, creates, leads, record (what a decision leaves in the
+         store), limits, sides, audit, outcome, errors
 ```
 
 One key: `engine.workflows.reconcile_key_workflow(key)` leases the key and calls
