@@ -170,7 +170,8 @@ def _engine(settings: Any, *, executor_id: str) -> tuple[Any, Any]:
     """An engine as a `cosell serve` worker builds it, and its store (both unopened)."""
     from cosell.clock import SystemClock
     from cosell.store import Store
-    from cosell.sync.engine import Engine, EngineOptions, settings_context_factory
+    from cosell.sync.engine.config import EngineOptions
+    from cosell.sync.engine.core import Engine, settings_context_factory
 
     clock = SystemClock()
     store = Store.open(settings.store.url, clock=clock)
@@ -209,7 +210,8 @@ async def child_kick(settings_path: Path) -> dict[str, Any]:
 
     from dbos import DBOS
 
-    from cosell.sync.engine import SCHEDULE_QUEUE, sweep_workflow
+    from cosell.sync.engine.config import SCHEDULE_QUEUE
+    from cosell.sync.engine.workflows import sweep_workflow
 
     engine, store = _engine(backfill.load_settings(settings_path), executor_id="bench-kick")
     try:

@@ -74,7 +74,7 @@ LOOK_SECONDS: Final = 0.02  # how often a waiting benchmark looks at the other s
 HTTP_TIMEOUT: Final = httpx.Timeout(30.0)
 PC_API_PREFIX: Final = "/v1.0/"
 SF_API_PREFIX: Final = "/services/data/"
-# What tells the pollers' reads apart (cosell.sync.pollers): both read in stamp order.
+# What tells the pollers' reads apart (cosell.sync.io.pollers): both read in stamp order.
 PC_POLL_MARK: Final = "updatedDateTime asc"
 SF_POLL_MARK: Final = "ORDER BY SystemModstamp ASC"
 

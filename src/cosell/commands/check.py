@@ -281,7 +281,7 @@ class Checklist:
         from cosell.partnercenter.auth import RoutingHttpClient
         from cosell.partnercenter.client import ReferralsClient
         from cosell.partnercenter.errors import AccessDeniedError, PartnerCenterError
-        from cosell.sync.context import partner_center_tokens
+        from cosell.sync.io.context import partner_center_tokens
 
         pc = settings.partner_center
         if pc.missing():

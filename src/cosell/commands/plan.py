@@ -25,8 +25,8 @@ if TYPE_CHECKING:  # imported when the command runs, so that the CLI starts quic
     from cosell.config import Settings
     from cosell.mapping.types import Value
     from cosell.store.types import Key
-    from cosell.sync.context import SyncContext
-    from cosell.sync.reconcile import PlanReport
+    from cosell.sync.io.context import SyncContext
+    from cosell.sync.run.explain import PlanReport
 
 _SALESFORCE_ID = re.compile(r"^[a-zA-Z0-9]{15}(?:[a-zA-Z0-9]{3})?$")
 _GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
@@ -102,7 +102,7 @@ def render(report: PlanReport, console: Console) -> None:
 
 async def print_plan(ctx: SyncContext, key: Key, console: Console) -> PlanReport:
     """Explain `key` on `ctx` and print it; the report."""
-    from cosell.sync.reconcile import explain
+    from cosell.sync.run.explain import explain
 
     report = await explain(ctx, key)
     render(report, console)
@@ -140,7 +140,7 @@ def plan(
 async def _run(settings: Settings, key: Key) -> None:
     from cosell.clock import SystemClock
     from cosell.store import Store
-    from cosell.sync.context import build_context
+    from cosell.sync.io.context import build_context
 
     clock = SystemClock()
     store = Store.open(settings.store.url, clock=clock, migrate=False)  # a plan writes nothing

@@ -59,7 +59,7 @@ if TYPE_CHECKING:  # imported when a command runs, so that the CLI starts quickl
     from cosell.server.metrics import Metrics
     from cosell.server.readiness import Check
     from cosell.store import Store
-    from cosell.sync.context import SyncContext
+    from cosell.sync.io.context import SyncContext
     from cosell.tokenhealth import TokenHealthWatch
 
 
@@ -241,9 +241,9 @@ async def build_service(
     from cosell.server.metrics import Metrics, ObservedReconciler
     from cosell.server.readiness import Readiness
     from cosell.store import Store
-    from cosell.sync import reconcile
-    from cosell.sync.context import build_context
     from cosell.sync.engine import Engine, EngineOptions
+    from cosell.sync.io.context import build_context
+    from cosell.sync.run.pipeline import PIPELINE
     from cosell.tokenhealth import TokenHealthWatch, token_health
 
     store = Store.open(settings.store.url, clock=clock)
@@ -264,7 +264,7 @@ async def build_service(
         cert_http = httpx.AsyncClient(timeout=HTTP_TIMEOUT)
         clients.append(cert_http)
         ctx = build_context(settings, store=store, clock=clock, pc_http=pc_http, sf_http=sf_http)
-        observed = ObservedReconciler(reconcile, metrics, clock)
+        observed = ObservedReconciler(PIPELINE, metrics, clock)
 
         shared = ctx
 

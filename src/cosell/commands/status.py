@@ -57,7 +57,7 @@ USAGE_TIMEOUT_SECONDS = 10.0  # status must answer promptly when Salesforce is d
 
 def _pollers() -> dict[str, str]:
     """The pollers' cursor names and what `status` calls them."""
-    from cosell.sync import pollers
+    from cosell.sync.io import pollers
 
     return {
         pollers.PARTNER_CENTER_CURSOR: "Partner Center poller",
@@ -186,7 +186,7 @@ def _iso(value: datetime | None) -> str | None:
 
 
 def _newest_seen(value: str) -> datetime | None:
-    from cosell.sync import pollers
+    from cosell.sync.io import pollers
 
     try:
         return pollers.Cursor.parse(value).at
@@ -195,7 +195,7 @@ def _newest_seen(value: str) -> datetime | None:
 
 
 def _last_sweep(summary: StoreSummary) -> datetime | None:
-    from cosell.sync import pollers
+    from cosell.sync.io import pollers
 
     for cursor in summary.cursors:
         if cursor.name == pollers.LAST_SWEEP_CURSOR:

@@ -28,7 +28,7 @@ from cosell.commands import ConfigOption, quiet_client_logs
 if TYPE_CHECKING:  # imported when the command runs, so that the CLI starts quickly
     from cosell.config import Settings
     from cosell.sync.engine import Summary
-    from cosell.sync.outcome import Outcome
+    from cosell.sync.plan.outcome import Outcome
 
 
 def _user_errors() -> tuple[type[Exception], ...]:

@@ -11,7 +11,7 @@ or App+User (spec §1.1), never the Referrals API's. `webhooks_tokens` picks, fr
 `[partner_center]` settings: the client credentials grant (app-only) whenever a client secret
 is configured (the password grant needs one too), else the refresh-token grant asking for the
 Webhooks scope. `partner_center.route_to` (the sandbox) routes msal's Entra requests as
-`cosell.sync.context` does.
+`cosell.sync.io.context` does.
 
 Events: by default the four referral events (`referral-created`, `referral-updated`,
 `related-referral-created`, `related-referral-updated`, what the co-sell connectors subscribe

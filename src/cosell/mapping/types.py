@@ -49,7 +49,7 @@ class FieldRule:
             can Microsoft help, the visibility to Microsoft sellers: spec §5.3, §5.5). Setting
             it the first time is allowed; a Salesforce change after that is refused, not sent.
         kind: the field's transform type (`text`, `amount`, `currency`, `country`, ...): the
-            values Partner Center refuses depend on it (`cosell.sync.rules.value_problem`).
+            values Partner Center refuses depend on it (`cosell.sync.plan.rules.value_problem`).
         with_answer: the field travels with the referral's answer (`statusReason`, the loss
             or decline reason), so it is not held back while the referral is on hold.
     """

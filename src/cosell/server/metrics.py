@@ -6,7 +6,7 @@ share counters). Counters are incremented where the outcome is known:
 - `cosell_notifications_received_total{source,event}` / `..._rejected_total{reason}`: by the
   webhook endpoint (a rejected callback is counted once, by the reason it was refused);
 - `cosell_reconciles_total{result}` and `cosell_sync_lag_seconds`: by `ObservedReconciler`,
-  which wraps the reconcile functions the engine calls (`cosell.sync.reconcile`), so every
+  which wraps the reconcile functions the engine calls (`cosell.sync.run.reconcile`), so every
   key reconciled in this process, single or batch, is counted by its outcome. The lag is the
   time from a change's timestamp (`ResourceChangeUtcDate` of the webhook that announced it)
   to the end of the reconcile that carried it; changes found by the pollers have no reliable
@@ -35,15 +35,15 @@ from prometheus_client.registry import Collector
 from cosell.clock import Clock
 from cosell.store import tables as t
 from cosell.store.types import Key
-from cosell.sync import outcome as results
+from cosell.sync.plan import outcome as results
 
 if TYPE_CHECKING:
     from prometheus_client.metrics_core import Metric
 
     from cosell.store import Store
-    from cosell.sync.context import SyncContext
     from cosell.sync.engine import Reconciler
-    from cosell.sync.outcome import Outcome
+    from cosell.sync.io.context import SyncContext
+    from cosell.sync.plan.outcome import Outcome
     from cosell.tokenhealth import TokenHealth
 
 log = structlog.get_logger("cosell.reconcile")
@@ -215,7 +215,7 @@ class ObservedReconciler:
     """The engine's reconciler, counted and logged: one log event per reconcile outcome.
 
     Args:
-        inner: the reconcile functions (`cosell.sync.reconcile`).
+        inner: the reconcile functions (`cosell.sync.run.reconcile`).
         metrics: where outcomes and lag are counted.
         clock: what the lag is measured on.
     """

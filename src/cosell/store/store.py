@@ -78,9 +78,12 @@ from cosell.store.types import (
     Key,
     Link,
     LinkId,
+    NewConflict,
+    Record,
     SyncStatus,
     canonical_record_id,
     check_sobject,
+    parse_key,
 )
 
 
@@ -365,6 +368,63 @@ class Store:
                 t.links.c.record_id.is_not(None),
             )
 
+    def links_for_keys(self, keys: Sequence[str]) -> dict[str, Link]:
+        """The links of many keys in one read (a batch's keys): key -> link, keys without none.
+
+        Raises:
+            KeyFormatError: When a key is neither form (a `ValueError`).
+        """
+        referrals: dict[str, str] = {}
+        records: dict[tuple[str, str], str] = {}
+        for key in keys:
+            parts = parse_key(key)
+            if parts[0] == "referral":
+                referrals[parts[1]] = key
+            else:
+                records[(parts[1], parts[2])] = key
+        found: dict[str, Link] = {}
+        with self._read() as connection:
+            if referrals:
+                query = self._select_link().where(t.links.c.referral_id.in_(list(referrals)))
+                for row in connection.execute(query):
+                    link = _link(row)
+                    found[referrals[str(link.referral_id)]] = link
+            if records:
+                ids = sorted({record_id for _, record_id in records})
+                query = self._select_link().where(t.links.c.record_id.in_(ids))
+                for row in connection.execute(query):
+                    link = _link(row)
+                    named = records.get((link.sobject, str(link.record_id)))
+                    if named is not None:
+                        found[named] = link
+        return found
+
+    def snapshots(self, link_ids: Sequence[str]) -> dict[str, dict[str, JsonScalar]]:
+        """The base snapshots of many links in one read: link id -> values (none: no base)."""
+        if not link_ids:
+            return {}
+        with self._read() as connection:
+            rows = connection.execute(
+                sa.select(t.snapshots.c.link_id, t.snapshots.c.field_values).where(
+                    t.snapshots.c.tenant == self._tenant,
+                    t.snapshots.c.link_id.in_(list(link_ids)),
+                )
+            )
+            return {str(row.link_id): dict(row.field_values) for row in rows}
+
+    def intent_link_ids(self, link_ids: Sequence[str]) -> set[str]:
+        """Which of these links have an unresolved create intent (one read)."""
+        if not link_ids:
+            return set()
+        with self._read() as connection:
+            rows = connection.execute(
+                sa.select(t.create_intents.c.link_id).where(
+                    t.create_intents.c.tenant == self._tenant,
+                    t.create_intents.c.link_id.in_(list(link_ids)),
+                )
+            )
+            return {str(row.link_id) for row in rows}
+
     def get_link(self, link_id: str) -> Link | None:
         """The link with this id, or None."""
         with self._read() as connection:
@@ -525,6 +585,30 @@ class Store:
             ValueError: For an unknown sync status, a malformed object name or record id, or a
                 naive `last_synced_at`.
         """
+        values = self._link_values(
+            referral_id=referral_id,
+            engagement_id=engagement_id,
+            record_id=record_id,
+            sobject=sobject,
+            sync_status=sync_status,
+            last_error=last_error,
+            last_synced_at=last_synced_at,
+        )
+        with self._write() as connection:
+            return self._update(connection, link_id, values)
+
+    def _link_values(
+        self,
+        *,
+        referral_id: str | _Unset | None = UNSET,
+        engagement_id: str | _Unset | None = UNSET,
+        record_id: str | _Unset | None = UNSET,
+        sobject: str | _Unset = UNSET,
+        sync_status: SyncStatus | str | _Unset = UNSET,
+        last_error: str | _Unset | None = UNSET,
+        last_synced_at: datetime | _Unset | None = UNSET,
+    ) -> dict[str, Any]:
+        """The checked column values of `update_link`'s arguments (see there)."""
         values: dict[str, Any] = {}
         if not isinstance(referral_id, _Unset):
             values["referral_id"] = referral_id
@@ -548,8 +632,7 @@ class Store:
                 raise ValueError(f"last_synced_at must be timezone-aware, got {last_synced_at!r}")
             values["last_synced_at"] = last_synced_at
         values["updated_at"] = self._now()
-        with self._write() as connection:
-            return self._update(connection, link_id, values)
+        return values
 
     def links(
         self,
@@ -597,19 +680,24 @@ class Store:
             LinkNotFoundError: When there is no such link.
             TypeError: When a value is something JSON cannot represent.
         """
-        document = _json_document(values, what="a snapshot")
-        now = self._now()
         with self._write() as connection:
             self._require_link(connection, link_id)
-            statement = _insert(self._dialect, t.snapshots).values(
-                link_id=link_id, tenant=self._tenant, field_values=document, saved_at=now
+            self._save_snapshot(connection, link_id, values)
+
+    def _save_snapshot(
+        self, connection: sa.Connection, link_id: str, values: Mapping[str, JsonScalar]
+    ) -> None:
+        document = _json_document(values, what="a snapshot")
+        now = self._now()
+        statement = _insert(self._dialect, t.snapshots).values(
+            link_id=link_id, tenant=self._tenant, field_values=document, saved_at=now
+        )
+        connection.execute(
+            statement.on_conflict_do_update(
+                index_elements=[t.snapshots.c.link_id],
+                set_={"field_values": document, "saved_at": now},
             )
-            connection.execute(
-                statement.on_conflict_do_update(
-                    index_elements=[t.snapshots.c.link_id],
-                    set_={"field_values": document, "saved_at": now},
-                )
-            )
+        )
 
     def _require_link(self, connection: sa.Connection, link_id: str) -> None:
         exists = connection.execute(
@@ -636,32 +724,46 @@ class Store:
             LinkNotFoundError: When there is no such link.
             TypeError: When `details` holds something JSON cannot represent.
         """
-        document = _json_document(details or {}, what="audit details")
         with self._write() as connection:
             if link_id is not None:
                 self._require_link(connection, link_id)
-            connection.execute(
-                t.audit.insert().values(
-                    tenant=self._tenant,
-                    link_id=link_id,
-                    at=self._now(),
-                    message=message,
-                    details=document,
-                )
-            )
-            same_link = sa.and_(
-                t.audit.c.tenant == self._tenant,
-                t.audit.c.link_id.is_(None) if link_id is None else t.audit.c.link_id == link_id,
-            )
-            oldest_kept = (
-                sa.select(t.audit.c.id)
-                .where(same_link)
-                .order_by(t.audit.c.id.desc())
-                .offset(AUDIT_ENTRIES_KEPT - 1)
-                .limit(1)
-                .scalar_subquery()
-            )
-            connection.execute(t.audit.delete().where(same_link, t.audit.c.id < oldest_kept))
+            self._record_audit(connection, link_id, [(message, details)])
+
+    def _record_audit(
+        self,
+        connection: sa.Connection,
+        link_id: str | None,
+        entries: Sequence[tuple[str, Mapping[str, Any] | None]],
+    ) -> None:
+        if not entries:
+            return
+        at = self._now()
+        connection.execute(
+            t.audit.insert(),
+            [
+                {
+                    "tenant": self._tenant,
+                    "link_id": link_id,
+                    "at": at,
+                    "message": message,
+                    "details": _json_document(details or {}, what="audit details"),
+                }
+                for message, details in entries
+            ],
+        )
+        same_link = sa.and_(
+            t.audit.c.tenant == self._tenant,
+            t.audit.c.link_id.is_(None) if link_id is None else t.audit.c.link_id == link_id,
+        )
+        oldest_kept = (
+            sa.select(t.audit.c.id)
+            .where(same_link)
+            .order_by(t.audit.c.id.desc())
+            .offset(AUDIT_ENTRIES_KEPT - 1)
+            .limit(1)
+            .scalar_subquery()
+        )
+        connection.execute(t.audit.delete().where(same_link, t.audit.c.id < oldest_kept))
 
     def audit(self, link_id: str | None, *, limit: int = 50) -> list[AuditEntry]:
         """A link's audit trail, newest first (None: the entries about no particular link)."""
@@ -703,23 +805,38 @@ class Store:
             LinkNotFoundError: When there is no such link.
             ValueError: When `winner` is not `partner_center` or `salesforce`.
         """
-        winner = str(winner)
-        if winner not in SIDES:
-            raise ValueError(f"the winner of a conflict is one of {SIDES}, not {winner!r}")
+        conflict = NewConflict(field, partner_center, salesforce, base, str(winner))
         with self._write() as connection:
             self._require_link(connection, link_id)
-            connection.execute(
-                t.conflicts.insert().values(
-                    tenant=self._tenant,
-                    link_id=link_id,
-                    field=field,
-                    partner_center=partner_center,
-                    salesforce=salesforce,
-                    base=base,
-                    winner=winner,
-                    at=self._now(),
+            self._record_conflicts(connection, link_id, [conflict])
+
+    def _record_conflicts(
+        self, connection: sa.Connection, link_id: str, conflicts: Sequence[NewConflict]
+    ) -> None:
+        for conflict in conflicts:
+            if conflict.winner not in SIDES:
+                raise ValueError(
+                    f"the winner of a conflict is one of {SIDES}, not {conflict.winner!r}"
                 )
-            )
+        if not conflicts:
+            return
+        at = self._now()
+        connection.execute(
+            t.conflicts.insert(),
+            [
+                {
+                    "tenant": self._tenant,
+                    "link_id": link_id,
+                    "field": c.field,
+                    "partner_center": c.partner_center,
+                    "salesforce": c.salesforce,
+                    "base": c.base,
+                    "winner": c.winner,
+                    "at": at,
+                }
+                for c in conflicts
+            ],
+        )
 
     def conflicts(
         self, link_id: str | None = None, *, limit: int | None = None
@@ -984,11 +1101,14 @@ class Store:
     def resolve_create_intent(self, link_id: str) -> None:
         """Forget a link's create intent once the create's result is stored; idempotent."""
         with self._write() as connection:
-            connection.execute(
-                t.create_intents.delete().where(
-                    t.create_intents.c.tenant == self._tenant, t.create_intents.c.link_id == link_id
-                )
+            self._resolve_create_intent(connection, link_id)
+
+    def _resolve_create_intent(self, connection: sa.Connection, link_id: str) -> None:
+        connection.execute(
+            t.create_intents.delete().where(
+                t.create_intents.c.tenant == self._tenant, t.create_intents.c.link_id == link_id
             )
+        )
 
     # -- per-key leases -------------------------------------------------------------------------
 
@@ -1060,15 +1180,65 @@ class Store:
             due_at: when (timezone-aware, on the store's clock).
         """
         with self._write() as connection:
-            statement = _insert(self._dialect, t.wakeups).values(
-                tenant=self._tenant, key=key, due_at=due_at
+            self._set_wakeup(connection, key, due_at)
+
+    def _set_wakeup(self, connection: sa.Connection, key: str, due_at: datetime) -> None:
+        statement = _insert(self._dialect, t.wakeups).values(
+            tenant=self._tenant, key=key, due_at=due_at
+        )
+        connection.execute(
+            statement.on_conflict_do_update(
+                index_elements=[t.wakeups.c.tenant, t.wakeups.c.key],
+                set_={"due_at": due_at},
             )
-            connection.execute(
-                statement.on_conflict_do_update(
-                    index_elements=[t.wakeups.c.tenant, t.wakeups.c.key],
-                    set_={"due_at": due_at},
-                )
-            )
+        )
+
+    def _locked_link(self, connection: sa.Connection, link_id: str) -> Link:
+        row = connection.execute(
+            self._select_link().where(t.links.c.tenant == self._tenant, t.links.c.id == link_id)
+        ).first()
+        if row is None:
+            raise LinkNotFoundError(f"there is no link {link_id} in tenant {self._tenant!r}")
+        return _link(row)
+
+    # -- recording what reconciles did: one transaction ------------------------------------------
+
+    def record(self, records: Sequence[Record]) -> list[Link]:
+        """Record what reconciles did, all in one transaction: all of it is stored, or none.
+
+        Per record, in this order: the link's columns, the base snapshot, the conflicts, the
+        audit entries, the wake-up and the create intent forgotten. A batch of reconciles records all its links at once.
+
+        Args:
+            records: one per link.
+
+        Returns:
+            The links as they are after it, in the order of `records`.
+
+        Raises:
+            LinkNotFoundError: When a link does not exist (nothing is recorded).
+            LinkConflictError: When a new referral or record id belongs to another link.
+            ValueError, TypeError: A value is malformed or not JSON (nothing is recorded).
+        """
+        if not records:
+            return []
+        changes = [self._link_values(**record.link) if record.link else None for record in records]
+        with self._write() as connection:
+            links = []
+            for record, values in zip(records, changes, strict=True):
+                if values is not None:
+                    links.append(self._update(connection, record.link_id, values))
+                else:
+                    links.append(self._locked_link(connection, record.link_id))
+                if record.snapshot is not None:
+                    self._save_snapshot(connection, record.link_id, record.snapshot)
+                self._record_conflicts(connection, record.link_id, record.conflicts)
+                self._record_audit(connection, record.link_id, record.audit)
+                if record.wakeup is not None:
+                    self._set_wakeup(connection, *record.wakeup)
+                if record.resolve_intent:
+                    self._resolve_create_intent(connection, record.link_id)
+            return links
 
     def due_wakeups(self, *, limit: int = 500) -> list[tuple[str, datetime]]:
         """The wake-ups due on the store's clock, earliest first: (key, due at) each."""

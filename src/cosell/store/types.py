@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from typing import Any, Literal, NewType
@@ -317,3 +317,37 @@ class CreateIntent:
     side: str
     external_reference: str
     created_at: datetime
+
+
+@dataclass(frozen=True)
+class NewConflict:
+    """A conflict to record (`Record.conflicts`): the field, the three values and the winner."""
+
+    field: str
+    partner_center: JsonScalar
+    salesforce: JsonScalar
+    base: JsonScalar
+    winner: str
+
+
+@dataclass(frozen=True)
+class Record:
+    """What one reconcile did to one link, recorded atomically by `Store.record`.
+
+    Attributes:
+        link_id: the link.
+        link: columns of the link to change, as `Store.update_link` takes them (empty: none).
+        snapshot: the new base snapshot (None: the base is unchanged).
+        conflicts: conflicts to record.
+        audit: audit entries to add, oldest first: (message, details or None).
+        wakeup: (key, when) to reconcile again although nothing changes, or None.
+        resolve_intent: forget the link's create intent (its create's result is stored here).
+    """
+
+    link_id: str
+    link: Mapping[str, Any] = field(default_factory=dict)
+    snapshot: Mapping[str, JsonScalar] | None = None
+    conflicts: tuple[NewConflict, ...] = ()
+    audit: tuple[tuple[str, Mapping[str, Any] | None], ...] = ()
+    wakeup: tuple[str, datetime] | None = None
+    resolve_intent: bool = False

@@ -1,22 +1,24 @@
-"""The sync engine: pure merge and plan, business rules, reconcile workflows, wiring.
+"""The sync: one reconcile pipeline, layered (imports point down; contract in pyproject.toml).
 
 ```
-merge.py      the pure three-way merge: both sides' canonical values + base -> Plan
-rules.py      Partner Center's rules, checked before anything is planned (refusals, holds)
-deadlines.py  Partner Center's clocks: the expiry warning, held changes, when to wake a key
-context.py    SyncContext (clients, store, mapping, clock, dry run, failpoints); build_context
-sides.py      reading both sides: the referral (eTag), the opportunity + account (one SOQL)
-reconcile.py  reconcile_key / reconcile_batch / sweep_page / explain: read, merge, write with
-              If-Match / If-Unmodified-Since, re-merge on 412, record base, audit, status
-creates.py    the missing side, exactly once: referrals from opportunities (create intents,
-              recovery by externalReferenceId), opportunities from incoming referrals (upsert)
-audit.py      audit messages and the bounded, newest-first Audit__c
-microsoft.py  Microsoft's side of an engagement (its key resolves to ours): status and MSX id
-              to the opportunity, its notes as ContentNotes, audit lines
-notes_history.py  each change of the Partner Center notes kept as a ContentNote, once
-outcome.py    Outcome: what one reconcile of one key did
-errors.py     SyncError and what each subclass asks the engine to do
-pollers.py    change sources: the Partner Center and Salesforce pollers, the sweep's keys
-engine.py     DBOS workflows around the reconcile: queue per key, retries, schedules
+engine/  when and where: DBOS workflows bound to the started Engine (workflows), leases,
+         coalescing, the inbox drainer, schedules, passes (core), the one backoff (backoff)
+run/     the pipeline: reconcile (one key), batch (up to 200 keys, the same stages), pipeline
+         (both, for the engine), creates (the missing side, exactly once), leads (Lead sync),
+         park, record, explain (`cosell plan`)
+io/      I/O: read (both sides, 1..200 keys), links (key -> link), child_rows, microsoft's
+         notes, pollers, context (clients, store, clock)
+plan/    pure: keys, decide (one Decision), merge, rules, deadlines, sets (collections),
+         microsoft, notes_history, creates, leads, record (what a decision leaves in the
+         store), limits, sides, audit, outcome, errors
 ```
+
+One key: `engine.workflows.reconcile_key_workflow(key)` leases the key and calls
+`run.reconcile.reconcile_key`: `plan.keys.KeyRef.parse(key)` -> `io.links.link_of` (no link:
+`run.creates`) -> `io.read` both sides -> `plan.decide.decide` (the merge against the base,
+Microsoft's side, the collections, the notes history and the deadlines all add to the one
+Decision) -> `io.child_rows.resolve` (ids of the people it adds) -> write Partner Center, then
+Salesforce (a 412: read and decide again) -> `run.record.record(plan.record.record_of(...))`:
+snapshot, conflicts, audit, wake-up and link in ONE store transaction (a batch: one for all
+its keys) -> the `Outcome`. A problem for that deal parks it (`run.park`, the only way).
 """

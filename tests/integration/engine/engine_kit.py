@@ -22,8 +22,8 @@ from sync_world import (
 
 from cosell.clock import ManualClock
 from cosell.store.types import Key
-from cosell.sync.context import SyncContext
-from cosell.sync.outcome import Outcome
+from cosell.sync.io.context import SyncContext
+from cosell.sync.plan.outcome import Outcome
 
 Hook = Callable[[str], Awaitable[Outcome | None]]
 

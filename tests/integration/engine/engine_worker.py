@@ -44,11 +44,12 @@ from cosell.salesforce.auth import ClientCredentialsFlow
 from cosell.salesforce.client import SalesforceClient
 from cosell.store import Store
 from cosell.store.types import Key
-from cosell.sync import engine as engine_module
-from cosell.sync import reconcile
-from cosell.sync.context import SyncContext
-from cosell.sync.engine import Engine, EngineOptions
-from cosell.sync.outcome import Outcome
+from cosell.sync.engine import workflows as engine_module
+from cosell.sync.engine.config import EngineOptions
+from cosell.sync.engine.core import Engine
+from cosell.sync.io.context import SyncContext
+from cosell.sync.plan.outcome import Outcome
+from cosell.sync.run import batch as reconcile
 
 
 class RecordingReconciler:

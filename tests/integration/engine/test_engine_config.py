@@ -6,7 +6,12 @@ import logging
 
 import pytest
 
-from cosell.sync.engine import EngineError, configure_dbos_logging, cron_for, system_database_url
+from cosell.sync.engine.config import (
+    EngineError,
+    configure_dbos_logging,
+    cron_for,
+    system_database_url,
+)
 
 
 def test_the_system_database_sits_next_to_a_sqlite_store() -> None:

@@ -18,8 +18,10 @@ from engine_kit import HookedClock, dry_run_factory, sandbox_world
 from sync_world import World
 
 from cosell.store.types import record_key, referral_key
-from cosell.sync import engine as engine_module
-from cosell.sync.engine import BackoffPolicy, Engine, EngineOptions
+from cosell.sync.engine import workflows as engine_module
+from cosell.sync.engine.backoff import BackoffPolicy
+from cosell.sync.engine.config import EngineOptions
+from cosell.sync.engine.core import Engine
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 

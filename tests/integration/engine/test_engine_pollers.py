@@ -8,8 +8,8 @@ import pytest
 from sync_world import World
 
 from cosell.store.types import record_key, referral_key
-from cosell.sync import pollers
-from cosell.sync.pollers import Cursor
+from cosell.sync.io import pollers
+from cosell.sync.io.pollers import Cursor
 
 
 async def _incoming(world: World, count: int) -> list[str]:

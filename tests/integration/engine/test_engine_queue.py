@@ -23,8 +23,10 @@ from cosell.partnercenter.errors import ServiceUnavailableError
 from cosell.salesforce.errors import ServerUnavailableError
 from cosell.store import Store
 from cosell.store.types import SyncStatus
-from cosell.sync import engine as engine_module
-from cosell.sync.engine import BackoffPolicy, Engine, EngineOptions
+from cosell.sync.engine import workflows as engine_module
+from cosell.sync.engine.backoff import BackoffPolicy
+from cosell.sync.engine.config import EngineOptions
+from cosell.sync.engine.core import Engine
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 

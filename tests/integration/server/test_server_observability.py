@@ -17,7 +17,7 @@ from cosell.server.logs import MASK, configure_logging, redact_secrets
 from cosell.server.metrics import Metrics, ObservedReconciler
 from cosell.server.readiness import Check, Readiness
 from cosell.store.types import Key
-from cosell.sync.outcome import Outcome
+from cosell.sync.plan.outcome import Outcome
 
 
 def test_redact_masks_secret_named_fields_at_any_depth_and_every_secret_str() -> None:

@@ -36,9 +36,9 @@ from cosell.commands.status import (
 )
 from cosell.store import Store, SyncStatus
 from cosell.store.schema import upgrade_database
-from cosell.sync import pollers
 from cosell.sync.engine import LAST_SWEEP_CURSOR
-from cosell.sync.reconcile import reconcile_key
+from cosell.sync.io import pollers
+from cosell.sync.run.reconcile import reconcile_key
 
 
 @dataclass

@@ -43,7 +43,7 @@ from cosell.salesforce.client import RetryPolicy as SfRetryPolicy
 from cosell.salesforce.client import SalesforceClient
 from cosell.store import Store
 from cosell.store.types import Key, record_key, referral_key
-from cosell.sync.context import SyncContext
+from cosell.sync.io.context import SyncContext
 from cosell_sandbox.partnercenter.app import PartnerCenterSandbox
 from cosell_sandbox.partnercenter.app import SandboxOptions as PcOptions
 from cosell_sandbox.salesforce.app import SalesforceSandbox
@@ -260,7 +260,7 @@ class World:
     async def shared_pair(self, **opportunity: Any) -> tuple[str, str]:
         """An opportunity shared from Salesforce and its referral, in sync: (opportunity id,
         referral id). Fields given override the opportunity's defaults."""
-        from cosell.sync.reconcile import reconcile_key
+        from cosell.sync.run.reconcile import reconcile_key
 
         account_id = await self.seller.create_account()
         opp_id = await self.seller.create_opportunity(account_id, **opportunity)

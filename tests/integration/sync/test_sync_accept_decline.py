@@ -15,7 +15,7 @@ from sync_world import World
 
 from cosell.mapping import parse_mapping
 from cosell.mapping.loader import default_mapping_text
-from cosell.sync.reconcile import reconcile_key
+from cosell.sync.run.reconcile import reconcile_key
 
 ON_HOLD = "Needs Analysis"  # not the default's: the configured stage is the one used
 

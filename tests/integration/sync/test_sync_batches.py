@@ -11,7 +11,8 @@ from __future__ import annotations
 from sync_world import World
 
 from cosell.store.types import Key
-from cosell.sync.reconcile import reconcile_batch, reconcile_key, sweep_page
+from cosell.sync.run.batch import reconcile_batch, sweep_page
+from cosell.sync.run.reconcile import reconcile_key
 
 REFERRALS = 30  # one sandbox list page; big enough that per-key costs would show
 

@@ -11,7 +11,8 @@ from typing import Any
 
 from sync_world import SF_BASE, World
 
-from cosell.sync.reconcile import reconcile_key, sweep_page
+from cosell.sync.run.batch import sweep_page
+from cosell.sync.run.reconcile import reconcile_key
 
 NORTHWIND = {"BillingPostalCode": "98052", "BillingCountry": "US"}
 

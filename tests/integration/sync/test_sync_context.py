@@ -9,8 +9,8 @@ from sync_world import PC_BASE, LoopBridgeTransport, World
 
 from cosell.config import Settings
 from cosell.partnercenter.auth import RoutingHttpClient
-from cosell.sync.context import build_context
-from cosell.sync.reconcile import reconcile_key
+from cosell.sync.io.context import build_context
+from cosell.sync.run.reconcile import reconcile_key
 
 
 async def test_a_context_built_from_settings_reconciles(world: World, tmp_path: Path) -> None:

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 from sync_world import World
 
-from cosell.sync.errors import FailpointError
-from cosell.sync.reconcile import reconcile_key
+from cosell.sync.plan.errors import FailpointError
+from cosell.sync.run.reconcile import reconcile_key
 
 
 async def test_a_microsoft_co_sell_referral_becomes_an_opportunity(world: World) -> None:

@@ -6,7 +6,7 @@ import dataclasses
 
 from sync_world import World
 
-from cosell.sync.reconcile import reconcile_key
+from cosell.sync.run.reconcile import reconcile_key
 
 
 async def test_seller_edits_flow_to_partner_center_in_three_calls(world: World) -> None:

@@ -8,7 +8,8 @@ import pytest
 from sync_world import World
 
 from cosell.partnercenter.errors import RetriableError
-from cosell.sync.reconcile import reconcile_batch, reconcile_key
+from cosell.sync.run.batch import reconcile_batch
+from cosell.sync.run.reconcile import reconcile_key
 
 
 async def test_a_partner_center_outage_raises_for_the_engine_to_retry(world: World) -> None:

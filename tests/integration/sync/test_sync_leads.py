@@ -9,9 +9,9 @@ from sync_world import World
 
 from cosell.salesforce.soap import LeadConvert
 from cosell.store.types import SyncStatus
-from cosell.sync.errors import FailpointError
-from cosell.sync.pollers import Cursor, poll_salesforce
-from cosell.sync.reconcile import reconcile_key
+from cosell.sync.io.pollers import Cursor, poll_salesforce
+from cosell.sync.plan.errors import FailpointError
+from cosell.sync.run.reconcile import reconcile_key
 
 ACCEPT = [
     {"op": "replace", "path": "/status", "value": "Active"},

@@ -1,4 +1,4 @@
-"""Microsoft's side of a co-sell engagement reaches the opportunity (`cosell.sync.microsoft`)."""
+"""Microsoft's side of a co-sell engagement reaches the opportunity (`cosell.sync.io.microsoft`)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 from sync_world import World
 
-from cosell.sync.microsoft import MARKERS, NOTES_MARKER
-from cosell.sync.reconcile import reconcile_key
+from cosell.sync.plan.microsoft import MARKERS, NOTES_MARKER
+from cosell.sync.run.reconcile import reconcile_key
 
 
 async def _co_sell(world: World) -> tuple[str, str, str]:

@@ -16,9 +16,10 @@ import pytest
 from sync_world import World
 
 from cosell.store.types import Key
-from cosell.sync.outcome import Outcome
-from cosell.sync.pollers import Cursor, poll_partner_center
-from cosell.sync.reconcile import reconcile_batch, reconcile_key, sweep_page
+from cosell.sync.io.pollers import Cursor, poll_partner_center
+from cosell.sync.plan.outcome import Outcome
+from cosell.sync.run.batch import reconcile_batch, sweep_page
+from cosell.sync.run.reconcile import reconcile_key
 
 Change = Callable[[World, str], Awaitable[str]]
 """Makes one change on Microsoft's side of the referral; returns the audit text it must give."""

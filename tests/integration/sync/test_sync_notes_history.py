@@ -8,9 +8,10 @@ from typing import Any
 import pytest
 from sync_world import World
 
-from cosell.sync.errors import FailpointError
-from cosell.sync.notes_history import HISTORY_MARKER
-from cosell.sync.reconcile import reconcile_batch, reconcile_key
+from cosell.sync.plan.errors import FailpointError
+from cosell.sync.plan.notes_history import HISTORY_MARKER
+from cosell.sync.run.batch import reconcile_batch
+from cosell.sync.run.reconcile import reconcile_key
 
 KEPT = "Partner Center notes kept as a Note"
 

@@ -13,7 +13,8 @@ from cosell.cli import app
 from cosell.commands.plan import key_of, print_plan
 from cosell.store import KeyFormatError
 from cosell.store.schema import upgrade_database
-from cosell.sync.reconcile import explain, reconcile_key
+from cosell.sync.run.explain import explain
+from cosell.sync.run.reconcile import reconcile_key
 
 
 async def linked_opportunity(world: World) -> tuple[str, str]:

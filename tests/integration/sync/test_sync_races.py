@@ -7,8 +7,9 @@ from typing import Any
 import pytest
 from sync_world import World
 
-from cosell.sync.errors import ConcurrentEditsError
-from cosell.sync.reconcile import MAX_ATTEMPTS, reconcile_key
+from cosell.sync.plan.errors import ConcurrentEditsError
+from cosell.sync.plan.limits import MAX_ATTEMPTS
+from cosell.sync.run.reconcile import reconcile_key
 
 
 async def test_a_seller_edit_between_read_and_write_is_kept(

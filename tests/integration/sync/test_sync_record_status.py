@@ -13,8 +13,8 @@ import pytest
 from sync_world import World
 
 from cosell.partnercenter.errors import RetriableError
-from cosell.sync.creates import WAITING
-from cosell.sync.reconcile import reconcile_key
+from cosell.sync.run.creates import WAITING
+from cosell.sync.run.reconcile import reconcile_key
 
 STATUS = "Partner_Center_Sync_Status__c"
 ERROR = "Partner_Center_Sync_Error__c"

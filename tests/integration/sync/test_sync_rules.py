@@ -13,9 +13,10 @@ from typing import Any
 from sync_world import World
 
 from cosell.store.types import Key
-from cosell.sync.deadlines import EXPIRY_WARNING
-from cosell.sync.reconcile import reconcile_batch, reconcile_key
-from cosell.sync.rules import WIN_WAIT
+from cosell.sync.plan.deadlines import EXPIRY_WARNING
+from cosell.sync.plan.rules import WIN_WAIT
+from cosell.sync.run.batch import reconcile_batch
+from cosell.sync.run.reconcile import reconcile_key
 
 
 def _audit(opportunity: dict[str, Any]) -> list[str]:

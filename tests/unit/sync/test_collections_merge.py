@@ -17,9 +17,9 @@ from hypothesis import strategies as st
 from cosell.mapping import Collections
 from cosell.mapping.types import Value
 from cosell.partnercenter.models import Referral
-from cosell.sync import collections
-from cosell.sync.collections import SetPlan, base_key, merge_sets
-from cosell.sync.merge import Plan
+from cosell.sync.plan import sets as collections
+from cosell.sync.plan.merge import Plan
+from cosell.sync.plan.sets import SetPlan, base_key, merge_sets
 
 SETTINGS = settings(max_examples=300, deadline=None)
 KEYS = st.frozensets(st.sampled_from(["a", "b", "c", "d", "e"]))

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from cosell.mapping.types import STAGE_FIELD, Direction, FieldRule, Owner, Value
-from cosell.sync.merge import Conflict, Plan, ReferralState, Refusal, merge
+from cosell.sync.plan.merge import Conflict, Plan, Refusal, merge
+from cosell.sync.plan.rules import ReferralState
 
 BOTH, TO_SF, TO_PC = Direction.BOTH, Direction.TO_SALESFORCE, Direction.TO_PARTNER_CENTER
 PC, SF = Owner.PARTNER_CENTER, Owner.SALESFORCE

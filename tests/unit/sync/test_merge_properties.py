@@ -33,8 +33,8 @@ from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 from cosell.mapping.types import STAGE_FIELD, Direction, FieldRule, Owner, Value
-from cosell.sync.merge import Plan, ReferralState, merge
-from cosell.sync.rules import parse_stage, same_stage
+from cosell.sync.plan.merge import Plan, merge
+from cosell.sync.plan.rules import ReferralState, parse_stage, same_stage
 
 SETTINGS = settings(max_examples=200, deadline=None)  # modest: the suite stays fast
 

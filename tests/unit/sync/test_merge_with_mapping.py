@@ -22,7 +22,8 @@ from cosell.mapping import (
 from cosell.mapping.model import Mapping
 from cosell.mapping.types import Owner
 from cosell.partnercenter.models import Referral
-from cosell.sync.merge import Conflict, Plan, ReferralState, merge
+from cosell.sync.plan.merge import Conflict, Plan, merge
+from cosell.sync.plan.rules import ReferralState
 
 Records = dict[str, dict[str, Any] | None]
 

@@ -6,7 +6,7 @@ import pytest
 
 from cosell.mapping import load_mapping
 from cosell.mapping.types import Value
-from cosell.sync.notes_history import HISTORY_MARKER, due, marker, note_of
+from cosell.sync.plan.notes_history import HISTORY_MARKER, due, marker, note_of
 
 MAPPING = load_mapping()
 BASE: dict[str, Value] = {"notes": "agreed", "name": "Deal"}

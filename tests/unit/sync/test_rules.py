@@ -6,8 +6,14 @@ import pytest
 
 from cosell.mapping.types import STAGE_FIELD, Direction, FieldRule, Owner
 from cosell.partnercenter.models import Referral, ReferralStatus, ReferralSubstatus
-from cosell.sync.merge import ReferralState, merge
-from cosell.sync.rules import needs_status_reason, parse_stage, refusal_reason, same_stage
+from cosell.sync.plan.merge import merge
+from cosell.sync.plan.rules import (
+    ReferralState,
+    needs_status_reason,
+    parse_stage,
+    refusal_reason,
+    same_stage,
+)
 
 STAGE = FieldRule(STAGE_FIELD, Direction.BOTH, Owner.SALESFORCE)
 NOTES = FieldRule("notes", Direction.BOTH, Owner.SALESFORCE)

@@ -8,9 +8,15 @@ import pytest
 
 from cosell.mapping.types import STAGE_FIELD, Direction, FieldRule, Owner, Value
 from cosell.partnercenter.models import Referral
-from cosell.sync import deadlines
-from cosell.sync.merge import Held, ReferralState, merge
-from cosell.sync.rules import WIN_WAIT, hold_reason, refusal_reason, value_problem
+from cosell.sync.plan import deadlines
+from cosell.sync.plan.merge import Held, merge
+from cosell.sync.plan.rules import (
+    WIN_WAIT,
+    ReferralState,
+    hold_reason,
+    refusal_reason,
+    value_problem,
+)
 
 SF = Owner.SALESFORCE
 HELP = FieldRule("help", Direction.TO_PARTNER_CENTER, SF, read_only_once_set=True, kind="picklist")

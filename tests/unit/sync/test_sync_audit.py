@@ -4,9 +4,8 @@ from datetime import UTC, datetime
 
 from cosell.mapping.types import Owner
 from cosell.store.types import AuditEntry, LinkId
-from cosell.sync.audit import describe_plan, line, render_audit_field
-from cosell.sync.context import AUDIT_LENGTH
-from cosell.sync.merge import Conflict, Plan, Refusal
+from cosell.sync.plan.audit import AUDIT_LENGTH, describe_plan, line, render_audit_field
+from cosell.sync.plan.merge import Conflict, Plan, Refusal
 
 AT = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
 

@@ -52,26 +52,24 @@ from email.utils import format_datetime as http_date
 from typing import Any
 
 from cosell.mapping import Collections
+from cosell.mapping.model import OPPORTUNITY
 from cosell.mapping.types import Value
 from cosell.partnercenter.models import NO_HELP_CODES, Referral
-from cosell.salesforce import errors as sf_errors
 from cosell.salesforce.client import CompositeSubrequest
-from cosell.salesforce.values import soql_in, soql_quote
-from cosell.sync.context import OPPORTUNITY, ApiCalls, SyncContext
-from cosell.sync.merge import Plan, ReferralState, Refusal
-from cosell.sync.sides import Sides, children
+from cosell.sync.plan.merge import Plan, Refusal
+from cosell.sync.plan.rules import ReferralState
+from cosell.sync.plan.sides import Sides, children
 
 SOLUTIONS = "solutions"
 CONTACTS = "contacts"
 TEAM = "team"
 COLLECTIONS = (SOLUTIONS, CONTACTS, TEAM)
 UNMATCHED = "team_unmatched"
-HELP = "help"  # the canonical field of "How can Microsoft help?" (as in creates.py)
+HELP = "help"  # the canonical field of "How can Microsoft help?" (DESIGN.md's data model)
 
 CONTACT_ROLE = "Decision Maker"  # a standard OpportunityContactRole role of every org
 TEAM_ACCESS = "Read"  # least privilege for a team member added from Partner Center
 SOLUTION_NAME_LENGTH = 80  # Microsoft_Solution__c.Name is a Text(80) name field
-COMPOSITE_LIMIT = 25  # subrequests per composite call (Salesforce's limit)
 
 _PC_PATHS = {
     SOLUTIONS: ("details", "requirements", "solutions"),
@@ -289,7 +287,7 @@ def stored_keys(base: Mapping[str, Value] | None, name: str) -> frozenset[str] |
     return frozenset(str(k) for k in keys) if isinstance(keys, list) else None
 
 
-def _stored(keys: Set[str]) -> str:
+def stored_set(keys: Set[str]) -> str:
     return json.dumps(sorted(keys))
 
 
@@ -421,9 +419,9 @@ def plan(
             if old is not None:
                 new_base[base_key(collection)] = old
         else:
-            new_base[base_key(collection)] = _stored(plans[collection].agreed)
+            new_base[base_key(collection)] = stored_set(plans[collection].agreed)
     if unmatched:
-        new_base[base_key(UNMATCHED)] = _stored(unmatched)
+        new_base[base_key(UNMATCHED)] = stored_set(unmatched)
     operations = _operations(referral_json, pc_items, sf_rows, plans)
     extended = replace(
         fields,
@@ -501,7 +499,7 @@ def _closed(state: ReferralState, collection: str) -> str:
 
 
 def _contacts_read_only(set_plan: SetPlan, items: Mapping[str, Item]) -> str:
-    kept = ", ".join(_show(items[k]) for k in sorted(items)) or "none"
+    kept = ", ".join(show_item(items[k]) for k in sorted(items)) or "none"
     return (
         "Partner Center does not allow changing the customer contact once the referral is "
         "shared with Microsoft; the contact role change was not sent. Set the opportunity's "
@@ -518,7 +516,7 @@ def _last_solution(set_plan: SetPlan) -> str:
     )
 
 
-def _show(item: Item) -> str:
+def show_item(item: Item) -> str:
     if "email" in item or "firstName" in item or "lastName" in item:
         name = " ".join(p for p in (item.get("firstName"), item.get("lastName")) if p)
         email = item.get("email")
@@ -569,7 +567,7 @@ def _child_writes(
         if (row := sf_rows[collection].get(key)) is not None and row.row_id is not None
     )
     solutions = tuple(
-        _solution_fields(spec, pc_items[SOLUTIONS][key])
+        solution_fields(spec, pc_items[SOLUTIONS][key])
         for key in sorted(plans[SOLUTIONS].add_to_salesforce)
     )
     left = [
@@ -605,7 +603,7 @@ def _messages(
         ):
             if keys:
                 shown = [
-                    _show(source[k]) if source is not None else _show(sf[k].item)
+                    show_item(source[k]) if source is not None else show_item(sf[k].item)
                     for k in sorted(keys)
                 ]
                 lines.append(f"{verb} {label} {', '.join(shown)}")
@@ -630,52 +628,6 @@ class Resolved:
     messages: tuple[str, ...]
 
 
-async def resolve(ctx: SyncContext, sides: Sides, writes: ChildWrites, calls: ApiCalls) -> Resolved:
-    """Look up the Contacts and active Users of the people to add (one query each, if any).
-
-    Args:
-        ctx: the context.
-        sides: both sides as read (the opportunity's account).
-        writes: the child writes planned.
-        calls: counts the queries.
-
-    Returns:
-        The writes with ids, and the team members that match no active user.
-    """
-    if writes.resolved:
-        return Resolved(writes, frozenset(), ())
-    contact_ids: dict[str, str] = {}
-    emails = sorted({k for c in writes.contacts if (k := person_key(c)) and "@" in k})
-    account_id = sides.opportunity.get("AccountId")
-    if emails and account_id:
-        calls.salesforce += 1
-        soql = (
-            "SELECT Id, Email FROM Contact WHERE AccountId = "  # noqa: S608 - soql_in
-            f"{soql_quote(str(account_id))} AND Email IN {soql_in(emails)} ORDER BY CreatedDate"
-        )
-        async for row in ctx.salesforce.query(soql):
-            contact_ids.setdefault(str(row["Email"]).lower(), str(row["Id"]))
-    user_ids: dict[str, str] = {}
-    wanted = sorted({k for m in writes.team if (k := person_key(m)) and "@" in k})
-    if wanted:
-        calls.salesforce += 1
-        soql = (
-            "SELECT Id, Email FROM User WHERE IsActive = true AND "  # noqa: S608 - soql_in
-            f"Email IN {soql_in(wanted)} ORDER BY CreatedDate"
-        )
-        async for row in ctx.salesforce.query(soql):
-            user_ids.setdefault(str(row["Email"]).lower(), str(row["Id"]))
-    team = tuple(m for m in writes.team if person_key(m) in user_ids)
-    missing = [m for m in writes.team if person_key(m) not in user_ids]
-    messages = tuple(
-        f"team member {_show(m)} from Partner Center is not an active Salesforce user: not added "
-        "to the opportunity team (add the user in Salesforce, then add them to the team)"
-        for m in missing
-    )
-    resolved = replace(writes, team=team, contact_ids=contact_ids, user_ids=user_ids, resolved=True)
-    return Resolved(resolved, frozenset(k for m in missing if (k := person_key(m))), messages)
-
-
 def unmatched_base(base: Mapping[str, Value], resolved: Resolved) -> dict[str, Value]:
     """The base entry remembering team members no Salesforce user matches (empty: none new).
 
@@ -689,7 +641,7 @@ def unmatched_base(base: Mapping[str, Value], resolved: Resolved) -> dict[str, V
     if not resolved.unmatched:
         return {}
     known = stored_keys(base, UNMATCHED) or frozenset()
-    return {base_key(UNMATCHED): _stored(known | resolved.unmatched)}
+    return {base_key(UNMATCHED): stored_set(known | resolved.unmatched)}
 
 
 def subrequests(
@@ -789,137 +741,10 @@ def _contact_fields(person: Item, account_id: Any) -> dict[str, Any]:
     )
 
 
-async def write(
-    ctx: SyncContext,
-    sides: Sides,
-    opportunity_fields: Mapping[str, Any],
-    writes: ChildWrites,
-    calls: ApiCalls,
-) -> None:
-    """Write the opportunity's fields and its child rows: one composite call (all or none).
-
-    More than `COMPOSITE_LIMIT` subrequests (dozens of items changed at once) go in several
-    calls, the opportunity's update in the first; a new contact and its role share a call.
-
-    Raises:
-        ConflictError: the opportunity changed since it was read (nothing was written).
-        TerminalError: Salesforce refused a subrequest (nothing of that call was written).
-    """
-    chunk: list[CompositeSubrequest] = []
-    for group in subrequests(ctx.mapping.collections, sides, opportunity_fields, writes):
-        if chunk and len(chunk) + len(group) > COMPOSITE_LIMIT:
-            await _send(ctx, chunk, calls)
-            chunk = []
-        chunk.extend(group)
-    if chunk:
-        await _send(ctx, chunk, calls)
-
-
-async def _send(ctx: SyncContext, chunk: list[CompositeSubrequest], calls: ApiCalls) -> None:
-    calls.salesforce += 1
-    results = await ctx.salesforce.composite(chunk, all_or_none=True)
-    errors = [r.error for r in results if r.error is not None and not _knock_on(r.body)]
-    if errors:
-        conflict = [e for e in errors if isinstance(e, sf_errors.ConflictError)]
-        raise (conflict or errors)[0]
-
-
-def _knock_on(body: Any) -> bool:
-    """Whether a failed subrequest only reports another one's failure (all or none)."""
-    codes = (
-        {e.get("errorCode") for e in body if isinstance(e, dict)}
-        if isinstance(body, list)
-        else set()
-    )
-    return bool(codes) and codes <= {"PROCESSING_HALTED", "ALL_OR_NONE_OPERATION_ROLLED_BACK"}
-
-
 # -- opportunities created from referrals ----------------------------------------------------
 
 
-async def create_children(
-    ctx: SyncContext,
-    created: Sequence[tuple[str, Referral]],
-    calls: ApiCalls,
-) -> dict[str, dict[str, Value]]:
-    """The solutions and team members of opportunities just created from referrals.
-
-    One query finds the active users of every team member (when there are any), one
-    collections call creates the `Microsoft_Solution__c` rows and one the
-    `OpportunityTeamMember` rows (each only when there are some). The customer contacts are
-    made by the create itself (`creates.create_opportunities`).
-
-    Args:
-        ctx: the context.
-        created: (opportunity id, referral) of opportunities created by this call (an
-            opportunity that existed already is left to its first reconcile, which adds what
-            it lacks without duplicating what it has).
-        calls: counts API calls.
-
-    Returns:
-        Per opportunity id, the base entries of what both sides now hold (`@solutions`,
-        `@team`, `@team_unmatched`), for the link's first base.
-    """
-    if not created:
-        return {}
-    spec = ctx.mapping.collections
-    items = {
-        opp_id: partner_center_items(referral.model_dump(by_alias=True, mode="json"))
-        for opp_id, referral in created
-    }
-    emails = sorted({k for found in items.values() for k in found[TEAM] if "@" in k})
-    users: dict[str, str] = {}
-    if emails:
-        calls.salesforce += 1
-        soql = (
-            "SELECT Id, Email FROM User WHERE IsActive = true AND "  # noqa: S608 - soql_in
-            f"Email IN {soql_in(emails)} ORDER BY CreatedDate"
-        )
-        async for row in ctx.salesforce.query(soql):
-            users.setdefault(str(row["Email"]).lower(), str(row["Id"]))
-    solutions = [
-        (opp_id, key, {**_solution_fields(spec, item), spec.solutions.parent: opp_id})
-        for opp_id, found in items.items()
-        for key, item in found[SOLUTIONS].items()
-    ]
-    members = [
-        (
-            opp_id,
-            key,
-            {"OpportunityId": opp_id, "UserId": users[key], "OpportunityAccessLevel": TEAM_ACCESS},
-        )
-        for opp_id, found in items.items()
-        for key in found[TEAM]
-        if key in users
-    ]
-    saved: dict[str, dict[str, set[str]]] = {
-        opp_id: {SOLUTIONS: set(), TEAM: set()} for opp_id in items
-    }
-    for collection, sobject, rows in (
-        (SOLUTIONS, spec.solutions.object, solutions),
-        (TEAM, spec.team_members.object, members),
-    ):
-        if not rows:
-            continue
-        calls.salesforce += 1
-        results = await ctx.salesforce.create_many(sobject, [body for _, _, body in rows])
-        for (opp_id, key, _), result in zip(rows, results, strict=True):
-            if result.success:
-                saved[opp_id][collection].add(key)
-    bases: dict[str, dict[str, Value]] = {}
-    for opp_id, found in items.items():
-        unmatched = frozenset(k for k in found[TEAM] if k not in users)
-        base: dict[str, Value] = {
-            base_key(SOLUTIONS): _stored(saved[opp_id][SOLUTIONS]),
-            base_key(TEAM): _stored(saved[opp_id][TEAM] | unmatched),
-        }
-        if unmatched:
-            base[base_key(UNMATCHED)] = _stored(unmatched)
-        bases[opp_id] = base
-    return bases
-
-
-def _solution_fields(spec: Collections, item: Item) -> dict[str, Any]:
+def solution_fields(spec: Collections, item: Item) -> dict[str, Any]:
     names = spec.solutions
     return _pruned(
         {
@@ -937,11 +762,8 @@ __all__ = [
     "Resolved",
     "SetPlan",
     "base_key",
-    "create_children",
     "merge_sets",
     "plan",
-    "resolve",
     "share_refusal",
     "unmatched_base",
-    "write",
 ]

@@ -45,19 +45,16 @@ from cosell.partnercenter.auth import (
     TokenProvider,
 )
 from cosell.partnercenter.client import ReferralsClient
+from cosell.partnercenter.client import RetryPolicy as PartnerCenterRetryPolicy
 from cosell.partnercenter.models import Referral
+from cosell.salesforce.client import RetryPolicy as SalesforceRetryPolicy
 from cosell.salesforce.client import SalesforceClient
 from cosell.store import Store
-from cosell.sync.errors import FailpointError
+from cosell.sync.plan.errors import FailpointError
 
 FAILPOINT_ENV = "COSELL_FAILPOINT"
 FAILPOINT_EXIT_STATUS = 137  # what a shell reports for a process killed by SIGKILL (128 + 9)
 DEFAULT_PARTNER_CENTER_UI_URL = "https://partner.microsoft.com/dashboard/referrals/v2/leads"
-
-SYNC_ERROR_LENGTH = 255  # Partner_Center_Sync_Error__c is a Text(255)
-AUDIT_LENGTH = 100_000  # Audit__c is a Long Text Area(131072); we keep well inside it
-OPPORTUNITY = "Opportunity"
-ACCOUNT = "Account"
 
 
 @dataclass
@@ -188,10 +185,23 @@ def build_context(
         owned.append(routed)
         msal_http_client = RoutingHttpClient(pc.route_to, routed)
     tokens = partner_center_tokens(settings, clock=clock, msal_http_client=msal_http_client)
+    # One retry layer: the engine's (`engine.backoff.BackoffPolicy`, which honours Retry-After).
+    # The clients try each call once and keep only their 401 token refresh, so no call is
+    # tried clients' attempts x engine's attempts times.
     return SyncContext(
-        partner_center=ReferralsClient(pc_http, tokens, base_url=pc.api_base_url, clock=clock),
+        partner_center=ReferralsClient(
+            pc_http,
+            tokens,
+            base_url=pc.api_base_url,
+            clock=clock,
+            retry=PartnerCenterRetryPolicy(max_attempts=1),
+        ),
         salesforce=SalesforceClient(
-            sf_http, flow, api_version=settings.salesforce.api_version, clock=clock
+            sf_http,
+            flow,
+            api_version=settings.salesforce.api_version,
+            clock=clock,
+            retry=SalesforceRetryPolicy(max_attempts=1),
         ),
         store=store,
         mapping=mapping,

@@ -67,44 +67,41 @@ from cosell.mapping import (
     salesforce_updates,
     salesforce_values,
 )
+from cosell.mapping.model import OPPORTUNITY
 from cosell.mapping.types import Value
 from cosell.partnercenter import errors as pc_errors
 from cosell.partnercenter.models import (
     Referral,
-    ReferralDirection,
     ReferralId,
-    ReferralQualification,
     ReferralStatus,
 )
 from cosell.salesforce import errors as sf_errors
 from cosell.salesforce.soap import LeadConvert
 from cosell.salesforce.values import parse_datetime, soql_quote
-from cosell.store.types import Key, Link, SyncStatus
-from cosell.sync.audit import AUDIT_ENTRIES, describe_plan, line, render_audit_field
-from cosell.sync.context import (
-    OPPORTUNITY,
+from cosell.store.types import Key, Link, Record, SyncStatus
+from cosell.sync.io.context import ApiCalls, SyncContext
+from cosell.sync.io.read import read_opportunities, read_referral
+from cosell.sync.plan.audit import AUDIT_ENTRIES, describe_plan, line, render_audit_field
+from cosell.sync.plan.errors import ConcurrentEditsError
+from cosell.sync.plan.leads import LEAD, is_lead_referral, lead_account_match
+from cosell.sync.plan.limits import MAX_ATTEMPTS
+from cosell.sync.plan.merge import merge
+from cosell.sync.plan.outcome import CREATED, ERROR, SKIPPED, SYNCED, UNCHANGED, Outcome
+from cosell.sync.plan.record import parked_record, synced_record
+from cosell.sync.plan.rules import ReferralState
+from cosell.sync.plan.sides import (
     SYNC_ERROR_LENGTH,
-    ApiCalls,
-    SyncContext,
-)
-from cosell.sync.merge import merge
-from cosell.sync.outcome import CREATED, ERROR, SKIPPED, SYNCED, UNCHANGED, Outcome
-from cosell.sync.rules import ReferralState
-from cosell.sync.sides import (
     agreed_values,
     differs,
-    read_opportunities,
-    read_referral,
     records_of,
     referral_json,
     status_text,
 )
+from cosell.sync.run.park import park
+from cosell.sync.run.record import record
 
 log = structlog.get_logger(__name__)
 
-LEAD = "Lead"
-LEAD_QUALIFICATIONS = (ReferralQualification.MARKETING_QUALIFIED, ReferralQualification.DIRECT)
-MAX_ATTEMPTS = 3  # reads-merge-writes when a write meets a concurrent edit (412)
 _LEAD_OWN = (
     "Id",
     "Company",
@@ -119,15 +116,6 @@ _LEAD_OWN = (
     "LastModifiedDate",
     "SystemModstamp",
 )
-
-
-def is_lead_referral(referral: Referral) -> bool:
-    """Whether a referral is a lead: incoming, New, marketing-qualified or direct (spec §3.6)."""
-    return (
-        referral.direction == ReferralDirection.INCOMING
-        and referral.status == ReferralStatus.NEW
-        and referral.qualification in LEAD_QUALIFICATIONS
-    )
 
 
 def wants_lead(ctx: SyncContext, referral: Referral, link: Link | None) -> bool:
@@ -274,18 +262,23 @@ async def create_lead(
             "the next change"
         )
         if link.last_error != problem:
-            store.update_link(link.id, sync_status=SyncStatus.ERROR, last_error=problem)
-            store.record_audit(link.id, f"error: {problem}")
+            record(ctx, [parked_record(link, problem)])
         return Outcome(key, link.id, ERROR, message=problem, api_calls=calls.total)
     ctx.failpoint("after-lead-upsert")
-    link = store.update_link(link.id, record_id=str(upserted.id))
-    store.resolve_create_intent(link.id)
     written = salesforce_values(_lead_mapping(ctx), {LEAD: body})
-    store.save_snapshot(link.id, agreed_values(values, written))
-    store.record_audit(link.id, message, details={"api_calls": calls.total})
-    store.update_link(
-        link.id, sync_status=SyncStatus.SYNCED, last_error=None, last_synced_at=ctx.clock.now()
+    done = Record(
+        link.id,
+        link={
+            "record_id": str(upserted.id),
+            "sync_status": SyncStatus.SYNCED,
+            "last_error": None,
+            "last_synced_at": ctx.clock.now(),
+        },
+        snapshot=agreed_values(values, written),
+        audit=((message, {"api_calls": calls.total}),),
+        resolve_intent=True,
     )
+    link = store.record([done])[0]
     return Outcome(
         key, link.id, CREATED, to_salesforce=values, message=message, api_calls=calls.total
     )
@@ -356,13 +349,14 @@ async def _load(ctx: SyncContext, key: Key, link: Link, calls: ApiCalls) -> _Sid
         ):
             raise failure
     if isinstance(referral, BaseException):
-        return await _park(
+        return await park(
             ctx,
             key,
             link,
-            lead if isinstance(lead, dict) else None,
             f"cannot read referral {link.referral_id} from Partner Center: {referral}",
             calls,
+            record=lead if isinstance(lead, dict) else None,
+            sobject=LEAD,
         )
     if isinstance(lead, BaseException) or lead is None:
         why = lead if isinstance(lead, BaseException) else "it was deleted or is not visible"
@@ -370,7 +364,7 @@ async def _load(ctx: SyncContext, key: Key, link: Link, calls: ApiCalls) -> _Sid
             f"cannot read Lead {link.record_id}: {why}. Restore it from the recycle bin or "
             "share it with the integration user"
         )
-        return await _park(ctx, key, link, None, message, calls)
+        return await park(ctx, key, link, message, calls, sobject=LEAD)
     return _Sides(referral, lead)
 
 
@@ -401,13 +395,9 @@ async def reconcile_lead(ctx: SyncContext, key: Key, link: Link, calls: ApiCalls
             return await _step(ctx, key, link, loaded, calls)
         except (pc_errors.ConflictError, sf_errors.ConflictError):
             log.info("sync.lead.concurrent_edit", key=key)
-    return Outcome(
-        key,
-        link.id,
-        ERROR,
-        message=f"the Lead or referral changed while cosell wrote it {MAX_ATTEMPTS} times in a "
-        "row; retried on the next change",
-        api_calls=calls.total,
+    raise ConcurrentEditsError(
+        f"{key}: the Lead or referral changed while cosell wrote it, {MAX_ATTEMPTS} times in a "
+        "row; the reconcile is retried later"
     )
 
 
@@ -418,7 +408,7 @@ async def _step(ctx: SyncContext, key: Key, link: Link, sides: _Sides, calls: Ap
         if referral.status == ReferralStatus.NEW:  # a seller converted it: that accepts it
             accepted = await _set_status(ctx, link, referral, "Active", "Accepted", calls)
             if isinstance(accepted, str):
-                return await _park(ctx, key, link, None, accepted, calls)
+                return await park(ctx, key, link, accepted, calls, sobject=LEAD)
             referral = accepted
         if ctx.dry_run:
             return _dry(key, link, "link the converted Lead's opportunity", calls)
@@ -430,7 +420,7 @@ async def _step(ctx: SyncContext, key: Key, link: Link, sides: _Sides, calls: Ap
     if statuses is not None and lead.get("Status") == statuses.accepted:
         accepted = await _set_status(ctx, link, referral, "Active", "Accepted", calls)
         if isinstance(accepted, str):
-            return await _park(ctx, key, link, lead, accepted, calls)
+            return await park(ctx, key, link, accepted, calls, record=lead, sobject=LEAD)
         if ctx.dry_run:
             return _dry(key, link, "accept the referral and convert the Lead", calls)
         ctx.store.record_audit(link.id, "accepted the referral from the Lead (status)")
@@ -438,7 +428,7 @@ async def _step(ctx: SyncContext, key: Key, link: Link, sides: _Sides, calls: Ap
     if statuses is not None and lead.get("Status") == statuses.declined:
         declined = await _set_status(ctx, link, referral, "Closed", "Declined", calls)
         if isinstance(declined, str):
-            return await _park(ctx, key, link, lead, declined, calls)
+            return await park(ctx, key, link, declined, calls, record=lead, sobject=LEAD)
         if ctx.dry_run:
             return _dry(key, link, "decline the referral", calls)
         return await _close(ctx, key, link, declined, lead, calls, by_seller=True)
@@ -509,7 +499,9 @@ async def _merge(
         )
         writes = dict(salesforce_updates(mapping, plan.to_salesforce, {LEAD: lead}).get(LEAD, {}))
     except ValueMappingError as exc:
-        return await _park(ctx, key, link, lead, f"a value cannot be converted: {exc}", calls)
+        return await park(
+            ctx, key, link, f"a value cannot be converted: {exc}", calls, record=lead, sobject=LEAD
+        )
     refusal = "; ".join(r.reason for r in plan.refusals) or None
     message = describe_plan(plan, base)
     writes |= _own(ctx, lead, status_text(referral), refusal)
@@ -540,15 +532,19 @@ async def _merge(
             writes,
             if_unmodified_since=parse_datetime(modified) if isinstance(modified, str) else None,
         )
-    if base is None or dict(base) != dict(plan.new_base):
-        ctx.store.save_snapshot(link.id, plan.new_base)
-    if message:
-        ctx.store.record_audit(link.id, message, details={"api_calls": calls.total})
     status = SyncStatus.ERROR if refusal else SyncStatus.SYNCED
+    changes: dict[str, Any] = {}
     if operations or writes or link.sync_status != status or link.last_error != refusal:
-        ctx.store.update_link(
-            link.id, sync_status=status, last_error=refusal, last_synced_at=ctx.clock.now()
+        changes = {"sync_status": status, "last_error": refusal, "last_synced_at": ctx.clock.now()}
+    changed_base = base is None or dict(base) != dict(plan.new_base)
+    if changes or changed_base or message:
+        done = Record(
+            link.id,
+            link=changes,
+            snapshot=dict(plan.new_base) if changed_base else None,
+            audit=((message, {"api_calls": calls.total}),) if message else (),
         )
+        record(ctx, [done])
     result = ERROR if refusal else (SYNCED if operations or writes else UNCHANGED)
     return Outcome(
         key,
@@ -601,23 +597,11 @@ async def _close(
     writes[ctx.fields.audit] = _audit(ctx, link, message)
     calls.salesforce += 1
     await ctx.salesforce.update(LEAD, str(lead["Id"]), writes)
-    ctx.store.record_audit(link.id, message, details={"api_calls": calls.total})
-    ctx.store.update_link(
-        link.id, sync_status=SyncStatus.SYNCED, last_error=None, last_synced_at=ctx.clock.now()
-    )
+    record(ctx, [synced_record(link, message, api_calls=calls.total, now=ctx.clock.now())])
     return Outcome(key, link.id, SYNCED, message=message, api_calls=calls.total)
 
 
 # -- conversion -----------------------------------------------------------------------------
-
-
-def _customer(name: Any, postal: Any, country: Any) -> tuple[str, str, str]:
-    """How an account is matched: Name + postal code + country, case-insensitive (as SOQL's =)."""
-
-    def part(value: Any) -> str:
-        return str(value or "").casefold()
-
-    return part(name), part(postal), part(country)
 
 
 async def _match(
@@ -632,12 +616,14 @@ async def _match(
         f"WHERE Name = {soql_quote(str(company))} ORDER BY CreatedDate"
     )
     calls.salesforce += 1
-    wanted = _customer(company, lead.get("PostalCode"), lead.get("Country"))
+    wanted = lead_account_match(company, lead.get("PostalCode"), lead.get("Country"))
     account = None
     async for row in ctx.salesforce.query(soql):
         if (
             account is None
-            and _customer(row.get("Name"), row.get("BillingPostalCode"), row.get("BillingCountry"))
+            and lead_account_match(
+                row.get("Name"), row.get("BillingPostalCode"), row.get("BillingCountry")
+            )
             == wanted
         ):
             account = str(row["Id"])
@@ -699,7 +685,7 @@ async def convert(
             f"cannot convert Lead {lead['Id']}: {exc}. Check the lead section's converted "
             "status and the org's conversion settings; it is retried on the next change"
         )
-        return await _park(ctx, key, link, lead, message, calls)
+        return await park(ctx, key, link, message, calls, record=lead, sobject=LEAD)
     ctx.failpoint("after-lead-convert")
     done = {
         **lead,
@@ -726,7 +712,7 @@ async def _adopt(
             "deal to sync with: create an opportunity for it and set its Referral Identifier "
             f"to {link.referral_id}"
         )
-        return await _park(ctx, key, link, None, message, calls)
+        return await park(ctx, key, link, message, calls, sobject=LEAD)
     assert referral.id is not None
     try:
         pc_values = partner_center_values(ctx.mapping, referral_json(referral))
@@ -738,7 +724,9 @@ async def _adopt(
             today=ctx.clock.now().date(),
         )
     except ValueMappingError as exc:
-        return await _park(ctx, key, link, None, f"a value cannot be converted: {exc}", calls)
+        return await park(
+            ctx, key, link, f"a value cannot be converted: {exc}", calls, sobject=LEAD
+        )
     rows = await read_opportunities(ctx, calls, ids=[str(opportunity_id)])
     message = (
         f"converted Lead {lead['Id']} into opportunity {opportunity_id} (account "
@@ -758,50 +746,22 @@ async def _adopt(
         await ctx.salesforce.update(OPPORTUNITY, str(opportunity_id), fields)
     except sf_errors.TerminalError as exc:
         problem = f"converted Lead {lead['Id']}, but opportunity {opportunity_id} refused the referral's values: {exc}"
-        return await _park(ctx, key, link, None, problem, calls)
-    store = ctx.store
-    link = store.update_link(link.id, sobject=OPPORTUNITY, record_id=str(opportunity_id))
+        return await park(ctx, key, link, problem, calls, sobject=LEAD)
     row = {**(rows[0] if rows else {}), **fields}
     sf_values = salesforce_values(ctx.mapping, records_of(row))
-    store.save_snapshot(link.id, agreed_values(pc_values, sf_values))
-    store.record_audit(link.id, message, details={"api_calls": calls.total})
-    store.update_link(
-        link.id, sync_status=SyncStatus.SYNCED, last_error=None, last_synced_at=ctx.clock.now()
+    converted = synced_record(link, message, api_calls=calls.total, now=ctx.clock.now())
+    converted = replace(
+        converted,
+        link={**converted.link, "sobject": OPPORTUNITY, "record_id": str(opportunity_id)},
+        snapshot=agreed_values(pc_values, sf_values),
     )
+    link = ctx.store.record([converted])[0]
     return Outcome(
         key, link.id, CREATED, to_salesforce=pc_values, message=message, api_calls=calls.total
     )
 
 
-async def _park(
-    ctx: SyncContext,
-    key: Key,
-    link: Link,
-    lead: Mapping[str, Any] | None,
-    message: str,
-    calls: ApiCalls,
-) -> Outcome:
-    """Park a problem on the link and (when it can be written) the Lead; retried on next change."""
-    log.warning("sync.lead.parked", key=key, link=link.id, error=message)
-    if ctx.dry_run:
-        return Outcome(key, link.id, ERROR, message=f"dry run: {message}", api_calls=calls.total)
-    if link.sync_status != SyncStatus.ERROR or link.last_error != message:
-        ctx.store.update_link(link.id, sync_status=SyncStatus.ERROR, last_error=message)
-        ctx.store.record_audit(link.id, f"error: {message}", details={"api_calls": calls.total})
-    if lead is not None and lead.get("Id") and not lead.get("IsConverted"):
-        fields = _own(ctx, lead, None, message)
-        if fields:
-            fields[ctx.fields.audit] = _audit(ctx, link, None)
-            calls.salesforce += 1
-            try:
-                await ctx.salesforce.update(LEAD, str(lead["Id"]), fields)
-            except sf_errors.TerminalError as exc:
-                log.warning("sync.lead.status_not_written", key=key, error=str(exc))
-    return Outcome(key, link.id, ERROR, message=message, api_calls=calls.total)
-
-
 __all__ = [
-    "LEAD",
     "convert",
     "create_lead",
     "is_lead_referral",

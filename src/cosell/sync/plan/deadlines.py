@@ -10,7 +10,7 @@ when it is due (`cosell.sync.engine`):
   "expires on <date>: accept or decline before then" in its sync status (Pending) and error
   fields, and the audit gets the warning once. The key wakes at the warning time, and again
   at the expiry itself so that the opportunity follows the referral to Closed/Expired.
-- **Held changes** (`cosell.sync.merge.Held`): a win less than 72 hours after creation waits
+- **Held changes** (`cosell.sync.plan.merge.Held`): a win less than 72 hours after creation waits
   until Partner Center takes it; the key wakes then and the win is sent with nobody touching
   the deal again. Edits held while a referral is on hold need no wake-up: they wait for the
   acceptance, which is itself a change.
@@ -23,7 +23,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from cosell.partnercenter.models import Referral, ReferralStatus
-from cosell.sync.merge import Plan
+from cosell.sync.plan.merge import Plan
 
 EXPIRY_WARNING = timedelta(hours=48)
 """How long before an incoming referral expires the seller is warned (the issue's rule)."""

@@ -34,7 +34,7 @@ record that was linked before, found again by its identity field).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -42,7 +42,6 @@ import pydantic
 import structlog
 
 from cosell.mapping import (
-    Collections,
     ValueMappingError,
     new_referral_body,
     new_salesforce_records,
@@ -50,40 +49,44 @@ from cosell.mapping import (
     salesforce_updates,
     salesforce_values,
 )
-from cosell.mapping import Mapping as Mapping_
+from cosell.mapping.model import ACCOUNT, OPPORTUNITY
 from cosell.mapping.types import Value
 from cosell.partnercenter import errors as pc_errors
 from cosell.partnercenter.models import Member, NewReferral, Referral, ReferralDirection
 from cosell.salesforce import errors as sf_errors
-from cosell.salesforce.client import SaveResult
 from cosell.salesforce.values import soql_in
-from cosell.store.types import Key, KeyFormatError, Link, SyncStatus, canonical_record_id
-from cosell.sync import collections, deadlines, leads
-from cosell.sync.audit import AUDIT_ENTRIES, line, render_audit_field, show
-from cosell.sync.context import (
-    ACCOUNT,
-    OPPORTUNITY,
-    SYNC_ERROR_LENGTH,
-    ApiCalls,
-    SyncContext,
+from cosell.store.types import Key, KeyFormatError, Link, Record, SyncStatus, canonical_record_id
+from cosell.sync.io import child_rows
+from cosell.sync.io.context import ApiCalls, SyncContext
+from cosell.sync.io.read import read_opportunities, read_referral
+from cosell.sync.plan import deadlines
+from cosell.sync.plan.audit import AUDIT_ENTRIES, line, render_audit_field
+from cosell.sync.plan.creates import (
+    account_match,
+    create_problems,
+    failed_item,
+    invalid_new_referral,
+    opportunity_share_refusal,
+    person_name,
+    with_collections,
 )
-from cosell.sync.outcome import CREATED, ERROR, SKIPPED, Outcome
-from cosell.sync.rules import value_problem
-from cosell.sync.sides import (
+from cosell.sync.plan.outcome import CREATED, ERROR, SKIPPED, Outcome
+from cosell.sync.plan.record import parked_record, synced_record
+from cosell.sync.plan.sets import CONTACT_ROLE, HELP
+from cosell.sync.plan.sides import (
     agreed_values,
-    read_opportunities,
-    read_referral,
     records_of,
     referral_json,
     status_text,
 )
+from cosell.sync.run import leads
+from cosell.sync.run.park import park
+from cosell.sync.run.record import record
 
 log = structlog.get_logger(__name__)
 
 PARTNER_CENTER = "partner_center"
 SALESFORCE = "salesforce"
-HELP = "help"  # the canonical field of "How can Microsoft help?" (DESIGN.md's data model)
-CONTACT_ROLE = "Decision Maker"  # a standard OpportunityContactRole role of every org
 
 
 # -- Salesforce → Partner Center ------------------------------------------------------------
@@ -199,16 +202,18 @@ async def _start_referral(
     # Asking Microsoft for help shares the referral with Microsoft (co-sell); the default
     # mapping's `help` field is How_can_Microsoft_help__c, None when nothing is asked.
     share = values.get(HELP) is not None
-    refusal = _share_refusal(ctx.mapping.collections, opportunity) if share else None
+    refusal = opportunity_share_refusal(ctx.mapping.collections, opportunity) if share else None
     if refusal is not None:  # Partner Center would refuse the POST: say what to add instead
         return await _park_new(ctx, key, link, opportunity, refusal, calls)
     try:
         body = new_referral_body(
             ctx.mapping, values, external_reference_id=record_id, share_with_microsoft=share
         )
-        new = NewReferral.model_validate(_with_children(ctx.mapping.collections, body, opportunity))
+        new = NewReferral.model_validate(
+            with_collections(ctx.mapping.collections, body, opportunity)
+        )
     except (pydantic.ValidationError, ValueError) as exc:
-        return await _park_new(ctx, key, link, opportunity, _invalid_new_referral(exc), calls)
+        return await _park_new(ctx, key, link, opportunity, invalid_new_referral(exc), calls)
     if ctx.dry_run:
         return Outcome(
             key,
@@ -236,81 +241,6 @@ async def _start_referral(
         raise
     ctx.failpoint("after-referral-create")
     return _Posted(key, link, opportunity, referral)
-
-
-def _share_refusal(spec: Collections, opportunity: dict[str, Any]) -> str | None:
-    """Why the opportunity cannot be shared with Microsoft yet (no solution, no contact)."""
-    items = collections.salesforce_items(spec, opportunity)
-    return collections.share_refusal(
-        has_solution=bool(items[collections.SOLUTIONS]),
-        has_contact=bool(items[collections.CONTACTS]),
-    )
-
-
-def create_problems(mapping: Mapping_, values: Mapping[str, Value]) -> str | None:
-    """What Partner Center would refuse in a new referral's values, checked before any call.
-
-    Each mapped field's value (or its default, as the create body would carry it) is checked
-    by `rules.value_problem`: a deal value that is set and not zero, a currency, an ISO-2
-    country.
-
-    Args:
-        mapping: the mapping (fields, defaults, transforms).
-        values: the opportunity's canonical values.
-
-    Returns:
-        None when nothing would be refused, else the message to park on the opportunity.
-    """
-    problems: list[str] = []
-    for mapped in mapping.fields:
-        value = values.get(mapped.name)
-        if value is None:
-            value = mapped.default_value
-        problem = value_problem(mapped.rule(), value)
-        if problem is not None:
-            problems.append(problem)
-    if not problems:
-        return None
-    return (
-        "cannot create the Partner Center referral: "
-        + "; ".join(problems)
-        + "; then save the opportunity again"
-    )
-
-
-def _with_children(
-    spec: Collections, body: dict[str, Any], opportunity: dict[str, Any]
-) -> dict[str, Any]:
-    """The create body plus the opportunity's Microsoft solutions, contacts and team.
-
-    Partner Center needs solutions and a customer contact for a referral that asks Microsoft
-    for help; they come from the `Microsoft_Solution__c` rows, the contact roles (primary
-    first) and the team members' users, read in the same query (`collections.py`).
-    """
-    items = collections.salesforce_items(spec, opportunity)
-    solutions = [dict(row.item) for row in items[collections.SOLUTIONS].values()]
-    if solutions:
-        details = body.setdefault("details", {})
-        details.setdefault("requirements", {})["solutions"] = solutions
-    contacts = [dict(row.item) for row in items[collections.CONTACTS].values()]
-    if contacts and not body.get("customerProfile", {}).get("team"):
-        body.setdefault("customerProfile", {})["team"] = contacts
-    team = [dict(row.item) for row in items[collections.TEAM].values()]
-    if team and not body.get("team"):
-        body["team"] = team
-    return body
-
-
-def _invalid_new_referral(exc: Exception) -> str:
-    if isinstance(exc, pydantic.ValidationError):
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first.get("loc", ()))
-        detail = f"{where}: {first['msg']}" if where else str(first["msg"])
-        return (
-            f"cannot create the Partner Center referral: {detail}. Fill in the opportunity "
-            "(amount, currency, close date) and its account (name, billing country) and save it"
-        )
-    return f"cannot create the Partner Center referral: {exc}"
 
 
 async def _adopt_referral(
@@ -346,21 +276,35 @@ async def _write_back(
     opportunities: list[dict[str, Any]] = []
     accounts: list[dict[str, Any]] = []
     done: list[tuple[_Posted, Link, str, dict[str, Value]]] = []
-    for item in posted:
+    values = {
+        item.link.id: partner_center_values(ctx.mapping, referral_json(item.referral))
+        for item in posted
+    }
+    # The referrals' ids on their links first (one transaction): the creates are done.
+    links = store.record(
+        [
+            Record(
+                item.link.id,
+                link={
+                    "referral_id": item.referral.id,
+                    "engagement_id": item.referral.engagement_id,
+                },
+                snapshot=values[item.link.id],
+                resolve_intent=True,
+            )
+            for item in posted
+        ]
+    )
+    for item, link in zip(posted, links, strict=True):
         referral = item.referral
         assert referral.id is not None
-        link = store.update_link(
-            item.link.id, referral_id=referral.id, engagement_id=referral.engagement_id
-        )
-        store.resolve_create_intent(link.id)
-        pc_values = partner_center_values(ctx.mapping, referral_json(referral))
+        pc_values = values[item.link.id]
         records = records_of(item.opportunity)
         sf_values = salesforce_values(ctx.mapping, records)
         # What Partner Center made of the create (consent given when shared, the stage it
         # stores a partner's own referral in) is written back, so both sides start out equal.
         differing = {k: v for k, v in pc_values.items() if sf_values.get(k) != v}
         updates = salesforce_updates(ctx.mapping, differing, records) if differing else {}
-        store.save_snapshot(link.id, pc_values)
         shared = " (shared with Microsoft)" if referral.is_shared_with_microsoft else ""
         message = f"created referral {referral.id} in Partner Center{shared}"
         opportunities.append(
@@ -388,22 +332,23 @@ async def _write_back(
         calls.salesforce += 1
         await ctx.salesforce.update_many(ACCOUNT, accounts)
     results: dict[Key, Outcome | Link] = {}
+    recorded: list[Record | None] = []
     for (item, link, message, sf_values), result in zip(done, saved, strict=True):
         if result.success:
-            store.record_audit(link.id, message, details={"api_calls": calls.total})
-            store.update_link(
-                link.id,
-                sync_status=SyncStatus.SYNCED,
-                last_error=None,
-                last_synced_at=ctx.clock.now(),
-            )
+            now = ctx.clock.now()
+            recorded.append(synced_record(link, message, api_calls=calls.total, now=now))
         else:  # the referral exists and the link knows it: the next reconcile writes it back
             problem = (
                 f"{message}, but writing it back to the opportunity failed: "
                 f"{result.errors[0] if result.errors else 'not saved'}"
             )
-            store.record_audit(link.id, problem)
-            store.update_link(link.id, sync_status=SyncStatus.ERROR, last_error=problem)
+            recorded.append(
+                Record(
+                    link.id,
+                    link={"sync_status": SyncStatus.ERROR, "last_error": problem},
+                    audit=((problem, None),),
+                )
+            )
             message = problem
         results[item.key] = Outcome(
             item.key,
@@ -413,6 +358,7 @@ async def _write_back(
             message=message,
             api_calls=calls.total,
         )
+    record(ctx, recorded)
     return results
 
 
@@ -451,35 +397,12 @@ async def _park_new(
     message: str,
     calls: ApiCalls,
 ) -> Outcome:
-    """Park a create that cannot be made; the link exists so the dashboard shows the error."""
-    log.warning("sync.create.parked", key=key, error=message)
-    if ctx.dry_run:
-        return Outcome(
-            key,
-            link.id if link else None,
-            ERROR,
-            message=f"dry run: {message}",
-            api_calls=calls.total,
-        )
-    store = ctx.store
+    """Park a create that cannot be made; the link is made first so the dashboard shows it."""
+    if link is None and ctx.dry_run:
+        return Outcome(key, None, ERROR, message=f"dry run: {message}", api_calls=calls.total)
     if link is None:
-        link = store.create_link(sobject=OPPORTUNITY, record_id=str(opportunity["Id"]))
-    if link.sync_status != SyncStatus.ERROR or link.last_error != message:
-        store.update_link(link.id, sync_status=SyncStatus.ERROR, last_error=message)
-        store.record_audit(link.id, f"error: {message}")
-    fields: dict[str, Any] = {}
-    if opportunity.get(ctx.fields.sync_status) != SyncStatus.ERROR.value:
-        fields[ctx.fields.sync_status] = SyncStatus.ERROR.value
-    if opportunity.get(ctx.fields.sync_error) != message[:SYNC_ERROR_LENGTH]:
-        fields[ctx.fields.sync_error] = message[:SYNC_ERROR_LENGTH]
-    if fields:
-        fields[ctx.fields.audit] = render_audit_field([], store.audit(link.id, limit=AUDIT_ENTRIES))
-        calls.salesforce += 1
-        try:
-            await ctx.salesforce.update(OPPORTUNITY, opportunity["Id"], fields)
-        except sf_errors.TerminalError as exc:
-            log.warning("sync.create.status_not_written", key=key, error=str(exc))
-    return Outcome(key, link.id, ERROR, message=message, api_calls=calls.total)
+        link = ctx.store.create_link(sobject=OPPORTUNITY, record_id=str(opportunity["Id"]))
+    return await park(ctx, key, link, message, calls, record=opportunity)
 
 
 # -- Partner Center → Salesforce ------------------------------------------------------------
@@ -545,7 +468,7 @@ async def from_referral(
     try:
         pc_values = partner_center_values(ctx.mapping, referral_json(referral))
     except ValueMappingError as exc:
-        return _unreadable(ctx, key, referral, link, exc, calls)
+        return await _unreadable(ctx, key, referral, link, exc, calls)
     if ctx.dry_run:
         return Outcome(
             key,
@@ -560,7 +483,7 @@ async def from_referral(
     return created[key]
 
 
-def _unreadable(
+async def _unreadable(
     ctx: SyncContext,
     key: Key,
     referral: Referral,
@@ -576,32 +499,12 @@ def _unreadable(
     assert referral.id is not None
     message = f"cannot read referral {referral.id} through the mapping: {exc}"
     if ctx.dry_run:
-        return Outcome(key, link.id if link else None, ERROR, message=message)
-    log.warning("sync.create.parked", key=key, error=message)
-    store = ctx.store
+        return Outcome(key, link.id if link else None, ERROR, message=f"dry run: {message}")
     if link is None:
-        link = store.create_link(
+        link = ctx.store.create_link(
             sobject=OPPORTUNITY, referral_id=referral.id, engagement_id=referral.engagement_id
         )
-    if link.sync_status != SyncStatus.ERROR or link.last_error != message:
-        store.update_link(link.id, sync_status=SyncStatus.ERROR, last_error=message)
-        store.record_audit(link.id, f"error: {message}")
-    return Outcome(key, link.id, ERROR, message=message, api_calls=calls.total)
-
-
-def plain_incoming(referral: Referral, link: Link | None) -> bool:
-    """Whether this referral only needs its opportunity created (a batch can create it).
-
-    True for an incoming referral without an opportunity yet that names none itself and is
-    not closed (a referral whose link lost its record id goes on being created too).
-    """
-    if link is not None:
-        return link.record_id is None and link.referral_id is not None
-    return (
-        referral.direction == ReferralDirection.INCOMING
-        and not referral.external_reference_id
-        and not referral.is_terminal
-    )
+    return await park(ctx, key, link, message, calls)
 
 
 async def _outgoing_link(
@@ -639,19 +542,7 @@ class _NewOpportunity:
     contact: str | None = None
     failure: str | None = None
     children_base: dict[str, Value] = field(default_factory=dict)
-
-
-def _customer(fields: Mapping[str, Any]) -> tuple[str, str, str]:
-    """How an account is matched: Name + BillingPostalCode + BillingCountry, case-insensitive."""
-
-    def part(name: str) -> str:
-        return str(fields.get(name) or "").casefold()  # SOQL's `=` ignores case too
-
-    return part("Name"), part("BillingPostalCode"), part("BillingCountry")
-
-
-def _failed_item(result: SaveResult) -> str:
-    return str(result.errors[0]) if result.errors else "Salesforce did not save it"
+    fresh: bool = False  # its link was made by this batch (no audit trail yet)
 
 
 async def create_opportunities(
@@ -666,7 +557,7 @@ async def create_opportunities(
     `Referral_Identifier__c`, one query and one create find or make the customer contacts,
     and one create adds the contact roles (plus one query of existing roles when an
     opportunity already existed); the new opportunities' solutions and team members follow
-    (`collections.create_children`: a user query and a create each, only when there are
+    (`child_rows.create_children`: a user query and a create each, only when there are
     some). Each link and create intent is recorded before the upsert.
     An item that Salesforce refuses is parked on its link; the others go on.
 
@@ -693,7 +584,7 @@ async def create_opportunities(
                 today=ctx.clock.now().date(),
             )
         except ValueMappingError as exc:
-            outcomes[key] = _unreadable(ctx, key, referral, link, exc, calls)
+            outcomes[key] = await _unreadable(ctx, key, referral, link, exc, calls)
             continue
         if ctx.dry_run:
             outcomes[key] = Outcome(
@@ -705,6 +596,7 @@ async def create_opportunities(
                 dry_run=True,
             )
             continue
+        fresh = link is None  # a new link: no audit trail to read for its Audit__c
         if link is None:
             link = store.create_link(
                 sobject=OPPORTUNITY, referral_id=referral.id, engagement_id=referral.engagement_id
@@ -716,7 +608,13 @@ async def create_opportunities(
         }
         work.append(
             _NewOpportunity(
-                key, referral, link, values, opportunity, dict(records.get(ACCOUNT) or {})
+                key,
+                referral,
+                link,
+                values,
+                opportunity,
+                dict(records.get(ACCOUNT) or {}),
+                fresh=fresh,
             )
         )
     if work:
@@ -724,11 +622,14 @@ async def create_opportunities(
         await _upsert(ctx, work, calls)
         await _contacts(ctx, [w for w in work if w.failure is None], calls)
         made = [(str(w.record_id), w.referral) for w in work if w.failure is None and w.created]
-        bases = await collections.create_children(ctx, made, calls)
+        bases = await child_rows.create_children(ctx, made, calls)
         for item in work:
             item.children_base = bases.get(str(item.record_id), {})
+    recorded: list[Record | None] = []
     for item in work:
-        outcomes[item.key] = _finish_new(ctx, item)
+        outcomes[item.key], done = _finish_new(ctx, item)
+        recorded.append(done)
+    record(ctx, recorded)  # every opportunity created: one store transaction
     return {key: replace(o, api_calls=calls.total) for key, o in outcomes.items()}
 
 
@@ -748,11 +649,11 @@ async def _accounts(ctx: SyncContext, work: list[_NewOpportunity], calls: ApiCal
     )
     calls.salesforce += 1
     async for row in ctx.salesforce.query(soql):
-        found.setdefault(_customer(row), str(row["Id"]))
+        found.setdefault(account_match(row), str(row["Id"]))
     missing: dict[tuple[str, str, str], dict[str, Any]] = {}
     for item in work:
-        if item.failure is None and _customer(item.account) not in found:
-            missing.setdefault(_customer(item.account), item.account)
+        if item.failure is None and account_match(item.account) not in found:
+            missing.setdefault(account_match(item.account), item.account)
     refused: dict[tuple[str, str, str], str] = {}
     if missing:
         calls.salesforce += 1
@@ -761,10 +662,10 @@ async def _accounts(ctx: SyncContext, work: list[_NewOpportunity], calls: ApiCal
             if result.success and result.id:
                 found[customer] = str(result.id)
             else:
-                refused[customer] = _failed_item(result)
+                refused[customer] = failed_item(result)
     for item in work:
         if item.failure is None:
-            customer = _customer(item.account)
+            customer = account_match(item.account)
             item.account_id = found.get(customer)
             if item.account_id is None:
                 item.failure = f"the account could not be created: {refused.get(customer)}"
@@ -792,7 +693,7 @@ async def _upsert(ctx: SyncContext, work: list[_NewOpportunity], calls: ApiCalls
                 fields.sync_status: SyncStatus.SYNCED.value,
                 fields.audit: render_audit_field(
                     [line(ctx.clock.now(), message)],
-                    ctx.store.audit(item.link.id, limit=AUDIT_ENTRIES),
+                    [] if item.fresh else ctx.store.audit(item.link.id, limit=AUDIT_ENTRIES),
                 ),
             }
         )
@@ -803,13 +704,18 @@ async def _upsert(ctx: SyncContext, work: list[_NewOpportunity], calls: ApiCalls
     calls.salesforce += 1
     results = await ctx.salesforce.upsert_many(OPPORTUNITY, fields.referral_id, bodies)
     ctx.failpoint("after-opportunity-upsert")
+    made: list[_NewOpportunity] = []
     for item, result in zip(ready, results, strict=True):
         if result.success and result.id:
             item.record_id = str(result.id)
             item.created = bool(result.created)
-            item.link = ctx.store.update_link(item.link.id, record_id=item.record_id)
+            made.append(item)
         else:
-            item.failure = f"Salesforce refused the opportunity: {_failed_item(result)}"
+            item.failure = f"Salesforce refused the opportunity: {failed_item(result)}"
+    # The opportunities' ids on their links, all in one store transaction.
+    linked = ctx.store.record([Record(w.link.id, link={"record_id": w.record_id}) for w in made])
+    for item, link in zip(made, linked, strict=True):
+        item.link = link
 
 
 async def _contacts(ctx: SyncContext, work: list[_NewOpportunity], calls: ApiCalls) -> None:
@@ -855,7 +761,7 @@ async def _contacts(ctx: SyncContext, work: list[_NewOpportunity], calls: ApiCal
             if result.success and result.id:
                 found[who] = str(result.id)
             else:
-                log.warning("sync.create.contact_refused", error=_failed_item(result))
+                log.warning("sync.create.contact_refused", error=failed_item(result))
     roles = []
     existing: set[tuple[str, str]] = set()
     again = [item.record_id for item, _, _ in members if not item.created and item.record_id]
@@ -872,7 +778,7 @@ async def _contacts(ctx: SyncContext, work: list[_NewOpportunity], calls: ApiCal
         contact_id = found.get(who)
         if contact_id is None or item.record_id is None:
             continue
-        item.contact = _name(member.first_name, last_name)
+        item.contact = person_name(member.first_name, last_name)
         if (item.record_id, contact_id) not in existing:
             roles.append(
                 {
@@ -886,11 +792,11 @@ async def _contacts(ctx: SyncContext, work: list[_NewOpportunity], calls: ApiCal
         calls.salesforce += 1
         for result in await ctx.salesforce.create_many("OpportunityContactRole", roles):
             if not result.success:
-                log.warning("sync.create.contact_role_refused", error=_failed_item(result))
+                log.warning("sync.create.contact_role_refused", error=failed_item(result))
 
 
-def _finish_new(ctx: SyncContext, item: _NewOpportunity) -> Outcome:
-    store = ctx.store
+def _finish_new(ctx: SyncContext, item: _NewOpportunity) -> tuple[Outcome, Record | None]:
+    """The outcome of one opportunity create, and what to record of it."""
     link = item.link
     assert item.referral.id is not None
     if item.failure is not None:
@@ -900,31 +806,27 @@ def _finish_new(ctx: SyncContext, item: _NewOpportunity) -> Outcome:
             "next change"
         )
         log.warning("sync.create.parked", key=item.key, error=message)
-        if link.sync_status != SyncStatus.ERROR or link.last_error != message:
-            store.update_link(link.id, sync_status=SyncStatus.ERROR, last_error=message)
-            store.record_audit(link.id, f"error: {message}")
-        return Outcome(item.key, link.id, ERROR, message=message)
-    store.resolve_create_intent(link.id)
+        return Outcome(item.key, link.id, ERROR, message=message), parked_record(link, message)
     written = {
         OPPORTUNITY: {**item.opportunity, "Id": item.record_id},
         ACCOUNT: {**item.account, "Id": item.account_id},
     }
     agreed = agreed_values(item.values, salesforce_values(ctx.mapping, written))
-    store.save_snapshot(link.id, {**agreed, **item.children_base})
-    wake = deadlines.first_wake(item.referral, ctx.clock.now())
-    if wake is not None:  # the expiry warning comes without any change: come back for it
-        store.set_wakeup(item.key, wake)
+    now = ctx.clock.now()
+    wake = deadlines.first_wake(item.referral, now)
     message = (
         f"created the opportunity from referral {item.referral.id} ({status_text(item.referral)})"
     )
     if item.contact:
         message += f"; contact {item.contact}"
-    store.record_audit(link.id, message)
-    store.update_link(
-        link.id, sync_status=SyncStatus.SYNCED, last_error=None, last_synced_at=ctx.clock.now()
+    done = Record(
+        link.id,
+        link={"sync_status": SyncStatus.SYNCED, "last_error": None, "last_synced_at": now},
+        snapshot={**agreed, **item.children_base},
+        audit=((message, None),),
+        # the expiry warning comes without any change: come back for it
+        wakeup=(item.key, wake) if wake is not None else None,
+        resolve_intent=True,
     )
-    return Outcome(item.key, link.id, CREATED, to_salesforce=item.values, message=message)
-
-
-def _name(first: str | None, last: str) -> str:
-    return show(f"{first} {last}" if first else last)
+    outcome = Outcome(item.key, link.id, CREATED, to_salesforce=item.values, message=message)
+    return outcome, done

@@ -23,7 +23,7 @@ Decisions the table leaves open:
 - **Equal stages.** Salesforce cannot tell every Partner Center state apart: its lost stage
   stands for Closed/Lost, Declined, Expired and Error alike, its on-hold stage for New/Pending
   and New/Received (the mapping's stage table). So stage values are compared by what both
-  sides can express (`cosell.sync.rules.same_stage`): Partner Center's "Closed/Declined"
+  sides can express (`cosell.sync.plan.rules.same_stage`): Partner Center's "Closed/Declined"
   and Salesforce's "Closed/Lost" agree. Otherwise a declined referral would look changed
   on one side forever. An agreed base that already means the same is kept as stored.
 - **Missing values.** A field absent from `partner_center` or `salesforce` is None (unset).
@@ -35,9 +35,9 @@ Decisions the table leaves open:
 - **The stage.** Partner Center's stage is the referral's real state, so when it changed it
   always flows to Salesforce (the stage's effective owner is Partner Center whenever the
   stage flows to Salesforce). A Salesforce stage change is written only when it is a legal
-  move from the referral's current state (`cosell.sync.rules`).
+  move from the referral's current state (`cosell.sync.plan.rules`).
 - **Refusals.** Every value to be written to Partner Center is first checked against Partner
-  Center's rules (`cosell.sync.rules.refusal_reason`: terminal referral, read-only after
+  Center's rules (`cosell.sync.plan.rules.refusal_reason`: terminal referral, read-only after
   create, the transition table). A refused value is not written and is reported as a
   `Refusal` whose reason tells the seller what to fix. If Partner Center's value also
   changed (or the base is unknown), that change is real and flows to Salesforce as in a
@@ -46,7 +46,7 @@ Decisions the table leaves open:
   value is not forced onto Salesforce, so cosell never fights the seller) and the base keeps
   its old value, so the refusal is reported again on every reconcile until the seller sets
   the field back or to a value Partner Center accepts.
-- **Holds.** A value Partner Center accepts later but not now (`cosell.sync.rules.hold_reason`:
+- **Holds.** A value Partner Center accepts later but not now (`cosell.sync.plan.rules.hold_reason`:
   a field edit while an incoming referral is on hold, a win less than 72 hours after the
   referral was created) is held back: nothing is written either way, the base keeps its old
   value, and a `Held` (not a refusal: nothing is wrong) says why and until when. The change
@@ -69,7 +69,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from cosell.mapping.types import STAGE_FIELD, Direction, FieldRule, Owner, Value
-from cosell.sync.rules import (
+from cosell.sync.plan.rules import (
     ReferralState,
     hold_reason,
     needs_status_reason,

@@ -1,6 +1,6 @@
 """Partner Center's business rules, checked before the merge plans a write to Partner Center.
 
-The merge (`cosell.sync.merge`) asks one question of this module for every value it would
+The merge (`cosell.sync.plan.merge`) asks one question of this module for every value it would
 write to Partner Center: `refusal_reason(rule, value, current, state)`. The answer is None
 (Partner Center accepts the change) or a sentence for the seller that says why Partner Center
 would refuse it and what to do. A refused value is never sent: sending it would only earn a
@@ -25,7 +25,7 @@ The rules, in the order they are checked (the first that applies wins):
 Two more refusals come before rule 2 (after rule 1):
 
 - **Values Partner Center refuses** (`value_problem`, also used by the create path in
-  `cosell.sync.creates`): by the field's transform, an `amount` (the deal value) must be set
+  `cosell.sync.run.creates`): by the field's transform, an `amount` (the deal value) must be set
   and not zero (the connector refuses 0 or empty on update, spec §5.4), a `currency` must be
   set, a `country` must be an ISO 3166-1 alpha-2 code (spec §3.8).
 - **Read-only once set.** Fields the mapping marks `read_only_once_set` (How can Microsoft
@@ -54,7 +54,7 @@ mapped value the merge compares: `needs_status_reason` flags such a stage and th
 writes supply the reason (`cosell.mapping` adds `statusReason` to a Lost or Declined stage).
 
 `same_stage` says when two canonical stages mean the same to both sides; the merge compares
-the stage with it (see `cosell.sync.merge`).
+the stage with it (see `cosell.sync.plan.merge`).
 """
 
 from __future__ import annotations

@@ -30,7 +30,7 @@ from collections.abc import Mapping
 
 from cosell.mapping import Mapping as SyncMapping
 from cosell.mapping.types import Value
-from cosell.sync.microsoft import Note
+from cosell.sync.plan.microsoft import Note
 
 NOTES_PATH = ("details", "notes")
 HISTORY_MARKER = "~notes.partner_center"

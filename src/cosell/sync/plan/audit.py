@@ -21,9 +21,9 @@ from typing import Any
 
 from cosell.mapping.types import Value
 from cosell.store.types import AuditEntry
-from cosell.sync.context import AUDIT_LENGTH
-from cosell.sync.merge import Plan
+from cosell.sync.plan.merge import Plan
 
+AUDIT_LENGTH = 100_000  # Audit__c is a Long Text Area(131072); we keep well inside it
 AUDIT_ENTRIES = 200  # entries rendered into Audit__c; AUDIT_LENGTH cuts it shorter if needed
 _VALUE_CHARS = 80  # a long description is shown by its start in one audit line
 

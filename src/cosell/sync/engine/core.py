@@ -1,6 +1,6 @@
 """The durable engine: reconciles as DBOS Transact workflows, one queue partitioned by key.
 
-The reconcile (`cosell.sync.reconcile`) is plain async code that reads both sides, merges and
+The reconcile (`cosell.sync.run.reconcile`) is plain async code that reads both sides, merges and
 writes; this module decides *when* it runs, *where* (which worker), and makes it survive
 crashes. Everything durable about scheduling lives in DBOS's system database (a SQLite file
 next to the store by default, the store's own PostgreSQL database, schema `dbos`, when the
@@ -12,7 +12,7 @@ store is PostgreSQL); everything durable about sync lives in the store.
   queue `cosell-reconcile`, *partitioned by key* with `partition_concurrency=1`: DBOS starts at
   most one workflow of a partition at a time, across every worker sharing the system database.
 - `cosell.reconcile_batch(keys)`: up to 200 keys, for sweeps and `cosell sync`;
-  `reconcile.reconcile_batch` reads them with a few Partner Center list calls and one SOQL
+  `run.batch.reconcile_batch` reads them with a few Partner Center list calls and one SOQL
   `IN` query, and writes with sObject collections.
 - Scheduled, once per period across all workers (DBOS gives a scheduled run a deterministic
   workflow id per tick, so a tick fired by two workers runs once), on the queue
@@ -100,55 +100,52 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
-import random
-import re
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field, replace
-from datetime import datetime
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, Protocol
+from typing import TYPE_CHECKING, Final, Protocol
 
 import sqlalchemy as sa
-from dbos import DBOS, DBOSConfig, ScheduleInput, SetEnqueueOptions, SetWorkflowID
-from sqlalchemy.engine import URL, make_url
+from dbos import DBOS, DBOSConfig, ScheduleInput, SetWorkflowID
 
 from cosell import __version__
 from cosell.clock import Clock
 from cosell.config import Settings
-from cosell.partnercenter.errors import RetriableError as PartnerCenterRetriableError
-from cosell.salesforce.errors import RetriableError as SalesforceRetriableError
 from cosell.store.types import Key, KeyFormatError, SyncStatus, parse_key, referral_key
-from cosell.sync import outcome as results
-from cosell.sync import pollers, system_database
-from cosell.sync.errors import RetriableSyncError
-from cosell.sync.outcome import Outcome
+from cosell.sync.engine import system_database, workflows
+from cosell.sync.engine.backoff import RETRIABLE_ERRORS
+from cosell.sync.engine.config import (
+    BATCH_QUEUE,
+    INBOX_PAGE,
+    INBOX_RETRY_SECONDS,
+    LAST_SWEEP_CURSOR,
+    RECONCILE_QUEUE,
+    SCHEDULE_QUEUE,
+    EngineError,
+    EngineOptions,
+    configure_dbos_logging,
+    cron_for,
+    system_database_url,
+)
+from cosell.sync.io import pollers
+from cosell.sync.io.links import link_of
+from cosell.sync.plan import outcome as results
+from cosell.sync.plan.keys import KeyRef
+from cosell.sync.plan.leads import LEAD
+from cosell.sync.plan.limits import BATCH_SIZE
+from cosell.sync.plan.outcome import Outcome
+from cosell.sync.run.park import park_link
 
 if TYPE_CHECKING:
     from cosell.partnercenter.models import Referral
     from cosell.store import Store
-    from cosell.sync.context import SyncContext
+    from cosell.sync.io.context import SyncContext
 
 log = logging.getLogger(__name__)
 
-RECONCILE_QUEUE: Final = "cosell-reconcile"
-BATCH_QUEUE: Final = "cosell-batch"
-SCHEDULE_QUEUE: Final = "cosell-schedules"
-KEY_WORKFLOW_PREFIX: Final = "cosell-reconcile:"
-BATCH_SIZE: Final = 200  # keys per batch workflow: one SOQL IN list, one sObject collection
-LAST_SWEEP_CURSOR: Final = pollers.LAST_SWEEP_CURSOR  # named with the pollers' cursors
-RETRIABLE_ERRORS: Final = (
-    PartnerCenterRetriableError,
-    SalesforceRetriableError,
-    RetriableSyncError,
-)
 
 _LINK_PAGE: Final = 500  # parked links read per store query: small rows, few round trips
-_PREFIX_QUERY: Final = 100  # keys whose waiting reconciles are looked up in one query
-INBOX_PAGE: Final = 500  # inbox events drained per store read
-INBOX_RETRY_SECONDS: Final = 1.0  # the drainer's pause after a failed drain (system DB down)
 
 Progress = Callable[[int, int | None], None]
 """Called after each batch of a pass with (keys done, keys expected or None when unknown)."""
@@ -158,7 +155,7 @@ ContextFactory = Callable[[bool], AbstractAsyncContextManager["SyncContext"]]
 
 
 class Reconciler(Protocol):
-    """The reconcile functions as the engine calls them (the module `cosell.sync.reconcile`)."""
+    """The reconcile functions as the engine calls them (the module `cosell.sync.run.reconcile`)."""
 
     async def reconcile_key(self, ctx: SyncContext, key: Key, /) -> Outcome:
         """Reconcile one key."""
@@ -169,103 +166,13 @@ class Reconciler(Protocol):
         ...
 
 
-class EngineError(Exception):
-    """The engine cannot run as configured; the message says what to change."""
-
-
-@dataclass(frozen=True)
-class BackoffPolicy:
-    """How a key's reconcile is retried after a retriable error.
-
-    Attributes:
-        max_attempts: attempts in all, the first included (6: about a minute of waiting with
-            the defaults before the key is parked until its next change or sweep).
-        base_delay: the first backoff's upper bound, seconds.
-        max_delay: the cap of one backoff, seconds (and of a `Retry-After` we wait in place;
-            longer ones park the key, the sweep picks it up later).
-        busy_delay: seconds between tries when another workflow holds the key's lease.
-        busy_attempts: tries before giving up on a held lease (the lease TTL bounds a holder
-            that died).
-        rng: the jitter's source; seed it for a reproducible schedule.
-    """
-
-    max_attempts: int = 6
-    base_delay: float = 1.0
-    max_delay: float = 30.0
-    busy_delay: float = 2.0
-    busy_attempts: int = 90  # 90 x 2 s = 3 minutes: longer than a batch lease (120 s)
-    rng: random.Random = field(default_factory=random.Random, compare=False, repr=False)
-
-    def delay(self, attempt: int, retry_after: float | None) -> float:
-        """Seconds to wait after failed attempt number `attempt` (1-based).
-
-        Full jitter: uniform(0, min(max_delay, base_delay * 2**(attempt-1))), but never less
-        than the server's `Retry-After` (capped at `max_delay`).
-        """
-        ceiling = min(self.max_delay, self.base_delay * (2 ** (attempt - 1)))
-        wait = self.rng.uniform(0.0, ceiling)
-        if retry_after is not None:
-            wait = max(wait, min(retry_after, self.max_delay))
-        return wait
-
-
-@dataclass(frozen=True)
-class EngineOptions:
-    """How the engine runs (from `Settings` by `EngineOptions.from_settings`, or by hand).
-
-    Attributes:
-        system_database_url: DBOS's system database. None: derived from the store's URL.
-        poll_interval_seconds: period of both pollers (a divisor of 60 below a minute, else a
-            whole number of minutes dividing an hour, or of hours dividing a day).
-        sweep_interval_seconds: period of the full reconciliation (same rule).
-        executor_id: this worker's name in the system database; a restarted worker with the
-            same name recovers the workflows it was running. Two live workers need two names.
-        queue_polling_seconds: how often a worker looks for queued workflows.
-        lease_seconds: a single key's lease (longer than one reconcile with its 412 retries).
-        batch_lease_seconds: a batch's leases (200 keys: a few calls, then collection writes).
-        worker_reconciles: single-key reconciles one worker runs at once (a burst of many keys
-            must not open as many API calls at once).
-        worker_batches: batch workflows one worker runs at once.
-        overlap_seconds: the pollers' overlap (see `pollers`).
-        backoff: the retry policy.
-    """
-
-    system_database_url: str | None = None
-    poll_interval_seconds: int = 30
-    sweep_interval_seconds: int = 3600
-    executor_id: str = "local"
-    queue_polling_seconds: float = (
-        0.25  # a webhook's reconcile starts within 1/4 s (target: p95 < 2 s)
-    )
-    lease_seconds: float = 60.0
-    batch_lease_seconds: float = 120.0
-    worker_reconciles: int = 16  # enough to hide API latency; well under both APIs' limits
-    worker_batches: int = 2  # two batches overlap one's reads with the other's writes
-    overlap_seconds: float = pollers.DEFAULT_OVERLAP_SECONDS
-    backoff: BackoffPolicy = field(default_factory=BackoffPolicy)
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> EngineOptions:
-        """The options `cosell.toml`'s `[sync]` section asks for.
-
-        The executor id comes from `COSELL_WORKER_ID` (default `local`): give each worker that
-        shares a PostgreSQL store its own, and keep it across restarts.
-        """
-        sync = settings.sync
-        return cls(
-            poll_interval_seconds=int(sync.poll_interval_seconds),
-            sweep_interval_seconds=int(sync.sweep_interval_seconds),
-            executor_id=os.environ.get("COSELL_WORKER_ID", "local"),
-        )
-
-
 @dataclass(frozen=True)
 class Summary:
     """What a pass did.
 
     Attributes:
         keys_seen: keys reconciled (or planned, in a dry run).
-        counts: outcomes by result (`cosell.sync.outcome.RESULTS`).
+        counts: outcomes by result (`cosell.sync.plan.outcome.RESULTS`).
         api_calls: API calls made, reads of the pollers and sweeps included.
         errors: (key, message) of every key that ended in error.
         outcomes: every outcome, in order (the CLI prints a dry run's plans from them); the
@@ -321,268 +228,10 @@ class _Tally:
 # -- configuration helpers ----------------------------------------------------------------------
 
 
-def system_database_url(store_url: str | URL) -> str:
-    """DBOS's system database for a store: a SQLite file beside it, or the same PostgreSQL.
-
-    Args:
-        store_url: the store's SQLAlchemy URL.
-
-    Returns:
-        `sqlite:///<dir>/<store stem>-dbos.sqlite`, or the store's PostgreSQL URL (DBOS keeps
-        its tables in the schema `dbos`).
-
-    Raises:
-        EngineError: an in-memory SQLite store, or a database DBOS cannot use.
-    """
-    url = make_url(store_url) if isinstance(store_url, str) else store_url
-    backend = url.get_backend_name()
-    if backend == "sqlite":
-        database = url.database
-        if not database or database == ":memory:":
-            raise EngineError(
-                "the store is an in-memory SQLite database, which has no place for the engine's "
-                "system database; use a file (store url sqlite:///cosell.db)"
-            )
-        path = Path(database)
-        return f"sqlite:///{path.with_name(path.stem + '-dbos.sqlite')}"
-    if backend == "postgresql":
-        return url.set(drivername="postgresql").render_as_string(hide_password=False)
-    raise EngineError(
-        f"the engine runs on SQLite or PostgreSQL, not {backend}; set [store] url accordingly"
-    )
-
-
-def cron_for(seconds: int, what: str) -> str:
-    """A six-field cron (seconds first) that fires every `seconds`, aligned on the clock.
-
-    Raises:
-        EngineError: a period cron cannot express evenly; the message lists good ones.
-    """
-    if seconds <= 0:
-        raise EngineError(f"{what} must be a positive number of seconds")
-    if seconds < 60 and 60 % seconds == 0:
-        return f"*/{seconds} * * * * *"
-    if seconds % 60 == 0 and seconds < 3600 and 60 % (seconds // 60) == 0:
-        return f"0 */{seconds // 60} * * * *"
-    if seconds % 3600 == 0 and 24 % (seconds // 3600) == 0:
-        return f"0 0 */{seconds // 3600} * * *"
-    raise EngineError(
-        f"{what} = {seconds} cannot be scheduled evenly; use a divisor of 60 seconds "
-        "(e.g. 15, 30), whole minutes dividing an hour (e.g. 300, 900) or hours dividing a day "
-        "(e.g. 3600, 21600)"
-    )
-
-
-_PASSWORD_IN_URL = re.compile(r"(://[^:/@\s]*:)[^@\s]*@")
-
-
-class _MaskPasswords(logging.Filter):
-    """Masks `user:password@` in DBOS's log messages (its errors may quote the database URL)."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        masked = _PASSWORD_IN_URL.sub(r"\1***@", message)
-        if masked != message:
-            record.msg, record.args = masked, None
-        return True
-
-
-def configure_dbos_logging(level: int = logging.WARNING) -> None:
-    """Send DBOS's records through the standard logging tree at `level`, passwords masked.
-
-    DBOS adds a console handler of its own unless its logger already has one; a NullHandler
-    keeps it from doing so, and propagation hands every record to the application's handlers.
-    """
-    logger = logging.getLogger("dbos")
-    if not any(isinstance(h, logging.NullHandler) for h in logger.handlers):
-        logger.addHandler(logging.NullHandler())
-    if not any(isinstance(f, _MaskPasswords) for f in logger.filters):
-        logger.addFilter(_MaskPasswords())
-    logger.propagate = True
-    logger.setLevel(level)
-
-
 # -- the running engine (DBOS is one per process) ----------------------------------------------
-
-_active: Engine | None = None
-
-
-def _engine() -> Engine:
-    if _active is None:
-        raise EngineError("a cosell workflow ran while no Engine is started in this process")
-    return _active
-
-
-def _key_workflow_prefix(key: str) -> str:
-    return f"{KEY_WORKFLOW_PREFIX}{key}:"
-
-
-@dataclass(frozen=True)
-class _Attempt:
-    """What one step did.
-
-    `done` (outcomes), `retry` (a retriable error), `busy` (leases held elsewhere) or `failed`
-    (an unexpected error: the keys are parked, not retried in place).
-    """
-
-    kind: str
-    outcomes: tuple[Outcome, ...] = ()
-    busy: tuple[Key, ...] = ()
-    retry_after: float | None = None
-    message: str | None = None
-
-
-def _error_outcome(key: str, message: str) -> Outcome:
-    return Outcome(key=key, link_id=None, result=results.ERROR, message=message)
-
-
-def _busy_outcome(key: str) -> Outcome:
-    return Outcome(
-        key=key,
-        link_id=None,
-        result=results.SKIPPED,
-        message="being reconciled by another worker; queued to run after it",
-    )
-
-
-def _unexpected(exc: BaseException) -> str:
-    return f"unexpected {type(exc).__name__}: {exc}"
 
 
 # -- steps and workflows -------------------------------------------------------------------------
-
-
-@DBOS.step(name="cosell.reconcile_key_step")
-async def _reconcile_key_step(key: str, owner: str) -> _Attempt:
-    engine = _engine()
-    return await engine._attempt_key(engine._context(), Key(key), owner)
-
-
-@DBOS.step(name="cosell.reconcile_batch_step")
-async def _reconcile_batch_step(keys: list[str], owner: str) -> _Attempt:
-    engine = _engine()
-    ctx = engine._with_listed(engine._context(), [Key(k) for k in keys])
-    return await engine._attempt_batch(ctx, [Key(k) for k in keys], owner)
-
-
-@DBOS.step(name="cosell.park_step")
-async def _park_step(keys: list[str], message: str) -> None:
-    for key in keys:
-        _engine()._park(Key(key), message)
-
-
-@DBOS.step(name="cosell.backoff_step")
-async def _backoff_step(seconds: float) -> None:
-    # A step, so that a workflow recovered after a crash does not wait its past backoffs again.
-    await _engine()._clock.sleep(seconds)
-
-
-@DBOS.step(name="cosell.unqueued_keys_step")
-async def _unqueued_keys_step(keys: list[str]) -> list[str]:
-    return await _unqueued_keys(keys)
-
-
-@DBOS.step(name="cosell.poll_step")
-async def _poll_step(side: str) -> pollers.PollResult:
-    return await _engine()._poll(side, _engine()._context())
-
-
-@DBOS.step(name="cosell.save_cursor_step")
-async def _save_cursor_step(name: str, value: str) -> None:
-    _engine()._store.set_cursor(name, value)
-
-
-@DBOS.step(name="cosell.due_wakeups_step")
-async def _due_wakeups_step() -> list[tuple[str, str]]:
-    return [(key, due.isoformat()) for key, due in _engine()._store.due_wakeups()]
-
-
-@DBOS.step(name="cosell.clear_wakeups_step")
-async def _clear_wakeups_step(done: list[tuple[str, str]]) -> None:
-    _engine()._store.clear_wakeups([(key, datetime.fromisoformat(due)) for key, due in done])
-
-
-@DBOS.step(name="cosell.sweep_page_step")
-async def _sweep_page_step(next_link: str | None) -> tuple[list[str], str | None]:
-    page = await pollers.list_sweep_page(_engine()._context().partner_center, next_link=next_link)
-    return list(page.keys), page.next_link
-
-
-@DBOS.step(name="cosell.sweep_extras_step")
-async def _sweep_extras_step() -> tuple[list[str], list[str]]:
-    engine = _engine()
-    candidates, _ = await pollers.salesforce_create_candidates(engine._context().salesforce)
-    return list(candidates), list(engine._parked_keys())
-
-
-@DBOS.workflow(name="cosell.reconcile_key")
-async def reconcile_key_workflow(key: str) -> Outcome:
-    """Reconcile one key, retrying with backoff (see the module docstring)."""
-    return await _engine()._run_key(key, owner=DBOS.workflow_id or key)
-
-
-@DBOS.workflow(name="cosell.reconcile_batch")
-async def reconcile_batch_workflow(keys: list[str]) -> list[Outcome]:
-    """Reconcile up to 200 keys under their leases; held keys are notified instead."""
-    return await _engine()._run_batch(keys, owner=DBOS.workflow_id or "batch")
-
-
-@DBOS.workflow(name="cosell.poll_partner_center")
-async def poll_partner_center_workflow(scheduled_at: datetime, context: Any) -> None:
-    """Scheduled: enqueue the referrals changed since the cursor, then store the cursor."""
-    await _engine()._run_poll("partner_center")
-
-
-@DBOS.workflow(name="cosell.poll_salesforce")
-async def poll_salesforce_workflow(scheduled_at: datetime, context: Any) -> None:
-    """Scheduled: enqueue the opportunities (and Leads) changed since the cursor, then store it."""
-    await _engine()._run_poll("salesforce")
-    if _engine()._context().lead_sync:
-        await _engine()._run_poll("salesforce_lead")
-
-
-@DBOS.workflow(name="cosell.sweep")
-async def sweep_workflow(scheduled_at: datetime, context: Any) -> None:
-    """Scheduled: the periodic full reconciliation, as batch workflows of one page each."""
-    await _engine()._run_sweep()
-
-
-async def _unqueued_keys(keys: Iterable[str]) -> list[str]:
-    """The keys that have no reconcile waiting to start (see "Coalescing").
-
-    One system-database query per `_PREFIX_QUERY` keys (their workflow-id prefixes OR-ed), not
-    one per key: a drained inbox page of many keys costs a few queries.
-    """
-    unique = list(dict.fromkeys(keys))
-    fresh: list[str] = []
-    for start in range(0, len(unique), _PREFIX_QUERY):
-        chunk = unique[start : start + _PREFIX_QUERY]
-        waiting = await DBOS.list_workflows_async(
-            workflow_id_prefix=[_key_workflow_prefix(key) for key in chunk],
-            status=["ENQUEUED"],
-            queue_name=RECONCILE_QUEUE,
-            load_input=False,
-            load_output=False,
-        )
-        ids = [w.workflow_id for w in waiting]
-        # LIKE's `_` matches any character: keep only exact prefix matches.
-        fresh.extend(
-            key for key in chunk if not any(i.startswith(_key_workflow_prefix(key)) for i in ids)
-        )
-    return fresh
-
-
-async def _enqueue_keys(keys: Sequence[str], suffix: str) -> list[str]:
-    queue = await DBOS.retrieve_queue_async(RECONCILE_QUEUE)
-    if queue is None:
-        raise EngineError(f"the queue {RECONCILE_QUEUE} is not registered; start the engine")
-    ids: list[str] = []
-    for key in keys:
-        workflow_id = f"{_key_workflow_prefix(key)}{suffix}"
-        with SetEnqueueOptions(queue_partition_key=key), SetWorkflowID(workflow_id):
-            handle = await queue.enqueue_async(reconcile_key_workflow, key)
-        ids.append(handle.workflow_id)
-    return ids
 
 
 # -- the engine ----------------------------------------------------------------------------------
@@ -597,7 +246,7 @@ class Engine:
         context_factory: opens the `SyncContext` the reconciles use (called with `dry_run`).
         clock: what backoff waits on.
         options: overrides `EngineOptions.from_settings(settings)`.
-        reconciler: the reconcile functions; W1's `cosell.sync.reconcile` by default.
+        reconciler: the reconcile functions; W1's `cosell.sync.run.reconcile` by default.
     """
 
     def __init__(
@@ -643,6 +292,38 @@ class Engine:
             raise EngineError("the engine is not started")
         return self._ctx
 
+    # -- the Runtime the workflows run on (`workflows.Runtime`) --------------------------------
+
+    @property
+    def store(self) -> Store:
+        """The store (leases, cursors, wake-ups, parked links)."""
+        return self._store
+
+    @property
+    def clock(self) -> Clock:
+        """What backoffs wait on."""
+        return self._clock
+
+    def context(self) -> SyncContext:
+        """The open sync context.
+
+        Raises:
+            EngineError: the engine is not started.
+        """
+        return self._context()
+
+    async def attempt_key(self, key: Key, owner: str) -> workflows.Attempt:
+        """One attempt at one key under its lease (a step of `workflows.reconcile_key_workflow`)."""
+        return await self._attempt_key(self._context(), key, owner)
+
+    async def attempt_batch(self, keys: Sequence[Key], owner: str) -> workflows.Attempt:
+        """One attempt at a batch under its leases (a step of `workflows.reconcile_batch_workflow`)."""
+        return await self._attempt_batch(self._with_listed(self._context(), keys), keys, owner)
+
+    async def poll(self, side: str) -> pollers.PollResult:
+        """Poll one side from its stored cursor."""
+        return await self._poll(side, self._context())
+
     # -- lifecycle --------------------------------------------------------------------------
 
     def dbos_config(self) -> DBOSConfig:
@@ -683,16 +364,11 @@ class Engine:
         Raises:
             EngineError: another engine is started in this process.
         """
-        global _active
-        if _active is not None:
-            raise EngineError(
-                "an engine is already started in this process (DBOS is one per process)"
-            )
+        workflows.bind(self)
         configure_dbos_logging()
         manager = self._factory(False)
         self._ctx = await manager.__aenter__()
         self._ctx_manager = manager
-        _active = self
         try:
             DBOS(config=self._launch_config())
             if not background:
@@ -732,19 +408,19 @@ class Engine:
         return [
             {
                 "schedule_name": "cosell-poll-partner-center",
-                "workflow_fn": poll_partner_center_workflow,
+                "workflow_fn": workflows.poll_partner_center_workflow,
                 "schedule": poll,
                 "queue_name": SCHEDULE_QUEUE,
             },
             {
                 "schedule_name": "cosell-poll-salesforce",
-                "workflow_fn": poll_salesforce_workflow,
+                "workflow_fn": workflows.poll_salesforce_workflow,
                 "schedule": poll,
                 "queue_name": SCHEDULE_QUEUE,
             },
             {
                 "schedule_name": "cosell-sweep",
-                "workflow_fn": sweep_workflow,
+                "workflow_fn": workflows.sweep_workflow,
                 "schedule": sweep,
                 "queue_name": SCHEDULE_QUEUE,
             },
@@ -763,7 +439,6 @@ class Engine:
         await self._teardown()
 
     async def _teardown(self) -> None:
-        global _active
         if self._drainer is not None:
             drainer, self._drainer = self._drainer, None
             drainer.cancel()  # pending events stay in the inbox: the next start drains them
@@ -779,8 +454,7 @@ class Engine:
             await manager.__aexit__(None, None, None)
         self._ctx = None
         self._started = False
-        if _active is self:
-            _active = None
+        workflows.unbind(self)
 
     # -- notifications ----------------------------------------------------------------------
 
@@ -800,10 +474,10 @@ class Engine:
         """
         parse_key(key)
         self._require_started()
-        fresh = await _unqueued_keys([key])
+        fresh = await workflows._unqueued_keys([key])
         if not fresh:
             return False
-        await _enqueue_keys(fresh, uuid.uuid4().hex)
+        await workflows._enqueue_keys(fresh, uuid.uuid4().hex)
         return True
 
     def inbox_recorded(self) -> None:
@@ -845,8 +519,8 @@ class Engine:
                     )
                 else:
                     keys.append(event.key)
-            fresh = await _unqueued_keys(keys)
-            await _enqueue_keys(fresh, uuid.uuid4().hex)
+            fresh = await workflows._unqueued_keys(keys)
+            await workflows._enqueue_keys(fresh, uuid.uuid4().hex)
             await asyncio.to_thread(self._store.complete_events, [e.id for e in events])
             drained += len(events)
         return drained
@@ -870,8 +544,8 @@ class Engine:
     async def _notify_from_workflow(self, keys: Sequence[str], *, attempt: int = 0) -> int:
         # The child ids derive from this workflow's id (deterministic when it is recovered)
         # and the attempt, so a later attempt notifying the same key enqueues a new run.
-        fresh = await _unqueued_keys_step(list(keys))
-        await _enqueue_keys(fresh, f"{DBOS.workflow_id or uuid.uuid4().hex}-{attempt}")
+        fresh = await workflows.unqueued_keys_step(list(keys))
+        await workflows._enqueue_keys(fresh, f"{DBOS.workflow_id or uuid.uuid4().hex}-{attempt}")
         return len(fresh)
 
     def _require_started(self) -> None:
@@ -880,31 +554,33 @@ class Engine:
 
     # -- one key ----------------------------------------------------------------------------
 
-    async def _attempt_key(self, ctx: SyncContext, key: Key, owner: str | None) -> _Attempt:
+    async def _attempt_key(
+        self, ctx: SyncContext, key: Key, owner: str | None
+    ) -> workflows.Attempt:
         ttl = self._options.lease_seconds
         leased: list[Key] = []
         if owner is not None:
-            taken = self._claim_link(key, owner, ttl)
+            # Store calls run off the event loop: the webhook endpoint shares it.
+            taken = await asyncio.to_thread(self._claim_link, key, owner, ttl)
             if taken is None:
-                return _Attempt("busy", busy=(key,))
+                return workflows.Attempt("busy", busy=(key,))
             leased = taken
         try:
             async with self._renewing(leased, owner, ttl):
                 outcome = await self._reconciler.reconcile_key(ctx, key)
         except RETRIABLE_ERRORS as exc:
-            return _Attempt(
+            return workflows.Attempt(
                 "retry", retry_after=getattr(exc, "retry_after", None), message=str(exc)
             )
         except Exception as exc:
             # A bug, or an error the reconcile should have parked: this key fails, the
             # others keep syncing, and the traceback is in the log.
             log.exception("reconcile of %s failed unexpectedly", key)
-            return _Attempt("failed", message=_unexpected(exc))
+            return workflows.Attempt("failed", message=workflows.unexpected(exc))
         finally:
             if owner is not None:
-                for leased_key in leased:
-                    self._store.release(leased_key, owner=owner)
-        return _Attempt("done", outcomes=(outcome,))
+                await asyncio.to_thread(self._release, leased, owner)
+        return workflows.Attempt("done", outcomes=(outcome,))
 
     def _claim_link(self, key: Key, owner: str, ttl: float) -> list[Key] | None:
         """Lease `key` and the other key of its link, if it has one; the keys leased.
@@ -928,13 +604,33 @@ class Engine:
             taken.append(each)
         return taken
 
+    def _claim_links(
+        self, keys: Sequence[Key], owner: str, ttl: float
+    ) -> tuple[list[Key], list[Key], list[Key]]:
+        """`_claim_link` for each key of a batch: (keys claimed, keys leased, keys busy)."""
+        claimed: list[Key] = []
+        leased: list[Key] = []
+        busy: list[Key] = []
+        for key in keys:
+            taken = self._claim_link(key, owner, ttl)
+            if taken is None:
+                busy.append(key)
+            else:
+                claimed.append(key)
+                leased.extend(taken)
+        return claimed, leased, busy
+
+    def _release(self, keys: Sequence[Key], owner: str) -> None:
+        for key in keys:
+            self._store.release(key, owner=owner)
+
+    def _renew(self, keys: Sequence[Key], owner: str, ttl: float) -> list[Key]:
+        """Renew the leases; the keys whose lease was lost."""
+        return [k for k in keys if not self._store.claim(k, owner=owner, ttl_seconds=ttl)]
+
     def _linked_keys(self, key: Key) -> tuple[Key, ...]:
         """The keys of the link `key` resolves to (none when it has no link yet)."""
-        parsed = parse_key(key)
-        if parsed[0] == "referral":
-            link = self._store.link_for_referral(parsed[1])
-        else:
-            link = self._store.link_for_record(parsed[1], parsed[2])
+        link = link_of(self._store, KeyRef.parse(key))
         return () if link is None else link.keys
 
     @asynccontextmanager
@@ -953,7 +649,7 @@ class Engine:
         async def renew() -> None:
             while True:
                 await asyncio.sleep(ttl / 3)
-                lost = [k for k in keys if not self._store.claim(k, owner=owner, ttl_seconds=ttl)]
+                lost = await asyncio.to_thread(self._renew, keys, owner, ttl)
                 if lost:
                     log.warning("lost the lease on %s while reconciling it", ", ".join(lost))
 
@@ -976,7 +672,8 @@ class Engine:
             if self._running == 0:
                 self._idle.set()
 
-    async def _run_key(self, key: str, *, owner: str) -> Outcome:
+    async def run_key(self, key: str, *, owner: str) -> Outcome:
+        """The body of `reconcile_key_workflow`: attempts with backoff, then park."""
         with self._busy():
             return await self._run_key_attempts(key, owner=owner)
 
@@ -985,19 +682,19 @@ class Engine:
         failures = 0
         busy = 0
         while True:
-            attempt = await _reconcile_key_step(key, owner)
+            attempt = await workflows.reconcile_key_step(key, owner)
             if attempt.kind == "done":
                 return attempt.outcomes[0]
             if attempt.kind == "failed":
                 message = f"{attempt.message}; retried at the next change or sweep"
-                await _park_step([key], message)
-                return _error_outcome(key, message)
+                await workflows.park_step([key], message)
+                return workflows.error_outcome(key, message)
             if attempt.kind == "busy":
                 busy += 1
                 if busy >= policy.busy_attempts:
                     message = "another worker kept this key busy; it will be retried by the sweep"
-                    return _error_outcome(key, message)
-                await _backoff_step(policy.busy_delay)
+                    return workflows.error_outcome(key, message)
+                await workflows.backoff_step(policy.busy_delay)
                 continue
             failures += 1
             if failures >= policy.max_attempts:
@@ -1005,8 +702,8 @@ class Engine:
                     f"gave up after {failures} attempts: {attempt.message}; retried at the next "
                     "change or sweep"
                 )
-                await _park_step([key], message)
-                return _error_outcome(key, message)
+                await workflows.park_step([key], message)
+                return workflows.error_outcome(key, message)
             delay = policy.delay(failures, attempt.retry_after)
             log.warning(
                 "reconcile of %s failed (%s); retry %d in %.1f s",
@@ -1015,18 +712,16 @@ class Engine:
                 failures,
                 delay,
             )
-            await _backoff_step(delay)
+            await workflows.backoff_step(delay)
 
-    def _park(self, key: Key, message: str) -> None:
-        parts = parse_key(key)
-        if parts[0] == "referral":
-            link = self._store.link_for_referral(parts[1])
-        else:
-            link = self._store.link_for_record(parts[1], parts[2])
+    def park(self, key: Key, message: str) -> None:
+        """Park the key's link in Error with the message (the last of its attempts failed)."""
+        link = link_of(self._store, KeyRef.parse(key))
         if link is not None:
-            self._store.update_link(link.id, sync_status=SyncStatus.ERROR, last_error=message[:255])
+            park_link(self._store, link, message[:255])
 
-    def _parked_keys(self) -> list[Key]:
+    def parked_keys(self) -> list[Key]:
+        """The keys of the links parked in Error (for the sweep)."""
         keys: list[Key] = []
         after: str | None = None
         while True:
@@ -1040,7 +735,7 @@ class Engine:
 
     async def _attempt_batch(
         self, ctx: SyncContext, keys: Sequence[Key], owner: str | None
-    ) -> _Attempt:
+    ) -> workflows.Attempt:
         claimed: list[Key] = []
         leased: list[Key] = []
         busy: list[Key] = []
@@ -1048,18 +743,12 @@ class Engine:
         if owner is None:
             claimed = list(keys)
         else:
-            for key in keys:
-                taken = self._claim_link(key, owner, ttl)
-                if taken is None:
-                    busy.append(key)
-                else:
-                    claimed.append(key)
-                    leased.extend(taken)
+            claimed, leased, busy = await asyncio.to_thread(self._claim_links, keys, owner, ttl)
         try:
             async with self._renewing(leased, owner, ttl):
                 outcomes = await self._reconciler.reconcile_batch(ctx, claimed) if claimed else []
         except RETRIABLE_ERRORS as exc:
-            return _Attempt(
+            return workflows.Attempt(
                 "retry",
                 busy=tuple(busy),
                 retry_after=getattr(exc, "retry_after", None),
@@ -1067,14 +756,14 @@ class Engine:
             )
         except Exception as exc:
             log.exception("a batch of %d keys failed unexpectedly", len(claimed))
-            return _Attempt("failed", busy=tuple(busy), message=_unexpected(exc))
+            return workflows.Attempt("failed", busy=tuple(busy), message=workflows.unexpected(exc))
         finally:
             if owner is not None:
-                for key in leased:
-                    self._store.release(key, owner=owner)
-        return _Attempt("done", outcomes=tuple(outcomes), busy=tuple(busy))
+                await asyncio.to_thread(self._release, leased, owner)
+        return workflows.Attempt("done", outcomes=tuple(outcomes), busy=tuple(busy))
 
-    async def _run_batch(self, keys: Sequence[str], *, owner: str) -> list[Outcome]:
+    async def run_batch(self, keys: Sequence[str], *, owner: str) -> list[Outcome]:
+        """The body of `reconcile_batch_workflow`: attempts with backoff, held keys notified."""
         with self._busy():
             return await self._run_batch_attempts(keys, owner=owner)
 
@@ -1082,11 +771,11 @@ class Engine:
         policy = self._options.backoff
         failures = 0
         while True:
-            attempt = await _reconcile_batch_step(list(keys), owner)
+            attempt = await workflows.reconcile_batch_step(list(keys), owner)
             if attempt.busy:
                 await self._notify_from_workflow(attempt.busy, attempt=failures)
             if attempt.kind == "done":
-                return list(attempt.outcomes) + [_busy_outcome(k) for k in attempt.busy]
+                return list(attempt.outcomes) + [workflows.busy_outcome(k) for k in attempt.busy]
             failures += 1
             if attempt.kind == "failed" or failures >= policy.max_attempts:
                 reason = (
@@ -1096,11 +785,11 @@ class Engine:
                 )
                 message = f"{reason}; retried at the next change or sweep"
                 failed = [k for k in keys if k not in attempt.busy]
-                await _park_step(failed, message)
-                return [_error_outcome(k, message) for k in failed] + [
-                    _busy_outcome(k) for k in attempt.busy
+                await workflows.park_step(failed, message)
+                return [workflows.error_outcome(k, message) for k in failed] + [
+                    workflows.busy_outcome(k) for k in attempt.busy
                 ]
-            await _backoff_step(policy.delay(failures, attempt.retry_after))
+            await workflows.backoff_step(policy.delay(failures, attempt.retry_after))
 
     # -- pollers and sweeps -----------------------------------------------------------------
 
@@ -1110,7 +799,7 @@ class Engine:
             cursor = pollers.Cursor.parse(self._store.cursor(pollers.PARTNER_CENTER_CURSOR))
             return await pollers.poll_partner_center(ctx.partner_center, cursor, overlap=overlap)
         name, sobject = (
-            (pollers.LEAD_CURSOR, pollers.LEAD)
+            (pollers.LEAD_CURSOR, LEAD)
             if side == "salesforce_lead"
             else (pollers.SALESFORCE_CURSOR, pollers.OPPORTUNITY)
         )
@@ -1119,8 +808,9 @@ class Engine:
             ctx.salesforce, cursor, overlap=overlap, sobject=sobject
         )
 
-    async def _run_poll(self, side: str) -> int:
-        found = await _poll_step(side)
+    async def run_poll(self, side: str) -> int:
+        """The body of the poll workflows: enqueue what changed, then store the cursor."""
+        found = await workflows.poll_step(side)
         await self._notify_from_workflow(found.keys)
         if side == "partner_center":
             await self._run_wakeups()
@@ -1128,7 +818,7 @@ class Engine:
             "partner_center": pollers.PARTNER_CENTER_CURSOR,
             "salesforce_lead": pollers.LEAD_CURSOR,
         }.get(side, pollers.SALESFORCE_CURSOR)
-        await _save_cursor_step(name, found.cursor.dump())
+        await workflows.save_cursor_step(name, found.cursor.dump())
         return len(found.keys)
 
     async def _run_wakeups(self) -> int:
@@ -1137,13 +827,14 @@ class Engine:
         Returns:
             How many keys were due.
         """
-        due = await _due_wakeups_step()
+        due = await workflows.due_wakeups_step()
         if due:
             await self._notify_from_workflow([key for key, _ in due])
-            await _clear_wakeups_step(due)
+            await workflows.clear_wakeups_step(due)
         return len(due)
 
-    async def _run_sweep(self) -> int:
+    async def run_sweep(self) -> int:
+        """The body of `sweep_workflow`: every referral page as batch workflows."""
         queue = await DBOS.retrieve_queue_async(BATCH_QUEUE)
         if queue is None:
             raise EngineError(f"the queue {BATCH_QUEUE} is not registered; start the engine")
@@ -1162,19 +853,19 @@ class Engine:
                 chunk = pending[:BATCH_SIZE]
                 del pending[:BATCH_SIZE]
                 with SetWorkflowID(f"cosell-batch:{parent}:{batches}"):
-                    await queue.enqueue_async(reconcile_batch_workflow, chunk)
+                    await queue.enqueue_async(workflows.reconcile_batch_workflow, chunk)
                 batches += 1
 
         next_link: str | None = None
         for _ in range(pollers.MAX_SWEEP_PAGES):
-            keys, next_link = await _sweep_page_step(next_link)
+            keys, next_link = await workflows.sweep_page_step(next_link)
             await submit(keys)
             if next_link is None:
                 break
-        candidates, parked = await _sweep_extras_step()
+        candidates, parked = await workflows.sweep_extras_step()
         await submit([*candidates, *parked], flush=True)
         # When the last sweep ran, for `cosell status` (the cursor named there).
-        await _save_cursor_step(LAST_SWEEP_CURSOR, self._clock.now().isoformat())
+        await workflows.save_cursor_step(LAST_SWEEP_CURSOR, self._clock.now().isoformat())
         return len(seen)
 
     # -- a foreground pass ------------------------------------------------------------------
@@ -1219,7 +910,7 @@ class Engine:
         async def batch(chunk: list[Key]) -> list[Outcome]:
             if dry_run:
                 return await self._dry_batch(self._with_listed(ctx, chunk), chunk)
-            return await reconcile_batch_workflow(list(chunk))
+            return await workflows.reconcile_batch_workflow(list(chunk))
 
         async def finish_oldest() -> None:
             # Oldest first, so the outcomes keep the order of the keys.
@@ -1255,7 +946,7 @@ class Engine:
             if full:
                 candidates, calls = await pollers.salesforce_create_candidates(ctx.salesforce)
                 tally.extra_calls += calls
-                others = list(dict.fromkeys([*candidates, *self._parked_keys()]))
+                others = list(dict.fromkeys([*candidates, *self.parked_keys()]))
                 async for page in pollers.sweep_pages(ctx.partner_center):
                     tally.extra_calls += 1
                     if page.count is not None:
@@ -1271,7 +962,7 @@ class Engine:
                 due = self._store.due_wakeups()
                 woken = [Key(key) for key, _ in due]
                 keys = list(
-                    dict.fromkeys([*pc.keys, *sf.keys, *lead_keys, *self._parked_keys(), *woken])
+                    dict.fromkeys([*pc.keys, *sf.keys, *lead_keys, *self.parked_keys(), *woken])
                 )
                 total = len(keys)
                 if progress is not None:
@@ -1318,7 +1009,7 @@ class Engine:
             attempt = replace(
                 attempt, message=f"gave up after {policy.max_attempts} attempts: {attempt.message}"
             )
-        return [_error_outcome(k, attempt.message or "failed") for k in keys]
+        return [workflows.error_outcome(k, attempt.message or "failed") for k in keys]
 
 
 def settings_context_factory(settings: Settings, *, store: Store, clock: Clock) -> ContextFactory:
@@ -1335,7 +1026,7 @@ def settings_context_factory(settings: Settings, *, store: Store, clock: Clock) 
 
     @asynccontextmanager
     async def open_context(dry_run: bool) -> AsyncIterator[SyncContext]:
-        from cosell.sync.context import build_context
+        from cosell.sync.io.context import build_context
 
         ctx = build_context(settings, store=store, clock=clock)
         try:
@@ -1347,6 +1038,6 @@ def settings_context_factory(settings: Settings, *, store: Store, clock: Clock) 
 
 
 def _default_reconciler() -> Reconciler:
-    from cosell.sync import reconcile
+    from cosell.sync.run.pipeline import PIPELINE
 
-    return reconcile
+    return PIPELINE

@@ -47,6 +47,8 @@ from cosell.partnercenter.models import Referral
 from cosell.salesforce.client import SalesforceClient
 from cosell.salesforce.values import parse_datetime, soql_datetime
 from cosell.store.types import Key, record_key, referral_key
+from cosell.sync.plan.leads import LEAD
+from cosell.sync.plan.limits import BATCH_SIZE
 
 PARTNER_CENTER_CURSOR = "poll:partner_center"
 SALESFORCE_CURSOR = "poll:salesforce:Opportunity"
@@ -62,14 +64,11 @@ DEFAULT_OVERLAP_SECONDS = 5.0
 DEFAULT_MAX_PAGES = 50
 # One Salesforce query page holds up to 2,000 rows; 5 pages per poll, like the PC bound.
 DEFAULT_MAX_RECORDS = 10_000
-# Referrals per sweep page (`$top`, as `reconcile.SWEEP_PAGE`): 200 keys make one full batch.
-# A server that pages smaller sends a nextLink, which the sweep follows.
-SWEEP_PAGE_SIZE = 200
+SWEEP_PAGE_SIZE = BATCH_SIZE  # referrals per sweep page (`$top`): one page makes one full batch
 
 SYNC_FLAG = "Sync_with_Partner_Center__c"
 REFERRAL_IDENTIFIER = "Referral_Identifier__c"
 OPPORTUNITY = "Opportunity"
-LEAD = "Lead"
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,1 @@
+"""The reconcile pipeline: reconcile, batch, creates, Lead sync, record, explain."""
