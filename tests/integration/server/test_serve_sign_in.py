@@ -82,6 +82,11 @@ def _token_calls(pc: dict[str, Any]) -> int:
     return sum(c["count"] for c in stats["calls"] if c["route"] == TOKEN_ROUTE)
 
 
+def _salesforce_queries(sf: dict[str, Any]) -> int:
+    stats = httpx.get(f"{sf['base_url']}/control/stats", timeout=10).json()
+    return sum(c["count"] for c in stats["calls"] if "query" in c["route"])
+
+
 def _control(pc: dict[str, Any], path: str) -> Any:
     response = httpx.post(f"{pc['control_api']}{path}", timeout=10)
     assert response.status_code == 200, response.text
@@ -124,7 +129,10 @@ def test_a_revoked_sign_in_pauses_partner_center_and_catches_up_after_connect(
     assert wait_for("the second record's message", lambda: record_error(second)) == EXPIRED
     # Changes keep coming while the sign-in is refused; sweeps and polls keep running.
     _seller(sf, "PATCH", f"Opportunity/{first}", {"Amount": 81000})
-    time.sleep(5)  # a real service on the other side: let several polls and sweeps pass
+    # Let the service work while refused: the Salesforce poller notices the edit and several
+    # more poll ticks pass (each a SOQL query), so a retry storm would show in the count.
+    queries = _salesforce_queries(sf)
+    wait_for("five more poll ticks", lambda: _salesforce_queries(sf) >= queries + 5 or None)
     elapsed_minutes = (time.monotonic() - revoked_at) / 60
     failing = _token_calls(pc) - calls_before
     assert failing <= 1 + int(elapsed_minutes), (
