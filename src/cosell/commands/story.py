@@ -12,7 +12,8 @@ blocking call, which on this shared loop would wait for a sandbox that cannot an
 handed over as `trusted_ca_file`. The webhook is registered with the Partner Center sandbox,
 so Partner Center changes arrive as signed callbacks. Both sandboxes, the service and the store
 share one `OffsetClock` (real time plus an offset): the story moves it three days on before the
-win, since Partner Center takes Won only 72 hours after a referral was created.
+win, since cosell holds a win until 72 hours after a referral was created (`[sync]
+hold_wins_for_registration`, on by default: the wait deal registration asks for).
 
 The story is a list of steps. Each step acts the way a person would, through the sandboxes'
 control APIs over HTTP: the Microsoft seller through Partner Center's `/control/referrals/...`,
@@ -67,7 +68,7 @@ HTTP_TIMEOUT: Final = httpx.Timeout(10.0)
 
 MICROSOFT_ACCEPTED: Final = "Microsoft accepted the co-sell"  # cosell's audit line for it
 ON_HOLD, ACTIVE, WON, LOST = "Prospecting", "Qualification", "Closed Won", "Closed Lost"
-WIN_WAIT_SECONDS: Final = 72 * 3600  # Partner Center takes Won 72 hours after creation
+WIN_WAIT_SECONDS: Final = 72 * 3600  # cosell holds a win until 72 hours after creation
 
 
 def _today() -> date:
@@ -454,7 +455,7 @@ async def _change_value(
 
 
 async def _won(world: World, console: Console, opportunity_id: str, referral_id: str) -> bool:
-    # Partner Center takes Won only 72 hours after the referral was created: three days pass.
+    # cosell holds a win until 72 hours after creation (deal registration): three days pass.
     world.partner_center.advance_clock(WIN_WAIT_SECONDS)
     await world.seller_update("Opportunity", opportunity_id, {"StageName": WON})
     return await world.step(

@@ -251,7 +251,7 @@ def decide(ctx: SyncContext, link: Link, sides: Sides) -> Decision:
     sf_values = salesforce_values(mapping, sides.records)
     base = ctx.store.snapshot(link.id)
     now = ctx.clock.now()
-    state = ReferralState.of(sides.referral, now=now)
+    state = ReferralState.of(sides.referral, now=now, hold_wins=ctx.hold_wins)
     plan = merge(pc_values, sf_values, base, mapping.rules(), state)
     plan = microsoft.keep_markers(plan, base)
     extended = collections.plan(

@@ -45,9 +45,12 @@ old value) and it flows by itself once allowed, with no error on the opportunity
   no field edits, only the answer (accept or decline, spec §5.4: "edits while on hold are not
   synced"); every Salesforce change but the stage (and the reason sent with a decline,
   `FieldRule.with_answer`) is held until the referral is accepted.
-- **Won too early.** Partner Center takes Won only 72 hours after the referral was created
-  (spec §3.3); a win before then is held until `created + WIN_WAIT` (`ReferralState.created`
-  and `now` say when; without them nothing is held).
+- **Won before the 72nd hour** (`[sync] hold_wins_for_registration`, on by default). Partner
+  Center takes Won at any time, but a deal is eligible for deal registration only when at
+  least 72 hours passed between its creation and Won (spec §3.3, §9.6). With the setting on
+  (`ReferralState.hold_wins`), a win before then is held until `created + WIN_WAIT`
+  (`ReferralState.created` and `now` say when; without them nothing is held); off, it goes
+  at once.
 
 A decline (and a loss) is written with a `statusReason` (spec §3.3). The reason is not a
 mapped value the merge compares: `needs_status_reason` flags such a stage and the mapping's
@@ -87,7 +90,7 @@ _FIELD_LABELS = {
 """How the default mapping's read-only fields are named in a message to a seller."""
 
 WIN_WAIT = timedelta(hours=72)
-"""Partner Center takes Won only this long after the referral was created (spec §3.3)."""
+"""A deal stays eligible for deal registration when Won this long after creation (spec §3.3)."""
 
 
 @dataclass(frozen=True)
@@ -105,6 +108,8 @@ class ReferralState:
             is allowed yet.
         holds_edits: edits wait for the acceptance while the referral is New (an
             opportunity on hold); False for a Salesforce Lead, whose edits go at once.
+        hold_wins: a win waits until 72 hours after creation (`[sync]
+            hold_wins_for_registration`); False sends it at once.
     """
 
     status: str | None
@@ -114,9 +119,12 @@ class ReferralState:
     created: datetime | None = None
     now: datetime | None = None
     holds_edits: bool = True
+    hold_wins: bool = True
 
     @classmethod
-    def of(cls, referral: Referral, *, now: datetime | None = None) -> ReferralState:
+    def of(
+        cls, referral: Referral, *, now: datetime | None = None, hold_wins: bool = True
+    ) -> ReferralState:
         """The state of a referral read from Partner Center, at `now` (the reconcile's time)."""
         return cls(
             status=None if referral.status is None else referral.status.value,
@@ -124,6 +132,7 @@ class ReferralState:
             direction=None if referral.direction is None else referral.direction.value,
             created=referral.created_date_time,
             now=now,
+            hold_wins=hold_wins,
         )
 
     @property
@@ -133,8 +142,8 @@ class ReferralState:
 
     @property
     def win_allowed_at(self) -> datetime | None:
-        """When Partner Center takes Won (72 hours after creation); None when unknown."""
-        return None if self.created is None else self.created + WIN_WAIT
+        """When a win is sent (72 hours after creation); None when unknown or not held."""
+        return None if self.created is None or not self.hold_wins else self.created + WIN_WAIT
 
     @property
     def stage(self) -> str:
@@ -330,8 +339,9 @@ def hold_reason(rule: FieldRule, value: Value, state: ReferralState) -> Hold | N
     ):
         return None
     return Hold(
-        "the win is held back: Partner Center takes Won only 72 hours after the referral "
-        f"was created; it is sent on {allowed_at:%Y-%m-%d %H:%M} UTC by itself",
+        "the win is held back until 72 hours after the referral was created, so the deal "
+        f"stays eligible for deal registration; it is sent on {allowed_at:%Y-%m-%d %H:%M} UTC "
+        "by itself ([sync] hold_wins_for_registration = false sends wins at once)",
         allowed_at,
     )
 
