@@ -58,6 +58,7 @@ from cosell_sandbox.partnercenter.patching import (
 from cosell_sandbox.partnercenter.validation import (
     CONSENT_FLAGS,
     NO_HELP_CODES,
+    SERVICES_CO_SELL_FIELDS,
     FieldError,
     normalize_referral,
     shared_with_microsoft,
@@ -593,6 +594,9 @@ class ReferralStore:
             },
             "target": [{"type": "BusinessProfileLocation", "id": MICROSOFT.id}],
         }
+        for name in (*SERVICES_CO_SELL_FIELDS, "customerMarketplaceIntent"):
+            if name in referral:  # the engagement's services co-sell facts, on both sides
+                body[name] = copy.deepcopy(referral[name])
         microsoft_referral = self._new_referral(
             body,
             owner=MICROSOFT,
