@@ -51,7 +51,7 @@ from cosell.mapping import (
     salesforce_values,
 )
 from cosell.mapping import Mapping as Mapping_
-from cosell.mapping.types import Value
+from cosell.mapping.types import FieldRule, Value
 from cosell.partnercenter import errors as pc_errors
 from cosell.partnercenter.models import Member, NewReferral, Referral, ReferralDirection
 from cosell.salesforce import errors as sf_errors
@@ -68,7 +68,7 @@ from cosell.sync.context import (
     SyncContext,
 )
 from cosell.sync.outcome import CREATED, ERROR, SKIPPED, Outcome
-from cosell.sync.rules import value_problem
+from cosell.sync.rules import deal_problems, value_problem
 from cosell.sync.sides import (
     agreed_values,
     read_opportunities,
@@ -252,7 +252,8 @@ def create_problems(mapping: Mapping_, values: Mapping[str, Value]) -> str | Non
 
     Each mapped field's value (or its default, as the create body would carry it) is checked
     by `rules.value_problem`: a deal value that is set and not zero, a currency, an ISO-2
-    country.
+    country, FY26 values; then what spans fields, by `rules.deal_problems` (the deal type and
+    the help requested, a services co-sell deal's partner role, solution area and play).
 
     Args:
         mapping: the mapping (fields, defaults, transforms).
@@ -262,13 +263,16 @@ def create_problems(mapping: Mapping_, values: Mapping[str, Value]) -> str | Non
         None when nothing would be refused, else the message to park on the opportunity.
     """
     problems: list[str] = []
+    sent: list[tuple[FieldRule, Value]] = []
     for mapped in mapping.fields:
         value = values.get(mapped.name)
         if value is None:
             value = mapped.default_value
+        sent.append((mapped.rule(), value))
         problem = value_problem(mapped.rule(), value)
         if problem is not None:
             problems.append(problem)
+    problems.extend(deal_problems(sent))
     if not problems:
         return None
     return (

@@ -82,7 +82,7 @@ async def test_the_default_mapping_checks_clean_against_the_sandbox_org(
     status, lines = await run(tmp_path, sandbox, http, clock)
     assert status == 0
     assert lines == [
-        f"OK: {default_mapping_path()}: 15 fields fit the org at http://sf.sandbox.test "
+        f"OK: {default_mapping_path()}: 19 fields fit the org at http://sf.sandbox.test "
         "(Account, Microsoft_Solution__c, Opportunity, OpportunityContactRole, "
         "OpportunityTeamMember) and the Partner Center referral model"
     ]
@@ -131,7 +131,7 @@ async def test_the_settings_mapping_file_is_used_when_no_mapping_is_given(
     lines: list[str] = []
     status = await run_check(None, config, echo=lines.append, http=http, clock=clock)
     assert status == 0
-    assert lines[0].startswith(f"OK: {mapping}: 15 fields")
+    assert lines[0].startswith(f"OK: {mapping}: 19 fields")
 
 
 async def test_refused_credentials_are_reported(
@@ -183,7 +183,7 @@ async def test_with_lead_sync_the_lead_section_is_checked_too(
     status = await run_check(None, config, echo=lines.append, http=http, clock=clock)
     assert status == 0, lines
     assert lines == [
-        f"OK: {default_mapping_path()}: 15 fields and 12 lead fields fit the org at "
+        f"OK: {default_mapping_path()}: 19 fields and 12 lead fields fit the org at "
         "http://sf.sandbox.test (Account, Lead, Microsoft_Solution__c, Opportunity, "
         "OpportunityContactRole, OpportunityTeamMember) and the Partner Center referral model"
     ]
