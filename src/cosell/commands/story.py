@@ -341,8 +341,14 @@ async def _share(world: World, console: Console) -> tuple[str, str] | None:
             "CloseDate": close,
             "Amount": 25000,
             "CurrencyIsoCode": "USD",
+            # The seller's words: a Co-sell deal (help asked), for the FY26 taxonomy.
+            "Deal_Type__c": "Co-sell",
             "How_can_Microsoft_help__c": "Proof of concept or demo",
             "Referral_Visibility__c": True,
+            "Partner_Role__c": "Deployment services",
+            "Solution_Area__c": "AI Business Solutions",
+            "Solution_Play__c": "Copilot and Agents at Work",
+            "Marketplace_Purchase_Intent__c": "Yes",
         },
     )
     await world.seller_create(
@@ -378,6 +384,7 @@ async def _share(world: World, console: Console) -> tuple[str, str] | None:
             microsoft = None
         ok = (
             referral.get("type") == "Shared"
+            and referral.get("solutionPlay") == "CopilotAndAgentsAtWork"
             and "Microsoft 365 Copilot" in solutions
             and "ana@nw.example" in team
             and microsoft is not None
@@ -386,7 +393,8 @@ async def _share(world: World, console: Console) -> tuple[str, str] | None:
             shared.append(referral_id)
         return Seen(
             ok,
-            f"referral {referral.get('name')!r} ({referral.get('type')}), solutions {solutions}, "
+            f"referral {referral.get('name')!r} ({referral.get('type')}, "
+            f"{referral.get('solutionArea')}/{referral.get('solutionPlay')}), solutions {solutions}, "
             f"contact {team}, "
             + ("Microsoft has it in its queue" if microsoft else "not with Microsoft yet"),
         )
@@ -394,9 +402,10 @@ async def _share(world: World, console: Console) -> tuple[str, str] | None:
     ok = await world.step(
         console,
         "A seller shares a new opportunity with Microsoft",
-        f"the seller ticked Sync with Partner Center on {name!r} with a solution and a "
-        "contact (Salesforce)",
-        "a shared co-sell referral with the solution and the contact, in Microsoft's queue",
+        f"the seller ticked Sync with Partner Center on {name!r}, a Co-sell deal with its FY26 "
+        "solution area and play, a solution and a contact (Salesforce)",
+        "a shared co-sell referral with the solution play, the solution and the contact, in "
+        "Microsoft's queue",
         probe,
     )
     return (opportunity, shared[0]) if ok else None
