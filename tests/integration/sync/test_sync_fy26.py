@@ -6,8 +6,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from sync_world import World
 
+from cosell.mapping.loader import default_mapping_text, parse_mapping
 from cosell.sync.reconcile import reconcile_key
 
 FY26_SF = {
@@ -22,9 +24,11 @@ async def _co_sell_opportunity(world: World, **fields: Any) -> str:
     account_id = await world.seller.create_account("Northwind")
     opp_id = await world.seller.create_opportunity(
         account_id,
-        Name="Northwind - Estate migration",
-        How_can_Microsoft_help__c="Proof of concept or demo",
-        **fields,
+        **{
+            "Name": "Northwind - Estate migration",
+            "How_can_Microsoft_help__c": "Proof of concept or demo",
+            **fields,
+        },
     )
     await world.seller.create(
         "Microsoft_Solution__c",
@@ -118,3 +122,94 @@ async def test_solution_fields_set_in_partner_center_reach_salesforce(world: Wor
         opportunity["Solution_Play__c"],
         opportunity["Marketplace_Purchase_Intent__c"],
     ) == ("Security", "Data Security", "Yes")
+
+
+# -- the deal type, with its (opt-in) mapping field ---------------------------------------------
+
+
+def _with_deal_type(world: World) -> None:
+    text = default_mapping_text()
+    start = text.index("  # - name: deal_type")
+    end = text.index("\n\n", start)
+    block = "\n".join(line.replace("  # ", "  ", 1) for line in text[start:end].split("\n"))
+    world.ctx.mapping = parse_mapping(text[:start] + block + text[end:], "deal-type.yaml")
+
+
+@pytest.mark.parametrize(
+    ("deal_type", "visible", "help_code", "shared", "assistance"),
+    [
+        ("Private", False, None, False, None),
+        ("Partner-led", False, None, True, None),
+        ("Co-sell", True, "Proof of concept or demo", True, "ProofOfConceptOrDemo"),
+    ],
+)
+async def test_an_opportunity_of_each_deal_type_creates_the_matching_referral(
+    world: World,
+    deal_type: str,
+    visible: bool,
+    help_code: str | None,
+    shared: bool,
+    assistance: str | None,
+) -> None:
+    _with_deal_type(world)
+    opp_id = await _co_sell_opportunity(
+        world,
+        Deal_Type__c=deal_type,
+        Referral_Visibility__c=visible,
+        How_can_Microsoft_help__c=help_code,
+    )
+    outcome = await reconcile_key(world.ctx, world.opportunity_key(opp_id))
+    assert outcome.result == "created", outcome
+    rid = (await world.seller.opportunity(opp_id))["Referral_Identifier__c"]
+    referral = await world.microsoft.referral(rid)
+    assert referral["consent"]["consentToShareReferralWithMicrosoftSellers"] is shared
+    assert (referral.get("inviteContext") or {}).get("assistanceRequestCode") == assistance
+    before = await world.calls()
+    again = await reconcile_key(world.ctx, world.referral_key(rid))
+    assert again.result == "unchanged", again
+    assert (await world.calls() - before).writes == 0
+
+
+async def test_a_co_sell_deal_without_help_is_parked_with_what_to_fill(world: World) -> None:
+    _with_deal_type(world)
+    opp_id = await _co_sell_opportunity(
+        world, Deal_Type__c="Co-sell", How_can_Microsoft_help__c=None
+    )
+    outcome = await reconcile_key(world.ctx, world.opportunity_key(opp_id))
+    assert outcome.result == "error", outcome
+    error = (await world.seller.opportunity(opp_id))["Partner_Center_Sync_Error__c"]
+    assert "a Co-sell deal asks Microsoft for help: choose the help in How can Microsoft" in error
+    assert await world.microsoft.referrals() == []
+
+
+async def test_a_partner_led_referral_turned_co_sell_in_partner_center_turns_co_sell_in_salesforce(
+    world: World,
+) -> None:
+    _with_deal_type(world)
+    opp_id = await _co_sell_opportunity(
+        world, Deal_Type__c="Partner-led", How_can_Microsoft_help__c=None
+    )
+    assert (await reconcile_key(world.ctx, world.opportunity_key(opp_id))).result == "created"
+    rid = (await world.seller.opportunity(opp_id))["Referral_Identifier__c"]
+    world.tick()
+    await world.microsoft.edit(  # e.g. the customer consented to an incentive claim
+        rid,
+        [
+            {
+                "op": "add",
+                "path": "/inviteContext",
+                "value": {"assistanceRequestCode": "GeneralOrOther"},
+            }
+        ],
+    )
+    world.tick()
+    assert (await reconcile_key(world.ctx, world.referral_key(rid))).result == "synced"
+    assert (await world.seller.opportunity(opp_id))["Deal_Type__c"] == "Co-sell"
+    # The seller turning it back is refused with a message, and nothing is sent.
+    await world.seller.edit("Opportunity", opp_id, {"Deal_Type__c": "Partner-led"})
+    world.tick()
+    before = await world.calls()
+    await reconcile_key(world.ctx, world.opportunity_key(opp_id))
+    assert (await world.calls() - before).partner_center_writes == 0
+    error = (await world.seller.opportunity(opp_id))["Partner_Center_Sync_Error__c"]
+    assert error.startswith("a Co-sell referral stays Co-sell in Partner Center")
