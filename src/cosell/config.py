@@ -343,6 +343,9 @@ class SyncSettings(_Section):
         poll_interval_seconds: how often both change pollers run.
         sweep_interval_seconds: how often the full reconciliation runs.
         lead_sync: sync not-yet-accepted referrals as Leads.
+        hold_wins_for_registration: hold a win until 72 hours after the referral was
+            created, the wait deal registration asks for (Partner Center itself takes Won
+            at any time); the record says so while a win is held. False: wins go at once.
         dry_run: plan, never write.
     """
 
@@ -350,6 +353,7 @@ class SyncSettings(_Section):
     poll_interval_seconds: int = Field(default=30, gt=0)
     sweep_interval_seconds: int = Field(default=3600, gt=0)
     lead_sync: bool = False
+    hold_wins_for_registration: bool = True
     dry_run: bool = False
 
 

@@ -145,6 +145,11 @@ poll_interval_seconds = 30
 sweep_interval_seconds = 3600
 # Sync referrals that are not accepted yet as Leads (instead of on-hold Opportunities).
 lead_sync = false
+# Hold a win until 72 hours after the referral was created: Partner Center takes Won at any
+# time, but only a deal won 72 hours or more after its creation is eligible for deal
+# registration. The opportunity shows the hold (Pending, with the time) while it lasts.
+# false: a win is sent at once.
+hold_wins_for_registration = true
 # Plan only, never write (to watch what cosell would do before going live).
 dry_run = false
 

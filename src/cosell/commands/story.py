@@ -12,7 +12,8 @@ blocking call, which on this shared loop would wait for a sandbox that cannot an
 handed over as `trusted_ca_file`. The webhook is registered with the Partner Center sandbox,
 so Partner Center changes arrive as signed callbacks. Both sandboxes, the service and the store
 share one `OffsetClock` (real time plus an offset): the story moves it three days on before the
-win, since Partner Center takes Won only 72 hours after a referral was created.
+win, since cosell holds a win until 72 hours after a referral was created (`[sync]
+hold_wins_for_registration`, on by default: the wait deal registration asks for).
 
 The story is a list of steps. Each step acts the way a person would, through the sandboxes'
 control APIs over HTTP: the Microsoft seller through Partner Center's `/control/referrals/...`,
@@ -67,7 +68,7 @@ HTTP_TIMEOUT: Final = httpx.Timeout(10.0)
 
 MICROSOFT_ACCEPTED: Final = "Microsoft accepted the co-sell"  # cosell's audit line for it
 ON_HOLD, ACTIVE, WON, LOST = "Prospecting", "Qualification", "Closed Won", "Closed Lost"
-WIN_WAIT_SECONDS: Final = 72 * 3600  # Partner Center takes Won 72 hours after creation
+WIN_WAIT_SECONDS: Final = 72 * 3600  # cosell holds a win until 72 hours after creation
 
 
 def _today() -> date:
@@ -340,8 +341,14 @@ async def _share(world: World, console: Console) -> tuple[str, str] | None:
             "CloseDate": close,
             "Amount": 25000,
             "CurrencyIsoCode": "USD",
+            # The seller's words: a Co-sell deal (help asked), for the FY26 taxonomy.
+            "Deal_Type__c": "Co-sell",
             "How_can_Microsoft_help__c": "Proof of concept or demo",
             "Referral_Visibility__c": True,
+            "Partner_Role__c": "Deployment services",
+            "Solution_Area__c": "AI Business Solutions",
+            "Solution_Play__c": "Copilot and Agents at Work",
+            "Marketplace_Purchase_Intent__c": "Yes",
         },
     )
     await world.seller_create(
@@ -377,6 +384,7 @@ async def _share(world: World, console: Console) -> tuple[str, str] | None:
             microsoft = None
         ok = (
             referral.get("type") == "Shared"
+            and referral.get("solutionPlay") == "CopilotAndAgentsAtWork"
             and "Microsoft 365 Copilot" in solutions
             and "ana@nw.example" in team
             and microsoft is not None
@@ -385,7 +393,8 @@ async def _share(world: World, console: Console) -> tuple[str, str] | None:
             shared.append(referral_id)
         return Seen(
             ok,
-            f"referral {referral.get('name')!r} ({referral.get('type')}), solutions {solutions}, "
+            f"referral {referral.get('name')!r} ({referral.get('type')}, "
+            f"{referral.get('solutionArea')}/{referral.get('solutionPlay')}), solutions {solutions}, "
             f"contact {team}, "
             + ("Microsoft has it in its queue" if microsoft else "not with Microsoft yet"),
         )
@@ -393,9 +402,10 @@ async def _share(world: World, console: Console) -> tuple[str, str] | None:
     ok = await world.step(
         console,
         "A seller shares a new opportunity with Microsoft",
-        f"the seller ticked Sync with Partner Center on {name!r} with a solution and a "
-        "contact (Salesforce)",
-        "a shared co-sell referral with the solution and the contact, in Microsoft's queue",
+        f"the seller ticked Sync with Partner Center on {name!r}, a Co-sell deal with its FY26 "
+        "solution area and play, a solution and a contact (Salesforce)",
+        "a shared co-sell referral with the solution play, the solution and the contact, in "
+        "Microsoft's queue",
         probe,
     )
     return (opportunity, shared[0]) if ok else None
@@ -454,7 +464,7 @@ async def _change_value(
 
 
 async def _won(world: World, console: Console, opportunity_id: str, referral_id: str) -> bool:
-    # Partner Center takes Won only 72 hours after the referral was created: three days pass.
+    # cosell holds a win until 72 hours after creation (deal registration): three days pass.
     world.partner_center.advance_clock(WIN_WAIT_SECONDS)
     await world.seller_update("Opportunity", opportunity_id, {"StageName": WON})
     return await world.step(

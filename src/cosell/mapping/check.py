@@ -46,6 +46,7 @@ from cosell.mapping.transforms import (
     CountryTransform,
     CurrencyTransform,
     DateTransform,
+    DealTypeTransform,
     PicklistTransform,
     StageTransform,
     TextTransform,
@@ -62,6 +63,7 @@ SALESFORCE_TYPES: dict[type, frozenset[str]] = {
     CountryTransform: frozenset({"string", "picklist", "combobox", "textarea"}),
     BooleanTransform: frozenset({"boolean"}),
     PicklistTransform: frozenset({"picklist", "string", "combobox"}),
+    DealTypeTransform: frozenset({"picklist", "string", "combobox"}),
     StageTransform: frozenset({"picklist"}),
 }
 """The Salesforce field types each transform can read and write."""
@@ -74,6 +76,7 @@ PARTNER_CENTER_KINDS: dict[type, frozenset[str]] = {
     CountryTransform: frozenset({"string"}),
     BooleanTransform: frozenset({"boolean"}),
     PicklistTransform: frozenset({"enum", "string"}),
+    DealTypeTransform: frozenset({"boolean"}),  # written as the consent (see the transform)
     StageTransform: frozenset({"enum"}),
 }
 """The kinds of referral member (see `referral_paths`) each transform can read and write."""

@@ -133,7 +133,8 @@ def partner_center_values(mapping: Mapping, referral: AbcMapping[str, Any]) -> d
                     referral.get("status"), referral.get("substatus")
                 )
             else:
-                raw = _pointer(referral, mapped.path)
+                # A deal type is derived from the whole referral (consent and help requested).
+                raw = referral if mapped.is_deal_type else _pointer(referral, mapped.path)
                 values[mapped.name] = mapped.simple_transform.from_partner_center(raw)
         except ValueMappingError as exc:
             raise _failed(mapped, "Partner Center", exc) from None

@@ -46,6 +46,7 @@ from pydantic_core import PydanticCustomError
 
 from cosell.mapping.transforms import (
     DateTransform,
+    DealTypeTransform,
     SimpleTransform,
     StageTransform,
     TextTransform,
@@ -519,6 +520,11 @@ class FieldMapping(_Spec):
         return isinstance(self.transform, StageTransform)
 
     @property
+    def is_deal_type(self) -> bool:
+        """Whether this is a deal type (read from the whole referral, `DealTypeTransform`)."""
+        return isinstance(self.transform, DealTypeTransform)
+
+    @property
     def simple_transform(self) -> SimpleTransform:
         """The transform of a non-stage field."""
         if isinstance(self.transform, StageTransform):
@@ -550,6 +556,7 @@ class FieldMapping(_Spec):
             read_only_once_set=self.read_only_once_set,
             kind=self.transform.type,
             with_answer=self.partner_center == "statusReason",
+            path=self.partner_center,
         )
 
 
@@ -697,7 +704,8 @@ class Mapping(_Spec):
 def consistency_problems(mapping: Mapping) -> list[tuple[Loc, str]]:
     """What is wrong across fields: each problem with its place in the document.
 
-    Checks: unique field names, Salesforce fields and Partner Center paths; at most one stage
+    Checks: unique field names, Salesforce fields and Partner Center paths (a deal type field
+    may share the consent's path with a visibility field; one deal type); at most one stage
     field, on the `status` path and an opportunity field;
     distinct stages in the table; `reason_field` naming a mapped field.
     """
@@ -709,7 +717,13 @@ def consistency_problems(mapping: Mapping) -> list[tuple[Loc, str]]:
         for key, value, seen, what in (
             ("name", mapped.name, seen_names, "field name"),
             ("salesforce", (mapped.salesforce or "").lower(), seen_sf, "Salesforce field"),
-            ("partner_center", mapped.partner_center.lower(), seen_pc, "Partner Center path"),
+            (
+                "partner_center",
+                # A deal type writes the consent a visibility field may map too: one of each.
+                "deal_type" if mapped.is_deal_type else mapped.partner_center.lower(),
+                seen_pc,
+                "deal type" if mapped.is_deal_type else "Partner Center path",
+            ),
         ):
             if not value:
                 continue

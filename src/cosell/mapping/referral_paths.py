@@ -30,11 +30,15 @@ from pydantic import BaseModel
 
 from cosell.partnercenter.models import (
     AssistanceRequestCode,
+    CustomerMarketplaceIntent,
     NewReferral,
+    PartnerRole,
     Referral,
     ReferralChanges,
     ReferralStatus,
     ReferralSubstatus,
+    SolutionArea,
+    SolutionPlay,
 )
 
 
@@ -116,6 +120,10 @@ def _updatable() -> set[str]:
         external_reference_id="x",
         sales_stage="x",
         solutions=(),
+        partner_role=PartnerRole.TRANSACTION,
+        solution_area=SolutionArea.SECURITY,
+        solution_play=SolutionPlay.DATA_SECURITY,
+        customer_marketplace_intent=CustomerMarketplaceIntent.YES,
     )
     return {op["path"].lstrip("/") for op in every.to_json_patch()}
 

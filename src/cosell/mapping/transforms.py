@@ -37,6 +37,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from cosell.mapping.countries import country_code, country_name
 from cosell.mapping.types import Value
+from cosell.partnercenter.models import DealType, Referral
 
 CENTS = Decimal("0.01")  # canonical amounts carry two decimal places, like most currencies
 # Opportunity.Amount is a currency field of precision 16, scale 2: 14 digits before the point.
@@ -379,6 +380,50 @@ class PicklistTransform(_Spec):
         )
 
 
+_DEAL_TYPES: dict[str, str | None] = {t.value: t.value for t in DealType}
+
+
+class DealTypeTransform(PicklistTransform):
+    """Private / Partner-led / Co-sell <-> the referral's consent and help requested (spec §9.2).
+
+    The canonical value is the deal type's name (`DealType`). Partner Center has no deal-type
+    member: read, the deal type is derived from the whole referral (`DealType.of`: the consent
+    to share with Microsoft sellers and the help requested); written, it is the consent
+    (`consent/consentToShareReferralWithMicrosoftSellers`, the field's path): False for Private,
+    True otherwise. The help itself travels in its own field (How can Microsoft help?), and
+    which changes Partner Center allows is `cosell.sync.plan.rules`' to say. `values` maps the
+    deal types to the Salesforce picklist's values (by default the same words).
+    """
+
+    type: Literal["deal_type"] = "deal_type"  # type: ignore[assignment]
+    values: dict[str, str | None] = Field(default_factory=lambda: dict(_DEAL_TYPES), min_length=1)
+
+    @model_validator(mode="after")
+    def _deal_types_only(self) -> DealTypeTransform:
+        unknown = sorted(set(self.values) - set(_DEAL_TYPES))
+        if unknown:
+            raise ValueError(
+                f"deal_type values {', '.join(unknown)} are not deal types; the keys are "
+                f"{', '.join(_DEAL_TYPES)}"
+            )
+        return self
+
+    def from_partner_center(self, raw: Any) -> Value:
+        """The deal type of a referral (its JSON), or of a consent flag alone."""
+        if isinstance(raw, dict):
+            referral = Referral.model_validate(raw)
+            return super().from_partner_center(referral.deal_type.value)
+        if isinstance(raw, bool):
+            return super().from_partner_center(DealType.of(raw, None).value)
+        return super().from_partner_center(raw)
+
+    def to_partner_center(self, value: Value) -> Any:
+        """The consent to share with Microsoft sellers the deal type gives."""
+        if value is None:
+            return None
+        return DealType(str(value)).consent
+
+
 class StageTransform(_Spec):
     """Partner Center status and substatus <-> the opportunity's stage (see `StageTable`)."""
 
@@ -393,6 +438,7 @@ Transform = Annotated[
     | CountryTransform
     | BooleanTransform
     | PicklistTransform
+    | DealTypeTransform
     | StageTransform,
     Field(discriminator="type"),
 ]
@@ -406,7 +452,18 @@ SimpleTransform = (
     | CountryTransform
     | BooleanTransform
     | PicklistTransform
+    | DealTypeTransform
 )
-"""The transforms whose four functions need nothing but the value."""
+"""The transforms whose four functions need nothing but the value (the deal type: the referral)."""
 
-TRANSFORM_NAMES = ("text", "amount", "currency", "date", "country", "boolean", "picklist", "stage")
+TRANSFORM_NAMES = (
+    "text",
+    "amount",
+    "currency",
+    "date",
+    "country",
+    "boolean",
+    "picklist",
+    "deal_type",
+    "stage",
+)

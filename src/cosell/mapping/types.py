@@ -52,6 +52,7 @@ class FieldRule:
             values Partner Center refuses depend on it (`cosell.sync.plan.rules.value_problem`).
         with_answer: the field travels with the referral's answer (`statusReason`, the loss
             or decline reason), so it is not held back while the referral is on hold.
+        path: the referral member it maps (`solutionArea`), for the rules of one member.
     """
 
     name: str
@@ -61,6 +62,7 @@ class FieldRule:
     read_only_once_set: bool = False
     kind: str = "text"
     with_answer: bool = False
+    path: str = ""
 
     @property
     def to_salesforce(self) -> bool:

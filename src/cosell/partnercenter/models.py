@@ -19,6 +19,19 @@ endpoint accepts (only `replace` and `add`, spec §2.4).
     Active -> Active | Closed          substatus Accepted
     Closed -> (terminal)               substatus Won, Lost, Declined, Expired, Error
 
+Deal types and the 2026 fields (spec §9.2 to 9.4). A referral is *Private* (not shared with
+Microsoft sellers, no help asked), *Partner-led* (shared, no help) or *Co-sell* (shared, help
+asked): `DealType.of` derives it from `consent.consentToShareReferralWithMicrosoftSellers` and
+`inviteContext.assistanceRequestCode`, `DealType.consent`/`asks_help` go the other way.
+`partnerRole`, `solutionArea` and `solutionPlay` (the FY26 taxonomy) are required for a
+*services co-sell* referral: a co-sell referral whose requirements name services
+(`details.requirements.services`; which referrals Partner Center counts as services co-sell is
+not documented, this is cosell's reading [I]). They, and `customerMarketplaceIntent`
+(`Yes`/`No`/`HaveNotDecided`), are written at the referral's top level, where the create page's
+table lists them; a referral that carries them under `details.requirements.additionalRequirements`
+(a variant one third-party source reports) is read from there too. Values this code does not know
+(a taxonomy newer than FY26) round-trip like every other enum's.
+
 `Expired` is set by Partner Center itself after 14 days, never by a partner. Within the table,
 the lifecycle of spec §3.3 narrows two moves: a New (incoming) referral is accepted or declined
 (or closed as Error), never Won or Lost before it is accepted; an Active one is closed as Won,
@@ -177,6 +190,94 @@ class TargetType(TolerantEnum):
 
 NO_HELP_CODES = frozenset({AssistanceRequestCode.UNKNOWN, AssistanceRequestCode.NONE})
 """Assistance request codes that mean "no help asked of Microsoft"."""
+
+
+class DealType(StrEnum):
+    """The three deal types Partner Center offers at creation (spec §9.2), in a seller's words."""
+
+    PRIVATE = "Private"
+    PARTNER_LED = "Partner-led"
+    CO_SELL = "Co-sell"
+
+    @classmethod
+    def of(cls, shared: bool | None, help_code: AssistanceRequestCode | None) -> DealType:
+        """The deal type of a referral's visibility to Microsoft sellers and help requested."""
+        if help_code is not None and help_code not in NO_HELP_CODES:
+            return cls.CO_SELL
+        return cls.PARTNER_LED if shared else cls.PRIVATE
+
+    @property
+    def consent(self) -> bool:
+        """`consent.consentToShareReferralWithMicrosoftSellers` for this deal type."""
+        return self is not DealType.PRIVATE
+
+    @property
+    def asks_help(self) -> bool:
+        """Whether this deal type asks Microsoft for help (an assistance request code)."""
+        return self is DealType.CO_SELL
+
+
+class PartnerRole(TolerantEnum):
+    """The partner's role in a services co-sell referral (spec §3.13; spellings [I])."""
+
+    PRESALES_ENVISIONING = "PresalesEnvisioning"
+    SOLUTION_DESIGN = "SolutionDesign"
+    PROOF_OF_CONCEPT = "ProofOfConcept"
+    BUSINESS_STRATEGY = "BusinessStrategy"
+    DEPLOYMENT_SERVICES = "DeploymentServices"
+    ADOPTION_AND_CHANGE_MANAGEMENT = "AdoptionAndChangeManagement"
+    TRANSACTION = "Transaction"
+    MANAGED_SERVICES = "ManagedServices"
+
+
+class SolutionArea(TolerantEnum):
+    """FY26 solution areas (spec §3.13, §9.3: three areas from FY26; spellings [I])."""
+
+    AI_BUSINESS_SOLUTIONS = "AIBusinessSolutions"
+    CLOUD_AND_AI_PLATFORMS = "CloudAndAIPlatforms"
+    SECURITY = "Security"
+
+
+class SolutionPlay(TolerantEnum):
+    """FY26 solution plays (spec §9.3; the list is not published for the API, spellings [I])."""
+
+    COPILOT_AND_AGENTS_AT_WORK = "CopilotAndAgentsAtWork"
+    SALES_TRANSFORMATION_WITH_AI = "SalesTransformationWithAI"
+    SERVICE_TRANSFORMATION_WITH_AI = "ServiceTransformationWithAI"
+    FINANCE_AND_SUPPLY_CHAIN_TRANSFORMATION_WITH_AI = "FinanceAndSupplyChainTransformationWithAI"
+    MIGRATE_AND_MODERNIZE_YOUR_ESTATE = "MigrateAndModernizeYourEstate"
+    UNIFY_YOUR_DATA_PLATFORM = "UnifyYourDataPlatform"
+    INNOVATE_WITH_AZURE_AI_APPS_AND_AGENTS = "InnovateWithAzureAIAppsAndAgents"
+    MODERN_SECOPS_WITH_UNIFIED_PLATFORM = "ModernSecOpsWithUnifiedPlatform"
+    PROTECT_CLOUD_AI_PLATFORM_AND_APPS = "ProtectCloudAIPlatformAndApps"
+    DATA_SECURITY = "DataSecurity"
+
+
+SOLUTION_PLAY_AREAS: dict[SolutionPlay, SolutionArea] = {
+    SolutionPlay.COPILOT_AND_AGENTS_AT_WORK: SolutionArea.AI_BUSINESS_SOLUTIONS,
+    SolutionPlay.SALES_TRANSFORMATION_WITH_AI: SolutionArea.AI_BUSINESS_SOLUTIONS,
+    SolutionPlay.SERVICE_TRANSFORMATION_WITH_AI: SolutionArea.AI_BUSINESS_SOLUTIONS,
+    SolutionPlay.FINANCE_AND_SUPPLY_CHAIN_TRANSFORMATION_WITH_AI: SolutionArea.AI_BUSINESS_SOLUTIONS,
+    SolutionPlay.MIGRATE_AND_MODERNIZE_YOUR_ESTATE: SolutionArea.CLOUD_AND_AI_PLATFORMS,
+    SolutionPlay.UNIFY_YOUR_DATA_PLATFORM: SolutionArea.CLOUD_AND_AI_PLATFORMS,
+    SolutionPlay.INNOVATE_WITH_AZURE_AI_APPS_AND_AGENTS: SolutionArea.CLOUD_AND_AI_PLATFORMS,
+    SolutionPlay.MODERN_SECOPS_WITH_UNIFIED_PLATFORM: SolutionArea.SECURITY,
+    SolutionPlay.PROTECT_CLOUD_AI_PLATFORM_AND_APPS: SolutionArea.SECURITY,
+    SolutionPlay.DATA_SECURITY: SolutionArea.SECURITY,
+}
+"""The FY26 solution area each play belongs to."""
+
+
+class CustomerMarketplaceIntent(TolerantEnum):
+    """Whether the customer means to buy through the marketplace (spec §9.4)."""
+
+    YES = "Yes"
+    NO = "No"
+    HAVE_NOT_DECIDED = "HaveNotDecided"
+
+
+SERVICES_CO_SELL_FIELDS = ("partnerRole", "solutionArea", "solutionPlay")
+"""What a services co-sell referral must carry (spec §2.3, §9.3), as JSON members."""
 
 TERMINAL_SUBSTATUSES = frozenset(
     {
@@ -362,6 +463,22 @@ OptSolutionType = Annotated[SolutionType | None, BeforeValidator(partial(_to_enu
 OptTargetType = Annotated[TargetType | None, BeforeValidator(partial(_to_enum, TargetType))]
 
 
+def _single(cls: type[_E], value: object) -> _E | None:
+    """An enum value sent as a string, or as a list of strings (its first is kept)."""
+    if isinstance(value, list):
+        value = next((v for v in value if not _is_blank(v)), None)
+    return _to_enum(cls, value)
+
+
+OptPartnerRole = Annotated[PartnerRole | None, BeforeValidator(partial(_single, PartnerRole))]
+OptSolutionArea = Annotated[SolutionArea | None, BeforeValidator(partial(_single, SolutionArea))]
+OptSolutionPlay = Annotated[SolutionPlay | None, BeforeValidator(partial(_single, SolutionPlay))]
+OptMarketplaceIntent = Annotated[
+    CustomerMarketplaceIntent | None,
+    BeforeValidator(partial(_single, CustomerMarketplaceIntent)),
+]
+
+
 class ContactPreference(_Tolerant):
     """How a member wants to be contacted."""
 
@@ -459,6 +576,26 @@ class Requirements(_Tolerant):
     solutions: list[SolutionTag] = Field(default_factory=list)
 
 
+def _lift_services_co_sell(value: object) -> object:
+    """Read the services co-sell members from `details.requirements.additionalRequirements`.
+
+    Only when the referral does not carry them at its top level (the placement cosell writes).
+    """
+    if not isinstance(value, dict):
+        return value
+    details = value.get("details")
+    requirements = details.get("requirements") if isinstance(details, dict) else None
+    extra = requirements.get("additionalRequirements") if isinstance(requirements, dict) else None
+    if not isinstance(extra, dict):
+        return value
+    lifted = {
+        k: extra[k]
+        for k in (*SERVICES_CO_SELL_FIELDS, "customerMarketplaceIntent")
+        if _is_blank(value.get(k)) and not _is_blank(extra.get(k))
+    }
+    return {**value, **lifted} if lifted else value
+
+
 class ReferralDetails(_Tolerant):
     """Deal value, currency, closing date, notes and requirements."""
 
@@ -533,6 +670,12 @@ class Referral(_Tolerant):
     sales_stage: Opt = None
     mpn_id: Opt = None
     campaign_id: Opt = None
+    partner_role: OptPartnerRole = None
+    solution_area: OptSolutionArea = None
+    solution_play: OptSolutionPlay = None
+    customer_marketplace_intent: OptMarketplaceIntent = None
+
+    _lift = model_validator(mode="before")(_lift_services_co_sell)
 
     @field_validator("id", "engagement_id", mode="before")
     @classmethod
@@ -554,6 +697,28 @@ class Referral(_Tolerant):
         if code is not None and code not in NO_HELP_CODES:
             return True
         return any(t.id == "msft" for t in self.target)
+
+    @property
+    def deal_type(self) -> DealType:
+        """Private, Partner-led or Co-sell, from the consent and the help requested (spec §9.2)."""
+        shared = (
+            self.consent.consent_to_share_referral_with_microsoft_sellers if self.consent else None
+        )
+        code = self.invite_context.assistance_request_code if self.invite_context else None
+        return DealType.of(shared, code)
+
+    @property
+    def is_services_co_sell(self) -> bool:
+        """A co-sell referral whose requirements name services (see the module docstring)."""
+        requirements = self.details.requirements if self.details else None
+        return self.deal_type is DealType.CO_SELL and bool(requirements and requirements.services)
+
+    def missing_services_co_sell_fields(self) -> list[str]:
+        """The services co-sell members a services co-sell referral lacks (JSON names)."""
+        if not self.is_services_co_sell:
+            return []
+        values = (self.partner_role, self.solution_area, self.solution_play)
+        return [n for n, v in zip(SERVICES_CO_SELL_FIELDS, values, strict=True) if v is None]
 
 
 _ISO2 = re.compile(r"^[A-Z]{2}$")
@@ -581,6 +746,27 @@ class NewReferral(BaseModel):
     team: list[Member] = Field(default_factory=list)
     invite_context: InviteContext | None = None
     target: list[ReferralTarget] = Field(default_factory=list)
+    partner_role: PartnerRole | None = None
+    solution_area: SolutionArea | None = None
+    solution_play: SolutionPlay | None = None
+    customer_marketplace_intent: CustomerMarketplaceIntent | None = None
+
+    @field_validator(
+        "partner_role",
+        "solution_area",
+        "solution_play",
+        "customer_marketplace_intent",
+        mode="before",
+    )
+    @classmethod
+    def _tolerant_enums(cls, value: object, info: ValidationInfo) -> object:
+        enum = {
+            "partner_role": PartnerRole,
+            "solution_area": SolutionArea,
+            "solution_play": SolutionPlay,
+            "customer_marketplace_intent": CustomerMarketplaceIntent,
+        }[str(info.field_name)]
+        return _single(enum, value)
 
     @model_validator(mode="after")
     def _required_parts(self) -> NewReferral:
@@ -603,6 +789,12 @@ class NewReferral(BaseModel):
             raise ValueError("details.dealValue must be a number >= 0")
         if details.closing_date_time is None:
             raise ValueError("details.closingDateTime is required")
+        missing = Referral.model_validate(self.to_json()).missing_services_co_sell_fields()
+        if missing:
+            raise ValueError(
+                f"a services co-sell referral needs {', '.join(missing)}: Partner Center "
+                "requires the partner role, solution area and solution play (FY26) for one"
+            )
         return self
 
     def to_json(self) -> dict[str, Any]:
@@ -653,6 +845,10 @@ class ReferralChanges:
     sales_stage: str | None = None
     team_to_add: tuple[Member, ...] = field(default=())
     solutions: tuple[SolutionTag, ...] | None = None
+    partner_role: PartnerRole | None = None
+    solution_area: SolutionArea | None = None
+    solution_play: SolutionPlay | None = None
+    customer_marketplace_intent: CustomerMarketplaceIntent | None = None
 
     def __post_init__(self) -> None:
         if self.currency is not None and not _ISO4217.match(self.currency):
@@ -737,6 +933,14 @@ class ReferralChanges:
                 "/details/requirements/solutions",
                 [_prune(s.model_dump(mode="json", by_alias=True)) for s in self.solutions],
             )
+        for path, value in (
+            ("/partnerRole", self.partner_role),
+            ("/solutionArea", self.solution_area),
+            ("/solutionPlay", self.solution_play),
+            ("/customerMarketplaceIntent", self.customer_marketplace_intent),
+        ):
+            if value is not None:  # optional top-level members: `add` sets or replaces one
+                ops.append({"op": "add", "path": path, "value": value.value})
         replace("/status", self.status)
         replace("/substatus", self.substatus)
         replace("/statusReason", self.status_reason)

@@ -265,8 +265,9 @@ async def test_a_win_within_72_hours_is_held_and_sent_at_the_72nd_hour(world: Wo
     assert opportunity["StageName"] == "Closed Won"  # kept, not reverted
     assert opportunity["Partner_Center_Sync_Status__c"] == "Pending"
     reason = (
-        "the win is held back: Partner Center takes Won only 72 hours after the referral was "
-        f"created; it is sent on {allowed:%Y-%m-%d %H:%M} UTC by itself"
+        "the win is held back until 72 hours after the referral was created, so the deal stays "
+        f"eligible for deal registration; it is sent on {allowed:%Y-%m-%d %H:%M} UTC by itself "
+        "([sync] hold_wins_for_registration = false sends wins at once)"
     )
     assert opportunity["Partner_Center_Sync_Error__c"] == reason
     warnings = [a for a in _audit(opportunity) if "warning: held back stage" in a]
@@ -288,6 +289,25 @@ async def test_a_win_within_72_hours_is_held_and_sent_at_the_72nd_hour(world: Wo
     assert opportunity["Partner_Center_Sync_Status__c"] == "Synced"
     assert opportunity["Partner_Center_Sync_Error__c"] is None
     assert opportunity["Partner_Center_Status__c"] == "Closed/Won"
+
+
+async def test_with_the_hold_off_a_win_within_72_hours_goes_at_once(world: World) -> None:
+    world.ctx.hold_wins = False
+    opp_id, rid = await world.shared_pair()
+    await world.seller.edit("Opportunity", opp_id, {"StageName": "Closed Won"})
+    world.tick()
+
+    outcome = await reconcile_key(world.ctx, world.opportunity_key(opp_id))
+
+    assert outcome.result == "synced", outcome
+    referral = await world.microsoft.referral(rid)
+    assert (referral["status"], referral["substatus"]) == ("Closed", "Won")
+    assert _when(referral["closedDateTime"]) - _when(referral["createdDateTime"]) < WIN_WAIT
+    opportunity = await world.seller.opportunity(opp_id)
+    assert opportunity["Partner_Center_Sync_Status__c"] == "Synced"
+    assert opportunity["Partner_Center_Sync_Error__c"] is None
+    assert opportunity["Partner_Center_Status__c"] == "Closed/Won"
+    assert world.store.wakeup(Key(world.referral_key(rid))) is None
 
 
 # -- the expiry warning, 48 hours before the 14 days are up -------------------------------------

@@ -31,6 +31,10 @@ EXPECTED = {
     "stage": ("status", "Opportunity.StageName", Direction.BOTH, Owner.PARTNER_CENTER, False),
     "help": ("inviteContext/assistanceRequestCode", "Opportunity.How_can_Microsoft_help__c", Direction.TO_PARTNER_CENTER, Owner.SALESFORCE, False),
     "visibility": ("consent/consentToShareReferralWithMicrosoftSellers", "Opportunity.Referral_Visibility__c", Direction.TO_PARTNER_CENTER, Owner.SALESFORCE, False),
+    "partner_role": ("partnerRole", "Opportunity.Partner_Role__c", Direction.BOTH, Owner.SALESFORCE, False),
+    "solution_area": ("solutionArea", "Opportunity.Solution_Area__c", Direction.BOTH, Owner.SALESFORCE, False),
+    "solution_play": ("solutionPlay", "Opportunity.Solution_Play__c", Direction.BOTH, Owner.SALESFORCE, False),
+    "marketplace_intent": ("customerMarketplaceIntent", "Opportunity.Marketplace_Purchase_Intent__c", Direction.BOTH, Owner.SALESFORCE, False),
     "msx_id": ("trackingInfo/microsoftMsxId", "Opportunity.Microsoft_CRM_Identifier__c", Direction.TO_SALESFORCE, Owner.PARTNER_CENTER, False),
     "customer_name": ("customerProfile/name", "Account.Name", Direction.TO_SALESFORCE, Owner.PARTNER_CENTER, True),
     "street": ("customerProfile/address/addressLine1", "Account.BillingStreet", Direction.TO_SALESFORCE, Owner.PARTNER_CENTER, True),
@@ -55,13 +59,14 @@ def test_default_mapping_has_the_design_fields() -> None:
 
 def test_rules_are_the_merge_view_of_each_field() -> None:
     rules = MAPPING.rules()
-    assert rules[0] == FieldRule("name", Direction.BOTH, Owner.SALESFORCE)
+    assert rules[0] == FieldRule("name", Direction.BOTH, Owner.SALESFORCE, path="name")
     assert rules[-1] == FieldRule(
         "country",
         Direction.TO_SALESFORCE,
         Owner.PARTNER_CENTER,
         read_only_after_create=True,
         kind="country",
+        path="customerProfile/address/country",
     )
     once_set = [r.name for r in rules if r.read_only_once_set]
     assert once_set == ["help", "visibility"]  # set once, never changed or reverted (spec §5.5)
@@ -72,6 +77,10 @@ def test_rules_are_the_merge_view_of_each_field() -> None:
         "stage": "stage",
         "help": "picklist",
         "visibility": "boolean",
+        "partner_role": "picklist",
+        "solution_area": "picklist",
+        "solution_play": "picklist",
+        "marketplace_intent": "picklist",
         "country": "country",
     }
     assert [r.name for r in rules] == list(EXPECTED)
@@ -198,6 +207,10 @@ def test_equal_meanings_compare_equal_across_sides() -> None:
         "stage": "New/Pending",
         "help": "CustomerTechnicalArchitecture",
         "visibility": True,
+        "partner_role": None,
+        "solution_area": None,
+        "solution_play": None,
+        "marketplace_intent": None,
         "msx_id": "7-ABC123",
         "customer_name": "Contoso Ltd",
         "street": "1 Microsoft Way",

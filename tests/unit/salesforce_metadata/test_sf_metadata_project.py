@@ -131,6 +131,11 @@ def test_opportunity_fields_match_the_data_model(project: Path) -> None:
         "Partner_Center_Sync_Status__c",
         "Partner_Center_Sync_Error__c",
         "Audit__c",
+        "Deal_Type__c",
+        "Partner_Role__c",
+        "Solution_Area__c",
+        "Solution_Play__c",
+        "Marketplace_Purchase_Intent__c",
     }
     ref = found["Referral_Identifier__c"]
     assert (text(ref, "type"), text(ref, "length")) == ("Text", "100")
@@ -162,6 +167,20 @@ def test_opportunity_fields_match_the_data_model(project: Path) -> None:
         "Error",
     ]
     assert status.findtext(f"{M}valueSet/{M}restricted") == "true"
+    deal_type = found["Deal_Type__c"]
+    assert [v.findtext(M + "fullName") for v in deal_type.iter(M + "value")] == [
+        "Private",
+        "Partner-led",
+        "Co-sell",
+    ]
+    for name in ("Deal_Type__c", "Partner_Role__c", "Solution_Area__c", "Solution_Play__c"):
+        assert found[name].findtext(f"{M}valueSet/{M}restricted") == "true", name
+    intent = found["Marketplace_Purchase_Intent__c"]
+    assert [v.findtext(M + "fullName") for v in intent.iter(M + "value")] == [
+        "Yes",
+        "No",
+        "Have not decided",
+    ]
 
 
 def test_lead_carries_the_fields_that_apply_to_leads(project: Path) -> None:
@@ -269,7 +288,7 @@ def test_written_fields_match_the_sandbox_describe_field_by_field(
         else:
             assert got["nillable"] is (text(xml, "required") != "true"), where
         checked += 1
-    assert checked == 21
+    assert checked == 26  # every field of the metadata project
 
 
 def test_written_objects_match_the_sandbox_describe(
@@ -451,6 +470,11 @@ def test_the_seller_permission_set_edits_only_what_a_seller_sets(project: Path) 
         "Opportunity.Sync_with_Partner_Center__c",
         "Opportunity.How_can_Microsoft_help__c",
         "Opportunity.Referral_Visibility__c",
+        "Opportunity.Deal_Type__c",
+        "Opportunity.Partner_Role__c",
+        "Opportunity.Solution_Area__c",
+        "Opportunity.Solution_Play__c",
+        "Opportunity.Marketplace_Purchase_Intent__c",
         "Lead.Sync_with_Partner_Center__c",
         "Lead.How_can_Microsoft_help__c",
         "Microsoft_Solution__c.Solution_Id__c",

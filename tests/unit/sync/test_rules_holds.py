@@ -156,8 +156,9 @@ def test_a_win_before_72_hours_is_held_until_then() -> None:
     assert hold is not None
     assert hold.until == CREATED + WIN_WAIT
     assert hold.reason == (
-        "the win is held back: Partner Center takes Won only 72 hours after the referral was "
-        "created; it is sent on 2026-01-08 09:00 UTC by itself"
+        "the win is held back until 72 hours after the referral was created, so the deal stays "
+        "eligible for deal registration; it is sent on 2026-01-08 09:00 UTC by itself ([sync] "
+        "hold_wins_for_registration = false sends wins at once)"
     )
     base = {STAGE_FIELD: "Active/Accepted"}
     plan = merge(base, {STAGE_FIELD: "Closed/Won"}, base, [STAGE], state)
@@ -171,6 +172,24 @@ def test_a_win_after_72_hours_and_a_loss_at_any_time_are_sent() -> None:
     assert hold_reason(STAGE, "Closed/Won", later) is None
     assert hold_reason(STAGE, "Closed/Lost", ACTIVE) is None
     assert hold_reason(STAGE, "Closed/Won", ReferralState("Active", "Accepted", None)) is None
+
+
+def test_with_the_hold_off_a_win_before_72_hours_is_sent() -> None:
+    state = ReferralState(
+        "Active",
+        "Accepted",
+        "Outgoing",
+        created=CREATED,
+        now=CREATED + timedelta(minutes=1),
+        hold_wins=False,
+    )
+
+    assert hold_reason(STAGE, "Closed/Won", state) is None
+    assert state.win_allowed_at is None
+    base = {STAGE_FIELD: "Active/Accepted"}
+    plan = merge(base, {STAGE_FIELD: "Closed/Won"}, base, [STAGE], state)
+    assert plan.to_partner_center == {STAGE_FIELD: "Closed/Won"}
+    assert plan.held == ()
 
 
 def _incoming(**fields: object) -> Referral:

@@ -9,8 +9,9 @@ time) and each followed by exactly one event per changed referral on the `EventS
   engagement and eTag; `referral-created`.
 - `patch` (a partner's JSON Patch): ownership, `If-Match`, terminal states, read-only fields,
   field rules and the lifecycle (`lifecycle.check_transition`) are checked on a copy, and so
-  are the partner's update rules: Won no sooner than 72 hours after creation (spec §3.3), no
-  deal value changed to zero or removed (spec §5.4); only a fully valid result replaces the
+  is the partner's update rule that no deal value is changed to zero or removed (spec §5.4).
+  Won is taken whenever the transitions allow it: the 72-hour wait between creation and Won is
+  a condition of deal-registration eligibility, not a refusal of the API (spec §9.6); only a fully valid result replaces the
   stored referral, with a new eTag; `referral-updated`.
   `replace` (the legacy PUT) is the same with the whole referral as the body.
 - `create_incoming` (Microsoft sends the partner a lead or a co-sell opportunity):
@@ -57,6 +58,7 @@ from cosell_sandbox.partnercenter.patching import (
 from cosell_sandbox.partnercenter.validation import (
     CONSENT_FLAGS,
     NO_HELP_CODES,
+    SERVICES_CO_SELL_FIELDS,
     FieldError,
     normalize_referral,
     shared_with_microsoft,
@@ -67,7 +69,6 @@ EngagementId = NewType("EngagementId", str)
 OrganizationId = NewType("OrganizationId", str)
 
 RESPONSE_WINDOW: Final = timedelta(days=14)  # unanswered incoming referrals expire (spec §2.1)
-WIN_WAIT: Final = timedelta(hours=72)  # a partner marks Won only this long after creation (§3.3)
 REFERRALS_PATH: Final = "/v1.0/engagements/referrals"
 
 PRECONDITION_FAILED_MESSAGE: Final = (
@@ -593,6 +594,9 @@ class ReferralStore:
             },
             "target": [{"type": "BusinessProfileLocation", "id": MICROSOFT.id}],
         }
+        for name in (*SERVICES_CO_SELL_FIELDS, "customerMarketplaceIntent"):
+            if name in referral:  # the engagement's services co-sell facts, on both sides
+                body[name] = copy.deepcopy(referral[name])
         microsoft_referral = self._new_referral(
             body,
             owner=MICROSOFT,
@@ -650,7 +654,7 @@ class ReferralStore:
                 400, "invalidRequest", exc.message, target=exc.target
             ) from exc
         if read_only is _PARTNER_READ_ONLY:
-            self._check_partner_update(current, updated, new_state)
+            self._check_partner_update(current, updated)
         if updated == current:
             return current
         now = format_timestamp(self._clock.now())
@@ -663,24 +667,11 @@ class ReferralStore:
         self._commit(updated, self._updated_event(updated))
         return self._referrals[updated["id"]]
 
-    def _check_partner_update(
-        self, current: dict[str, Any], updated: dict[str, Any], new_state: ReferralState
-    ) -> None:
-        """The rules of a partner's update beyond fields and transitions (spec §3.3, §5.4).
+    def _check_partner_update(self, current: dict[str, Any], updated: dict[str, Any]) -> None:
+        """The rules of a partner's update beyond fields and transitions (spec §5.4).
 
-        A referral is marked Won no sooner than 72 hours after it was created, and a deal
-        value, once the referral exists, cannot be changed to zero or removed.
+        A deal value, once the referral exists, cannot be changed to zero or removed.
         """
-        if new_state == ReferralState("Closed", "Won"):  # from an open state: Closed is final
-            allowed = parse_timestamp(current["createdDateTime"]) + WIN_WAIT
-            if self._clock.now() < allowed:
-                raise PartnerCenterSandboxError(
-                    400,
-                    "invalidRequest",
-                    "a referral can be closed as Won only 72 hours after it was created; "
-                    f"this one can be from {format_timestamp(allowed)}. Try again then",
-                    target="/substatus",
-                )
         before = get_pointer(current, ("details", "dealValue"))
         after = get_pointer(updated, ("details", "dealValue"))
         if after != before and not after:

@@ -7,6 +7,21 @@ of the real code lists). Fields it does not know are kept untouched: real referr
 undocumented fields (spec §3.14), and a client's round trip must not lose them. Nulls and empty
 strings are accepted wherever real responses contain them (enum-typed `customerProfile.size`).
 
+The 2026 fields (spec §9). `partnerRole`, `solutionArea`, `solutionPlay` and
+`customerMarketplaceIntent` are kept at the referral's top level, where the create page's table
+lists them; their exact JSON placement is not documented, so the variant one third-party source
+reports, `details.requirements.additionalRequirements.{partnerRole,...}`, is read too (either
+placement satisfies the rule below; each is stored as sent). Each is a string (or an array of
+strings, the other shape a multi-choice field could take). Their values are kept, never refused:
+the FY26 lists are not published for the API (cosell's `models.SolutionArea` and `SolutionPlay`
+hold its reading, for example `AIBusinessSolutions` / `MigrateAndModernizeYourEstate`;
+`customerMarketplaceIntent` is documented as `Yes`, `No`, `HaveNotDecided`) and a newer
+taxonomy must round-trip. A *services co-sell* referral (help requested from Microsoft and services named
+in `details.requirements.services`: Partner Center does not document which referrals it counts
+as services co-sell, this is the sandbox's reading) without a partner role, solution area or
+solution play is refused with 400 `invalidRequest` whose target is the missing member
+(`/partnerRole`), as the create page documents them "required for services co-sell" (spec §2.3).
+
 The first problem found is raised as a `FieldError` whose `target` is the JSON path of the field
 (`/customerProfile/address/country`), which the API renders as a 400 `invalidRequest`.
 """
@@ -56,6 +71,7 @@ CONSENT_FLAGS: Final = (
     "consentToShareReferralWithMicrosoftSellers",
     "consentToMicrosoftToContactSpecificPartners",
 )
+SERVICES_CO_SELL_FIELDS: Final = ("partnerRole", "solutionArea", "solutionPlay")
 MAX_TEAM_MEMBERS: Final = 50  # "up to 50 team members per deal" (spec §2.7, S-BULK)
 MAX_SOLUTIONS: Final = 50  # "up to 50 solutions per deal" (spec §2.7, S-BULK)
 MAX_NAME_LENGTH: Final = 255  # the UI's deal-name limit [I]; longer names are a client bug
@@ -170,6 +186,43 @@ def shared_with_microsoft(referral: dict[str, Any]) -> bool:
     )
 
 
+def _choice(value: Any, target: str) -> None:
+    if value is None or isinstance(value, str):
+        return
+    if isinstance(value, list) and all(isinstance(item, str) for item in value):
+        return
+    raise FieldError(f"{target} must be a string (or an array of strings)", target)
+
+
+def _services_co_sell_members(
+    result: dict[str, Any], requirements: dict[str, Any] | None
+) -> dict[str, Any]:
+    """The 2026 members as sent, top level first, then `additionalRequirements` (checked)."""
+    extra = _object(
+        (requirements or {}).get("additionalRequirements"),
+        "/details/requirements/additionalRequirements",
+        required=False,
+    )
+    found: dict[str, Any] = {}
+    for name in (*SERVICES_CO_SELL_FIELDS, "customerMarketplaceIntent"):
+        _choice(result.get(name), f"/{name}")
+        if extra is not None:
+            _choice(extra.get(name), f"/details/requirements/additionalRequirements/{name}")
+        value = result.get(name)
+        if value in (None, "", []) and extra is not None:
+            value = extra.get(name)
+        found[name] = value
+    return found
+
+
+def is_services_co_sell(referral: dict[str, Any]) -> bool:
+    """Whether a referral asks Microsoft for help and names services in its requirements."""
+    details = referral.get("details")
+    requirements = details.get("requirements") if isinstance(details, dict) else None
+    services = requirements.get("services") if isinstance(requirements, dict) else None
+    return help_requested(referral) and bool(services)
+
+
 def normalize_referral(referral: dict[str, Any]) -> dict[str, Any]:
     """Check a referral's fields and return a copy with the documented coercions applied.
 
@@ -265,6 +318,16 @@ def normalize_referral(referral: dict[str, Any]) -> dict[str, Any]:
         _enum(entry.get("type"), TARGET_TYPES, f"/target/{index}/type", nullable=False)
         _text(entry.get("id"), f"/target/{index}/id", required=True)
 
+    members = _services_co_sell_members(result, requirements)
+    if is_services_co_sell(result):
+        for name in SERVICES_CO_SELL_FIELDS:
+            if members[name] in (None, "", []):
+                raise FieldError(
+                    f"{name} is required for a services co-sell referral (one that asks "
+                    "Microsoft for help and names services); send the partner role, solution "
+                    "area and solution play of the FY26 taxonomy",
+                    f"/{name}",
+                )
     if help_requested(result):
         solutions = (requirements or {}).get("solutions") or []
         if not solutions:

@@ -89,6 +89,8 @@ class SyncContext:
             them instead of reading them again (empty: it reads what it needs). The engine
             sets it on a copy of the context per batch (`dataclasses.replace`).
         lead_sync: lead referrals become Leads, converted on acceptance (`leads.py`).
+        hold_wins: hold a win until 72 hours after the referral's creation, for deal
+            registration (`[sync] hold_wins_for_registration`, `rules.ReferralState`).
     """
 
     partner_center: ReferralsClient
@@ -102,6 +104,7 @@ class SyncContext:
     failpoints: set[str] = field(default_factory=set)
     listed: Mapping[str, Referral] = field(default_factory=dict)
     lead_sync: bool = False
+    hold_wins: bool = True
     owned_http: list[httpx.AsyncClient | httpx.Client] = field(default_factory=list, repr=False)
 
     async def aclose(self) -> None:
@@ -210,6 +213,7 @@ def build_context(
         dry_run=settings.sync.dry_run,
         partner_center_ui_url=pc.ui_url,
         lead_sync=settings.sync.lead_sync,
+        hold_wins=settings.sync.hold_wins_for_registration,
         owned_http=owned,
     )
 

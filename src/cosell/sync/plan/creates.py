@@ -11,13 +11,13 @@ from cosell.mapping import (
     Collections,
 )
 from cosell.mapping import Mapping as Mapping_
-from cosell.mapping.types import Value
+from cosell.mapping.types import FieldRule, Value
 from cosell.partnercenter.models import Referral, ReferralDirection
 from cosell.salesforce.client import SaveResult
 from cosell.store.types import Link
 from cosell.sync.plan import sets
 from cosell.sync.plan.audit import show
-from cosell.sync.plan.rules import value_problem
+from cosell.sync.plan.rules import deal_problems, value_problem
 
 
 def opportunity_share_refusal(spec: Collections, opportunity: dict[str, Any]) -> str | None:
@@ -34,7 +34,8 @@ def create_problems(mapping: Mapping_, values: Mapping[str, Value]) -> str | Non
 
     Each mapped field's value (or its default, as the create body would carry it) is checked
     by `rules.value_problem`: a deal value that is set and not zero, a currency, an ISO-2
-    country.
+    country, FY26 values; then what spans fields, by `rules.deal_problems` (the deal type and
+    the help requested, a services co-sell deal's partner role, solution area and play).
 
     Args:
         mapping: the mapping (fields, defaults, transforms).
@@ -44,13 +45,16 @@ def create_problems(mapping: Mapping_, values: Mapping[str, Value]) -> str | Non
         None when nothing would be refused, else the message to park on the opportunity.
     """
     problems: list[str] = []
+    sent: list[tuple[FieldRule, Value]] = []
     for mapped in mapping.fields:
         value = values.get(mapped.name)
         if value is None:
             value = mapped.default_value
+        sent.append((mapped.rule(), value))
         problem = value_problem(mapped.rule(), value)
         if problem is not None:
             problems.append(problem)
+    problems.extend(deal_problems(sent))
     if not problems:
         return None
     return (

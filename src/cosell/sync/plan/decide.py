@@ -174,6 +174,7 @@ def decide(
     referral_link: str | None,
     microsoft_side: MicrosoftSide | None = None,
     keep_notes: bool = True,
+    hold_wins: bool = True,
 ) -> Decision:
     """Merge both sides against the link's base and turn everything that changed into writes.
 
@@ -187,6 +188,8 @@ def decide(
         microsoft_side: Microsoft's referral of the engagement, when the key named it: its
             status, MSX id and notes reach the opportunity too.
         keep_notes: add the Partner Center notes history (`cosell plan` shows fields only).
+        hold_wins: hold a win until 72 hours after creation (`[sync]
+            hold_wins_for_registration`).
 
     Returns:
         The decision: what to write each way, the new base, the audit message, the notes.
@@ -194,7 +197,7 @@ def decide(
     referral = sides.referral_json
     pc_values = partner_center_values(mapping, referral)
     sf_values = salesforce_values(mapping, sides.records)
-    state = ReferralState.of(sides.referral, now=now)
+    state = ReferralState.of(sides.referral, now=now, hold_wins=hold_wins)
     plan = merge(pc_values, sf_values, base, mapping.rules(), state)
     plan = keep_markers(plan, base)
     extended = plan_collections(

@@ -28,6 +28,13 @@ Two more refusals come before rule 2 (after rule 1):
   `cosell.sync.run.creates`): by the field's transform, an `amount` (the deal value) must be set
   and not zero (the connector refuses 0 or empty on update, spec §5.4), a `currency` must be
   set, a `country` must be an ISO 3166-1 alpha-2 code (spec §3.8).
+- **FY26 values** (by the field's referral member): a partner role, solution area or solution
+  play outside the FY26 taxonomy (`models.PartnerRole`, `SolutionArea`, `SolutionPlay`; an
+  org still mapping FY25 values) is refused with the values to choose from.
+- **The deal type** (a `deal_type` field): Partner Center lets a Private deal become
+  Partner-led or Co-sell and a Partner-led one become Co-sell, never back (the consent to share
+  with Microsoft sellers and the help requested are never withdrawn, spec §3.9, §5.5); a change
+  the other way is refused with a message.
 - **Read-only once set.** Fields the mapping marks `read_only_once_set` (How can Microsoft
   help, the visibility to Microsoft sellers, spec §5.3 and §5.5: "read-only once set to Yes",
   "once visible cannot revert") may be set once; after Partner Center holds a value (not
@@ -45,9 +52,17 @@ old value) and it flows by itself once allowed, with no error on the opportunity
   no field edits, only the answer (accept or decline, spec §5.4: "edits while on hold are not
   synced"); every Salesforce change but the stage (and the reason sent with a decline,
   `FieldRule.with_answer`) is held until the referral is accepted.
-- **Won too early.** Partner Center takes Won only 72 hours after the referral was created
-  (spec §3.3); a win before then is held until `created + WIN_WAIT` (`ReferralState.created`
-  and `now` say when; without them nothing is held).
+- **Won before the 72nd hour** (`[sync] hold_wins_for_registration`, on by default). Partner
+  Center takes Won at any time, but a deal is eligible for deal registration only when at
+  least 72 hours passed between its creation and Won (spec §3.3, §9.6). With the setting on
+  (`ReferralState.hold_wins`), a win before then is held until `created + WIN_WAIT`
+  (`ReferralState.created` and `now` say when; without them nothing is held); off, it goes
+  at once.
+
+`deal_problems` checks what spans fields before a referral is created (`cosell.sync.plan.creates`):
+a Co-sell deal needs How can Microsoft help?, help asked makes a deal Co-sell, a private deal
+is not visible to Microsoft sellers, and a services co-sell deal (a co-sell deal naming a
+partner role, solution area or play) needs all three, the play within the area (spec §9.3).
 
 A decline (and a loss) is written with a `statusReason` (spec §3.3). The reason is not a
 mapped value the merge compares: `needs_status_reason` flags such a stage and the mapping's
@@ -66,10 +81,16 @@ from decimal import Decimal, InvalidOperation
 from cosell.mapping.countries import country_name
 from cosell.mapping.types import STAGE_FIELD, FieldRule, Value
 from cosell.partnercenter.models import (
+    SOLUTION_PLAY_AREAS,
+    DealType,
+    PartnerRole,
     Referral,
     ReferralDirection,
     ReferralStatus,
     ReferralSubstatus,
+    SolutionArea,
+    SolutionPlay,
+    TolerantEnum,
     check_transition,
     is_terminal,
 )
@@ -87,7 +108,7 @@ _FIELD_LABELS = {
 """How the default mapping's read-only fields are named in a message to a seller."""
 
 WIN_WAIT = timedelta(hours=72)
-"""Partner Center takes Won only this long after the referral was created (spec §3.3)."""
+"""A deal stays eligible for deal registration when Won this long after creation (spec §3.3)."""
 
 
 @dataclass(frozen=True)
@@ -105,6 +126,8 @@ class ReferralState:
             is allowed yet.
         holds_edits: edits wait for the acceptance while the referral is New (an
             opportunity on hold); False for a Salesforce Lead, whose edits go at once.
+        hold_wins: a win waits until 72 hours after creation (`[sync]
+            hold_wins_for_registration`); False sends it at once.
     """
 
     status: str | None
@@ -114,9 +137,12 @@ class ReferralState:
     created: datetime | None = None
     now: datetime | None = None
     holds_edits: bool = True
+    hold_wins: bool = True
 
     @classmethod
-    def of(cls, referral: Referral, *, now: datetime | None = None) -> ReferralState:
+    def of(
+        cls, referral: Referral, *, now: datetime | None = None, hold_wins: bool = True
+    ) -> ReferralState:
         """The state of a referral read from Partner Center, at `now` (the reconcile's time)."""
         return cls(
             status=None if referral.status is None else referral.status.value,
@@ -124,6 +150,7 @@ class ReferralState:
             direction=None if referral.direction is None else referral.direction.value,
             created=referral.created_date_time,
             now=now,
+            hold_wins=hold_wins,
         )
 
     @property
@@ -133,8 +160,8 @@ class ReferralState:
 
     @property
     def win_allowed_at(self) -> datetime | None:
-        """When Partner Center takes Won (72 hours after creation); None when unknown."""
-        return None if self.created is None else self.created + WIN_WAIT
+        """When a win is sent (72 hours after creation); None when unknown or not held."""
+        return None if self.created is None or not self.hold_wins else self.created + WIN_WAIT
 
     @property
     def stage(self) -> str:
@@ -237,7 +264,110 @@ def refusal_reason(
         )
     if rule.name == STAGE_FIELD:
         return _stage_refusal(value, state)
+    if rule.kind == DEAL_TYPE_KIND:
+        refusal = deal_type_refusal(value, current)
+        if refusal is not None:
+            return f"{refusal}; {change}. Set it back to {_show(current)} to clear this error."
     return None
+
+
+DEAL_TYPE_KIND = "deal_type"
+"""`FieldRule.kind` of a deal type field (`cosell.mapping.transforms.DealTypeTransform`)."""
+
+_DEAL_TYPE_MOVES = {
+    (DealType.PRIVATE.value, DealType.PARTNER_LED.value),
+    (DealType.PRIVATE.value, DealType.CO_SELL.value),
+    (DealType.PARTNER_LED.value, DealType.CO_SELL.value),
+}
+"""The deal type changes Partner Center allows: sharing and asking for help, never back."""
+
+
+def deal_type_refusal(value: Value, current: Value) -> str | None:
+    """Why Partner Center would refuse changing a referral's deal type from `current` to `value`."""
+    if value is None or current is None or value == current:
+        return None
+    if (current, value) in _DEAL_TYPE_MOVES:
+        return None
+    if current == DealType.CO_SELL.value:
+        return (
+            "a Co-sell referral stays Co-sell in Partner Center: the help asked of Microsoft "
+            f"cannot be withdrawn, so it cannot become {value}"
+        )
+    return (
+        f"a referral shared with Microsoft sellers cannot become {value} again in Partner "
+        "Center: the consent to share it cannot be withdrawn"
+    )
+
+
+_FY26: dict[str, tuple[str, type[TolerantEnum]]] = {
+    "partnerRole": ("partner role", PartnerRole),
+    "solutionArea": ("FY26 solution area", SolutionArea),
+    "solutionPlay": ("FY26 solution play", SolutionPlay),
+}
+"""The members whose values must be in the FY26 taxonomy, with their words for a seller."""
+
+
+def _fy26_problem(rule: FieldRule, value: Value) -> str | None:
+    if rule.path not in _FY26 or not isinstance(value, str) or not value:
+        return None
+    words, enum = _FY26[rule.path]
+    if enum(value).is_known:
+        return None
+    choices = ", ".join(m.value for m in enum)
+    return (
+        f"{value!r} is not a {words} Partner Center takes (the FY26 taxonomy): choose one of "
+        f"{choices} in the opportunity's {rule.name.replace('_', ' ')}"
+    )
+
+
+def deal_problems(values: list[tuple[FieldRule, Value]]) -> list[str]:
+    """What Partner Center needs across fields of a new referral, checked before the call.
+
+    Args:
+        values: each mapped field's rule with the canonical value the create would send.
+
+    Returns:
+        One sentence per problem (what to fill or change); empty when none.
+    """
+    by_path = {rule.path: value for rule, value in values}
+    deal = next((v for r, v in values if r.kind == DEAL_TYPE_KIND), None)
+    help_code = by_path.get("inviteContext/assistanceRequestCode")
+    asks_help = help_code is not None and help_code not in ("Unknown", "None")
+    problems: list[str] = []
+    if deal == DealType.CO_SELL.value and not asks_help:
+        problems.append(
+            "a Co-sell deal asks Microsoft for help: choose the help in How can Microsoft "
+            "help? (or set the Deal Type to Partner-led)"
+        )
+    elif deal in (DealType.PRIVATE.value, DealType.PARTNER_LED.value) and asks_help:
+        problems.append(
+            f"How can Microsoft help? makes the deal Co-sell, but its Deal Type is {deal}: set "
+            "the Deal Type to Co-sell, or clear How can Microsoft help?"
+        )
+    visible = by_path.get("consent/consentToShareReferralWithMicrosoftSellers")
+    if deal == DealType.PRIVATE.value and visible is True:
+        problems.append(
+            "a Private deal is not shared with Microsoft sellers: untick Referral Visibility, "
+            "or set the Deal Type to Partner-led"
+        )
+    services = {path: by_path.get(path) for path in _FY26 if path in by_path}
+    co_sell = deal == DealType.CO_SELL.value or asks_help
+    if co_sell and any(services.values()):
+        missing = [_FY26[path][0] for path, value in services.items() if not value]
+        if missing:
+            problems.append(
+                "a services co-sell deal needs the partner role, the solution area and the "
+                f"solution play: fill in the {', '.join(missing)}"
+            )
+    area, play = by_path.get("solutionArea"), by_path.get("solutionPlay")
+    if isinstance(area, str) and isinstance(play, str):
+        expected = SOLUTION_PLAY_AREAS.get(SolutionPlay(play))
+        if expected is not None and SolutionArea(area).is_known and expected.value != area:
+            problems.append(
+                f"the solution play {play} belongs to the solution area {expected.value}, not "
+                f"{area}: choose a play of {area} or change the area"
+            )
+    return problems
 
 
 def is_set(value: Value) -> bool:
@@ -266,6 +396,9 @@ def value_problem(rule: FieldRule, value: Value) -> str | None:
         )
     if rule.kind == "currency" and not value:
         return "Partner Center needs the deal's currency: set the opportunity's currency"
+    fy26 = _fy26_problem(rule, value)
+    if fy26 is not None:
+        return fy26
     if rule.kind == "country" and not (
         isinstance(value, str) and len(value) == 2 and country_name(value) is not None
     ):
@@ -330,8 +463,9 @@ def hold_reason(rule: FieldRule, value: Value, state: ReferralState) -> Hold | N
     ):
         return None
     return Hold(
-        "the win is held back: Partner Center takes Won only 72 hours after the referral "
-        f"was created; it is sent on {allowed_at:%Y-%m-%d %H:%M} UTC by itself",
+        "the win is held back until 72 hours after the referral was created, so the deal "
+        f"stays eligible for deal registration; it is sent on {allowed_at:%Y-%m-%d %H:%M} UTC "
+        "by itself ([sync] hold_wins_for_registration = false sends wins at once)",
         allowed_at,
     )
 

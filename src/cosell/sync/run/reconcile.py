@@ -270,6 +270,7 @@ def decide_link(
         referral_link=ctx.referral_link(link.referral_id) if link.referral_id else None,
         microsoft_side=microsoft_side,
         keep_notes=keep_notes,
+        hold_wins=ctx.hold_wins,
     )
 
 

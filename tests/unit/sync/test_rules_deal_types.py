@@ -1,0 +1,194 @@
+"""The 2026 rules: deal types, FY26 values, services co-sell fields (checked before any call)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from cosell.mapping import load_mapping
+from cosell.mapping.convert import partner_center_values, salesforce_values
+from cosell.mapping.loader import default_mapping_text, parse_mapping
+from cosell.mapping.model import Mapping
+from cosell.mapping.types import Direction, FieldRule, Owner, Value
+from cosell.sync.plan.merge import ReferralState, merge
+from cosell.sync.plan.rules import deal_problems, deal_type_refusal, refusal_reason, value_problem
+
+SF = Owner.SALESFORCE
+DEAL = FieldRule(
+    "deal_type",
+    Direction.BOTH,
+    SF,
+    kind="deal_type",
+    path="consent/consentToShareReferralWithMicrosoftSellers",
+)
+HELP = FieldRule(
+    "help",
+    Direction.TO_PARTNER_CENTER,
+    SF,
+    kind="picklist",
+    path="inviteContext/assistanceRequestCode",
+)
+VISIBLE = FieldRule(
+    "visibility",
+    Direction.TO_PARTNER_CENTER,
+    SF,
+    kind="boolean",
+    path="consent/consentToShareReferralWithMicrosoftSellers",
+)
+ROLE = FieldRule("partner_role", Direction.BOTH, SF, kind="picklist", path="partnerRole")
+AREA = FieldRule("solution_area", Direction.BOTH, SF, kind="picklist", path="solutionArea")
+PLAY = FieldRule("solution_play", Direction.BOTH, SF, kind="picklist", path="solutionPlay")
+NOW = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
+ACTIVE = ReferralState("Active", "Accepted", "Outgoing", created=NOW, now=NOW)
+
+
+def _deal(
+    deal: Value = None, help_code: Value = None, visible: Value = False, **fy26: Value
+) -> list[tuple[FieldRule, Value]]:
+    return [
+        (DEAL, deal),
+        (HELP, help_code),
+        (VISIBLE, visible),
+        (ROLE, fy26.get("role")),
+        (AREA, fy26.get("area")),
+        (PLAY, fy26.get("play")),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("current", "new", "allowed"),
+    [
+        ("Private", "Partner-led", True),
+        ("Private", "Co-sell", True),
+        ("Partner-led", "Co-sell", True),
+        ("Partner-led", "Private", False),
+        ("Co-sell", "Partner-led", False),
+        ("Co-sell", "Private", False),
+        ("Co-sell", "Co-sell", True),
+    ],
+)
+def test_a_deal_type_changes_only_the_way_partner_center_allows(
+    current: str, new: str, allowed: bool
+) -> None:
+    assert (deal_type_refusal(new, current) is None) is allowed
+    assert (refusal_reason(DEAL, new, current, ACTIVE) is None) is allowed
+
+
+def test_the_refusal_of_a_co_sell_deal_turning_back_says_why_and_what_to_do() -> None:
+    assert refusal_reason(DEAL, "Partner-led", "Co-sell", ACTIVE) == (
+        "a Co-sell referral stays Co-sell in Partner Center: the help asked of Microsoft cannot "
+        "be withdrawn, so it cannot become Partner-led; the deal type change to 'Partner-led' "
+        "was not sent. Set it back to 'Co-sell' to clear this error."
+    )
+
+
+def test_a_co_sell_deal_needs_help_and_help_needs_a_co_sell_deal() -> None:
+    assert deal_problems(_deal("Co-sell")) == [
+        "a Co-sell deal asks Microsoft for help: choose the help in How can Microsoft help? "
+        "(or set the Deal Type to Partner-led)"
+    ]
+    assert deal_problems(_deal("Partner-led", "GeneralOrOther", True)) == [
+        "How can Microsoft help? makes the deal Co-sell, but its Deal Type is Partner-led: set "
+        "the Deal Type to Co-sell, or clear How can Microsoft help?"
+    ]
+    assert deal_problems(_deal("Private", None, True)) == [
+        "a Private deal is not shared with Microsoft sellers: untick Referral Visibility, or "
+        "set the Deal Type to Partner-led"
+    ]
+    assert deal_problems(_deal("Co-sell", "GeneralOrOther", True)) == []
+    assert deal_problems(_deal(None, None, True)) == []  # no deal type mapped or set
+
+
+def test_a_services_co_sell_deal_needs_role_area_and_play() -> None:
+    assert deal_problems(_deal("Co-sell", "GeneralOrOther", True, role="Transaction")) == [
+        "a services co-sell deal needs the partner role, the solution area and the solution "
+        "play: fill in the FY26 solution area, FY26 solution play"
+    ]
+    full = {"role": "Transaction", "area": "Security", "play": "DataSecurity"}
+    assert deal_problems(_deal("Co-sell", "GeneralOrOther", True, **full)) == []
+    assert deal_problems(_deal("Partner-led", None, True, role="Transaction")) == []
+
+
+def test_a_play_must_belong_to_its_area() -> None:
+    mixed = {"role": "Transaction", "area": "Security", "play": "UnifyYourDataPlatform"}
+    assert deal_problems(_deal("Co-sell", "GeneralOrOther", True, **mixed)) == [
+        "the solution play UnifyYourDataPlatform belongs to the solution area "
+        "CloudAndAIPlatforms, not Security: choose a play of Security or change the area"
+    ]
+
+
+def test_a_value_outside_the_fy26_taxonomy_is_refused_with_the_choices() -> None:
+    assert value_problem(AREA, "ModernWork") == (
+        "'ModernWork' is not a FY26 solution area Partner Center takes (the FY26 taxonomy): "
+        "choose one of AIBusinessSolutions, CloudAndAIPlatforms, Security in the opportunity's "
+        "solution area"
+    )
+    assert value_problem(AREA, "Security") is None
+    assert value_problem(PLAY, None) is None
+    reason = refusal_reason(ROLE, "Reseller", None, ACTIVE)
+    assert reason is not None
+    assert reason.startswith("'Reseller' is not a partner role Partner Center takes")
+
+
+# -- the deal type field of the mapping (opt-in in the default mapping) ----------------------
+
+
+def _with_deal_type() -> Mapping:
+    text = default_mapping_text()
+    start = text.index("  # - name: deal_type")
+    end = text.index("\n\n", start)
+    block = "\n".join(line.replace("  # ", "  ", 1) for line in text[start:end].split("\n"))
+    return parse_mapping(text[:start] + block + text[end:], "deal-type.yaml")
+
+
+def _referral(shared: bool, help_code: str | None) -> dict[str, Any]:
+    return {
+        "status": "Active",
+        "substatus": "Accepted",
+        "consent": {"consentToShareReferralWithMicrosoftSellers": shared},
+        "inviteContext": None if help_code is None else {"assistanceRequestCode": help_code},
+    }
+
+
+def test_the_deal_type_is_read_from_consent_and_help() -> None:
+    mapping = _with_deal_type()
+    assert mapping.field("deal_type").is_deal_type
+    read = [
+        partner_center_values(mapping, _referral(s, h))["deal_type"]
+        for s, h in ((False, None), (True, None), (True, "Unknown"), (True, "GeneralOrOther"))
+    ]
+    assert read == ["Private", "Partner-led", "Partner-led", "Co-sell"]
+    sf = salesforce_values(mapping, {"Opportunity": {"Deal_Type__c": "Co-sell"}})
+    assert sf["deal_type"] == "Co-sell"
+    assert mapping.field("deal_type").simple_transform.to_partner_center("Partner-led") is True
+    assert mapping.field("deal_type").simple_transform.to_partner_center("Private") is False
+
+
+def test_a_partner_led_referral_turned_co_sell_in_partner_center_turns_co_sell_in_salesforce() -> (
+    None
+):
+    mapping = _with_deal_type()
+    base = partner_center_values(mapping, _referral(True, None))
+    sf = dict(base)
+    pc = partner_center_values(mapping, _referral(True, "GeneralOrOther"))
+    plan = merge(pc, sf, base, mapping.rules(), ACTIVE)
+    assert plan.to_salesforce == {"deal_type": "Co-sell"}
+    assert plan.refusals == ()
+
+
+def test_a_salesforce_deal_type_turning_back_is_refused_not_sent() -> None:
+    mapping = _with_deal_type()
+    base = partner_center_values(mapping, _referral(True, "GeneralOrOther"))
+    sf = base | {"deal_type": "Partner-led"}
+    plan = merge(base, sf, base, mapping.rules(), ACTIVE)
+    assert "deal_type" not in plan.to_partner_center
+    [refusal] = plan.refusals
+    assert "a Co-sell referral stays Co-sell in Partner Center" in refusal.reason
+
+
+def test_the_shipped_mapping_keeps_the_deal_type_opt_in() -> None:
+    shipped = {f.name for f in load_mapping().fields}
+    assert "deal_type" not in shipped
+    assert {f.name for f in _with_deal_type().fields} == shipped | {"deal_type"}
