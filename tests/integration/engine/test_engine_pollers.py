@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from datetime import timedelta
 
 import pytest
@@ -142,3 +143,28 @@ def _at(second: int):  # type: ignore[no-untyped-def]
     from datetime import UTC, datetime
 
     return datetime(2026, 1, 5, 9, 0, second, tzinfo=UTC)
+
+
+async def test_partner_center_poll_skips_a_change_already_synced(world: World) -> None:
+    from cosell.sync.run.reconcile import reconcile_key
+
+    _, synced_id = await world.shared_pair()
+    _, edited_id = await world.shared_pair()
+    synced = functools.partial(pollers.synced_stamps, world.store)
+    start = await pollers.poll_partner_center(world.ctx.partner_center, Cursor(), synced=synced)
+    world.tick(10)
+    for rid in (synced_id, edited_id):
+        change = [{"op": "replace", "path": "/details/dealValue", "value": 41000}]
+        await world.microsoft.edit(rid, change)
+    # A webhook's reconcile carried one change before the tick: the base holds its stamp.
+    assert (await reconcile_key(world.ctx, world.referral_key(synced_id))).result == "synced"
+    found = await pollers.poll_partner_center(world.ctx.partner_center, start.cursor, synced=synced)
+    assert found.keys == (referral_key(edited_id),)
+    assert {item for item, _ in found.cursor.seen} == {synced_id, edited_id}
+
+    # The partner edits the synced one again: a later stamp, handed out.
+    world.tick(10)
+    change = [{"op": "replace", "path": "/details/dealValue", "value": 42000}]
+    await world.microsoft.edit(synced_id, change)
+    again = await pollers.poll_partner_center(world.ctx.partner_center, found.cursor, synced=synced)
+    assert again.keys == (referral_key(synced_id),)

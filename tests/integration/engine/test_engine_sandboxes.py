@@ -138,6 +138,27 @@ async def test_an_incremental_pass_carries_an_edit(
     assert float(referral["details"]["dealValue"]) == 31000
 
 
+async def test_a_pass_does_not_reconcile_a_referral_change_a_webhook_already_carried(
+    engine: Engine, world: World, story: dict[str, str]
+) -> None:
+    from cosell.sync.run.reconcile import reconcile_key
+
+    settled = await engine.run_pass()
+    assert settled.ok, settled.errors
+    world.tick(30)
+    change = [{"op": "replace", "path": "/details/dealValue", "value": 52000}]
+    await world.microsoft.edit(story["referral"], change)
+    # The webhook's reconcile, before the next poll.
+    carried = await reconcile_key(world.ctx, referral_key(story["referral"]))
+    assert carried.result == "synced", carried
+    world.tick(30)
+    summary = await engine.run_pass()
+    assert summary.ok, summary.errors
+    assert referral_key(story["referral"]) not in [o.key for o in summary.outcomes]
+    [opportunity] = await world.opportunities_for(story["referral"])
+    assert float(opportunity["Amount"]) == 52000
+
+
 async def test_a_503_is_retried_with_backoff(
     engine: Engine, world: World, story: dict[str, str], backoff_clock: HookedClock
 ) -> None:

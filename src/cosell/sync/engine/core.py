@@ -99,6 +99,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
@@ -797,7 +798,12 @@ class Engine:
         overlap = self._options.overlap_seconds
         if side == "partner_center":
             cursor = pollers.Cursor.parse(self._store.cursor(pollers.PARTNER_CENTER_CURSOR))
-            return await pollers.poll_partner_center(ctx.partner_center, cursor, overlap=overlap)
+            return await pollers.poll_partner_center(
+                ctx.partner_center,
+                cursor,
+                overlap=overlap,
+                synced=functools.partial(pollers.synced_stamps, self._store),
+            )
         name, sobject = (
             (pollers.LEAD_CURSOR, LEAD)
             if side == "salesforce_lead"

@@ -37,7 +37,7 @@ hand are reconciled.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -46,7 +46,9 @@ from cosell.partnercenter.client import ReferralsClient
 from cosell.partnercenter.models import Referral
 from cosell.salesforce.client import SalesforceClient
 from cosell.salesforce.values import parse_datetime, soql_datetime
+from cosell.store import Store
 from cosell.store.types import Key, record_key, referral_key
+from cosell.sync.plan.decide import seen_stamp
 from cosell.sync.plan.leads import LEAD
 from cosell.sync.plan.limits import BATCH_SIZE
 
@@ -177,6 +179,7 @@ async def poll_partner_center(
     overlap: float = DEFAULT_OVERLAP_SECONDS,
     max_pages: int = DEFAULT_MAX_PAGES,
     page_size: int = SWEEP_PAGE_SIZE,
+    synced: Callable[[Sequence[str]], Mapping[str, datetime]] | None = None,
 ) -> PollResult:
     """Referrals updated since the cursor, as `referral:<id>` keys.
 
@@ -186,6 +189,8 @@ async def poll_partner_center(
         overlap: seconds re-read before the cursor (see the module docstring).
         max_pages: the most list pages read by this poll.
         page_size: `$top` of each page.
+        synced: referral ids -> the `updatedDateTime` their base was saved at (ids without
+            one left out); a referral listed at that stamp or before is not handed out.
 
     Returns:
         The keys (new changes only) and the advanced cursor.
@@ -208,13 +213,33 @@ async def poll_partner_center(
         page = await client.list_page(next_link=page.next_link)
         calls += 1
     fresh = _new_changes(cursor, changes)
-    keys = tuple(dict.fromkeys(referral_key(item_id) for item_id, _ in fresh))
+    recorded = synced([item_id for item_id, _ in fresh]) if synced and fresh else {}
+    keys = tuple(
+        dict.fromkeys(
+            referral_key(item_id)
+            for item_id, stamp in fresh
+            if item_id not in recorded or stamp > recorded[item_id]
+        )
+    )
     return PollResult(
         keys=keys,
         cursor=cursor.advance(fresh, overlap),
         api_calls=calls,
         more=page.next_link is not None,
     )
+
+
+def synced_stamps(store: Store, referral_ids: Sequence[str]) -> dict[str, datetime]:
+    """Referral id -> the `updatedDateTime` its link's base was saved at (two store reads)."""
+    keys: dict[str, str] = {str(referral_key(item_id)): item_id for item_id in referral_ids}
+    links = store.links_for_keys(list(keys))
+    bases = store.snapshots([link.id for link in links.values()])
+    found: dict[str, datetime] = {}
+    for key, link in links.items():
+        stamp = seen_stamp(bases.get(link.id))
+        if stamp is not None:
+            found[keys[key]] = stamp
+    return found
 
 
 def salesforce_changes_soql(

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from cosell.mapping import Mapping as SyncMapping
@@ -30,7 +30,14 @@ from cosell.sync.plan.audit import (
     describe_plan,
 )
 from cosell.sync.plan.merge import Plan, merge
-from cosell.sync.plan.microsoft import MicrosoftSide, Note, apply_extension, extend, keep_markers
+from cosell.sync.plan.microsoft import (
+    MARKER_PREFIX,
+    MicrosoftSide,
+    Note,
+    apply_extension,
+    extend,
+    keep_markers,
+)
 from cosell.sync.plan.outcome import (
     CONFLICT,
     REFUSED,
@@ -41,6 +48,30 @@ from cosell.sync.plan.rules import ReferralState
 from cosell.sync.plan.sets import ChildWrites
 from cosell.sync.plan.sets import plan as plan_collections
 from cosell.sync.plan.sides import SYNC_ERROR_LENGTH, Sides, differs, status_text
+
+SEEN_MARKER = f"{MARKER_PREFIX}partner_center.updated"
+"""Reserved base key: the referral's `updatedDateTime` as the reconcile that saved the base
+read it. The Partner Center poller does not hand a referral out again at that same stamp (the
+change is already in the base); a later change has a later stamp and is handed out."""
+
+
+def seen_stamp(base: Mapping[str, Value] | None) -> datetime | None:
+    """The referral's `updatedDateTime` the base was saved at (None: not known)."""
+    text = (base or {}).get(SEEN_MARKER)
+    if not isinstance(text, str):
+        return None
+    try:
+        stamp = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return stamp if stamp.tzinfo is not None else None
+
+
+def with_seen_stamp(plan: Plan, stamp: datetime | None) -> Plan:
+    """The plan whose new base remembers the referral's stamp as read (None: kept as it was)."""
+    if stamp is None:
+        return plan
+    return replace(plan, new_base={**plan.new_base, SEEN_MARKER: stamp.astimezone(UTC).isoformat()})
 
 
 @dataclass(frozen=True)
@@ -199,7 +230,7 @@ def decide(
     sf_values = salesforce_values(mapping, sides.records)
     state = ReferralState.of(sides.referral, now=now, hold_wins=hold_wins)
     plan = merge(pc_values, sf_values, base, mapping.rules(), state)
-    plan = keep_markers(plan, base)
+    plan = with_seen_stamp(keep_markers(plan, base), sides.referral.updated_date_time)
     extended = plan_collections(
         mapping.collections, sides.referral, referral, sides.opportunity, base, plan
     )
