@@ -286,6 +286,8 @@ class ServerSettings(_Section):
             from this URL at start.
         max_body_bytes: larger callback bodies are refused with 413 before being read.
         log_format: `json` (one object per line) or `console` (for people).
+        console_users_file: the operations console's users (written by `cosell console
+            set-password`; relative paths are from the working directory).
     """
 
     host: str = "127.0.0.1"
@@ -297,6 +299,7 @@ class ServerSettings(_Section):
     trusted_ca_url: str | None = None
     max_body_bytes: int = Field(default=MAX_BODY_BYTES, gt=0, le=MAX_BODY_BYTES)
     log_format: Literal["json", "console"] = "json"
+    console_users_file: Path = Path("cosell-console.json")
 
     @field_validator("public_url", "trusted_ca_url")
     @classmethod
