@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Final
-from urllib.parse import quote
+from urllib.parse import parse_qsl, quote
 
 import structlog
 from starlette.applications import Starlette
@@ -53,6 +53,7 @@ log = structlog.get_logger("cosell.console")
 BASE: Final = pages.BASE
 LOGIN_COOKIE: Final = "cosell_console_login"
 PAGE_SIZE: Final = 50
+MAX_FORM_BYTES: Final = 16 * 1024  # a sign-in or an action form is a few hundred bytes
 _LINK_PAGE: Final = 500
 _HEADERS: Final = {
     "Content-Security-Policy": (
@@ -160,7 +161,7 @@ def create_console(
                 if session_of(request) is not None:
                     return _redirect(_next(request))
                 return login_form(request, None, 200)
-            form = await request.form()
+            form = await _form(request)
             name, password = str(form.get("username", "")), str(form.get("password", ""))
             token = request.cookies.get(LOGIN_COOKIE)
             if not token or not secrets.compare_digest(token, str(form.get("login_token", ""))):
@@ -195,7 +196,7 @@ def create_console(
     async def logout(request: Request) -> Response:
         session = session_of(request)
         if session is not None:
-            form = await request.form()
+            form = await _form(request)
             if not auth.csrf_ok(session, _field(form.get("csrf"))):
                 return _refused("The form expired; reload the page and try again.", session)
         response = _redirect(f"{BASE}/login")
@@ -295,7 +296,7 @@ def create_console(
         request: Request, act: Callable[[auth.Session, Notify], Awaitable[Response]]
     ) -> Response:
         async def page(session: auth.Session) -> Response:
-            form = await request.form()
+            form = await _form(request)
             if not auth.csrf_ok(session, _field(form.get("csrf"))):
                 log.warning("console.csrf_refused", user=session.user, path=request.url.path)
                 return _refused("The form expired; reload the page and try again.", session)
@@ -399,6 +400,27 @@ def _dummy_hash() -> str:
 
 def _field(value: object) -> str | None:
     return value if isinstance(value, str) else None
+
+
+async def _form(request: Request) -> dict[str, str]:
+    """The fields of a urlencoded form (the only kind the console's pages send).
+
+    Anything else, or a body over `MAX_FORM_BYTES`, reads as no fields at all, so the CSRF
+    check refuses it.
+    """
+    media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if media != "application/x-www-form-urlencoded":
+        return {}
+    body = bytearray()
+    async for chunk in request.stream():
+        body.extend(chunk)
+        if len(body) > MAX_FORM_BYTES:
+            return {}
+    try:
+        pairs = parse_qsl(body.decode(), keep_blank_values=True, max_num_fields=20)
+    except (UnicodeDecodeError, ValueError):
+        return {}
+    return dict(pairs)
 
 
 def _is_id(link_id: str) -> bool:
