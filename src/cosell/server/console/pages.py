@@ -39,6 +39,8 @@ h1{font-size:1.4rem;margin:.2rem 0 1rem}h2{font-size:1.1rem;margin:1.4rem 0 .6re
 .card{background:var(--card);border:1px solid var(--line);border-radius:8px;padding:.8rem 1rem}
 .card .label{color:var(--muted);font-size:.85rem}.card .value{font-size:1.5rem;font-weight:600}
 .card .sub{color:var(--muted);font-size:.85rem}
+a.card{text-decoration:none;color:inherit}a.card:hover{border-color:var(--brand)}
+.card .value.small{font-size:1rem;font-weight:500}header nav{display:flex;gap:1rem}
 .banner{border-radius:8px;padding:.8rem 1rem;margin-bottom:1rem;border:1px solid}
 .banner.healthy{background:#e8f5ec;border-color:#a9d8b8}
 .banner.degraded{background:#fff4e0;border-color:#f0c983}
@@ -191,8 +193,8 @@ def overview_page(
         f"{f'<ul>{reasons}</ul>' if reasons else ' — every link is in sync or on its way.'}</div>"
     )
     status_cards = "".join(
-        f'<a class="card" href="{BASE}/deals?{urlencode({"status": status.value})}" '
-        f'style="text-decoration:none;color:inherit" id="count-{status.value}">'
+        f'<a class="card link" href="{BASE}/deals?{urlencode({"status": status.value})}" '
+        f'id="count-{status.value}">'
         f'<div class="label">{badge(status.value)}</div>'
         f'<div class="value">{overview.links_by_status.get(status.value, 0):,}</div>'
         '<div class="sub">links</div></a>'
@@ -243,7 +245,7 @@ def _card(
     below = sub if raw_sub else _e(sub)
     return (
         f'<div class="card" id="{ident}"><div class="label">{_e(label)}</div>'
-        f'<div class="value" style="font-size:{"1rem" if raw else "1.5rem"}">{shown}</div>'
+        f'<div class="value{" small" if raw else ""}">{shown}</div>'
         f'<div class="sub">{below}</div></div>'
     )
 
