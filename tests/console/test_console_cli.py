@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import stat
 from pathlib import Path
+from types import SimpleNamespace
 
+import pytest
 from typer.testing import CliRunner
 
 from cosell.cli import app
@@ -67,3 +69,27 @@ def test_set_password_refuses_a_short_password_and_an_unknown_role(tmp_path: Pat
     assert role.exit_code == 1
     assert "--role is operator or viewer, not 'root'" in role.output
     assert not path.exists()
+
+
+def test_the_demo_prints_the_console_url_and_how_to_get_a_user(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from rich.console import Console
+
+    from cosell.commands import story
+    from cosell.config import Settings
+
+    monkeypatch.chdir(tmp_path)
+    settings = Settings()
+    printed = Console(record=True, width=200)
+    side = SimpleNamespace(base_url="http://127.0.0.1:1")
+    service = SimpleNamespace(base_url="http://127.0.0.1:2")
+    story._print_urls(printed, side, side, service, settings)
+    text = printed.export_text()
+    assert "cosell console          http://127.0.0.1:2/console/" in text
+    assert "run `cosell console set-password`" in text
+    set_password_file = tmp_path / settings.server.console_users_file
+    set_password_file.write_text("{}")
+    printed = Console(record=True, width=200)
+    story._print_urls(printed, side, side, service, settings)
+    assert "set-password" not in printed.export_text()
