@@ -11,7 +11,7 @@ from starlette.routing import Mount
 from starlette.testclient import TestClient
 
 from cosell.clock import ManualClock
-from cosell.server.console import ConsoleOptions, create_console
+from cosell.server.console import ConsoleOptions, Notify, create_console
 from cosell.store import Store, SyncStatus
 from cosell.store.types import Link, canonical_record_id
 
@@ -101,7 +101,7 @@ def seed(store: Store, clock: ManualClock) -> Deals:
 
 
 def console_app(
-    store: Store, clock: ManualClock, users_file: Path, notify: Notified | None
+    store: Store, clock: ManualClock, users_file: Path, notify: Notify | None
 ) -> Starlette:
     async def salesforce_base() -> str | None:
         return SF_INSTANCE

@@ -323,3 +323,47 @@ def test_a_broken_users_file_answers_503_with_what_to_do(
     answer = client.get("/console/")
     assert answer.status_code == 503
     assert "cosell console set-password" in answer.text
+
+
+def _attempt(client: TestClient, user: str, password: str) -> int:
+    form = client.get("/console/login")
+    token = re.search(r'name="login_token" value="([^"]+)"', form.text)
+    assert token is not None
+    answer = client.post(
+        "/console/login",
+        data={"username": user, "password": password, "login_token": token.group(1)},
+    )
+    return answer.status_code
+
+
+def test_repeated_failed_sign_ins_are_throttled_for_a_while(
+    client: TestClient, clock: ManualClock
+) -> None:
+    assert [_attempt(client, "admin", f"guess {n}") for n in range(10)] == [401] * 10
+    assert _attempt(client, "admin", OPERATOR_PASSWORD) == 429  # not even checked
+    assert _attempt(client, "reader", VIEWER_PASSWORD) == 303  # another user is not affected
+    client.cookies.clear()  # signed out again
+    clock.advance(15 * 60 + 1)
+    assert _attempt(client, "admin", OPERATOR_PASSWORD) == 303
+
+
+def test_a_retry_the_engine_cannot_queue_answers_503_and_is_not_audited(
+    store: Store, clock: ManualClock, users_file: Path, deals: Deals
+) -> None:
+    async def broken(key: str) -> bool:
+        raise ConnectionError(f"system database unreachable for {key}")
+
+    app = console_app(store, clock, users_file, broken)
+    with TestClient(app, follow_redirects=False) as failing:
+        sign_in(failing, "admin", OPERATOR_PASSWORD)
+        page = failing.get(f"/console/deals/{deals.failing.id}")
+        answer = failing.post(
+            f"/console/deals/{deals.failing.id}/retry", data={"csrf": csrf_of(page.text)}
+        )
+        assert answer.status_code == 503
+        assert "could not queue the retry (ConnectionError" in answer.text
+        assert "/readyz" in answer.text
+        overview = failing.get("/console/")
+        answer = failing.post("/console/retry-errors", data={"csrf": csrf_of(overview.text)})
+        assert answer.status_code == 503
+    assert not [e for e in store.audit(deals.failing.id) if "retry" in e.message]

@@ -111,6 +111,7 @@ def create_console(
         notify: the engine's `notify`; None when no engine runs (actions are then not offered).
     """
     users = auth.UsersSource(options.users_file)
+    throttle = auth.SignInThrottle()
 
     def now() -> float:
         return clock.now().timestamp()
@@ -168,16 +169,29 @@ def create_console(
                 return login_form(
                     request, "The sign-in form expired; enter your password again.", 400, name
                 )
+            address = request.client.host if request.client else "-"
+            wait = throttle.wait_seconds(address, name, now=now())
+            if wait:
+                log.warning("console.sign_in_throttled", user=name[:64])
+                minutes = max(1, round(wait / 60))
+                return login_form(
+                    request,
+                    f"Too many failed sign-ins: try again in {minutes} min.",
+                    429,
+                    name,
+                )
             current = users.get()
             user = current.users.get(name) if current else None
             # scrypt takes ~0.1 s: off the event loop, and run for unknown users too.
             stored = user.password_hash if user else _dummy_hash()
             matches = await asyncio.to_thread(auth.verify_password, password, stored)
             if current is None or user is None or not matches:
+                throttle.failed(address, name, now=now())
                 log.warning("console.sign_in_refused", user=name[:64])
                 return login_form(request, "Wrong user or password.", 401, name)
         except auth.UsersFileError as error:
             return _html(pages.message_page("Console unavailable", str(error), session=None), 503)
+        throttle.succeeded(address, name)
         session = auth.new_session(user, now=now())
         log.info("console.signed_in", user=user.name, role=user.role.value)
         response = _redirect(_next(request))
@@ -330,7 +344,10 @@ def create_console(
                     ),
                     404,
                 )
-            enqueued = await notify(link.keys[0])
+            try:
+                enqueued = await notify(link.keys[0])
+            except Exception as exc:  # noqa: BLE001 - the engine's store or queue failed: say so
+                return _not_queued(exc, session)
             await asyncio.to_thread(
                 store.record_audit,
                 link.id,
@@ -354,7 +371,10 @@ def create_console(
                 for link in page:
                     if not link.keys:
                         continue
-                    enqueued = await notify(link.keys[0])
+                    try:
+                        enqueued = await notify(link.keys[0])
+                    except Exception as exc:  # noqa: BLE001 - as for one deal; the rest wait
+                        return _not_queued(exc, session, done=count)
                     await asyncio.to_thread(
                         store.record_audit,
                         link.id,
@@ -433,6 +453,21 @@ def _next(request: Request) -> str:
     if target.startswith(f"{BASE}/") and not target.startswith("//") and "\\" not in target:
         return target
     return f"{BASE}/"
+
+
+def _not_queued(exc: Exception, session: auth.Session, *, done: int = 0) -> Response:
+    log.warning("console.retry_failed", user=session.user, error=str(exc), queued=done)
+    already = f" {done} deal(s) were queued before it failed." if done else ""
+    return _html(
+        pages.message_page(
+            "Retry not queued",
+            f"The sync engine could not queue the retry ({type(exc).__name__}; the service's "
+            "log says more)."
+            f"{already} Check that `cosell serve` is healthy (/readyz), then try again.",
+            session=session,
+        ),
+        503,
+    )
 
 
 def _refused(text: str, session: auth.Session) -> Response:

@@ -306,3 +306,48 @@ def decode_session(cookie: str | None, users: Users, *, now: float) -> Session |
 def csrf_ok(session: Session, token: str | None) -> bool:
     """Whether a form's CSRF token is the session's (constant-time)."""
     return token is not None and hmac.compare_digest(session.csrf.encode(), token.encode())
+
+
+class SignInThrottle:
+    """Refuses sign-in for a while after too many failures from one address for one user.
+
+    After `limit` failed attempts within `window_seconds` for the same (address, user), further
+    attempts are refused, without checking the password, until the oldest failure leaves the
+    window. A success clears the count. Kept in memory (per process), at most `max_keys` keys.
+    """
+
+    def __init__(
+        self, *, limit: int = 10, window_seconds: float = 900.0, max_keys: int = 10_000
+    ) -> None:
+        self.limit = limit
+        self.window = window_seconds
+        self.max_keys = max_keys
+        self._failures: dict[tuple[str, str], list[float]] = {}
+
+    def _recent(self, key: tuple[str, str], now: float) -> list[float]:
+        recent = [t for t in self._failures.get(key, []) if t > now - self.window]
+        if recent:
+            self._failures[key] = recent
+        else:
+            self._failures.pop(key, None)
+        return recent
+
+    def wait_seconds(self, address: str, user: str, *, now: float) -> float:
+        """0 when an attempt may be checked; else how long until one may."""
+        recent = self._recent((address, user), now)
+        if len(recent) < self.limit:
+            return 0.0
+        return max(1.0, recent[-self.limit] + self.window - now)
+
+    def failed(self, address: str, user: str, *, now: float) -> None:
+        """Count a failed attempt."""
+        if len(self._failures) >= self.max_keys:
+            for key in list(self._failures):
+                self._recent(key, now)
+            if len(self._failures) >= self.max_keys:
+                self._failures.pop(next(iter(self._failures)))
+        self._failures.setdefault((address, user), []).append(now)
+
+    def succeeded(self, address: str, user: str) -> None:
+        """Forget the failures of a user who signed in."""
+        self._failures.pop((address, user), None)
