@@ -17,6 +17,8 @@ GET  /console/console.css        the stylesheet
 Every page but the sign-in form and the stylesheet needs a session (else a redirect to the
 sign-in form); every POST needs the session's CSRF token (else 403) and, for an action, the
 operator role (else 403). Each action is recorded in the deal's audit trail with who did it.
+Ten failed sign-ins from one address for one user within 15 minutes answer 429 until the
+oldest of them is 15 minutes old (`auth.SignInThrottle`).
 Sessions and users: `cosell.server.console.auth`.
 
 Actions reuse the service's seam for "this key may be out of date": the engine's `notify`
