@@ -184,9 +184,7 @@ def create_console(
                 )
             current = users.get()
             user = current.users.get(name) if current else None
-            # scrypt takes ~0.1 s: off the event loop, and run for unknown users too.
-            stored = user.password_hash if user else _dummy_hash()
-            matches = await asyncio.to_thread(auth.verify_password, password, stored)
+            matches = await asyncio.to_thread(_password_matches, password, user)
             if current is None or user is None or not matches:
                 throttle.failed(address, name, now=now())
                 log.warning("console.sign_in_refused", user=name[:64])
@@ -418,6 +416,11 @@ _STATUSES: Final = frozenset(s.value for s in SyncStatus)
 def _dummy_hash() -> str:
     # Checked against when the user does not exist, so that the answer takes as long.
     return auth.hash_password(secrets.token_urlsafe(16))
+
+
+def _password_matches(password: str, user: auth.User | None) -> bool:
+    # In a worker thread: scrypt takes ~0.1 s, and runs for unknown users too.
+    return auth.verify_password(password, user.password_hash if user else _dummy_hash())
 
 
 def _field(value: object) -> str | None:
