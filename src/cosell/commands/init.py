@@ -161,6 +161,8 @@ allowed_certificate_urls = ["{certificate_urls}"]
 max_body_bytes = {max_body_bytes}
 # Log lines: json (one object per line, for a log pipeline) or console (for people).
 log_format = "json"
+# The operations console's users (/console/), written by `cosell console set-password`.
+# console_users_file = "cosell-console.json"
 """
 
 
