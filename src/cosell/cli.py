@@ -11,6 +11,7 @@ from cosell import __version__
 from cosell.commands.audit import audit
 from cosell.commands.check import check
 from cosell.commands.connect import connect_app
+from cosell.commands.console import console_app
 from cosell.commands.db import db_app
 from cosell.commands.demo import demo
 from cosell.commands.init import init
@@ -42,6 +43,7 @@ sandbox_app.command("up")(up_command)
 app.add_typer(sandbox_app, name="sandbox")
 app.add_typer(db_app, name="db")
 app.add_typer(mapping_app, name="mapping")
+app.add_typer(console_app, name="console")
 app.command("plan")(plan)
 app.command("sync")(sync)
 app.command("serve")(serve)

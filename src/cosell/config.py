@@ -379,6 +379,8 @@ class ServerSettings(_Section):
         body_timeout_seconds: a request's body must arrive within this after its headers.
         max_connections_per_client: connections one client address may hold at once (more
             get 429); behind a reverse proxy all come from the proxy: raise it, or 0 for no cap.
+        console_users_file: the operations console's users (written by `cosell console
+            set-password`; relative paths are from the working directory).
     """
 
     host: str = "127.0.0.1"
@@ -393,6 +395,7 @@ class ServerSettings(_Section):
     header_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
     body_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
     max_connections_per_client: int = Field(default=256, ge=0)
+    console_users_file: Path = Path("cosell-console.json")
 
     @field_validator("public_url", "trusted_ca_url")
     @classmethod

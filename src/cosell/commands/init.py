@@ -180,6 +180,8 @@ body_timeout_seconds = {body_timeout}
 # Connections one client address may hold at once (more get 429). Behind a reverse proxy
 # every connection comes from the proxy: raise it, or set 0 for no cap.
 max_connections_per_client = {max_connections}
+# The operations console's users (/console/), written by `cosell console set-password`.
+# console_users_file = "cosell-console.json"
 """
 
 

@@ -59,6 +59,7 @@ if TYPE_CHECKING:  # imported when a command runs, so that the CLI starts quickl
     from cosell.server.metrics import Metrics
     from cosell.server.readiness import Check
     from cosell.store import Store
+    from cosell.sync.engine import Engine
     from cosell.sync.io.context import SyncContext
     from cosell.tokenhealth import TokenHealthWatch
 
@@ -231,6 +232,30 @@ def readiness_checks(
     ]
 
 
+def console_app(
+    settings: Settings, *, store: Store, ctx: SyncContext, clock: Clock, engine: Engine
+) -> Any:
+    """The operations console (`cosell.server.console`), wired to the engine's `notify`."""
+    from cosell.server.console import ConsoleOptions, create_console
+
+    async def salesforce_base() -> str | None:
+        try:
+            token = await ctx.salesforce.session.token()
+        except Exception as exc:  # noqa: BLE001 - a page shows no Salesforce link rather than fail
+            log.warning("console.salesforce_url_unknown", error=type(exc).__name__)
+            return None
+        return str(token.instance_url)
+
+    public_url = settings.server.public_url or ""
+    options = ConsoleOptions(
+        users_file=settings.server.console_users_file,
+        partner_center_ui_url=settings.partner_center.ui_url,
+        salesforce_base=salesforce_base,
+        secure_cookies=public_url.startswith("https://"),
+    )
+    return create_console(store=store, clock=clock, options=options, notify=engine.notify)
+
+
 @asynccontextmanager
 async def build_service(
     settings: Settings, *, clock: Clock, grace_seconds: float
@@ -296,6 +321,7 @@ async def build_service(
         watcher = asyncio.create_task(_watch_token_health(watch, clock))
         tasks.append(watcher)
         yield create_app(
+            console=console_app(settings, store=store, ctx=shared, clock=clock, engine=engine),
             settings=settings.server,
             verifier=verifier,
             store=store,

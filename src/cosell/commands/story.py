@@ -617,9 +617,17 @@ def _print_urls(
         f"  cosell health           {service.base_url}/healthz\n"
         f"  cosell readiness        {service.base_url}/readyz\n"
         f"  cosell metrics          {service.base_url}/metrics\n"
+        f"  cosell console          {service.base_url}/console/\n"
         f"  store                   {settings.store.url}",
         soft_wrap=True,
     )
+    users = settings.server.console_users_file
+    if not users.exists():
+        console.print(
+            f"  The console needs a user: run `cosell console set-password` in {Path.cwd()} "
+            f"(it writes {users}), then sign in.",
+            soft_wrap=True,
+        )
 
 
 def play(*, keep_running: bool, step_timeout: float) -> bool:

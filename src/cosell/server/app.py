@@ -54,7 +54,7 @@ import structlog
 from starlette.applications import Starlette
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from cosell.config import ServerSettings
@@ -129,6 +129,7 @@ def create_app(
     queue_depth: QueueDepth | None = None,
     on_change: ChangeListener | None = None,
     grace_seconds: float = DEFAULT_GRACE_SECONDS,
+    console: ASGIApp | None = None,
 ) -> Starlette:
     """Build the service's app around a started-on-lifespan engine.
 
@@ -142,6 +143,7 @@ def create_app(
         queue_depth: read when `/metrics` is scraped; None leaves the gauge at 0.
         on_change: told of each accepted referral event (for the sync-lag metric).
         grace_seconds: how long running reconciles may finish when the app shuts down.
+        console: the operations console's app, mounted at `/console` (`cosell.server.console`).
 
     Returns:
         The ASGI app.
@@ -268,13 +270,16 @@ def create_app(
             inbox.close()
             log.info("engine.stopped")
 
+    routes: list[BaseRoute] = [
+        Route(settings.webhook_path, webhook, methods=["POST"]),
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", readyz, methods=["GET"]),
+        Route("/metrics", metrics_endpoint, methods=["GET"]),
+    ]
+    if console is not None:
+        routes.append(Mount("/console", app=console))
     app = Starlette(
-        routes=[
-            Route(settings.webhook_path, webhook, methods=["POST"]),
-            Route("/healthz", healthz, methods=["GET"]),
-            Route("/readyz", readyz, methods=["GET"]),
-            Route("/metrics", metrics_endpoint, methods=["GET"]),
-        ],
+        routes=routes,
         lifespan=lifespan,
     )
     app.add_middleware(_RequestLog)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -30,6 +31,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from cosell.clock import SystemClock
+from cosell.server.console.auth import Role, set_password
 from cosell.store import Store, SyncStatus
 from cosell.store import tables as t
 
@@ -303,6 +305,44 @@ def test_a_sellers_edit_in_salesforce_reaches_partner_center_by_the_poller(
     referral_id = wait_for("the shared referral", referral_of_opportunity)
     _seller(deployment.sf, "PATCH", f"Opportunity/{opportunity}", {"Amount": 61000})
     wait_for("the new deal value", lambda: _deal_value(deployment, referral_id) == 61000)
+
+
+def test_the_console_signs_in_shows_a_synced_deal_and_retries_it_through_the_engine(
+    deployment: Deployment,
+) -> None:
+    referral_id = _incoming_cosell(deployment.pc, "Adatum - console retry")
+    record_id = wait_for("the opportunity", lambda: _synced_record(deployment, referral_id))
+    password = "console e2e password"
+    # The serve process runs in the directory, so this is its default users file; it is read
+    # when it changes, without a restart.
+    set_password(deployment.directory / "cosell-console.json", "admin", password, Role.OPERATOR)
+    with httpx.Client(base_url=deployment.url, timeout=20) as client:
+        assert client.get("/console/").status_code == 303
+        form = client.get("/console/login")
+        token = re.search(r'name="login_token" value="([^"]+)"', form.text)
+        assert token is not None
+        signed_in = client.post(
+            "/console/login",
+            data={"username": "admin", "password": password, "login_token": token.group(1)},
+        )
+        assert signed_in.status_code == 303, signed_in.text
+        found = client.get("/console/deals", params={"q": referral_id}).text
+        link = re.search(r'href="/console/deals/([0-9a-f]{32})"', found)
+        assert link is not None, found
+        page = client.get(f"/console/deals/{link.group(1)}").text
+        assert "Adatum - console retry" in page
+        assert f"{deployment.sf['base_url']}/lightning/r/Opportunity/{record_id}/view" in page
+        csrf = re.search(r'name="csrf" value="([^"]+)"', page)
+        assert csrf is not None
+        retried = client.post(f"/console/deals/{link.group(1)}/retry", data={"csrf": csrf.group(1)})
+        assert retried.status_code == 303
+        assert "notice=" in retried.headers["location"]
+    with deployment.store() as store:
+        newest = store.audit(link.group(1), limit=5)
+    requested = [e for e in newest if e.message == "retry requested from the console by admin"]
+    assert requested, [e.message for e in newest]
+    assert requested[0].details["by"] == "admin"
+    assert isinstance(requested[0].details["enqueued"], bool)  # the engine's own answer
 
 
 def test_a_forged_webhook_is_refused_401_and_nothing_is_enqueued(deployment: Deployment) -> None:

@@ -1,0 +1,482 @@
+"""The operations console: server-rendered pages under `/console`, behind a sign-in.
+
+```
+GET  /console/login              the sign-in form          POST /console/login    sign in
+POST /console/logout             sign out
+GET  /console/                   overview: health and why, links by status, errors in 24 h,
+                                 oldest pending change, webhook inbox, pollers' last runs
+GET  /console/deals?q=&status=&offset=
+                                 every link, searched and filtered, 50 a page (LIMIT/OFFSET)
+GET  /console/deals/{link id}    one deal: ids, links to Partner Center and Salesforce, the
+                                 last error and what to do, base values, conflicts, audit
+POST /console/deals/{id}/retry   operator: queue a reconcile of the deal now
+POST /console/retry-errors       operator: queue a reconcile of every deal in Error
+GET  /console/console.css        the stylesheet
+```
+
+Every page but the sign-in form and the stylesheet needs a session (else a redirect to the
+sign-in form); every POST needs the session's CSRF token (else 403) and, for an action, the
+operator role (else 403). Each action is recorded in the deal's audit trail with who did it.
+Ten failed sign-ins from one address for one user within 15 minutes answer 429 until the
+oldest of them is 15 minutes old (`auth.SignInThrottle`).
+Sessions and users: `cosell.server.console.auth`.
+
+Actions reuse the service's seam for "this key may be out of date": the engine's `notify`
+(the webhook drainer's path), which enqueues one durable reconcile of the key unless one is
+already waiting. "Retry every deal in Error" notifies the first key of each link in Error,
+the links `cosell sync` retries on each pass. Store reads run in a worker thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Final
+from urllib.parse import parse_qsl, quote
+
+import structlog
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.routing import Route
+
+from cosell.clock import Clock
+from cosell.server.console import auth, pages
+from cosell.server.console.health import judge
+from cosell.store import Store, StoreError, SyncStatus
+from cosell.store.console_queries import deal, overview, search_links
+
+log = structlog.get_logger("cosell.console")
+
+BASE: Final = pages.BASE
+LOGIN_COOKIE: Final = "cosell_console_login"
+PAGE_SIZE: Final = 50
+MAX_FORM_BYTES: Final = 16 * 1024  # a sign-in or an action form is a few hundred bytes
+_LINK_PAGE: Final = 500
+_HEADERS: Final = {
+    "Content-Security-Policy": (
+        "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
+        "frame-ancestors 'none'; base-uri 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "Cache-Control": "no-store",
+    "X-Frame-Options": "DENY",
+}
+
+Notify = Callable[[str], Awaitable[bool]]
+"""`Engine.notify`: enqueue a key's reconcile unless one is waiting (True when enqueued)."""
+
+SalesforceBase = Callable[[], Awaitable[str | None]]
+"""The Salesforce instance URL record links start with (None when unknown)."""
+
+
+@dataclass(frozen=True)
+class ConsoleOptions:
+    """What the console needs besides the store.
+
+    Attributes:
+        users_file: the users file `cosell console set-password` writes.
+        partner_center_ui_url: referral pages in Partner Center are `<this>/<referral id>`.
+        salesforce_base: the Salesforce instance URL, for links to records.
+        secure_cookies: always mark cookies Secure (the service's public URL is https); they
+            are also Secure whenever a request arrives over https.
+    """
+
+    users_file: Path
+    partner_center_ui_url: str | None = None
+    salesforce_base: SalesforceBase | None = None
+    secure_cookies: bool = False
+
+
+def _html(body: str, status: int = 200) -> HTMLResponse:
+    return HTMLResponse(body, status_code=status, headers=_HEADERS)
+
+
+def _redirect(url: str) -> RedirectResponse:
+    return RedirectResponse(url, status_code=303, headers=_HEADERS)
+
+
+def create_console(
+    *, store: Store, clock: Clock, options: ConsoleOptions, notify: Notify | None
+) -> Starlette:
+    """The console's app, to mount at `/console`.
+
+    Args:
+        store: the store pages read and actions audit into.
+        clock: the time pages show ages against and sessions expire by.
+        options: users file, outside links, cookie security.
+        notify: the engine's `notify`; None when no engine runs (actions are then not offered).
+    """
+    users = auth.UsersSource(options.users_file)
+    throttle = auth.SignInThrottle()
+
+    def now() -> float:
+        return clock.now().timestamp()
+
+    def secure(request: Request) -> bool:
+        return options.secure_cookies or request.url.scheme == "https"
+
+    def session_of(request: Request) -> auth.Session | None:
+        current = users.get()
+        if current is None:
+            return None
+        return auth.decode_session(request.cookies.get(auth.COOKIE), current, now=now())
+
+    def to_login(request: Request) -> Response:
+        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        return _redirect(f"{BASE}/login?next={quote(target, safe='')}")
+
+    async def css(_: Request) -> Response:
+        return Response(
+            pages.CSS,
+            media_type="text/css",
+            headers={"Cache-Control": "max-age=3600", "X-Content-Type-Options": "nosniff"},
+        )
+
+    def login_form(request: Request, error: str | None, status: int, user: str = "") -> Response:
+        token = secrets.token_urlsafe(24)
+        ready = users.get() is not None
+        response = _html(
+            pages.login_page(
+                error=error, login_token=token, ready=ready, user=user, next_path=_next(request)
+            ),
+            status,
+        )
+        response.set_cookie(
+            LOGIN_COOKIE,
+            token,
+            max_age=1800,
+            path=BASE,
+            httponly=True,
+            samesite="lax",
+            secure=secure(request),
+        )
+        return response
+
+    async def login(request: Request) -> Response:
+        try:
+            if request.method == "GET":
+                if session_of(request) is not None:
+                    return _redirect(_next(request))
+                return login_form(request, None, 200)
+            form = await _form(request)
+            name, password = str(form.get("username", "")), str(form.get("password", ""))
+            token = request.cookies.get(LOGIN_COOKIE)
+            if not token or not secrets.compare_digest(token, str(form.get("login_token", ""))):
+                return login_form(
+                    request, "The sign-in form expired; enter your password again.", 400, name
+                )
+            address = request.client.host if request.client else "-"
+            wait = throttle.wait_seconds(address, name, now=now())
+            if wait:
+                log.warning("console.sign_in_throttled", user=name[:64])
+                minutes = max(1, round(wait / 60))
+                return login_form(
+                    request,
+                    f"Too many failed sign-ins: try again in {minutes} min.",
+                    429,
+                    name,
+                )
+            current = users.get()
+            user = current.users.get(name) if current else None
+            matches = await asyncio.to_thread(_password_matches, password, user)
+            if current is None or user is None or not matches:
+                throttle.failed(address, name, now=now())
+                log.warning("console.sign_in_refused", user=name[:64])
+                return login_form(request, "Wrong user or password.", 401, name)
+        except auth.UsersFileError as error:
+            return _html(pages.message_page("Console unavailable", str(error), session=None), 503)
+        throttle.succeeded(address, name)
+        session = auth.new_session(user, now=now())
+        log.info("console.signed_in", user=user.name, role=user.role.value)
+        response = _redirect(_next(request))
+        response.set_cookie(
+            auth.COOKIE,
+            auth.encode_session(session, current.session_secret),
+            max_age=auth.SESSION_SECONDS,
+            path=BASE,
+            httponly=True,
+            samesite="lax",
+            secure=secure(request),
+        )
+        response.delete_cookie(LOGIN_COOKIE, path=BASE)
+        return response
+
+    async def logout(request: Request) -> Response:
+        session = session_of(request)
+        if session is not None:
+            form = await _form(request)
+            if not auth.csrf_ok(session, _field(form.get("csrf"))):
+                return _refused("The form expired; reload the page and try again.", session)
+        response = _redirect(f"{BASE}/login")
+        response.delete_cookie(auth.COOKIE, path=BASE)
+        return response
+
+    async def guarded(
+        request: Request, page: Callable[[auth.Session], Awaitable[Response]]
+    ) -> Response:
+        try:
+            session = session_of(request)
+        except auth.UsersFileError as error:
+            return _html(pages.message_page("Console unavailable", str(error), session=None), 503)
+        if session is None:
+            return to_login(request)
+        try:
+            return await page(session)
+        except StoreError as error:
+            log.warning("console.store_unavailable", error=str(error))
+            return _html(
+                pages.message_page("The store is unavailable", str(error), session=session), 503
+            )
+
+    async def overview_route(request: Request) -> Response:
+        async def page(session: auth.Session) -> Response:
+            moment = clock.now()
+            figures = await asyncio.to_thread(overview, store, now=moment)
+            flash = pages.notice(request.query_params.get("notice"))
+            return _html(
+                pages.overview_page(
+                    figures, judge(figures, now=moment), now=moment, session=session, flash=flash
+                )
+            )
+
+        return await guarded(request, page)
+
+    async def deals_route(request: Request) -> Response:
+        async def page(session: auth.Session) -> Response:
+            query = request.query_params.get("q", "")[:200]
+            status_text = request.query_params.get("status", "")
+            status = SyncStatus(status_text) if status_text in _STATUSES else None
+            offset_text = request.query_params.get("offset", "0")
+            offset = int(offset_text) if offset_text.isdigit() and len(offset_text) < 9 else 0
+            found = await asyncio.to_thread(
+                search_links, store, query=query, status=status, offset=offset, limit=PAGE_SIZE
+            )
+            return _html(
+                pages.deals_page(
+                    found,
+                    query=query,
+                    status=status.value if status else "",
+                    now=clock.now(),
+                    session=session,
+                )
+            )
+
+        return await guarded(request, page)
+
+    async def deal_route(request: Request) -> Response:
+        link_id = request.path_params["link_id"]
+
+        async def page(session: auth.Session) -> Response:
+            found = await asyncio.to_thread(deal, store, link_id) if _is_id(link_id) else None
+            if found is None:
+                return _html(
+                    pages.message_page(
+                        "No such deal", "There is no deal with this id.", session=session
+                    ),
+                    404,
+                )
+            link = found.link
+            referral_url = None
+            if link.referral_id and options.partner_center_ui_url:
+                referral_url = f"{options.partner_center_ui_url.rstrip('/')}/{link.referral_id}"
+            record_url = None
+            if link.record_id and options.salesforce_base is not None:
+                instance = await options.salesforce_base()
+                if instance:
+                    record_url = (
+                        f"{instance.rstrip('/')}/lightning/r/{link.sobject}/{link.record_id}/view"
+                    )
+            return _html(
+                pages.deal_page(
+                    found,
+                    now=clock.now(),
+                    session=session,
+                    flash=pages.notice(request.query_params.get("notice")),
+                    referral_url=referral_url,
+                    record_url=record_url,
+                    can_retry=notify is not None and bool(link.referral_id or link.record_id),
+                )
+            )
+
+        return await guarded(request, page)
+
+    async def acting(
+        request: Request, act: Callable[[auth.Session, Notify], Awaitable[Response]]
+    ) -> Response:
+        async def page(session: auth.Session) -> Response:
+            form = await _form(request)
+            if not auth.csrf_ok(session, _field(form.get("csrf"))):
+                log.warning("console.csrf_refused", user=session.user, path=request.url.path)
+                return _refused("The form expired; reload the page and try again.", session)
+            if not session.can_act:
+                log.warning("console.viewer_refused", user=session.user, path=request.url.path)
+                return _refused(
+                    "Your role (viewer) cannot act; ask an operator, or sign in as one.", session
+                )
+            if notify is None:
+                return _html(
+                    pages.message_page(
+                        "No engine",
+                        "This console runs without the sync engine, so nothing can be retried.",
+                        session=session,
+                    ),
+                    409,
+                )
+            return await act(session, notify)
+
+        return await guarded(request, page)
+
+    async def retry_route(request: Request) -> Response:
+        link_id = request.path_params["link_id"]
+
+        async def act(session: auth.Session, notify: Notify) -> Response:
+            link = await asyncio.to_thread(store.get_link, link_id) if _is_id(link_id) else None
+            if link is None or not link.keys:
+                return _html(
+                    pages.message_page(
+                        "Cannot retry", "There is no deal with this id to retry.", session=session
+                    ),
+                    404,
+                )
+            try:
+                enqueued = await notify(link.keys[0])
+            except Exception as exc:  # noqa: BLE001 - the engine's store or queue failed: say so
+                return _not_queued(exc, session)
+            await asyncio.to_thread(
+                store.record_audit,
+                link.id,
+                f"retry requested from the console by {session.user}",
+                details={"by": session.user, "action": "retry", "enqueued": enqueued},
+            )
+            log.info("console.retry", user=session.user, link=link.id, enqueued=enqueued)
+            done = "retried" if enqueued else "already"
+            return _redirect(f"{BASE}/deals/{link.id}?notice={done}")
+
+        return await acting(request, act)
+
+    async def retry_errors_route(request: Request) -> Response:
+        async def act(session: auth.Session, notify: Notify) -> Response:
+            count = 0
+            after: str | None = None
+            while True:
+                page = await asyncio.to_thread(
+                    store.links, status=SyncStatus.ERROR, limit=_LINK_PAGE, after=after
+                )
+                for link in page:
+                    if not link.keys:
+                        continue
+                    try:
+                        enqueued = await notify(link.keys[0])
+                    except Exception as exc:  # noqa: BLE001 - as for one deal; the rest wait
+                        return _not_queued(exc, session, done=count)
+                    await asyncio.to_thread(
+                        store.record_audit,
+                        link.id,
+                        f"retry of every deal in Error requested from the console by "
+                        f"{session.user}",
+                        details={
+                            "by": session.user,
+                            "action": "retry_errors",
+                            "enqueued": enqueued,
+                        },
+                    )
+                    count += 1
+                if len(page) < _LINK_PAGE:
+                    break
+                after = page[-1].id
+            log.info("console.retry_errors", user=session.user, links=count)
+            return _redirect(f"{BASE}/?notice=retried-{count}")
+
+        return await acting(request, act)
+
+    return Starlette(
+        routes=[
+            Route("/", overview_route, methods=["GET"]),
+            Route("/login", login, methods=["GET", "POST"]),
+            Route("/logout", logout, methods=["POST"]),
+            Route("/console.css", css, methods=["GET"]),
+            Route("/deals", deals_route, methods=["GET"]),
+            Route("/deals/{link_id}", deal_route, methods=["GET"]),
+            Route("/deals/{link_id}/retry", retry_route, methods=["POST"]),
+            Route("/retry-errors", retry_errors_route, methods=["POST"]),
+        ]
+    )
+
+
+_STATUSES: Final = frozenset(s.value for s in SyncStatus)
+
+
+@cache
+def _dummy_hash() -> str:
+    # Checked against when the user does not exist, so that the answer takes as long.
+    return auth.hash_password(secrets.token_urlsafe(16))
+
+
+def _password_matches(password: str, user: auth.User | None) -> bool:
+    # In a worker thread: scrypt takes ~0.1 s, and runs for unknown users too.
+    return auth.verify_password(password, user.password_hash if user else _dummy_hash())
+
+
+def _field(value: object) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+async def _form(request: Request) -> dict[str, str]:
+    """The fields of a urlencoded form (the only kind the console's pages send).
+
+    Anything else, or a body over `MAX_FORM_BYTES`, reads as no fields at all, so the CSRF
+    check refuses it.
+    """
+    media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if media != "application/x-www-form-urlencoded":
+        return {}
+    body = bytearray()
+    async for chunk in request.stream():
+        body.extend(chunk)
+        if len(body) > MAX_FORM_BYTES:
+            return {}
+    try:
+        pairs = parse_qsl(body.decode(), keep_blank_values=True, max_num_fields=20)
+    except (UnicodeDecodeError, ValueError):
+        return {}
+    return dict(pairs)
+
+
+def _is_id(link_id: str) -> bool:
+    return len(link_id) == 32 and all(c in "0123456789abcdef" for c in link_id)
+
+
+def _next(request: Request) -> str:
+    target = request.query_params.get("next", "")
+    # Only a path of the console: never another site (an open redirect).
+    if target.startswith(f"{BASE}/") and not target.startswith("//") and "\\" not in target:
+        return target
+    return f"{BASE}/"
+
+
+def _not_queued(exc: Exception, session: auth.Session, *, done: int = 0) -> Response:
+    log.warning("console.retry_failed", user=session.user, error=str(exc), queued=done)
+    already = f" {done} deal(s) were queued before it failed." if done else ""
+    return _html(
+        pages.message_page(
+            "Retry not queued",
+            f"The sync engine could not queue the retry ({type(exc).__name__}; the service's "
+            "log says more)."
+            f"{already} Check that `cosell serve` is healthy (/readyz), then try again.",
+            session=session,
+        ),
+        503,
+    )
+
+
+def _refused(text: str, session: auth.Session) -> Response:
+    return _html(pages.message_page("Refused", text, session=session), 403)
+
+
+__all__ = ["BASE", "ConsoleOptions", "create_console"]

@@ -1,0 +1,417 @@
+"""The console's HTML: one layout, the three pages and the sign-in form, escaped throughout.
+
+Plain server-rendered HTML and one stylesheet (`CSS`, served at `/console/console.css`): no
+script at all, so the Content-Security-Policy forbids every script.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from html import escape
+from typing import Final
+from urllib.parse import urlencode
+
+from cosell.server.console.auth import Session
+from cosell.server.console.health import Health, advice
+from cosell.store.console_queries import Deal, LinkPage, LinkRow, Overview
+from cosell.store.types import SyncStatus
+
+BASE: Final = "/console"
+
+CSS: Final = """
+:root{--ink:#1b2330;--muted:#5b6675;--line:#dfe3e8;--bg:#f5f7fa;--card:#fff;--brand:#2456a6;
+--ok:#1f7a3f;--warn:#a35f00;--bad:#b3261e;font-family:system-ui,-apple-system,"Segoe UI",
+Roboto,sans-serif;color:var(--ink);background:var(--bg)}
+*{box-sizing:border-box}body{margin:0;font-size:15px;line-height:1.45}
+a{color:var(--brand)}header{background:#14233c;color:#fff;padding:.6rem 1rem;display:flex;
+flex-wrap:wrap;gap:.4rem 1.2rem;align-items:center}
+header .brand{font-weight:700;letter-spacing:.02em;margin-right:.5rem}
+header nav a{color:#d7e3f7;text-decoration:none;padding:.2rem .1rem}
+header nav a.on{color:#fff;border-bottom:2px solid #7fb0ff}
+header .who{margin-left:auto;font-size:.9rem;color:#c3cfe2;display:flex;gap:.6rem;
+align-items:center}
+header .who button{background:none;border:1px solid #6c7f9e;color:#fff;border-radius:4px;
+padding:.15rem .5rem;cursor:pointer}
+main{max-width:1200px;margin:0 auto;padding:1rem}
+h1{font-size:1.4rem;margin:.2rem 0 1rem}h2{font-size:1.1rem;margin:1.4rem 0 .6rem}
+.cards{display:grid;grid-template-columns:repeat(auto-fit,minmax(200px,1fr));gap:.8rem}
+.card{background:var(--card);border:1px solid var(--line);border-radius:8px;padding:.8rem 1rem}
+.card .label{color:var(--muted);font-size:.85rem}.card .value{font-size:1.5rem;font-weight:600}
+.card .sub{color:var(--muted);font-size:.85rem}
+a.card{text-decoration:none;color:inherit}a.card:hover{border-color:var(--brand)}
+.card .value.small{font-size:1rem;font-weight:500}header nav{display:flex;gap:1rem}
+.banner{border-radius:8px;padding:.8rem 1rem;margin-bottom:1rem;border:1px solid}
+.banner.healthy{background:#e8f5ec;border-color:#a9d8b8}
+.banner.degraded{background:#fff4e0;border-color:#f0c983}
+.banner.failing{background:#fde8e7;border-color:#eeaaa6}
+.banner strong{text-transform:capitalize}.banner ul{margin:.4rem 0 0 1.2rem;padding:0}
+.notice{background:#e9f0fc;border:1px solid #b7cbef;border-radius:8px;padding:.6rem 1rem;
+margin-bottom:1rem}.notice.bad{background:#fde8e7;border-color:#eeaaa6}
+.badge{display:inline-block;border-radius:999px;padding:.05rem .55rem;font-size:.8rem;
+font-weight:600;border:1px solid}
+.badge.Synced{color:var(--ok);border-color:#a9d8b8;background:#e8f5ec}
+.badge.Pending{color:var(--warn);border-color:#f0c983;background:#fff4e0}
+.badge.Error{color:var(--bad);border-color:#eeaaa6;background:#fde8e7}
+.scroll{overflow-x:auto;background:var(--card);border:1px solid var(--line);border-radius:8px}
+table{border-collapse:collapse;width:100%}th,td{text-align:left;padding:.5rem .7rem;
+border-bottom:1px solid var(--line);vertical-align:top}th{font-size:.8rem;color:var(--muted);
+text-transform:uppercase;letter-spacing:.03em;background:#fafbfc}tr:last-child td{border:0}
+td.mono,.mono{font-family:ui-monospace,SFMono-Regular,Menlo,monospace;font-size:.85rem;
+word-break:break-all}
+form.search{display:flex;flex-wrap:wrap;gap:.5rem;margin-bottom:.8rem}
+input,select,button{font:inherit}input[type=search],input[type=text],input[type=password],
+select{padding:.45rem .6rem;border:1px solid #c5ccd6;border-radius:6px;background:#fff}
+input[type=search]{flex:1 1 240px}
+.btn{background:var(--brand);color:#fff;border:0;border-radius:6px;padding:.45rem .9rem;
+cursor:pointer}.btn.secondary{background:#fff;color:var(--brand);border:1px solid var(--brand)}
+.pager{display:flex;gap:1rem;align-items:center;margin:.8rem 0;color:var(--muted)}
+.error-box{background:#fde8e7;border:1px solid #eeaaa6;border-radius:8px;padding:.8rem 1rem}
+.error-box p{margin:.3rem 0}.muted{color:var(--muted)}
+.login{max-width:380px;margin:8vh auto;background:var(--card);border:1px solid var(--line);
+border-radius:10px;padding:1.5rem}.login label{display:block;margin:.8rem 0 .2rem}
+.login input{width:100%}.login .btn{width:100%;margin-top:1.2rem}
+.actions{display:flex;flex-wrap:wrap;gap:.6rem;margin:.6rem 0}
+.kv{display:grid;grid-template-columns:max-content 1fr;gap:.3rem 1rem}
+@media (max-width:700px){.wide{display:none}main{padding:.6rem}h1{font-size:1.2rem}
+header .who{margin-left:0;width:100%}}
+"""
+
+_NOTICES: Final = {
+    "retried": "A retry of this deal was queued; the page shows its result once it has run.",
+    "already": "A reconcile of this deal was already waiting; it will run shortly.",
+    "signed-out": "You are signed out.",
+}
+
+
+def _e(value: object) -> str:
+    return escape("" if value is None else str(value), quote=True)
+
+
+def when(value: datetime | None, now: datetime) -> str:
+    """A time as `2026-12-07 22:04 UTC (3 min ago)`, or an em dash."""
+    if value is None:
+        return "—"
+    seconds = int((now - value).total_seconds())
+    if seconds < 0:
+        ago = "in the future"
+    elif seconds < 60:
+        ago = f"{seconds} s ago"
+    elif seconds < 3600:
+        ago = f"{seconds // 60} min ago"
+    elif seconds < 86400:
+        ago = f"{seconds // 3600} h ago"
+    else:
+        ago = f"{seconds // 86400} d ago"
+    return f'<time datetime="{value.isoformat()}">{value:%Y-%m-%d %H:%M} UTC</time> ({ago})'
+
+
+def badge(status: str) -> str:
+    """A sync status as a coloured badge."""
+    return f'<span class="badge {_e(status)}">{_e(status)}</span>'
+
+
+def layout(title: str, body: str, *, session: Session | None, active: str = "") -> str:
+    """A whole page around `body`."""
+    nav = ""
+    if session is not None:
+        items = (("overview", f"{BASE}/", "Overview"), ("deals", f"{BASE}/deals", "Deals"))
+        links = "".join(
+            f'<a href="{href}" class="{"on" if key == active else ""}">{label}</a>'
+            for key, href, label in items
+        )
+        nav = (
+            f"<nav>{links}</nav>"
+            f'<div class="who"><span>{_e(session.user)} · {_e(session.role.value)}</span>'
+            f'<form method="post" action="{BASE}/logout">{csrf_field(session)}'
+            '<button type="submit">Sign out</button></form></div>'
+        )
+    return (
+        '<!doctype html><html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width,initial-scale=1">'
+        f"<title>{_e(title)} · cosell</title>"
+        f'<link rel="stylesheet" href="{BASE}/console.css"></head><body>'
+        f'<header><span class="brand">cosell</span>{nav}</header><main>{body}</main></body></html>'
+    )
+
+
+def csrf_field(session: Session) -> str:
+    """The hidden field every form that acts carries."""
+    return f'<input type="hidden" name="csrf" value="{_e(session.csrf)}">'
+
+
+def notice(code: str | None, text: str | None = None) -> str:
+    """A notice above the page: a known code's sentence, or `text` (an error)."""
+    if text:
+        return f'<div class="notice bad" role="alert">{_e(text)}</div>'
+    if code in _NOTICES:
+        return f'<div class="notice" role="status">{_e(_NOTICES[code])}</div>'
+    if code and code.startswith("retried-"):
+        count = code.removeprefix("retried-")
+        if count.isdigit():
+            return (
+                f'<div class="notice" role="status">Retries of {int(count)} deal(s) in Error '
+                "were queued.</div>"
+            )
+    return ""
+
+
+def login_page(
+    *, error: str | None, login_token: str, ready: bool, user: str = "", next_path: str = ""
+) -> str:
+    """The sign-in form (or why no one can sign in yet)."""
+    if not ready:
+        form = (
+            "<p>No console user exists yet. On the server, run</p>"
+            '<p class="mono">cosell console set-password --user admin</p>'
+            "<p>then reload this page.</p>"
+        )
+    else:
+        form = (
+            f'<form method="post" action="{BASE}/login?{urlencode({"next": next_path})}">'
+            f'<input type="hidden" name="login_token" value="{_e(login_token)}">'
+            '<label for="username">User</label>'
+            f'<input id="username" name="username" type="text" autocomplete="username" '
+            f'required value="{_e(user)}">'
+            '<label for="password">Password</label>'
+            '<input id="password" name="password" type="password" '
+            'autocomplete="current-password" required>'
+            '<button class="btn" type="submit">Sign in</button></form>'
+        )
+    error_html = f'<div class="notice bad" role="alert">{_e(error)}</div>' if error else ""
+    body = f'<div class="login"><h1>Sign in to the cosell console</h1>{error_html}{form}</div>'
+    return layout("Sign in", body, session=None)
+
+
+def overview_page(
+    overview: Overview, health: Health, *, now: datetime, session: Session, flash: str
+) -> str:
+    """Health, links by status, errors, pending work, the inbox and the pollers."""
+    reasons = "".join(f"<li>{_e(r)}</li>" for r in health.reasons)
+    banner = (
+        f'<div class="banner {health.state}" id="health"><strong>{health.state}</strong>'
+        f"{f'<ul>{reasons}</ul>' if reasons else ' — every link is in sync or on its way.'}</div>"
+    )
+    status_cards = "".join(
+        f'<a class="card link" href="{BASE}/deals?{urlencode({"status": status.value})}" '
+        f'id="count-{status.value}">'
+        f'<div class="label">{badge(status.value)}</div>'
+        f'<div class="value">{overview.links_by_status.get(status.value, 0):,}</div>'
+        '<div class="sub">links</div></a>'
+        for status in SyncStatus
+    )
+    figures = (
+        _card("Errors in the last 24 h", f"{overview.errors_24h:,}", "reconcile failures", "errors")
+        + _card(
+            "Oldest pending change", when(overview.oldest_pending_at, now), "", "oldest", raw=True
+        )
+        + _card(
+            "Webhook inbox",
+            f"{overview.inbox_pending:,}",
+            "waiting, oldest " + when(overview.oldest_event_at, now),
+            "inbox",
+            raw_sub=True,
+        )
+        + _card("Last sync", when(overview.last_synced_at, now), "", "last-sync", raw=True)
+    )
+    cursors = (
+        "".join(
+            f"<tr><td class='mono'>{_e(c.name)}</td><td>{when(c.updated_at, now)}</td></tr>"
+            for c in overview.cursors
+        )
+        or '<tr><td colspan="2" class="muted">No poller has run yet.</td></tr>'
+    )
+    errors = overview.links_by_status.get(SyncStatus.ERROR.value, 0)
+    action = ""
+    if session.can_act and errors:
+        action = (
+            f'<form method="post" action="{BASE}/retry-errors" class="actions">'
+            f'{csrf_field(session)}<button class="btn" type="submit" id="retry-errors">'
+            f"Retry every deal in Error ({errors:,})</button></form>"
+        )
+    body = (
+        f"{flash}<h1>Overview</h1>{banner}<div class='cards'>{status_cards}</div>"
+        f"<h2>Activity</h2><div class='cards'>{figures}</div>{action}"
+        "<h2>Change sources</h2><div class='scroll'><table><thead><tr><th>Cursor</th>"
+        f"<th>Last run</th></tr></thead><tbody>{cursors}</tbody></table></div>"
+    )
+    return layout("Overview", body, session=session, active="overview")
+
+
+def _card(
+    label: str, value: str, sub: str, ident: str, *, raw: bool = False, raw_sub: bool = False
+) -> str:
+    shown = value if raw else _e(value)
+    below = sub if raw_sub else _e(sub)
+    return (
+        f'<div class="card" id="{ident}"><div class="label">{_e(label)}</div>'
+        f'<div class="value{" small" if raw else ""}">{shown}</div>'
+        f'<div class="sub">{below}</div></div>'
+    )
+
+
+def deals_page(page: LinkPage, *, query: str, status: str, now: datetime, session: Session) -> str:
+    """The searchable, filtered, paged list of links."""
+    options = "".join(
+        f'<option value="{v}"{" selected" if v == status else ""}>{label}</option>'
+        for v, label in [("", "Every status")] + [(s.value, s.value) for s in SyncStatus]
+    )
+    form = (
+        f'<form class="search" method="get" action="{BASE}/deals" role="search">'
+        f'<input type="search" name="q" id="q" value="{_e(query)}" '
+        'placeholder="Deal, customer, referral id, opportunity id, status" '
+        'aria-label="Search deals">'
+        f'<select name="status" id="status" aria-label="Sync status">{options}</select>'
+        '<button class="btn" type="submit">Search</button></form>'
+    )
+    rows = "".join(_deal_row(row, now) for row in page.rows) or (
+        '<tr><td colspan="6" class="muted">No deal matches.</td></tr>'
+    )
+    first = page.offset + 1 if page.rows else 0
+    last = page.offset + len(page.rows)
+    pager = f'<div class="pager"><span id="range">{first:,}&ndash;{last:,} of {page.total:,}</span>'
+    params = {"q": query, "status": status}
+    if page.offset > 0:
+        previous = urlencode({**params, "offset": max(0, page.offset - page.limit)})
+        pager += f'<a href="{BASE}/deals?{previous}" rel="prev">Previous</a>'
+    if last < page.total:
+        following = urlencode({**params, "offset": last})
+        pager += f'<a href="{BASE}/deals?{following}" rel="next">Next</a>'
+    pager += "</div>"
+    table = (
+        "<div class='scroll'><table id='deals'><thead><tr><th>Deal</th>"
+        "<th class='wide'>Customer</th><th>Status</th><th class='wide'>Referral</th>"
+        "<th class='wide'>Salesforce</th><th>Changed</th></tr></thead>"
+        f"<tbody>{rows}</tbody></table></div>"
+    )
+    body = f"<h1>Deals</h1>{form}{pager}{table}"
+    return layout("Deals", body, session=session, active="deals")
+
+
+def _deal_row(row: LinkRow, now: datetime) -> str:
+    name = row.name or row.referral_id or row.record_id or row.id
+    return (
+        f'<tr><td><a href="{BASE}/deals/{_e(row.id)}">{_e(name)}</a></td>'
+        f"<td class='wide'>{_e(row.customer or '—')}</td><td>{badge(row.sync_status)}</td>"
+        f"<td class='wide mono'>{_e(row.referral_id or '—')}</td>"
+        f"<td class='wide mono'>{_e(row.sobject)} {_e(row.record_id or '—')}</td>"
+        f"<td>{when(row.updated_at, now)}</td></tr>"
+    )
+
+
+def _value(value: object) -> str:
+    if value is None:
+        return '<span class="muted">(unset)</span>'
+    if isinstance(value, str):
+        return _e(value)
+    return _e(json.dumps(value))
+
+
+def deal_page(
+    deal: Deal,
+    *,
+    now: datetime,
+    session: Session,
+    flash: str,
+    referral_url: str | None,
+    record_url: str | None,
+    can_retry: bool,
+) -> str:
+    """One link: ids and links out, the last error and advice, base, conflicts, audit."""
+    link = deal.link
+    title = link.name or link.referral_id or link.record_id or link.id
+    outside = []
+    if referral_url:
+        outside.append(
+            f'<a href="{_e(referral_url)}" rel="noopener noreferrer" target="_blank" '
+            'id="pc-link">Referral in Partner Center</a>'
+        )
+    if record_url:
+        outside.append(
+            f'<a href="{_e(record_url)}" rel="noopener noreferrer" target="_blank" '
+            f'id="sf-link">{_e(link.sobject)} in Salesforce</a>'
+        )
+    facts = (
+        "<div class='kv'>"
+        f"<span class='muted'>Status</span><span id='status'>{badge(link.sync_status)}</span>"
+        f"<span class='muted'>Customer</span><span>{_e(link.customer or '—')}</span>"
+        f"<span class='muted'>Referral id</span><span class='mono'>{_e(link.referral_id or '—')}</span>"
+        f"<span class='muted'>Engagement id</span><span class='mono'>{_e(deal.engagement_id or '—')}</span>"
+        f"<span class='muted'>Salesforce</span><span class='mono'>{_e(link.sobject)} "
+        f"{_e(link.record_id or '—')}</span>"
+        f"<span class='muted'>Last synced</span><span>{when(link.last_synced_at, now)}</span>"
+        f"<span class='muted'>Changed</span><span>{when(link.updated_at, now)}</span>"
+        f"<span class='muted'>Link id</span><span class='mono'>{_e(link.id)}</span></div>"
+    )
+    error = ""
+    if link.last_error:
+        error = (
+            f'<h2>Last error</h2><div class="error-box" id="last-error"><p><strong>'
+            f"{_e(link.last_error)}</strong></p><p>{_e(advice(link.last_error))}</p></div>"
+        )
+    actions = ""
+    if session.can_act and can_retry:
+        actions = (
+            f'<form method="post" action="{BASE}/deals/{_e(link.id)}/retry" class="actions">'
+            f'{csrf_field(session)}<button class="btn" type="submit" id="retry">'
+            "Retry now</button></form>"
+        )
+    elif not session.can_act:
+        actions = '<p class="muted">Viewers cannot act; an operator can retry this deal.</p>'
+    base_rows = (
+        "".join(
+            f"<tr><td class='mono'>{_e(name)}</td><td>{_value(value)}</td></tr>"
+            for name, value in sorted((deal.base or {}).items())
+        )
+        or '<tr><td colspan="2" class="muted">No base yet: the deal has not synced once.</td></tr>'
+    )
+    saved = f" <span class='muted'>saved {when(deal.base_saved_at, now)}</span>"
+    conflicts = "".join(
+        "<tr>"
+        f"<td>{when(c.at, now)}</td><td class='mono'>{_e(c.field)}</td>"
+        f"<td>{_value(c.partner_center)}</td><td>{_value(c.salesforce)}</td>"
+        f"<td>{_value(c.base)}</td><td>{_e(_side(c.winner))}</td>"
+        f"<td>{_value(c.salesforce if c.winner == 'partner_center' else c.partner_center)}</td>"
+        "</tr>"
+        for c in deal.conflicts
+    )
+    conflict_table = (
+        "<h2>Conflicts</h2><div class='scroll'><table id='conflicts'><thead><tr><th>When</th>"
+        "<th>Field</th><th>Partner Center</th><th>Salesforce</th><th class='wide'>Base</th>"
+        "<th>Winner</th><th>Losing value</th></tr></thead>"
+        f"<tbody>{conflicts}</tbody></table></div>"
+        if conflicts
+        else ""
+    )
+    audit = (
+        "".join(
+            f"<tr><td>{when(entry.at, now)}</td><td>{_e(entry.message)}{_who(entry.details)}</td></tr>"
+            for entry in deal.audit
+        )
+        or '<tr><td colspan="2" class="muted">Nothing recorded yet.</td></tr>'
+    )
+    body = (
+        f"{flash}<p><a href='{BASE}/deals'>← Deals</a></p><h1 id='deal-name'>{_e(title)}</h1>"
+        f"<div class='actions'>{' · '.join(outside)}</div>{facts}{error}{actions}"
+        f"<h2>Base values{saved if deal.base else ''}</h2><div class='scroll'><table id='base'>"
+        f"<thead><tr><th>Field</th><th>Value both sides agreed on</th></tr></thead>"
+        f"<tbody>{base_rows}</tbody></table></div>{conflict_table}"
+        "<h2>Audit trail</h2><div class='scroll'><table id='audit'><thead><tr><th>When</th>"
+        f"<th>What happened</th></tr></thead><tbody>{audit}</tbody></table></div>"
+    )
+    return layout(str(title), body, session=session, active="deals")
+
+
+def _side(side: str) -> str:
+    return {"partner_center": "Partner Center", "salesforce": "Salesforce"}.get(side, side)
+
+
+def _who(details: object) -> str:
+    if isinstance(details, dict) and isinstance(details.get("by"), str):
+        return f" <span class='muted'>by {_e(details['by'])}</span>"
+    return ""
+
+
+def message_page(title: str, text: str, *, session: Session | None) -> str:
+    """A page that only says something (not found, refused, unavailable)."""
+    return layout(title, f"<h1>{_e(title)}</h1><p>{_e(text)}</p>", session=session)

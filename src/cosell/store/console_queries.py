@@ -1,0 +1,286 @@
+"""The operations console's reads of the store: named queries, each one bounded.
+
+```
+overview(store, now)              counts and times for the overview (one transaction)
+search_links(store, ...)          one page of links with their deal and customer names
+deal(store, link_id)              one link with its base, audit trail and conflicts
+```
+
+Every query filters on the store's tenant, like `Store`'s own. They are synchronous (SQLAlchemy
+Core); the console runs them in a worker thread. A page of links costs one statement (the
+page, with LIMIT/OFFSET, carries its count in a window function: one scan of the
+matching links).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Final
+
+import sqlalchemy as sa
+from sqlalchemy import exc
+
+from cosell.store import tables as t
+from cosell.store.database import unavailable
+from cosell.store.store import CursorState, Store
+from cosell.store.types import AuditEntry, ConflictRecord, JsonScalar, LinkId, SyncStatus
+
+ERROR_PREFIX: Final = "error: "  # how reconciles word an audit entry about a failure
+MAX_PAGE_SIZE: Final = 200
+MAX_QUERY_LENGTH: Final = 200
+
+
+@dataclass(frozen=True)
+class Overview:
+    """What the overview page shows (times UTC, None when there is none).
+
+    Attributes:
+        links_by_status: links per sync status, zeros included.
+        total_links: every link.
+        errors_24h: audit entries about failures in the 24 hours before `now`.
+        oldest_pending_at: the last change of the Pending link that changed longest ago.
+        last_synced_at: the newest time a reconcile brought a link into agreement.
+        inbox_pending: webhook events received and not yet handled.
+        oldest_event_at: when the oldest of those arrived.
+        cursors: every stored cursor (the pollers' positions and when they last ran).
+    """
+
+    links_by_status: dict[str, int]
+    total_links: int
+    errors_24h: int
+    oldest_pending_at: datetime | None
+    last_synced_at: datetime | None
+    inbox_pending: int
+    oldest_event_at: datetime | None
+    cursors: tuple[CursorState, ...]
+
+
+@dataclass(frozen=True)
+class LinkRow:
+    """One line of the deals list."""
+
+    id: LinkId
+    name: str | None
+    customer: str | None
+    referral_id: str | None
+    sobject: str
+    record_id: str | None
+    sync_status: str
+    last_error: str | None
+    updated_at: datetime
+    last_synced_at: datetime | None
+
+
+@dataclass(frozen=True)
+class LinkPage:
+    """A page of the deals list and how many links match in all."""
+
+    rows: list[LinkRow]
+    total: int
+    offset: int
+    limit: int
+
+
+@dataclass(frozen=True)
+class Deal:
+    """Everything the page of one deal shows from the store."""
+
+    link: LinkRow
+    engagement_id: str | None
+    created_at: datetime
+    base: dict[str, JsonScalar] | None
+    base_saved_at: datetime | None
+    audit: list[AuditEntry]
+    conflicts: list[ConflictRecord]
+
+
+def _run(store: Store, read: Any) -> Any:
+    try:
+        with store.engine.begin() as connection:
+            return read(connection)
+    except exc.OperationalError as error:
+        raise unavailable(store.url, error) from error
+
+
+def overview(store: Store, *, now: datetime) -> Overview:
+    """The overview's figures, read in one transaction besides `Store.summary`'s."""
+    summary = store.summary()
+    since = now - timedelta(hours=24)
+
+    def read(connection: sa.Connection) -> int:
+        count = connection.execute(
+            sa.select(sa.func.count()).where(
+                t.audit.c.tenant == store.tenant,
+                t.audit.c.at >= since,
+                t.audit.c.message.like(f"{ERROR_PREFIX}%"),
+            )
+        ).scalar()
+        return int(count or 0)
+
+    by_status = dict(summary.links_by_status)
+    return Overview(
+        links_by_status=by_status,
+        total_links=sum(by_status.values()),
+        errors_24h=_run(store, read),
+        oldest_pending_at=summary.oldest_pending_at,
+        last_synced_at=summary.last_synced_at,
+        inbox_pending=summary.inbox_pending,
+        oldest_event_at=summary.oldest_event_at,
+        cursors=summary.cursors,
+    )
+
+
+def _name_columns() -> tuple[sa.ColumnElement[Any], sa.ColumnElement[Any]]:
+    values = t.snapshots.c.field_values
+    return values["name"].as_string().label("name"), values["customer_name"].as_string().label(
+        "customer"
+    )
+
+
+def _like(text: str) -> str:
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped.lower()}%"
+
+
+def _row(row: Any) -> LinkRow:
+    return LinkRow(
+        id=LinkId(row.id),
+        name=row.name,
+        customer=row.customer,
+        referral_id=row.referral_id,
+        sobject=row.sobject,
+        record_id=row.record_id,
+        sync_status=row.sync_status,
+        last_error=row.last_error,
+        updated_at=row.updated_at,
+        last_synced_at=row.last_synced_at,
+    )
+
+
+def search_links(
+    store: Store,
+    *,
+    query: str = "",
+    status: SyncStatus | None = None,
+    offset: int = 0,
+    limit: int = 50,
+) -> LinkPage:
+    """One page of links, the most recently changed first.
+
+    Args:
+        store: the store.
+        query: matched (case-insensitive, anywhere) against the deal name, the customer, the
+            referral id, the Salesforce record id, the engagement id and the link id; a sync
+            status's name matches the links in that status.
+        status: only links in this sync status.
+        offset: links skipped (the page's start).
+        limit: at most this many (capped at `MAX_PAGE_SIZE`).
+
+    Returns:
+        The page and the number of links matching in all.
+    """
+    links = t.links.c
+    name, customer = _name_columns()
+    where: list[sa.ColumnElement[bool]] = [links.tenant == store.tenant]
+    if status is not None:
+        where.append(links.sync_status == status.value)
+    text = query.strip()[:MAX_QUERY_LENGTH]
+    if text:
+        pattern = _like(text)
+        matches: list[sa.ColumnElement[bool]] = [
+            sa.func.lower(column).like(pattern, escape="\\")
+            for column in (
+                t.snapshots.c.field_values["name"].as_string(),
+                t.snapshots.c.field_values["customer_name"].as_string(),
+                links.referral_id,
+                links.record_id,
+                links.engagement_id,
+                links.id,
+            )
+        ]
+        statuses = [s.value for s in SyncStatus if s.value.lower() == text.lower()]
+        if statuses:
+            matches.append(links.sync_status == statuses[0])
+        where.append(sa.or_(*matches))
+    joined = t.links.outerjoin(t.snapshots, t.snapshots.c.link_id == links.id)
+    limit = max(1, min(limit, MAX_PAGE_SIZE))
+    offset = max(0, offset)
+    page = (
+        sa.select(
+            links.id,
+            name,
+            customer,
+            links.referral_id,
+            links.sobject,
+            links.record_id,
+            links.sync_status,
+            links.last_error,
+            links.updated_at,
+            links.last_synced_at,
+            sa.func.count().over().label("total"),
+        )
+        .select_from(joined)
+        .where(*where)
+        .order_by(links.updated_at.desc(), links.id.desc())
+        .limit(limit)
+        .offset(offset)
+    )
+    counted = sa.select(sa.func.count()).select_from(joined).where(*where)
+
+    def read(connection: sa.Connection) -> LinkPage:
+        found = connection.execute(page).all()
+        rows = [_row(row) for row in found]
+        # One scan for the page and its count (a window); past the end, count apart.
+        total = int(found[0].total) if found else int(connection.execute(counted).scalar() or 0)
+        return LinkPage(rows=rows, total=total, offset=offset, limit=limit)
+
+    result: LinkPage = _run(store, read)
+    return result
+
+
+def deal(
+    store: Store, link_id: str, *, audit_limit: int = 100, conflict_limit: int = 50
+) -> Deal | None:
+    """One link with its base values, its newest audit entries and conflicts; None if unknown."""
+    links = t.links.c
+    name, customer = _name_columns()
+    query = (
+        sa.select(
+            links.id,
+            name,
+            customer,
+            links.referral_id,
+            links.engagement_id,
+            links.sobject,
+            links.record_id,
+            links.sync_status,
+            links.last_error,
+            links.created_at,
+            links.updated_at,
+            links.last_synced_at,
+            t.snapshots.c.field_values,
+            t.snapshots.c.saved_at,
+        )
+        .select_from(t.links.outerjoin(t.snapshots, t.snapshots.c.link_id == links.id))
+        .where(links.tenant == store.tenant, links.id == link_id)
+    )
+
+    def read(connection: sa.Connection) -> Any:
+        return connection.execute(query).first()
+
+    row = _run(store, read)
+    if row is None:
+        return None
+    return Deal(
+        link=_row(row),
+        engagement_id=row.engagement_id,
+        created_at=row.created_at,
+        base=None if row.field_values is None else dict(row.field_values),
+        base_saved_at=row.saved_at,
+        audit=store.audit(link_id, limit=audit_limit),
+        conflicts=store.conflicts(link_id, limit=conflict_limit),
+    )
+
+
+__all__ = ["Deal", "LinkPage", "LinkRow", "Overview", "deal", "overview", "search_links"]

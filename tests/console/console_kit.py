@@ -1,0 +1,132 @@
+"""Helpers of the console's tests: seeded deals, a recording notify, signing in."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from starlette.applications import Starlette
+from starlette.routing import Mount
+from starlette.testclient import TestClient
+
+from cosell.clock import ManualClock
+from cosell.server.console import ConsoleOptions, Notify, create_console
+from cosell.store import Store, SyncStatus
+from cosell.store.types import Link, canonical_record_id
+
+OPERATOR_PASSWORD = "operator password 1"
+VIEWER_PASSWORD = "viewer password 12"
+FAST_SCRYPT = 2**10  # the tests' hashes: the parameters are stored with each hash
+PC_UI = "https://partner.microsoft.com/dashboard/referrals/v2/leads"
+SF_INSTANCE = "https://example.my.salesforce.com"
+
+
+def record_id(number: int) -> str:
+    """A valid 18-character opportunity id."""
+    return canonical_record_id(f"006{number:012d}")
+
+
+@dataclass
+class Deals:
+    """The seeded deals, by role in the tests."""
+
+    synced: Link
+    failing: Link
+    pending: Link
+    others: list[Link] = field(default_factory=list)
+
+
+@dataclass
+class Notified:
+    """A stand-in for `Engine.notify`: records the keys; says 'enqueued' the first time."""
+
+    keys: list[str] = field(default_factory=list)
+
+    async def __call__(self, key: str) -> bool:
+        first = key not in self.keys
+        self.keys.append(key)
+        return first
+
+
+def seed(store: Store, clock: ManualClock) -> Deals:
+    """Three named deals (Synced with a conflict, Error, Pending) and 60 more Synced ones."""
+    synced = store.create_link(
+        sobject="Opportunity", referral_id="ref-contoso", record_id=record_id(1)
+    )
+    store.save_snapshot(
+        synced.id,
+        {"name": "Contoso cloud migration", "customer_name": "Contoso Ltd", "stage": "Qualify"},
+    )
+    store.record_conflict(
+        synced.id,
+        field="stage",
+        partner_center="Qualify",
+        salesforce="Develop",
+        base="New",
+        winner="partner_center",
+    )
+    store.record_audit(synced.id, "synced 2 fields to Salesforce")
+    synced = store.update_link(synced.id, sync_status=SyncStatus.SYNCED, last_synced_at=clock.now())
+    clock.advance(60)
+    failing = store.create_link(
+        sobject="Opportunity", referral_id="ref-fabrikam", record_id=record_id(2)
+    )
+    store.save_snapshot(failing.id, {"name": "Fabrikam 50% deal", "customer_name": "Fabrikam Inc"})
+    store.record_audit(
+        failing.id,
+        "error: Salesforce refused the update: FIELD_CUSTOM_VALIDATION_EXCEPTION CloseDate",
+    )
+    failing = store.update_link(
+        failing.id,
+        sync_status=SyncStatus.ERROR,
+        last_error="Salesforce refused the update: FIELD_CUSTOM_VALIDATION_EXCEPTION CloseDate",
+    )
+    clock.advance(60)
+    pending = store.create_link(sobject="Opportunity", referral_id="ref-northwind")
+    store.save_snapshot(pending.id, {"name": "Northwind renewal", "customer_name": "Northwind"})
+    others = []
+    for number in range(60):
+        clock.advance(1)
+        link = store.create_link(
+            sobject="Opportunity",
+            referral_id=f"ref-bulk-{number:03d}",
+            record_id=record_id(100 + number),
+        )
+        store.save_snapshot(link.id, {"name": f"Bulk deal {number:03d}", "customer_name": "Adatum"})
+        others.append(
+            store.update_link(link.id, sync_status=SyncStatus.SYNCED, last_synced_at=clock.now())
+        )
+    return Deals(synced=synced, failing=failing, pending=pending, others=others)
+
+
+def console_app(
+    store: Store, clock: ManualClock, users_file: Path, notify: Notify | None
+) -> Starlette:
+    async def salesforce_base() -> str | None:
+        return SF_INSTANCE
+
+    options = ConsoleOptions(
+        users_file=users_file, partner_center_ui_url=PC_UI, salesforce_base=salesforce_base
+    )
+    console = create_console(store=store, clock=clock, options=options, notify=notify)
+    return Starlette(routes=[Mount("/console", app=console)])
+
+
+def sign_in(client: TestClient, user: str, password: str) -> None:
+    """Sign in through the form, as a browser does (login token included)."""
+    form = client.get("/console/login")
+    token = re.search(r'name="login_token" value="([^"]+)"', form.text)
+    assert token is not None, form.text
+    answer = client.post(
+        "/console/login",
+        data={"username": user, "password": password, "login_token": token.group(1)},
+    )
+    assert answer.status_code == 303, answer.text
+
+
+def csrf_of(html: str) -> str:
+    """The CSRF token of the first acting form on a page."""
+    found = re.search(r'name="csrf" value="([^"]+)"', html)
+    assert found is not None, html
+    return found.group(1)

@@ -1,0 +1,159 @@
+"""The console in headless Chromium (Selenium): sign in, overview, search, one deal, retry.
+
+The console is served by uvicorn on a loopback port over a seeded SQLite store; the actions'
+notify is the recording stand-in for `Engine.notify` (`console_kit.Notified`). Each page is
+checked against the store and saved as a screenshot in `.artifacts/console/` (git-ignored),
+at 1280x800, plus the deals page at a phone's width (390x844), where nothing may overflow
+sideways. Skipped only when no chromium and chromedriver binary is installed
+(`apt-get install chromium chromium-driver`; `.ci/run` installs them).
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import uvicorn
+from console_kit import OPERATOR_PASSWORD, Deals, Notified, console_app
+
+from cosell.clock import ManualClock
+from cosell.store import Store
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMEDRIVER = shutil.which("chromedriver")
+ARTIFACTS = Path(__file__).resolve().parents[2] / ".artifacts" / "console"
+
+pytestmark = pytest.mark.skipif(
+    CHROMIUM is None or CHROMEDRIVER is None,
+    reason="no chromium/chromedriver binary: apt-get install chromium chromium-driver",
+)
+
+
+@pytest.fixture
+def served(
+    store: Store, clock: ManualClock, users_file: Path, notified: Notified, deals: Deals
+) -> Iterator[str]:
+    """The console on a loopback port (the socket listens before the browser connects)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(64)
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(
+        console_app(store, clock, users_file, notified),
+        lifespan="off",
+        log_config=None,
+        access_log=False,
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+        sock.close()
+
+
+@pytest.fixture
+def browser() -> Iterator[Any]:
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"):
+        options.add_argument(argument)
+    options.add_argument("--window-size=1280,800")
+    driver = webdriver.Chrome(service=Service(executable_path=str(CHROMEDRIVER)), options=options)
+    driver.set_page_load_timeout(30)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def shoot(browser: Any, name: str) -> None:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    assert browser.save_screenshot(str(ARTIFACTS / f"{name}.png"))
+
+
+def text_of(browser: Any, css: str) -> str:
+    from selenium.webdriver.common.by import By
+
+    return str(browser.find_element(By.CSS_SELECTOR, css).text)
+
+
+def test_sign_in_overview_search_open_and_retry_a_deal(
+    browser: Any, served: str, deals: Deals, notified: Notified, store: Store
+) -> None:
+    from selenium.webdriver.common.by import By
+
+    browser.get(f"{served}/console/deals")
+    assert "/console/login" in browser.current_url
+    shoot(browser, "1-sign-in")
+    browser.find_element(By.ID, "username").send_keys("admin")
+    browser.find_element(By.ID, "password").send_keys(OPERATOR_PASSWORD)
+    browser.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    assert browser.current_url == f"{served}/console/deals"
+
+    browser.get(f"{served}/console/")
+    summary = store.summary().links_by_status
+    for status in ("Synced", "Pending", "Error"):
+        shown = text_of(browser, f"#count-{status} .value").replace(",", "")
+        assert int(shown) == summary[status]
+    assert text_of(browser, "#health strong") == "Degraded"  # as shown: text-transform capitalizes
+    assert "1 of 63 links are in Error" in text_of(browser, "#health")
+    shoot(browser, "2-overview")
+
+    browser.get(f"{served}/console/deals")
+    search = browser.find_element(By.ID, "q")
+    search.send_keys("fabrikam")
+    search.submit()
+    rows = browser.find_elements(By.CSS_SELECTOR, "#deals tbody tr")
+    assert len(rows) == 1
+    assert "Fabrikam 50% deal" in rows[0].text
+    assert "Error" in rows[0].text
+    assert text_of(browser, "#range") == "1\u20131 of 1"  # an en dash
+    shoot(browser, "3-deals-search")
+
+    rows[0].find_element(By.TAG_NAME, "a").click()
+    assert browser.current_url == f"{served}/console/deals/{deals.failing.id}"
+    assert text_of(browser, "#deal-name") == "Fabrikam 50% deal"
+    assert "FIELD_CUSTOM_VALIDATION_EXCEPTION" in text_of(browser, "#last-error")
+    assert "One side refused the values" in text_of(browser, "#last-error")
+    assert browser.find_element(By.ID, "pc-link").get_attribute("href").endswith("/ref-fabrikam")
+    shoot(browser, "4-deal")
+
+    browser.find_element(By.ID, "retry").click()
+    assert browser.current_url.endswith(f"/console/deals/{deals.failing.id}?notice=retried")
+    assert "A retry of this deal was queued" in text_of(browser, "[role=status]")
+    assert notified.keys == ["referral:ref-fabrikam"]
+    newest = store.audit(deals.failing.id, limit=1)[0]
+    assert newest.details["by"] == "admin"
+    assert "retry requested from the console by admin" in text_of(browser, "#audit tbody tr")
+    shoot(browser, "5-deal-retried")
+
+
+def test_the_deals_page_fits_a_phone(browser: Any, served: str, deals: Deals) -> None:
+    from selenium.webdriver.common.by import By
+
+    browser.set_window_size(390, 844)
+    browser.get(f"{served}/console/login")
+    browser.find_element(By.ID, "username").send_keys("admin")
+    browser.find_element(By.ID, "password").send_keys(OPERATOR_PASSWORD)
+    browser.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    for path, name in (("/console/deals", "6-phone-deals"), ("/console/", "7-phone-overview")):
+        browser.get(f"{served}{path}")
+        overflow = browser.execute_script(
+            "return document.documentElement.scrollWidth - window.innerWidth"
+        )
+        assert overflow <= 0, f"{path} is {overflow}px wider than the phone"
+        shoot(browser, name)
+    browser.get(f"{served}/console/deals/{deals.synced.id}")
+    assert text_of(browser, "#deal-name") == "Contoso cloud migration"

@@ -1,0 +1,96 @@
+"""The console's store queries on both databases (SQLite, and PostgreSQL when configured)."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from console_kit import seed
+
+from cosell.clock import ManualClock
+from cosell.store import Store, SyncStatus
+from cosell.store.console_queries import MAX_PAGE_SIZE, deal, overview, search_links
+
+
+@pytest.fixture(
+    params=[
+        pytest.param("sqlite", id="sqlite"),
+        pytest.param("postgresql", id="postgresql", marks=pytest.mark.postgres),
+    ]
+)
+def any_store(
+    request: pytest.FixtureRequest, tmp_path: Path, clock: ManualClock
+) -> Iterator[Store]:
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'cosell.db'}"
+    else:
+        url = request.getfixturevalue("postgres_url")
+    # A tenant of this test's own: the PostgreSQL database is shared by the session.
+    with Store.open(url, clock=clock, tenant=f"console-{secrets.token_hex(4)}") as store:
+        yield store
+
+
+def names(store: Store, query: str = "", status: SyncStatus | None = None) -> list[str | None]:
+    return [row.name for row in search_links(store, query=query, status=status).rows]
+
+
+def test_search_matches_names_customers_ids_and_statuses(
+    any_store: Store, clock: ManualClock
+) -> None:
+    deals = seed(any_store, clock)
+    assert names(any_store, "CLOUD migr") == ["Contoso cloud migration"]
+    assert names(any_store, "fabrikam inc") == ["Fabrikam 50% deal"]
+    assert names(any_store, "50%") == ["Fabrikam 50% deal"]
+    assert names(any_store, "bulk_") == []  # _ is a character, not a wildcard
+    assert names(any_store, "ref-north") == ["Northwind renewal"]
+    assert names(any_store, str(deals.failing.record_id)) == ["Fabrikam 50% deal"]
+    assert names(any_store, deals.synced.id) == ["Contoso cloud migration"]
+    assert names(any_store, "Pending") == ["Northwind renewal"]
+    assert names(any_store, status=SyncStatus.ERROR) == ["Fabrikam 50% deal"]
+    assert names(any_store, "contoso", SyncStatus.ERROR) == []
+
+
+def test_pages_are_newest_first_and_counted(any_store: Store, clock: ManualClock) -> None:
+    seed(any_store, clock)
+    first = search_links(any_store, query="bulk", limit=25)
+    assert first.total == 60
+    assert [row.name for row in first.rows[:2]] == ["Bulk deal 059", "Bulk deal 058"]
+    last = search_links(any_store, query="bulk", offset=50, limit=25)
+    assert len(last.rows) == 10
+    assert last.total == 60
+    beyond = search_links(any_store, query="bulk", offset=500)
+    assert beyond.rows == []
+    assert beyond.total == 60
+    assert search_links(any_store, limit=10_000).limit == MAX_PAGE_SIZE
+
+
+def test_overview_counts_links_errors_of_the_day_and_the_inbox(
+    any_store: Store, clock: ManualClock
+) -> None:
+    deals = seed(any_store, clock)
+    clock.advance(timedelta(hours=25).total_seconds())
+    any_store.record_audit(deals.failing.id, "error: HTTP 503 from Salesforce")
+    any_store.record_event(source="partner-center", event_id="e", key="referral:x", payload=b"{}")
+    figures = overview(any_store, now=clock.now())
+    assert figures.links_by_status == {"Synced": 61, "Pending": 1, "Error": 1}
+    assert figures.total_links == 63
+    assert figures.errors_24h == 1  # the seeded error is over 24 h old
+    assert figures.inbox_pending == 1
+
+
+def test_deal_reads_the_link_base_audit_and_conflicts(any_store: Store, clock: ManualClock) -> None:
+    deals = seed(any_store, clock)
+    found = deal(any_store, deals.synced.id)
+    assert found is not None
+    assert found.link.name == "Contoso cloud migration"
+    assert found.base == {
+        "name": "Contoso cloud migration",
+        "customer_name": "Contoso Ltd",
+        "stage": "Qualify",
+    }
+    assert [c.field for c in found.conflicts] == ["stage"]
+    assert [e.message for e in found.audit] == ["synced 2 fields to Salesforce"]
+    assert deal(any_store, "0" * 32) is None
