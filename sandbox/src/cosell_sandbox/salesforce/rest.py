@@ -352,8 +352,9 @@ class RestApi:
         body = req.json()
         new_id = self.store.create(ctx.tx, obj, body)
         location = f"/services/data/v{ctx.version}/sobjects/{obj.name}/{new_id}"
+        alerts = ctx.tx.alerts.get(new_id, [])
         return ApiResponse(
-            201, {"id": new_id, "success": True, "errors": []}, {"Location": location}
+            201, {"id": new_id, "success": True, "errors": alerts}, {"Location": location}
         )
 
     def _row(
