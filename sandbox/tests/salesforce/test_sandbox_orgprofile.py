@@ -41,9 +41,7 @@ async def test_validation_rule_refuses_with_the_message_and_field(
     org: SalesforceSandbox, sf: httpx.AsyncClient
 ) -> None:
     deal = await _deal(sf)
-    response = await sf.patch(
-        f"{V}/sobjects/Opportunity/{deal}", json={"StageName": "Negotiation/Review"}
-    )
+    response = await sf.patch(f"{V}/sobjects/Opportunity/{deal}", json={"StageName": "Closed Won"})
     item = await error_of(response, 400)
     assert item == {
         "errorCode": "FIELD_CUSTOM_VALIDATION_EXCEPTION",
@@ -52,7 +50,7 @@ async def test_validation_rule_refuses_with_the_message_and_field(
     }
     ok = await sf.patch(
         f"{V}/sobjects/Opportunity/{deal}",
-        json={"StageName": "Negotiation/Review", "Amount": 5000},
+        json={"StageName": "Closed Won", "Amount": 5000},
     )
     assert ok.status_code == 204, ok.text
 
@@ -189,11 +187,11 @@ async def test_automation_rewrites_after_save_and_moves_the_stamps(
     sf_clock.advance(5)
     response = await sf.patch(
         f"{V}/sobjects/Opportunity/{deal}",
-        json={"StageName": "Qualification", "NextStep": "Book a demo"},
+        json={"StageName": "Needs Analysis", "NextStep": "Book a demo"},
     )
     assert response.status_code == 204
     after = (await sf.get(f"{V}/sobjects/Opportunity/{deal}")).json()
-    assert after["NextStep"] == "Follow up: Qualification"
+    assert after["NextStep"] == "Follow up: Needs Analysis"
     assert after["SystemModstamp"] > before["SystemModstamp"]
     assert after["LastModifiedDate"] == after["SystemModstamp"]
     changes = (await sf.get("/control/changes", params={"entity": "Opportunity"})).json()
@@ -256,3 +254,55 @@ async def test_control_route_refuses_a_bad_profile_and_clears(
     clean = await sf_client.put("/control/org-profile", json={})
     assert clean.status_code == 204
     await opportunity(sf)  # Region__c no longer required
+
+
+async def test_record_types_in_describe_picklists_and_writes(
+    org: SalesforceSandbox, sf: httpx.AsyncClient
+) -> None:
+    described = (await sf.get(f"{V}/sobjects/Opportunity/describe")).json()
+    infos = {i["developerName"]: i for i in described["recordTypeInfos"]}
+    assert set(infos) == {"Partner_Deal", "Enterprise_Deal", "Master"}
+    assert infos["Partner_Deal"]["defaultRecordTypeMapping"] is True
+    assert infos["Enterprise_Deal"]["defaultRecordTypeMapping"] is False
+    assert infos["Master"]["available"] is False
+    partner = infos["Partner_Deal"]["recordTypeId"]
+    enterprise = infos["Enterprise_Deal"]["recordTypeId"]
+    assert partner.startswith("012")
+    assert len(partner) == 18
+    assert any(f["name"] == "RecordTypeId" for f in described["fields"])
+    picklists = await sf.get(f"{V}/ui-api/object-info/Opportunity/picklist-values/{partner}")
+    assert picklists.status_code == 200
+    stage = picklists.json()["picklistFieldValues"]["StageName"]
+    assert [v["value"] for v in stage["values"]] == [
+        "Prospecting",
+        "Needs Analysis",
+        "Closed Won",
+        "Closed Lost",
+    ]
+    assert stage["url"].endswith(f"/picklist-values/{partner}/StageName")
+    unknown = await sf.get(f"{V}/ui-api/object-info/Opportunity/picklist-values/012000000000001")
+    assert unknown.status_code == 404
+    # A create without a record type gets the default one, whose sales process applies.
+    deal = await _deal(sf)
+    row = (await sf.get(f"{V}/sobjects/Opportunity/{deal}")).json()
+    assert row["RecordTypeId"] == partner
+    refused = await sf.patch(
+        f"{V}/sobjects/Opportunity/{deal}", json={"StageName": "Proposal/Price Quote"}
+    )
+    item = await error_of(refused, 400)
+    assert item == {
+        "errorCode": "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST",
+        "message": "Stage: bad value for restricted picklist field: Proposal/Price Quote",
+        "fields": ["StageName"],
+    }
+    moved = await sf.patch(
+        f"{V}/sobjects/Opportunity/{deal}",
+        json={"StageName": "Proposal/Price Quote", "RecordTypeId": enterprise},
+    )
+    assert moved.status_code == 204, moved.text
+    bad = await sf.patch(
+        f"{V}/sobjects/Opportunity/{deal}", json={"RecordTypeId": "012000000000001"}
+    )
+    bad_item = await error_of(bad, 400)
+    assert bad_item["errorCode"] == "INVALID_CROSS_REFERENCE_KEY"
+    assert bad_item["fields"] == ["RecordTypeId"]

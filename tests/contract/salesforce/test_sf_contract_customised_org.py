@@ -121,6 +121,30 @@ async def test_field_level_security_in_describe_and_on_writes(client: Salesforce
 
 async def test_automation_rewrite_is_visible_on_the_next_read(client: SalesforceClient) -> None:
     deal = await client.create("Opportunity", _deal(NextStep="Send the proposal"))
-    await client.update("Opportunity", deal, {"StageName": "Qualification", "NextStep": "Demo"})
+    await client.update("Opportunity", deal, {"StageName": "Needs Analysis", "NextStep": "Demo"})
     row = await client.get("Opportunity", deal, ["NextStep", "StageName"])
-    assert row["NextStep"] == "Follow up: Qualification"
+    assert row["NextStep"] == "Follow up: Needs Analysis"
+
+
+async def test_record_types_and_their_picklists(client: SalesforceClient) -> None:
+    described = await client.describe("Opportunity")
+    names = [i.developer_name for i in described.record_type_infos]
+    assert names == ["Partner_Deal", "Enterprise_Deal", "Master"]
+    default = described.default_record_type
+    assert default is not None
+    assert default.developer_name == "Partner_Deal"
+    enterprise = described.record_type("enterprise_deal")
+    assert enterprise is not None
+    assert described.record_type(enterprise.record_type_id) == enterprise
+    partner_values = await client.picklist_values("Opportunity", default.record_type_id)
+    assert "Negotiation/Review" not in partner_values["StageName"]
+    assert "Closed Won" in partner_values["StageName"]
+    enterprise_values = await client.picklist_values("Opportunity", enterprise.record_type_id)
+    assert "Negotiation/Review" in enterprise_values["StageName"]
+    deal = await client.create("Opportunity", _deal())
+    with pytest.raises(e.ValidationError) as caught:
+        await client.update("Opportunity", deal, {"StageName": "Negotiation/Review"})
+    assert caught.value.error_code == "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST"
+    assert caught.value.fields == ("StageName",)
+    with pytest.raises(e.NotFoundError):
+        await client.picklist_values("Opportunity", "012000000000001AAA")

@@ -21,6 +21,9 @@ required_fields:             # custom text fields added to the object, required 
 field_security:              # what the integration user's profile lets it see / edit
   hidden: {Opportunity: [Margin__c]}
   read_only: {Opportunity: [Description]}
+record_types:                # record types and their sales processes (Opportunity stages)
+  - {object: Opportunity, name: Partner_Deal, label: Partner Deal, default: true,
+     stages: [Prospecting, Qualification, Closed Won, Closed Lost]}
 automation:                  # after-save "Flows": fields set after a write
   - object: Opportunity
     name: Normalise_Next_Step
@@ -67,11 +70,28 @@ quoted by a public source, I: inferred):
   An automation's values are not validated (they are the org's own, like a Flow running in
   system mode), and automation does not trigger automation.
 
-Not built yet: record types and sales processes (recordTypeInfos, per-record-type picklists).
+- Record types: the object gets `RecordTypeId` (reference, createable, updateable, defaulted on
+  create; `referenceTo` is empty because the sandbox has no RecordType object — I); a create
+  without one gets the integration user's default (the one marked `default`, else the first)
+  (D: "the user's default record type is used"); an id not of this object's record types
+  answers INVALID_CROSS_REFERENCE_KEY "Record Type ID: this ID value isn't valid for the user:
+  …" (V: the message quoted in many forum threads). A stage outside the record type's sales
+  process answers INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST "Stage: bad value for restricted
+  picklist field: V" with `fields` ["StageName"], checked when the stage or the record type
+  changes (I: the platform enforces per-record-type values of restricted picklists on API
+  writes; older orgs and unrestricted picklists may not). Describe's `recordTypeInfos` lists
+  each record type (developerName, name, recordTypeId, defaultRecordTypeMapping, available,
+  master, urls.layout) and Master, which is then `available: false` (V: describe shape of a
+  real fixture, spec §2.6). Per-record-type picklist values: the UI API resource
+  `GET /services/data/vXX.X/ui-api/object-info/{objectApiName}/picklist-values/{recordTypeId}`
+  (D: User Interface API Developer Guide, "Get Values for All Picklist Fields of a Record
+  Type"), chosen over `describe/layouts/{recordTypeId}` because it answers just the picklist
+  values per field; see `describe.picklist_values` for its shape.
 """
 
 from __future__ import annotations
 
+import hashlib
 import string
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -80,7 +100,8 @@ from typing import Any
 
 import yaml
 
-from cosell_sandbox.salesforce.schema import FieldSchema, Schema, SObjectSchema
+from cosell_sandbox.salesforce.ids import to_18
+from cosell_sandbox.salesforce.schema import FieldSchema, RecordTypeSchema, Schema, SObjectSchema
 
 DUPLICATE_MATCH_FIELDS: dict[str, tuple[str, ...]] = {
     "Account": ("Name", "BillingPostalCode"),
@@ -89,7 +110,23 @@ DUPLICATE_MATCH_FIELDS: dict[str, tuple[str, ...]] = {
 }
 DUPLICATE_MESSAGE = "Use one of these records?"
 _SECTIONS = frozenset(
-    {"validation_rules", "duplicate_rules", "required_fields", "field_security", "automation"}
+    {
+        "validation_rules",
+        "duplicate_rules",
+        "required_fields",
+        "field_security",
+        "automation",
+        "record_types",
+    }
+)
+_ID_ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+RECORD_TYPE_FIELD = FieldSchema(
+    name="RecordTypeId",
+    label="Record Type ID",
+    type="reference",
+    soap_type="tns:ID",
+    length=18,
+    defaulted_on_create=True,
 )
 
 
@@ -128,6 +165,17 @@ class Automation:
     template: Mapping[str, str]
 
 
+@dataclass(frozen=True)
+class RecordTypeDef:
+    """A record type as the profile declares it (`stages`: its sales process, Opportunity)."""
+
+    object: str
+    name: str
+    label: str
+    default: bool
+    stages: tuple[str, ...]
+
+
 @dataclass
 class OrgProfile:
     """A parsed profile."""
@@ -139,6 +187,7 @@ class OrgProfile:
     read_only: dict[str, list[str]] = field(default_factory=dict)
     automation: list[Automation] = field(default_factory=list)
     source: str = "the org profile"
+    record_types: list[RecordTypeDef] = field(default_factory=list)
 
     def rules_for(self, object_name: str) -> list[ValidationRule]:
         """The validation rules of an object, in profile order."""
@@ -242,7 +291,70 @@ def parse_profile(data: Any, *, source: str = "the org profile") -> OrgProfile:
                 {str(k): str(v) for k, v in templates.items()},
             )
         )
+    for i, entry in enumerate(_list(data, "record_types", source)):
+        where = f"{source}: record_types[{i}]"
+        stages = entry.get("stages") or []
+        if not isinstance(stages, list) or not all(isinstance(v, str) for v in stages):
+            raise OrgProfileError(f"{where}: stages is the list of stage values it allows")
+        name = _text(entry, "name", where)
+        profile.record_types.append(
+            RecordTypeDef(
+                _text(entry, "object", where),
+                name,
+                _text(entry, "label", where) if entry.get("label") is not None else name,
+                entry.get("default") is True,
+                tuple(stages),
+            )
+        )
     return profile
+
+
+def record_type_id(object_name: str, developer_name: str) -> str:
+    """A stable 18-character RecordType id (prefix 012) for a record type of an object."""
+    digest = hashlib.sha256(f"{object_name}.{developer_name}".encode()).digest()
+    return to_18("0125" + "".join(_ID_ALPHABET[b % len(_ID_ALPHABET)] for b in digest[:11]))
+
+
+def _apply_record_types(schema: Schema, profile: OrgProfile) -> list[RecordTypeDef]:
+    src = profile.source
+    by_object: dict[str, list[RecordTypeDef]] = {}
+    for rt in profile.record_types:
+        obj = schema.sobject(rt.object)
+        if obj is None:
+            raise OrgProfileError(
+                f"{src}: record type {rt.name}: the org has no object {rt.object!r}"
+            )
+        by_object.setdefault(obj.name, []).append(replace(rt, object=obj.name))
+    applied: list[RecordTypeDef] = []
+    for name, defs in by_object.items():
+        obj = schema.sobject(name)
+        assert obj is not None
+        if sum(d.default for d in defs) > 1:
+            raise OrgProfileError(f"{src}: {name} has more than one default record type")
+        stage = obj.field("StageName")
+        allowed = {v.value for v in stage.picklist_values if v.active} if stage else set()
+        for index, rt in enumerate(defs):
+            if rt.stages and stage is None:
+                raise OrgProfileError(f"{src}: record type {rt.name}: {name} has no stages")
+            unknown = [v for v in rt.stages if v not in allowed]
+            if unknown:
+                raise OrgProfileError(
+                    f"{src}: record type {rt.name}: {unknown} are not stages of this org; "
+                    f"its stages are: {', '.join(sorted(allowed))}"
+                )
+            default = rt.default or (index == 0 and not any(d.default for d in defs))
+            obj.record_types.append(
+                RecordTypeSchema(
+                    id=record_type_id(name, rt.name),
+                    developer_name=rt.name,
+                    label=rt.label,
+                    default=default,
+                    values={"StageName": rt.stages} if rt.stages else {},
+                )
+            )
+            applied.append(replace(rt, default=default))
+        obj.add_field(RECORD_TYPE_FIELD)
+    return applied
 
 
 def apply_profile(schema: Schema, profile: OrgProfile) -> OrgProfile:
@@ -317,7 +429,8 @@ def apply_profile(schema: Schema, profile: OrgProfile) -> OrgProfile:
                     del obj.fields[spec.name.lower()]
                 else:
                     obj.add_field(replace(spec, createable=False, updateable=False))
-    return OrgProfile(rules, dupes, required, hidden, read_only, autos, src)
+    record_types = _apply_record_types(schema, profile)
+    return OrgProfile(rules, dupes, required, hidden, read_only, autos, src, record_types)
 
 
 def evaluate(

@@ -429,6 +429,8 @@ class RecordStore:
         self._derive(obj, row, given=values, old=None, blobs=blobs)
         self._check_required(obj, row, names=None)
         self._check_unique(obj, row, record_id=None)
+        if obj.record_types and row.get("RecordTypeId") is None:
+            row["RecordTypeId"] = next(rt.id for rt in obj.record_types if rt.default)
         alert = self._check_profile(tx, obj, row, old=None, record_id=None)
         record_id = self.ids.new(obj.key_prefix)
         if alert is not None:
@@ -534,6 +536,18 @@ class RecordStore:
         Raises:
             SalesforceSandboxError: FIELD_CUSTOM_VALIDATION_EXCEPTION or DUPLICATES_DETECTED.
         """
+        record_type = obj.record_type(row.get("RecordTypeId") or "")
+        for name, allowed in record_type.values.items() if record_type else ():
+            value = row.get(name)
+            changed = old is None or any(row.get(k) != old.get(k) for k in (name, "RecordTypeId"))
+            if value is not None and value not in allowed and changed:
+                spec = obj.field(name)
+                label = spec.label if spec else name
+                raise error(
+                    "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST",
+                    f"{label}: bad value for restricted picklist field: {value}",
+                    fields=[name],
+                )
         for rule in self.profile.rules_for(obj.name):
             if evaluate(rule.error_when, row, old):
                 raise error(
@@ -966,6 +980,8 @@ class RecordStore:
 
     def _coerce(self, obj: SObjectSchema, spec: FieldSchema, value: Any) -> Any:
         kind = spec.type
+        if spec.name == "RecordTypeId" and obj.record_types and value is not None:
+            return self._coerce_record_type(obj, value)
         if value is None:
             return False if kind == "boolean" else None
         if kind in _STRING_TYPES:
@@ -1083,6 +1099,19 @@ class RecordStore:
         if not number.is_finite():
             raise self._parse_error(kind, value)
         return number
+
+    def _coerce_record_type(self, obj: SObjectSchema, value: Any) -> str:
+        try:
+            rid = to_18(value) if isinstance(value, str) else ""
+        except ValueError:
+            rid = ""
+        if obj.record_type(rid) is None:
+            raise error(
+                "INVALID_CROSS_REFERENCE_KEY",
+                f"Record Type ID: this ID value isn't valid for the user: {str(value)[:40]}",
+                fields=["RecordTypeId"],
+            )
+        return rid
 
     def _coerce_reference(self, spec: FieldSchema, value: Any) -> str:
         if not isinstance(value, str):
