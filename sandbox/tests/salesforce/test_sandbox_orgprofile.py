@@ -306,3 +306,43 @@ async def test_record_types_in_describe_picklists_and_writes(
     bad_item = await error_of(bad, 400)
     assert bad_item["errorCode"] == "INVALID_CROSS_REFERENCE_KEY"
     assert bad_item["fields"] == ["RecordTypeId"]
+
+
+async def test_composite_reports_the_rule_and_rolls_back_all_or_none(
+    org: SalesforceSandbox, sf: httpx.AsyncClient
+) -> None:
+    deal = await _deal(sf)
+    response = await sf.post(
+        f"{V}/composite",
+        json={
+            "allOrNone": True,
+            "compositeRequest": [
+                {
+                    "method": "PATCH",
+                    "url": f"{V}/sobjects/Opportunity/{deal}",
+                    "referenceId": "ok",
+                    "body": {"Amount": 10},
+                },
+                {
+                    "method": "PATCH",
+                    "url": f"{V}/sobjects/Opportunity/{deal}",
+                    "referenceId": "refused",
+                    "body": {"StageName": "Closed Won", "Amount": None},
+                },
+            ],
+        },
+    )
+    assert response.status_code == 200
+    first, second = response.json()["compositeResponse"]
+    assert second["httpStatusCode"] == 400
+    assert second["body"] == [
+        {
+            "errorCode": "FIELD_CUSTOM_VALIDATION_EXCEPTION",
+            "message": "Enter an amount before committing the deal.",
+            "fields": ["Amount"],
+        }
+    ]
+    assert first["httpStatusCode"] == 400
+    assert first["body"][0]["errorCode"] == "ALL_OR_NONE_OPERATION_ROLLED_BACK"
+    row = (await sf.get(f"{V}/sobjects/Opportunity/{deal}")).json()
+    assert row["Amount"] is None
