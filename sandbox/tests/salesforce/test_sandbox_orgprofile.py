@@ -12,6 +12,7 @@ from sf_sandbox_helpers import V, create, error_of, opportunity
 from cosell.clock import ManualClock
 from cosell_sandbox.salesforce.app import SalesforceSandbox
 from cosell_sandbox.salesforce.orgprofile import (
+    OrgProfile,
     OrgProfileError,
     apply_profile,
     load_profile,
@@ -108,8 +109,15 @@ async def test_alerting_duplicate_rule_saves_and_reports(
     org: SalesforceSandbox, sf: httpx.AsyncClient
 ) -> None:
     first = await create(sf, "Contact", {"LastName": "Ng", "Email": "ng@contoso.example"})
+    body = {"LastName": "Ng", "Email": "NG@contoso.example"}
+    refused = await sf.post(f"{V}/sobjects/Contact/", json=body)  # allowSave defaults to false
+    item = await error_of(refused, 400)
+    assert item["errorCode"] == "DUPLICATES_DETECTED"
+    assert item["duplicateResult"]["allowSave"] is True
     response = await sf.post(
-        f"{V}/sobjects/Contact/", json={"LastName": "Ng", "Email": "NG@contoso.example"}
+        f"{V}/sobjects/Contact/",
+        json=body,
+        headers={"Sforce-Duplicate-Rule-Header": "allowSave=true, includeRecordDetails=false"},
     )
     assert response.status_code == 201, response.text
     body = response.json()
@@ -201,6 +209,12 @@ async def test_automation_rewrites_after_save_and_moves_the_stamps(
     assert "NextStep" in headers[2]["changedFields"]
 
 
+def load_profile_text(directory: Path, text: str) -> OrgProfile:
+    path = directory / "profile.yaml"
+    path.write_text(text, encoding="utf-8")
+    return load_profile(path)
+
+
 def test_example_profile_loads_and_bad_profiles_say_what_to_fix(tmp_path: Path) -> None:
     profile = apply_profile(build_schema(), load_profile(EXAMPLE))
     assert {r.object for r in profile.duplicate_rules} == {"Account", "Contact", "Lead"}
@@ -237,6 +251,20 @@ def test_example_profile_loads_and_bad_profiles_say_what_to_fix(tmp_path: Path) 
                 }
             ),
         )
+    with pytest.raises(OrgProfileError, match=r"is not a value of Opportunity\.Amount"):
+        apply_profile(
+            build_schema(),
+            parse_profile(
+                {"automation": [{"object": "Opportunity", "name": "A", "set": {"Amount": "lots"}}]}
+            ),
+        )
+    dated = apply_profile(
+        build_schema(),
+        load_profile_text(
+            tmp_path, "automation: [{object: Opportunity, name: A, set: {CloseDate: 2027-01-31}}]"
+        ),
+    )
+    assert dated.automation[0].set == {"CloseDate": "2027-01-31"}
     bad = tmp_path / "p.yaml"
     bad.write_text("validation_rules: [", encoding="utf-8")
     with pytest.raises(OrgProfileError, match="not valid YAML"):

@@ -85,13 +85,18 @@ async def test_duplicates_in_collections_per_record(client: SalesforceClient) ->
     assert err.matched_ids == (first,)
 
 
-async def test_alerting_duplicate_rule_saves_and_reports_the_match(
+async def test_alerting_duplicate_rule_refuses_the_api_with_the_match(
     client: SalesforceClient,
 ) -> None:
+    # The client sends no Duplicate Rule Header, so an alerting rule refuses too (allowSave
+    # defaults to false), with allow_save telling it apart from a blocking rule.
     first = await client.create("Contact", {"LastName": "Ng", "Email": "ng@c.example"})
+    with pytest.raises(e.DuplicatesDetectedError) as caught:
+        await client.create("Contact", {"LastName": "Ng", "Email": "ng@c.example"})
+    assert caught.value.allow_save is True
+    assert caught.value.matched_ids == (first,)
     (result,) = await client.create_many("Contact", [{"LastName": "Ng", "Email": "ng@c.example"}])
-    assert result.success
-    assert result.id is not None
+    assert not result.success
     (alert,) = result.errors
     assert isinstance(alert, e.DuplicatesDetectedError)
     assert alert.allow_save is True

@@ -50,7 +50,7 @@ from cosell_sandbox.salesforce.errors import (
 from cosell_sandbox.salesforce.identity import SalesforceIdentity, check_soap_version
 from cosell_sandbox.salesforce.ids import IdFactory
 from cosell_sandbox.salesforce.limits import ApiUsage
-from cosell_sandbox.salesforce.orgprofile import OrgProfile, apply_profile
+from cosell_sandbox.salesforce.orgprofile import OrgProfile, allows_duplicate_save, apply_profile
 from cosell_sandbox.salesforce.orgschema import build_schema
 from cosell_sandbox.salesforce.persistence import SqliteState
 from cosell_sandbox.salesforce.rest import (
@@ -656,6 +656,9 @@ class SalesforceSandbox:
         """Run one data call in its own transaction: committed on success, else rolled back."""
         self._purge_recycle_bin()
         tx = self.store.begin(actor)
+        tx.allow_duplicate_save = allows_duplicate_save(
+            request.header("Sforce-Duplicate-Rule-Header")
+        )
         ctx = CallContext(actor=actor, tx=tx, version=version)
         try:
             response = self.api.dispatch(request, ctx)

@@ -97,6 +97,7 @@ def control_router(sandbox: SalesforceSandbox) -> APIRouter:
     def write(request: Request, action: Any) -> Any:
         store = sandbox.store
         tx = store.begin(actor_for(request))
+        tx.allow_duplicate_save = True  # a user who saves past a duplicate alert, as in the UI
         try:
             result = action(tx)
         except BaseException:

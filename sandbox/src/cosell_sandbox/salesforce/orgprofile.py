@@ -15,7 +15,7 @@ validation_rules:            # FIELD_CUSTOM_VALIDATION_EXCEPTION when `error_whe
 duplicate_rules:             # Account: Name + BillingPostalCode; Contact / Lead: Email
   - object: Account
     name: Standard_Account_Duplicate_Rule
-    action: block            # block -> DUPLICATES_DETECTED; allow -> saved, with an alert
+    action: block            # block -> DUPLICATES_DETECTED; allow -> an alert (see below)
 required_fields:             # custom text fields added to the object, required on create
   - {object: Opportunity, field: Region__c, label: Region}
 field_security:              # what the integration user's profile lets it see / edit
@@ -53,9 +53,12 @@ quoted by a public source, I: inferred):
   `errorCode`/`message` (V: the shape community answers quote from REST responses). Matching is
   exact and case-insensitive on the rule's fields (I: Salesforce's standard rules are fuzzy);
   a record never matches itself, deleted records never match.
-- An alerting (allow) rule → the record is saved; the result's `errors` carries the same
-  DUPLICATES_DETECTED item with `allowSave: true` (I: SaveResult reports duplicate alerts as
-  errors on a successful save in SOAP/Apex; the REST shape is assumed to match).
+- An alerting (allow) rule → refused like a blocking one but with `allowSave: true`, unless the
+  request sends `Sforce-Duplicate-Rule-Header: allowSave=true` (D: the REST API's Duplicate
+  Rule Header and the SOAP DuplicateRuleHeader, whose allowSave defaults to false); then the
+  record is saved and the result's `errors` carries the same DUPLICATES_DETECTED item (I:
+  SaveResult reports duplicate alerts as errors on a successful save in SOAP/Apex; the REST
+  shape is assumed to match). Composite subrequests share the request's header.
 - Required custom fields → `REQUIRED_FIELD_MISSING` "Required fields are missing: [F]" (V), and
   `nillable: false` in describe.
 - Field-level security is the integration user's: a hidden field is absent from describe,
@@ -67,8 +70,10 @@ quoted by a public source, I: inferred):
   record is stamped again (`LastModifiedDate`/`SystemModstamp` move to a later millisecond), a
   second change event is recorded under the same transaction, and the next read returns the
   rewritten value (I: an after-save record-triggered Flow updating its own record re-saves it).
-  An automation's values are not validated (they are the org's own, like a Flow running in
-  system mode), and automation does not trigger automation.
+  An automation's values skip field-level security and validation rules (a Flow running in
+  system mode) but must fit the field's type (text within its length, an active picklist
+  value, a number, a boolean, a YYYY-MM-DD date; templates only on text fields), checked when
+  the profile is applied. Automation does not trigger automation.
 
 - Record types: the object gets `RecordTypeId` (reference, createable, updateable, defaulted on
   create; `referenceTo` is empty because the sandbox has no RecordType object — I); a create
@@ -92,9 +97,11 @@ quoted by a public source, I: inferred):
 from __future__ import annotations
 
 import hashlib
+import re
 import string
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -287,7 +294,7 @@ def parse_profile(data: Any, *, source: str = "the org profile") -> OrgProfile:
                 _text(entry, "object", where),
                 _text(entry, "name", where),
                 when,
-                dict(values),
+                {k: v.isoformat() if isinstance(v, date) else v for k, v in values.items()},
                 {str(k): str(v) for k, v in templates.items()},
             )
         )
@@ -307,6 +314,19 @@ def parse_profile(data: Any, *, source: str = "the org profile") -> OrgProfile:
             )
         )
     return profile
+
+
+def allows_duplicate_save(header: str | None) -> bool:
+    """Whether a `Sforce-Duplicate-Rule-Header` asks to save records an alerting rule matches.
+
+    The header is a comma-separated list of `name=value` (`allowSave=true,
+    includeRecordDetails=false, runAsCurrentUser=true`); names and values are case-insensitive.
+    """
+    for part in (header or "").split(","):
+        name, _, value = part.partition("=")
+        if name.strip().lower() == "allowsave":
+            return value.strip().lower() == "true"
+    return False
 
 
 def record_type_id(object_name: str, developer_name: str) -> str:
@@ -412,6 +432,19 @@ def apply_profile(schema: Schema, profile: OrgProfile) -> OrgProfile:
         templates = {field_of(obj, k, auto.name).name: v for k, v in auto.template.items()}
         for text in templates.values():
             _check_template(text, obj, field_of, f"automation {auto.name}")
+        for name, value in [*values.items(), *templates.items()]:
+            spec = field_of(obj, name, auto.name)
+            if not _fits(spec, value):
+                raise OrgProfileError(
+                    f"{src}: automation {auto.name}: {value!r} is not a value of "
+                    f"{obj.name}.{spec.name} ({spec.type}"
+                    + (
+                        f": one of {[v.value for v in spec.picklist_values]}"
+                        if spec.picklist_values
+                        else ""
+                    )
+                    + ")"
+                )
         autos.append(replace(auto, object=obj.name, set=values, template=templates))
     hidden: dict[str, list[str]] = {}
     read_only: dict[str, list[str]] = {}
@@ -431,6 +464,26 @@ def apply_profile(schema: Schema, profile: OrgProfile) -> OrgProfile:
                     obj.add_field(replace(spec, createable=False, updateable=False))
     record_types = _apply_record_types(schema, profile)
     return OrgProfile(rules, dupes, required, hidden, read_only, autos, src, record_types)
+
+
+_TEXT_TYPES = frozenset({"string", "textarea", "url", "email", "phone", "combobox"})
+
+
+def _fits(spec: FieldSchema, value: Any) -> bool:
+    """Whether an automation's value has the wire type of the field (None clears any field)."""
+    if value is None:
+        return spec.nillable
+    if spec.type in _TEXT_TYPES:
+        return isinstance(value, str) and (spec.length == 0 or len(value) <= spec.length)
+    if spec.type == "picklist":
+        return spec.picklist_value(value) is not None if isinstance(value, str) else False
+    if spec.type == "boolean":
+        return isinstance(value, bool)
+    if spec.type in ("double", "currency", "percent", "int"):
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if spec.type == "date":
+        return isinstance(value, str) and bool(re.fullmatch(r"\d{4}-\d{2}-\d{2}", value))
+    return False  # references, datetimes, ...: not supported by automation here
 
 
 def evaluate(

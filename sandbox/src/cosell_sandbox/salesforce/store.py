@@ -191,6 +191,7 @@ class Transaction:
     changes: list[PendingChange] = field(default_factory=list)
     touched: set[tuple[str, str]] = field(default_factory=set)  # (table, record id)
     alerts: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # id -> dup alerts
+    allow_duplicate_save: bool = False  # Sforce-Duplicate-Rule-Header: allowSave=true
     closed: bool = False
 
 
@@ -604,7 +605,7 @@ class RecordStore:
                 }
             ],
         }
-        if dup.block:
+        if dup.block or not tx.allow_duplicate_save:
             raise SalesforceSandboxError(
                 400, "DUPLICATES_DETECTED", DUPLICATE_MESSAGE, extra={"duplicateResult": result}
             )
