@@ -117,7 +117,7 @@ async def test_alerting_duplicate_rule_saves_and_reports(
     response = await sf.post(
         f"{V}/sobjects/Contact/",
         json=body,
-        headers={"Sforce-Duplicate-Rule-Header": "allowSave=true, includeRecordDetails=false"},
+        headers={"Sforce-Duplicate-Rule-Header": "allowSave=true; includeRecordDetails=false"},
     )
     assert response.status_code == 201, response.text
     body = response.json()

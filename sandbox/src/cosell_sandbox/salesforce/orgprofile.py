@@ -54,8 +54,10 @@ quoted by a public source, I: inferred):
   exact and case-insensitive on the rule's fields (I: Salesforce's standard rules are fuzzy);
   a record never matches itself, deleted records never match.
 - An alerting (allow) rule → refused like a blocking one but with `allowSave: true`, unless the
-  request sends `Sforce-Duplicate-Rule-Header: allowSave=true` (D: the REST API's Duplicate
-  Rule Header and the SOAP DuplicateRuleHeader, whose allowSave defaults to false); then the
+  request sends `Sforce-Duplicate-Rule-Header: allowSave=true` (D: REST API Developer Guide,
+  "Duplicate Rule Header", API 52.0+, "The default value for all fields is false";
+  developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api/headers_duplicaterules.htm; the
+  sandbox honours it in every version); then the
   record is saved and the result's `errors` carries the same DUPLICATES_DETECTED item (I:
   SaveResult reports duplicate alerts as errors on a successful save in SOAP/Apex; the REST
   shape is assumed to match). Composite subrequests share the request's header.
@@ -319,10 +321,11 @@ def parse_profile(data: Any, *, source: str = "the org profile") -> OrgProfile:
 def allows_duplicate_save(header: str | None) -> bool:
     """Whether a `Sforce-Duplicate-Rule-Header` asks to save records an alerting rule matches.
 
-    The header is a comma-separated list of `name=value` (`allowSave=true,
-    includeRecordDetails=false, runAsCurrentUser=true`); names and values are case-insensitive.
+    The header is a list of `name=value` separated by semicolons, as the REST API Developer
+    Guide's example (`allowSave=true; includeRecordDetails=true; runAsCurrentUser=true`; commas
+    are accepted too); every field defaults to false; names and values are case-insensitive.
     """
-    for part in (header or "").split(","):
+    for part in re.split(r"[;,]", header or ""):
         name, _, value = part.partition("=")
         if name.strip().lower() == "allowsave":
             return value.strip().lower() == "true"
