@@ -109,6 +109,7 @@ async def test_multi_currency_validates_the_code(sf: httpx.AsyncClient) -> None:
 
 
 runner = CliRunner()
+EXAMPLE_PROFILE = str(Path(__file__).resolve().parents[2] / "examples" / "customised-org.yaml")
 
 
 def test_cli_prints_one_json_line_and_serves(
@@ -187,3 +188,39 @@ def test_close_removes_a_temporary_key_directory() -> None:
     assert key_dir.is_dir()
     sandbox.close()
     assert not key_dir.exists()
+
+
+async def test_cli_serves_a_customised_org(monkeypatch: pytest.MonkeyPatch) -> None:
+    served: list[Any] = []
+    monkeypatch.setattr(command, "run_forever", lambda apps: served.append(apps))
+    result = runner.invoke(
+        cli_app,
+        ["sandbox", "salesforce", "--port", "0", "--json", "--org-profile", EXAMPLE_PROFILE],
+    )
+    assert result.exit_code == 0, result.output
+    ((app, listener),) = served[0]
+    listener.sock.close()
+
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://sf.test") as client:
+        response = await client.post(
+            "/control/records/Opportunity",
+            json={"Name": "D", "StageName": "Prospecting", "CloseDate": "2026-12-31"},
+        )
+    assert response.status_code == 400
+    assert response.json()[0]["errorCode"] == "REQUIRED_FIELD_MISSING"
+
+
+def test_cli_refuses_a_bad_org_profile(tmp_path: Path) -> None:
+    profile = tmp_path / "org.yaml"
+    profile.write_text("required_fields: [{object: Opportunity, field: Region}]\n", "utf-8")
+    result = runner.invoke(
+        cli_app, ["sandbox", "salesforce", "--port", "0", "--org-profile", str(profile)]
+    )
+    assert result.exit_code == 2
+    assert "custom field names end in __c" in result.output
+    missing = runner.invoke(
+        cli_app, ["sandbox", "salesforce", "--org-profile", str(tmp_path / "none.yaml")]
+    )
+    assert missing.exit_code == 2
+    assert "cannot read the org profile" in missing.output

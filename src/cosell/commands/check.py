@@ -25,7 +25,8 @@ for not checked (with why). The checks, in order:
    hand, never as a failure: the user may have the access through a profile, which no query
    can see either.
 6. Mapping: the mapping file loads, and `cosell.mapping.check_mapping` finds no problem
-   against the org's describe of Opportunity and Account.
+   against the org's describe of Opportunity and Account (and the picklist values of
+   Opportunity's record types, for the sales process of the record type cosell creates with).
 7. Webhooks: the tenant's registration (`WebhooksClient.show`) exists, covers the four
    referral events and points at `[server] public_url`.
 
@@ -101,6 +102,7 @@ class _Clients:
     user_id: str | None = None
     username: str | None = None
     descriptions: dict[str, ObjectDescription] = field(default_factory=dict)
+    record_type_values: dict[str, dict[str, tuple[str, ...]]] = field(default_factory=dict)
 
 
 def metadata_fields() -> dict[str, set[str]]:
@@ -409,6 +411,19 @@ class Checklist:
             except SalesforceError as exc:
                 self._add("fail", "Salesforce", f"cannot describe {obj}: {exc}", exc.hint)
                 return
+        from cosell.commands.mapping import opportunity_record_type_values
+
+        try:
+            clients.record_type_values = await opportunity_record_type_values(
+                client, clients.descriptions.get("Opportunity")
+            )
+        except SalesforceError as exc:
+            self._add(
+                "fail",
+                "Salesforce",
+                f"cannot read the picklist values of Opportunity's record types: {exc}",
+                exc.hint,
+            )
         for obj in sorted(needed):
             description = clients.descriptions.get(obj)
             if description is None:
@@ -416,7 +431,14 @@ class Checklist:
             missing += [(obj, name) for name in sorted(needed[obj]) if not description.field(name)]
         for obj, name in missing:
             what = f"object {obj}" if name is None else f"field {obj}.{name}"
-            self._add("fail", "Salesforce", f"{what} missing", DEPLOY_FIX)
+            self._add(
+                "fail",
+                "Salesforce",
+                f"{what} missing (or hidden from cosell's user by "
+                f"{'object permissions' if name is None else 'field-level security'})",
+                f"{DEPLOY_FIX}; if it is deployed, give the integration user read and edit "
+                "access to it (the Cosell_Integration permission set does)",
+            )
         if not missing:
             count = sum(len(names) for names in needed.values())
             self._add(
@@ -494,7 +516,12 @@ class Checklist:
         if lead_sync and "Lead" not in descriptions:
             self._add("skip", "Mapping", "not checked", "Lead not described")
             return
-        found = check_mapping(mapping, lambda name: descriptions[name], lead_sync=lead_sync)
+        found = check_mapping(
+            mapping,
+            lambda name: descriptions[name],
+            lead_sync=lead_sync,
+            record_type_values=clients.record_type_values,
+        )
         if found:
             shown = found[:MAX_MAPPING_PROBLEMS]
             more = len(found) - len(shown)

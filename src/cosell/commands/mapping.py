@@ -26,6 +26,7 @@ from cosell.commands import ConfigOption
 if TYPE_CHECKING:  # imported when the command runs, so that the CLI starts quickly
     from cosell.clock import Clock
     from cosell.config import Settings
+    from cosell.salesforce.client import SalesforceClient
     from cosell.salesforce.schema import ObjectDescription
 
 HTTP_TIMEOUT = httpx.Timeout(30.0, connect=10.0)  # describe answers are large but quick
@@ -43,13 +44,36 @@ def _mapping() -> None:
     """The field mapping between Partner Center referrals and Salesforce records."""
 
 
+RecordTypeValues = dict[str, dict[str, tuple[str, ...]]]
+
+
+async def opportunity_record_type_values(
+    client: SalesforceClient, opportunity: ObjectDescription | None
+) -> RecordTypeValues:
+    """The picklist values of each record type of Opportunity available to cosell's user.
+
+    One UI API call per record type (none in an org with only Master), for `check_mapping`'s
+    `record_type_values`.
+
+    Raises:
+        SalesforceError: Salesforce refused a call.
+    """
+    if opportunity is None:
+        return {}
+    return {
+        info.record_type_id: await client.picklist_values("Opportunity", info.record_type_id)
+        for info in opportunity.record_type_infos
+        if info.available and not info.master
+    }
+
+
 async def describe_objects(
     settings: Settings,
     names: Iterable[str],
     *,
     http: httpx.AsyncClient | None = None,
     clock: Clock | None = None,
-) -> tuple[dict[str, ObjectDescription], str]:
+) -> tuple[dict[str, ObjectDescription], RecordTypeValues, str]:
     """Sign in to Salesforce as the settings say and describe the named objects.
 
     Args:
@@ -59,8 +83,9 @@ async def describe_objects(
         clock: the clock of the auth flow and client.
 
     Returns:
-        The descriptions of the objects the org has (a missing object is left out), and the
-        org's instance URL.
+        The descriptions of the objects the org has (a missing object is left out), the
+        picklist values of Opportunity's record types (`opportunity_record_type_values`), and
+        the org's instance URL.
 
     Raises:
         ConfigError: the sign-in the settings choose lacks a credential.
@@ -82,8 +107,9 @@ async def describe_objects(
                 found[name] = await client.describe(name)
             except NotFoundError:
                 continue
+        values = await opportunity_record_type_values(client, found.get("Opportunity"))
         token = client.session.current
-        return found, token.instance_url if token else ""
+        return found, values, token.instance_url if token else ""
     finally:
         if owned:
             await client_http.aclose()
@@ -133,14 +159,18 @@ async def run_check(
         lead_sync = settings.sync.lead_sync
         children = [c.object for c in mapping.collections.objects().values()]
         objects = (OPPORTUNITY, ACCOUNT, *children, *(("Lead",) if lead_sync else ()))
-        descriptions, instance = await describe_objects(settings, objects, http=http, clock=clock)
+        descriptions, values, instance = await describe_objects(
+            settings, objects, http=http, clock=clock
+        )
     except ConfigError as exc:
         echo(f"Error: {exc}")
         return 1
     except SalesforceError as exc:
         echo(f"Error: cannot read the org's schema from Salesforce: {exc}")
         return 1
-    problems = check_mapping(mapping, lambda name: descriptions[name], lead_sync=lead_sync)
+    problems = check_mapping(
+        mapping, lambda name: descriptions[name], lead_sync=lead_sync, record_type_values=values
+    )
     for problem in problems:
         echo(str(problem))
     if problems:

@@ -127,6 +127,13 @@ def up_command(
     json_output: bool = typer.Option(
         False, "--json", help="Print only the one line of startup JSON (for scripts)."
     ),
+    org_profile: Path | None = typer.Option(  # noqa: B008 - typer reads options from defaults
+        None,
+        "--org-profile",
+        help="YAML file that makes the Salesforce sandbox a customised org (validation and "
+        "duplicate rules, required fields, field-level security, automation); see "
+        "sandbox/examples/customised-org.yaml.",
+    ),
 ) -> None:
     """Run both sandboxes (Partner Center and Salesforce) until Ctrl-C."""
     require_sandboxes("cosell sandbox up")
@@ -135,6 +142,7 @@ def up_command(
     from cosell_sandbox.partnercenter.persistence import SandboxDataError as PartnerCenterDataError
     from cosell_sandbox.salesforce.app import SalesforceSandbox, SandboxDataError
     from cosell_sandbox.salesforce.app import SandboxOptions as SalesforceOptions
+    from cosell_sandbox.salesforce.orgprofile import OrgProfileError, load_profile
     from cosell_sandbox.serving import listen
 
     if write_config is not None and write_config.exists() and not force:
@@ -144,6 +152,10 @@ def up_command(
             err=True,
         )
         raise typer.Exit(code=2)
+    try:
+        profile = load_profile(org_profile) if org_profile is not None else None
+    except OrgProfileError as exc:
+        raise _fail(str(exc), []) from None
     listeners: list[Listener] = []
     try:
         listeners.append(listen(pc_port))
@@ -169,9 +181,10 @@ def up_command(
                 seed=seed,
                 data_path=data_dir / "salesforce.db" if data_dir else None,
                 key_dir=data_dir / "salesforce-keys" if data_dir else None,
+                org_profile=profile,
             ),
         )
-    except (PartnerCenterDataError, SandboxDataError) as exc:
+    except (PartnerCenterDataError, SandboxDataError, OrgProfileError) as exc:
         raise _fail(str(exc), listeners) from None
     try:
         _serve(partner_center, salesforce, listeners, write_config, json_output=json_output)

@@ -20,7 +20,7 @@ Nothing here does I/O except reading the mapping file; `check_mapping` takes the
 results as a function.
 """
 
-from cosell.mapping.check import check_mapping
+from cosell.mapping.check import check_mapping, creates_record_type
 from cosell.mapping.convert import (
     SalesforceRecords,
     new_referral_body,
@@ -64,6 +64,7 @@ __all__ = [
     "Value",
     "ValueMappingError",
     "check_mapping",
+    "creates_record_type",
     "load_mapping",
     "new_referral_body",
     "new_salesforce_records",

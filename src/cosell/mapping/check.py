@@ -20,6 +20,16 @@ createable and deletable, its parent field points to Opportunity, the opportunit
 named child relationship to it, and the fields cosell reads and writes exist (the ones it
 writes createable). With lead sync, the lead section too (`lead_sync=True`). (Duplicate names
 are refused when the file is loaded.)
+
+Customised orgs (record types, field-level security, required custom fields): a field hidden
+from cosell's user by field-level security is absent from describe, so it reads as a missing
+field (the message says to check FLS); a read-only one fails the createable/updateable checks.
+A required field the mapping does not fill suggests a `defaults` entry; `defaults` must name
+createable fields and active picklist values. The record type cosell creates opportunities with
+(`record_type`, else the user's default from describe's `recordTypeInfos`) must exist and be
+available to the user, and every stage of the stage table must be in its sales process (its
+`StageName` values, which the caller fetches with `SalesforceClient.picklist_values` for
+`creates_record_type(...)` and passes as `record_type_values`).
 """
 
 from __future__ import annotations
@@ -52,7 +62,7 @@ from cosell.mapping.transforms import (
     TextTransform,
 )
 from cosell.mapping.types import Direction
-from cosell.salesforce.schema import FieldDescription, ObjectDescription
+from cosell.salesforce.schema import FieldDescription, ObjectDescription, RecordTypeInfo
 
 _TEXT = frozenset({"string", "textarea", "url", "email", "phone", "picklist", "combobox"})
 SALESFORCE_TYPES: dict[type, frozenset[str]] = {
@@ -112,6 +122,7 @@ class _Checker:
         self.mapping = mapping
         self.prefix = prefix  # ("lead",) when checking the lead section as a mapping of its own
         self._describe = describe
+        self.record_type_values: AbcMapping[str, AbcMapping[str, tuple[str, ...]]] = {}
         self._objects: dict[str, ObjectDescription | None] = {}
         self.problems: list[Problem] = []
 
@@ -147,6 +158,8 @@ class _Checker:
             self.check_partner_center(index, mapped)
         self.check_stages()
         self.check_required_on_create()
+        self.check_defaults()
+        self.check_record_type()
         self.check_own_fields()
         for key, child in self.mapping.collections.objects().items():
             self.check_collection(key, child)
@@ -346,16 +359,100 @@ class _Checker:
             if description is None:
                 continue
             mapped = {f.sf_field.lower() for f in self.mapping.fields_on(sobject)}
+            mapped |= {k.lower() for k in self.mapping.create_defaults(sobject)}
             if sobject in (OPPORTUNITY, LEAD):
                 mapped |= own
             for described in description.fields:
                 if described.required_on_create and described.name.lower() not in mapped:
+                    example = _example_value(described)
                     self.add(
                         ("fields",),
                         f"{sobject}.{described.name} is required when cosell creates a "
-                        f"{sobject}, but no field maps it; add a field for it (with a default "
-                        "if Partner Center may not have a value)",
+                        f"{sobject}, but no field maps it; add a `defaults` entry (written on "
+                        f"create only), e.g. `defaults: {{{sobject}.{described.name}: "
+                        f"{example}}}`, or map a field to it (with a default if Partner Center "
+                        "may not have a value)",
                     )
+
+    def check_defaults(self) -> None:
+        for key, value in self.mapping.defaults.items():
+            sobject, _, name = key.partition(".")
+            found = self.salesforce_field(sobject, name, ("defaults", key))
+            if found is None:
+                continue
+            where = f"{sobject}.{found.name}"
+            if not found.createable:
+                self.add(
+                    ("defaults", key),
+                    f"{where} is not createable by cosell's user, so its default cannot be "
+                    "written; grant edit access (field-level security) or remove the default",
+                )
+            elif found.type == "picklist" and value not in found.active_values:
+                self._not_a_value(("defaults", key), where, str(value), found.active_values)
+
+    def check_record_type(self) -> None:
+        description = self.described(OPPORTUNITY)
+        if description is None:
+            return
+        wanted = self.mapping.record_type
+        chosen = creates_record_type(self.mapping, description)
+        if wanted is not None and chosen is None:
+            usable = [
+                i.developer_name
+                for i in description.record_type_infos
+                if i.available and not i.master
+            ]
+            self.add(
+                ("record_type",),
+                f"Opportunity has no record type {wanted!r} available to cosell's user"
+                f"{_suggest(wanted, usable)}; "
+                + (
+                    f"its record types are: {', '.join(usable)}"
+                    if usable
+                    else "the org has no Opportunity record types: remove record_type"
+                )
+                + " (or assign the record type to the integration user's profile)",
+            )
+            return
+        if chosen is None:
+            return
+        values = self.record_type_values.get(chosen.record_type_id, {})
+        stage_field = self.mapping.stage_field
+        stage_name = stage_field.sf_field if stage_field else "StageName"
+        allowed = next((v for k, v in values.items() if k.lower() == stage_name.lower()), None)
+        if allowed is None:
+            return  # not fetched: nothing to compare with
+        source = "record_type" if wanted else "the integration user's default record type"
+        others = [
+            i
+            for i in description.record_type_infos
+            if i.available and not i.master and i.record_type_id != chosen.record_type_id
+        ]
+        for key, stage in self.mapping.stages.stage_names().items():
+            if stage in allowed:
+                continue
+            fits = [
+                i.developer_name
+                for i in others
+                if stage
+                in next(
+                    (
+                        v
+                        for k, v in self.record_type_values.get(i.record_type_id, {}).items()
+                        if k.lower() == stage_name.lower()
+                    ),
+                    (),
+                )
+            ]
+            alternative = f" ({', '.join(fits)} allows it)" if fits else ""
+            self.add(
+                _stage_loc(key),
+                f"stage {stage!r} is not in the sales process of record type "
+                f"{chosen.developer_name} ({source}, which cosell creates opportunities with), so "
+                f"Salesforce refuses it; its stages are: {', '.join(allowed)}. Add the stage to "
+                f"the sales process, set `record_type:` to another record type{alternative}, or "
+                "change the stage table",
+            )
 
     def check_own_fields(self, sobject: str = OPPORTUNITY) -> None:
         description = self.described(sobject)
@@ -384,6 +481,32 @@ class _Checker:
                 )
 
 
+def creates_record_type(mapping: Mapping, opportunity: ObjectDescription) -> RecordTypeInfo | None:
+    """The record type cosell creates opportunities with, when the org has record types.
+
+    The mapping's `record_type` (by developer name, available to the user), else the user's
+    default one; None when the org has only Master (or the named one is not available).
+    """
+    if mapping.record_type is not None:
+        found = opportunity.record_type(mapping.record_type)
+        return found if found is not None and found.available and not found.master else None
+    default = opportunity.default_record_type
+    return default if default is not None and not default.master else None
+
+
+def _example_value(field: FieldDescription) -> str:
+    """A value to show in a suggested `defaults` entry for a field."""
+    if field.type == "picklist" and field.active_values:
+        return field.active_values[0]
+    if field.type == "boolean":
+        return "false"
+    if field.type in ("double", "currency", "percent", "int"):
+        return "0"
+    if field.type == "date":
+        return "2026-01-01"
+    return "<value>"
+
+
 def _stage_loc(key: str) -> Loc:
     """The place of a stage table key such as `won_stage` or `other_lost_stages[1]`."""
     name, _, index = key.partition("[")
@@ -395,6 +518,7 @@ def check_mapping(
     describe: Callable[[str], ObjectDescription],
     *,
     lead_sync: bool = False,
+    record_type_values: AbcMapping[str, AbcMapping[str, tuple[str, ...]]] | None = None,
 ) -> list[Problem]:
     """Every problem of a mapping against the org's schema and the referral model.
 
@@ -406,11 +530,17 @@ def check_mapping(
         lead_sync: also check the lead section (`[sync] lead_sync` is on): its fields as
             above on `Lead`, its statuses as active `Lead.Status` values, `Lead`'s required
             fields mapped, cosell's own fields present on `Lead`.
+        record_type_values: picklist values per Opportunity record type id (field -> values,
+            `SalesforceClient.picklist_values`): at least those of `creates_record_type(...)`,
+            to check the stage table against its sales process, and of the others to suggest
+            one that fits. None: the sales process is not checked.
 
     Returns:
         The problems, each with its place; empty when the mapping fits the org.
     """
-    problems = _Checker(mapping, describe).run()
+    checker = _Checker(mapping, describe)
+    checker.record_type_values = record_type_values or {}
+    problems = checker.run()
     if lead_sync:
         lead = mapping.lead_mapping()
         if lead is None or mapping.lead is None:

@@ -410,8 +410,9 @@ def new_salesforce_records(
     """The fields of an opportunity (and its account) created from a referral.
 
     Every mapped field is written whatever its direction (the record is new), with the field's
-    default when the value is None; None values are left out. The opportunity also gets the
-    referral id and link and the sync checkbox ticked.
+    default when the value is None; None values are left out. The mapping's `defaults` fill
+    the fields no mapped field maps. The opportunity also gets the referral id and link and the
+    sync checkbox ticked.
 
     Args:
         mapping: the mapping.
@@ -440,6 +441,9 @@ def new_salesforce_records(
             raise _failed(mapped, "Salesforce", exc) from None
         if wire is not None:
             records[mapped.sobject][mapped.sf_field] = wire
+    for sobject in (OPPORTUNITY, ACCOUNT):
+        if records[sobject] or sobject == OPPORTUNITY:  # no account without a mapped value
+            records[sobject] = mapping.create_defaults(sobject) | records[sobject]
     own = mapping.opportunity
     records[OPPORTUNITY] |= {
         own.referral_id: referral_id,

@@ -68,6 +68,7 @@ STAGE_PATH = "status"
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 _API_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+_RECORD_TYPE = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 _SALESFORCE = re.compile(r"^([A-Za-z][A-Za-z0-9_]*)\.([A-Za-z][A-Za-z0-9_]*)$")
 _PATH = re.compile(r"^/?[A-Za-z][A-Za-z0-9]*(/([A-Za-z][A-Za-z0-9]*|0))*$")
 
@@ -621,6 +622,12 @@ class Mapping(_Spec):
         collections: the opportunity's child objects synced as sets (solutions, contacts, team).
         stages: the stage table.
         fields: the mapped fields, in the order they are compared and written.
+        record_type: the developer name of the record type cosell's new opportunities should
+            have (None: the integration user's default record type). `cosell mapping check`
+            checks the stage table against its sales process.
+        defaults: values written only when cosell creates a record, for Salesforce fields no
+            mapped field fills (`Opportunity.<Field>` or `Account.<Field>` -> value), e.g. a
+            required custom field.
     """
 
     version: Literal[1] = 1
@@ -629,6 +636,37 @@ class Mapping(_Spec):
     stages: StageTable
     fields: list[FieldMapping] = Field(min_length=1)
     lead: LeadSection | None = None
+    record_type: str | None = None
+    defaults: dict[str, str | bool | int | float] = Field(default_factory=dict)
+
+    @field_validator("record_type")
+    @classmethod
+    def _record_type(cls, value: str | None) -> str | None:
+        if value is not None and not _RECORD_TYPE.match(value):
+            raise ValueError(
+                f"{value!r} is not a record type's developer name (letters, digits and _, "
+                "e.g. Partner_Deal; Setup > Object Manager > Opportunity > Record Types)"
+            )
+        return value
+
+    @field_validator("defaults")
+    @classmethod
+    def _defaults(
+        cls, value: dict[str, str | bool | int | float]
+    ) -> dict[str, str | bool | int | float]:
+        for key in value:
+            match = _SALESFORCE.match(key)
+            if not match or match.group(1) not in ROLES:
+                raise ValueError(
+                    f"defaults key {key!r} must be Opportunity.<Field> or Account.<Field>, "
+                    "e.g. Opportunity.Region__c"
+                )
+        return value
+
+    def create_defaults(self, sobject: str) -> dict[str, str | bool | int | float]:
+        """The `defaults` of one object, by field API name."""
+        prefix = f"{sobject}."
+        return {k[len(prefix) :]: v for k, v in self.defaults.items() if k.startswith(prefix)}
 
     _source: str = PrivateAttr(default="<mapping>")
     _places: dict[Loc, str] = PrivateAttr(default_factory=dict)
@@ -737,6 +775,16 @@ def consistency_problems(mapping: Mapping) -> list[tuple[Loc, str]]:
                 )
             else:
                 seen[value] = index
+    mapped_sf = {(f.salesforce or "").lower() for f in mapping.fields}
+    for key in mapping.defaults:
+        if key.lower() in mapped_sf:
+            problems.append(
+                (
+                    ("defaults", key),
+                    f"{key} is mapped by a field; give that field a default instead (defaults "
+                    "are for Salesforce fields no field maps)",
+                )
+            )
     for index, mapped in enumerate(mapping.fields):
         if mapped.is_constant and mapped.default is None:
             problems.append(

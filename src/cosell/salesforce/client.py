@@ -1040,6 +1040,37 @@ class SalesforceClient:
         body = await self._json("GET", f"sobjects/{sobject}/describe")
         return ObjectDescription.model_validate(body)
 
+    async def picklist_values(
+        self, sobject: str, record_type_id: str
+    ) -> dict[str, tuple[str, ...]]:
+        """The picklist values a record type allows, per picklist field of `sobject`.
+
+        Reads the UI API's `ui-api/object-info/{sobject}/picklist-values/{recordTypeId}` (the
+        documented per-record-type resource; describe lists every value of every record type).
+
+        Returns:
+            Field API name -> its values for that record type, in the org's order.
+
+        Raises:
+            NotFoundError: No such object, or the record type is not one of its record types.
+            UnexpectedResponseError: The answer is not the documented shape.
+        """
+        path = (
+            f"ui-api/object-info/{_name(sobject, 'sObject')}/picklist-values/"
+            f"{_record_id(record_type_id)}"
+        )
+        body = await self._json("GET", path)
+        fields = body.get("picklistFieldValues") if isinstance(body, dict) else None
+        if not isinstance(fields, dict):
+            raise UnexpectedResponseError(f"{path} answered without picklistFieldValues")
+        values: dict[str, tuple[str, ...]] = {}
+        for name, answer in fields.items():
+            entries = answer.get("values") if isinstance(answer, dict) else None
+            values[str(name)] = tuple(
+                str(v["value"]) for v in entries or () if isinstance(v, dict) and "value" in v
+            )
+        return values
+
     async def describe_global(self) -> GlobalDescription:
         """Every object of the org (`GET /sobjects`)."""
         return GlobalDescription.model_validate(await self._json("GET", "sobjects"))

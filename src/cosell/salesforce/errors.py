@@ -17,7 +17,11 @@ an error means::
     │   └── TransportError               no usable HTTP answer (connection, timeout)
     ├── ConflictError                    412 PRECONDITION_FAILED: re-read, re-merge, write again
     └── TerminalError                    retrying the same call cannot help
-        ├── ValidationError              400 field and value errors (REQUIRED_FIELD_MISSING, ...)
+        ├── ValidationError              400 field and value errors (STRING_TOO_LONG, ...)
+        │   ├── CustomValidationError    FIELD_CUSTOM_VALIDATION_EXCEPTION: an org's rule (field)
+        │   ├── RequiredFieldMissingError REQUIRED_FIELD_MISSING (missing: the field names)
+        │   ├── FieldNotWritableError    INVALID_FIELD_FOR_INSERT_UPDATE: read-only to this user
+        │   └── DuplicatesDetectedError  DUPLICATES_DETECTED: a duplicate rule (matched_ids, ...)
         ├── QueryError                   400 MALFORMED_QUERY, INVALID_TYPE, INVALID_QUERY_LOCATOR
         ├── NotFoundError                404 NOT_FOUND
         ├── EntityDeletedError           404 ENTITY_IS_DELETED (in the recycle bin)
@@ -178,6 +182,104 @@ class ValidationError(TerminalError):
     default_hint = "fix the value or the field mapping named here; retrying the same data fails"
 
 
+class CustomValidationError(ValidationError):
+    """FIELD_CUSTOM_VALIDATION_EXCEPTION: one of the org's validation rules refused the record.
+
+    Attributes:
+        field: The field the rule shows its message on, or None (top of the page).
+    """
+
+    default_hint = (
+        "an admin's validation rule in the org refused the record; change the data so the rule "
+        "passes (its message says how) or ask the Salesforce admin to exempt the integration user"
+    )
+
+    @property
+    def field(self) -> str | None:
+        """The field the rule's message is shown on, if the rule names one."""
+        return self.fields[0] if self.fields else None
+
+
+class RequiredFieldMissingError(ValidationError):
+    """REQUIRED_FIELD_MISSING: the record lacks fields the org requires (`missing`)."""
+
+    default_hint = (
+        "map the field, or give it a value under `defaults` in the mapping "
+        "(`cosell mapping check` lists required fields the mapping does not fill)"
+    )
+
+    @property
+    def missing(self) -> tuple[str, ...]:
+        """The required fields without a value."""
+        return tuple(self.fields)
+
+
+class FieldNotWritableError(ValidationError):
+    """INVALID_FIELD_FOR_INSERT_UPDATE: a field read-only to this user (FLS, or a system field)."""
+
+    default_hint = (
+        "grant the integration user edit access to the field (field-level security), or map it "
+        "to_partner_center only"
+    )
+
+
+class DuplicatesDetectedError(ValidationError):
+    """DUPLICATES_DETECTED: a duplicate rule matched existing records.
+
+    Carried as a refusal (`allow_save` False, the record was not saved) or, in a successful
+    collections result's `errors`, as an alert (`allow_save` True, the record was saved).
+
+    Attributes:
+        matched_ids: The ids of the records the rule matched, in the order Salesforce gave them.
+        duplicate_rule: The rule's developer name, if given.
+        allow_save: Whether the rule lets the record be saved (alert) or blocks it.
+    """
+
+    default_hint = (
+        "the org already has this record (see matched_ids); link the existing record instead of "
+        "creating another, or ask the Salesforce admin about the duplicate rule"
+    )
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        matched_ids: Sequence[str] = (),
+        duplicate_rule: str | None = None,
+        allow_save: bool = False,
+        **kw: Any,
+    ) -> None:
+        super().__init__(message, **kw)
+        self.matched_ids = tuple(matched_ids)
+        self.duplicate_rule = duplicate_rule
+        self.allow_save = allow_save
+
+
+def duplicate_details(result: Any) -> dict[str, Any]:
+    """`matched_ids`, `duplicate_rule` and `allow_save` from a `duplicateResult` object.
+
+    Unreadable parts are skipped (an empty tuple of ids when nothing matches the documented
+    shape `matchResults[].matchRecords[].record.Id`).
+    """
+    if not isinstance(result, Mapping):
+        return {}
+    ids: list[str] = []
+    for match in result.get("matchResults") or ():
+        if not isinstance(match, Mapping):
+            continue
+        for record in match.get("matchRecords") or ():
+            inner = record.get("record") if isinstance(record, Mapping) else None
+            rid = inner.get("Id") if isinstance(inner, Mapping) else None
+            if isinstance(rid, str) and rid and rid not in ids:
+                ids.append(rid)
+    rule = result.get("duplicateRule")
+    return {
+        "matched_ids": tuple(ids),
+        "duplicate_rule": rule if isinstance(rule, str) else None,
+        "allow_save": result.get("allowSave") is True,
+    }
+
+
 class QueryError(TerminalError):
     """400: a SOQL problem (syntax, unknown object, expired query locator)."""
 
@@ -307,6 +409,7 @@ def classify(
     fields: Sequence[str] = (),
     retry_after: float | None = None,
     usage_exhausted: bool | None = None,
+    duplicate_result: Any = None,
 ) -> SalesforceError:
     """Build the error of this tree that a status and error code mean.
 
@@ -318,6 +421,7 @@ def classify(
         retry_after: A delay the server asked for, in seconds.
         usage_exhausted: Whether `Sforce-Limit-Info` showed the daily allocation used up; None
             when the response had no such header.
+        duplicate_result: The error's `duplicateResult` object (DUPLICATES_DETECTED), if any.
 
     Returns:
         The error (not raised).
@@ -355,6 +459,14 @@ def classify(
     if status == 403:
         return AccessDeniedError(message, **kw)
     if status == 400 or (status is None and code):
+        if code == "FIELD_CUSTOM_VALIDATION_EXCEPTION":
+            return CustomValidationError(message, **kw)
+        if code == "REQUIRED_FIELD_MISSING":
+            return RequiredFieldMissingError(message, **kw)
+        if code == "INVALID_FIELD_FOR_INSERT_UPDATE":
+            return FieldNotWritableError(message, **kw)
+        if code == "DUPLICATES_DETECTED":
+            return DuplicatesDetectedError(message, **kw, **duplicate_details(duplicate_result))
         return ValidationError(message, **kw)
     return UnexpectedResponseError(message, **kw)
 
@@ -375,6 +487,7 @@ def error_from_item(item: Mapping[str, Any]) -> SalesforceError:
         error_code=str(code) if code is not None else None,
         message=str(item.get("message") or "no message"),
         fields=_field_names(item.get("fields")),
+        duplicate_result=item.get("duplicateResult"),
     )
 
 
@@ -432,6 +545,7 @@ def error_from_body(
             fields=_field_names(first.get("fields")),
             retry_after=retry_after,
             usage_exhausted=_usage_exhausted(lowered),
+            duplicate_result=first.get("duplicateResult"),
         )
     if isinstance(body, Mapping) and "error" in body:
         return classify(

@@ -89,6 +89,18 @@ class ChildRelationship(_Tolerant):
     relationship_name: str | None = Field(default=None, alias="relationshipName")
 
 
+class RecordTypeInfo(_Tolerant):
+    """One entry of describe's `recordTypeInfos` (Master included, `master` true)."""
+
+    record_type_id: str = Field(alias="recordTypeId")
+    developer_name: str = Field(alias="developerName")
+    name: str | None = None
+    active: bool = True
+    available: bool = True
+    master: bool = False
+    default_for_user: bool = Field(default=False, alias="defaultRecordTypeMapping")
+
+
 class ObjectDescription(_Tolerant):
     """The describe of one sObject type, with case-insensitive field lookup."""
 
@@ -104,6 +116,20 @@ class ObjectDescription(_Tolerant):
     child_relationships: tuple[ChildRelationship, ...] = Field(
         default=(), alias="childRelationships"
     )
+    record_type_infos: tuple[RecordTypeInfo, ...] = Field(default=(), alias="recordTypeInfos")
+
+    def record_type(self, name_or_id: str) -> RecordTypeInfo | None:
+        """The record type with this developer name (any case) or id (15 or 18 chars), or None."""
+        wanted = name_or_id.lower()
+        for info in self.record_type_infos:
+            if info.developer_name.lower() == wanted or info.record_type_id[:15] == name_or_id[:15]:
+                return info
+        return None
+
+    @property
+    def default_record_type(self) -> RecordTypeInfo | None:
+        """The record type the user's creates get when they name none (None: no record types)."""
+        return next((i for i in self.record_type_infos if i.default_for_user and i.available), None)
 
     def field(self, name: str) -> FieldDescription | None:
         """The field called `name` (any case), or None."""

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from commands_kit import Served, write_settings
 from typer.testing import CliRunner
@@ -248,3 +250,84 @@ def test_a_bad_salesforce_consumer_secret_is_reported_as_one(
     assert "consumer_secret" in failure
     assert "not-the-secret-43" not in "\n".join(lines)
     assert _marked(lines, "✓", "Partner Center")
+
+
+@pytest.fixture
+def customised_org(served: Served) -> Iterator[Path]:
+    """The served Salesforce sandbox customised with the shipped example profile (then clean)."""
+    import yaml
+
+    example = Path(__file__).resolve().parents[3] / "sandbox" / "examples" / "customised-org.yaml"
+    profile = yaml.safe_load(example.read_text(encoding="utf-8"))
+    control = served.sf["control_api"]
+    response = httpx.put(f"{control}/org-profile", json=profile, timeout=10)
+    assert response.status_code == 204, response.text
+    try:
+        yield example
+    finally:
+        cleared = httpx.put(f"{control}/org-profile", json={}, timeout=10)
+        assert cleared.status_code == 204, cleared.text
+
+
+def test_a_customised_org_lists_each_hazard_with_the_fix(
+    served: Served, registered: str, customised_org: Path, tmp_path: Path
+) -> None:
+    config = write_settings(tmp_path / "cosell.toml", _settings(served, registered))
+    status, lines = _check(config)
+    assert status == 1
+    (hidden,) = _marked(lines, "✗", "Salesforce")
+    assert "Opportunity.Referral_Visibility__c missing (or hidden" in hidden
+    assert "field-level security" in hidden
+    (mapping,) = _marked(lines, "✗", "Mapping")
+    assert "5 problem(s)" in mapping
+    output = runner.invoke(app, ["check", "--config", str(config)]).output
+    text = " ".join(output.split())  # the problems are on the lines after the mark
+    assert "Opportunity.Description is not createable by cosell's user" in text
+    assert "Opportunity.Description is not updateable" in text
+    assert "use direction: to_partner_center, or grant edit access" in text
+    assert "Opportunity has no field 'Referral_Visibility__c'" in text
+    assert "field-level security of cosell's user" in text
+    assert "Opportunity.Region__c is required" in text
+    assert "`defaults: {Opportunity.Region__c: <value>}`" in text
+    assert "stage 'Qualification' is not in the sales process of record type Partner_Deal" in text
+    assert "(Enterprise_Deal allows it)" in text
+    assert _marked(lines, "✓", "Partner Center")
+
+
+def test_mapping_check_against_a_customised_org_and_the_fixes(
+    served: Served, customised_org: Path, tmp_path: Path
+) -> None:
+    text = default_mapping_text()
+    fixed = (
+        text.replace("salesforce: Opportunity.Description", "salesforce: Opportunity.NextStep")
+        .replace("  active_stage: Qualification", "  active_stage: Needs Analysis")
+        .replace(
+            "\nfields:\n",
+            "\nrecord_type: Partner_Deal\ndefaults:\n  Opportunity.Region__c: EMEA\nfields:\n",
+            1,
+        )
+    )
+    assert fixed.count("Opportunity.NextStep") == 1
+    lines = fixed.splitlines()
+    index = next(i for i, line in enumerate(lines) if "Opportunity.Referral_Visibility__c" in line)
+    start = max(i for i in range(index) if lines[i].startswith("  - name:"))
+    end = next(i for i in range(index, len(lines)) if lines[i].startswith("  - name:"))
+    mapping = tmp_path / "mapping.yaml"
+    mapping.write_text("\n".join(lines[:start] + lines[end:]) + "\n", encoding="utf-8")
+    result = runner.invoke(
+        app, ["mapping", "check", "--mapping", str(mapping), "--config", str(served.config)]
+    )
+    assert result.exit_code == 0, result.output
+    wrong = tmp_path / "wrong.yaml"
+    wrong.write_text(
+        mapping.read_text(encoding="utf-8").replace(
+            "record_type: Partner_Deal", "record_type: Partner"
+        ),
+        encoding="utf-8",
+    )
+    result = runner.invoke(
+        app, ["mapping", "check", "--mapping", str(wrong), "--config", str(served.config)]
+    )
+    assert result.exit_code == 1
+    assert "no record type 'Partner'" in result.output
+    assert "did you mean Partner_Deal" in result.output

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import pytest
 
-from cosell.mapping import MappingError, load_mapping, parse_mapping
+from cosell.mapping import MappingError, load_mapping, new_salesforce_records, parse_mapping
 from cosell.mapping.check import check_mapping
 from cosell.mapping.loader import default_mapping_path, default_mapping_text
 from cosell.salesforce.schema import ObjectDescription
@@ -208,7 +211,9 @@ def test_a_required_field_left_unmapped_is_reported() -> None:
     problems = [p.message for p in check_mapping(parse_mapping(text), describe)]
     assert (
         "Opportunity.CloseDate is required when cosell creates a Opportunity, but no field maps "
-        "it; add a field for it (with a default if Partner Center may not have a value)"
+        "it; add a `defaults` entry (written on create only), e.g. `defaults: "
+        "{Opportunity.CloseDate: 2026-01-01}`, or map a field to it (with a default if Partner "
+        "Center may not have a value)"
     ) in problems
 
 
@@ -322,3 +327,90 @@ def test_lead_fields_must_live_on_the_lead() -> None:
     )
     with pytest.raises(MappingError, match="Lead fields go in the lead section"):
         parse_mapping(moved)
+
+
+def _customised_describe() -> tuple[Callable[[str], ObjectDescription], dict[str, Any]]:
+    """describe() of an org with the example profile, and its record types' picklist values."""
+    from pathlib import Path
+
+    from cosell_sandbox.salesforce.describe import picklist_values
+    from cosell_sandbox.salesforce.orgprofile import apply_profile, load_profile
+
+    example = Path(__file__).resolve().parents[3] / "sandbox" / "examples" / "customised-org.yaml"
+    schema = build_schema()
+    apply_profile(schema, load_profile(example))
+
+    def described(name: str) -> ObjectDescription:
+        obj = schema.sobject(name)
+        if obj is None:
+            raise KeyError(name)
+        return ObjectDescription.model_validate(describe_sobject(obj, api_version="62.0"))
+
+    opportunity = schema.sobject("Opportunity")
+    assert opportunity is not None
+    values = {
+        rt.id: {
+            k: tuple(v["value"] for v in f["values"])
+            for k, f in picklist_values(opportunity, rt.id, api_version="62.0")[
+                "picklistFieldValues"
+            ].items()
+        }
+        for rt in opportunity.record_types
+    }
+    return described, values
+
+
+def test_defaults_fill_required_fields_and_are_checked() -> None:
+    customised, values = _customised_describe()
+    text = load_mapping_text().replace(
+        "\nfields:\n",
+        "\ndefaults:\n  Opportunity.Region__c: EMEA\n  Opportunity.Type: Nope\nfields:\n",
+        1,
+    )
+    mapping = parse_mapping(text)
+    problems = [p.message for p in check_mapping(mapping, customised, record_type_values=values)]
+    assert not any("Region__c is required" in p for p in problems)
+    assert any("'Nope' is not an active picklist value of Opportunity.Type" in p for p in problems)
+    records = new_salesforce_records(mapping, {}, referral_id="r", referral_link="l")
+    assert records["Opportunity"]["Region__c"] == "EMEA"
+    assert records["Account"] is None  # no account from defaults alone
+
+
+def test_defaults_keys_are_salesforce_fields_no_field_maps() -> None:
+    with pytest.raises(MappingError, match=r"must be Opportunity\.<Field> or Account\.<Field>"):
+        parse_mapping(
+            load_mapping_text().replace("\nfields:\n", "\ndefaults:\n  Region: EMEA\nfields:\n", 1)
+        )
+    with pytest.raises(MappingError, match="give that field a default instead"):
+        parse_mapping(
+            load_mapping_text().replace(
+                "\nfields:\n", "\ndefaults:\n  Opportunity.Amount: 1\nfields:\n", 1
+            )
+        )
+
+
+def test_record_type_sales_process_against_the_stage_table() -> None:
+    customised, values = _customised_describe()
+    default = parse_mapping(load_mapping_text())
+    problems = [p.message for p in check_mapping(default, customised, record_type_values=values)]
+    (stage,) = [p for p in problems if "sales process" in p]
+    assert "stage 'Qualification' is not in the sales process of record type Partner_Deal" in stage
+    assert "the integration user's default record type" in stage
+    assert "(Enterprise_Deal allows it)" in stage
+    enterprise = parse_mapping(
+        load_mapping_text().replace("\nfields:\n", "\nrecord_type: Enterprise_Deal\nfields:\n", 1)
+    )
+    found = check_mapping(enterprise, customised, record_type_values=values)
+    assert not any("sales process" in p.message for p in found)
+    unknown = parse_mapping(
+        load_mapping_text().replace("\nfields:\n", "\nrecord_type: Enterprise\nfields:\n", 1)
+    )
+    (problem,) = [
+        p.message
+        for p in check_mapping(unknown, customised, record_type_values=values)
+        if "record type" in p.message
+    ]
+    assert "no record type 'Enterprise'" in problem
+    assert "did you mean Enterprise_Deal" in problem
+    clean = [p.message for p in check_mapping(enterprise, describe)]
+    assert any("the org has no Opportunity record types: remove record_type" in p for p in clean)

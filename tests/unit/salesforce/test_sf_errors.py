@@ -23,16 +23,16 @@ def _response(status: int, body: object, **headers: str) -> httpx.Response:
         (400, "INVALID_QUERY_LOCATOR", e.QueryError),
         (400, "QUERY_TIMEOUT", e.QueryError),
         (400, "INVALID_FIELD", e.ValidationError),
-        (400, "REQUIRED_FIELD_MISSING", e.ValidationError),
-        (400, "INVALID_FIELD_FOR_INSERT_UPDATE", e.ValidationError),
+        (400, "REQUIRED_FIELD_MISSING", e.RequiredFieldMissingError),
+        (400, "INVALID_FIELD_FOR_INSERT_UPDATE", e.FieldNotWritableError),
         (400, "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST", e.ValidationError),
-        (400, "FIELD_CUSTOM_VALIDATION_EXCEPTION", e.ValidationError),
+        (400, "FIELD_CUSTOM_VALIDATION_EXCEPTION", e.CustomValidationError),
         (400, "STRING_TOO_LONG", e.ValidationError),
         (400, "INVALID_EMAIL_ADDRESS", e.ValidationError),
         (400, "MALFORMED_ID", e.ValidationError),
         (400, "JSON_PARSER_ERROR", e.ValidationError),
         (400, "DUPLICATE_VALUE", e.ValidationError),
-        (400, "DUPLICATES_DETECTED", e.ValidationError),
+        (400, "DUPLICATES_DETECTED", e.DuplicatesDetectedError),
         (400, "CANNOT_INSERT_UPDATE_ACTIVATE_ENTITY", e.ValidationError),
         (400, "INVALID_REPLICATION_DATE", e.ValidationError),
         (400, "UNABLE_TO_LOCK_ROW", e.RowLockError),
@@ -195,7 +195,7 @@ def test_several_errors_are_all_in_the_message() -> None:
 @pytest.mark.parametrize(
     ("code", "expected"),
     [
-        ("REQUIRED_FIELD_MISSING", e.ValidationError),
+        ("REQUIRED_FIELD_MISSING", e.RequiredFieldMissingError),
         ("ALL_OR_NONE_OPERATION_ROLLED_BACK", e.RolledBackError),
         ("PROCESSING_HALTED", e.RolledBackError),
         ("UNABLE_TO_LOCK_ROW", e.RowLockError),
@@ -234,3 +234,43 @@ def test_errors_survive_pickling() -> None:
     locked = pickle.loads(pickle.dumps(originals[0]))
     assert isinstance(locked, e.RowLockError)
     assert locked.retry_after == 3.0
+
+
+def test_duplicate_result_gives_the_matched_ids_and_tolerates_odd_shapes() -> None:
+    body = [
+        {
+            "duplicateResult": {
+                "allowSave": False,
+                "duplicateRule": "Acct_Rule",
+                "matchResults": [
+                    {"matchRecords": [{"record": {"Id": "001A"}}, {"record": {"Id": "001B"}}]},
+                    {"matchRecords": [{"record": {"Id": "001A"}}, "junk", {"record": None}]},
+                    "junk",
+                ],
+            },
+            "errorCode": "DUPLICATES_DETECTED",
+            "message": "Use one of these records?",
+        }
+    ]
+    error = e.error_from_response(_response(400, body))
+    assert isinstance(error, e.DuplicatesDetectedError)
+    assert error.matched_ids == ("001A", "001B")
+    assert error.duplicate_rule == "Acct_Rule"
+    assert error.allow_save is False
+    bare = e.error_from_item({"statusCode": "DUPLICATES_DETECTED", "message": "m"})
+    assert isinstance(bare, e.DuplicatesDetectedError)
+    assert bare.matched_ids == ()
+    assert bare.duplicate_rule is None
+
+
+def test_validation_subclasses_expose_their_fields() -> None:
+    rule = e.error_from_item(
+        {"statusCode": "FIELD_CUSTOM_VALIDATION_EXCEPTION", "message": "m", "fields": []}
+    )
+    assert isinstance(rule, e.CustomValidationError)
+    assert rule.field is None
+    missing = e.error_from_item(
+        {"statusCode": "REQUIRED_FIELD_MISSING", "message": "m", "fields": ["A__c", "B__c"]}
+    )
+    assert isinstance(missing, e.RequiredFieldMissingError)
+    assert missing.missing == ("A__c", "B__c")

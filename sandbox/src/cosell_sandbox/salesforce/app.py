@@ -23,6 +23,7 @@ seeded by `SandboxOptions.seed`, so a seed reproduces a run.
 
 from __future__ import annotations
 
+import copy
 import random
 import shutil
 import sqlite3
@@ -49,6 +50,7 @@ from cosell_sandbox.salesforce.errors import (
 from cosell_sandbox.salesforce.identity import SalesforceIdentity, check_soap_version
 from cosell_sandbox.salesforce.ids import IdFactory
 from cosell_sandbox.salesforce.limits import ApiUsage
+from cosell_sandbox.salesforce.orgprofile import OrgProfile, allows_duplicate_save, apply_profile
 from cosell_sandbox.salesforce.orgschema import build_schema
 from cosell_sandbox.salesforce.persistence import SqliteState
 from cosell_sandbox.salesforce.rest import (
@@ -161,6 +163,7 @@ class SandboxOptions:
         key_dir: Where the JWT key pair and certificate live; default: `<data_path>.keys`
             next to the data file, else a fresh temporary directory.
         faults: Injected faults (the sandbox keeps and mutates this object).
+        org_profile: The org's customisations (`orgprofile.load_profile`); None: a clean org.
         daily_api_limit: `DailyApiRequests.Max` over a rolling 24 hours.
     """
 
@@ -171,6 +174,7 @@ class SandboxOptions:
     key_dir: Path | None = None
     faults: ApiFaults = field(default_factory=ApiFaults)
     daily_api_limit: int = 15000  # a Developer Edition org's DailyApiRequests.Max
+    org_profile: OrgProfile | None = None  # customisations (`orgprofile`); None: a clean org
 
 
 def stage_rules() -> dict[str, StageRule]:
@@ -225,7 +229,12 @@ class SalesforceSandbox:
         root = random.Random(self.options.seed)  # noqa: S311 - emulation, not security
         self._fault_rng = random.Random(root.getrandbits(64))  # noqa: S311
         identity_rng = random.Random(root.getrandbits(64))  # noqa: S311
-        self.schema = schema or build_schema(multi_currency=self.options.multi_currency)
+        self._base_schema = schema or build_schema(multi_currency=self.options.multi_currency)
+        self.schema = self._base_schema
+        profile = OrgProfile()
+        if self.options.org_profile is not None:
+            self.schema = copy.deepcopy(self._base_schema)
+            profile = apply_profile(self.schema, self.options.org_profile)
         self.ids = IdFactory(root)
         try:
             self._state = SqliteState(self.options.data_path) if self.options.data_path else None
@@ -267,6 +276,7 @@ class SalesforceSandbox:
         self.store = RecordStore(
             self.schema, self.clock, self.ids, stage_rules=stage_rules(), change_log=self.change_log
         )
+        self.store.profile = profile
         self.usage = ApiUsage(self.options.daily_api_limit)
         self.api = RestApi(
             self.store,
@@ -366,6 +376,24 @@ class SalesforceSandbox:
                     },
                     user_id=self.integration_user_id,
                 )
+
+    def set_profile(self, profile: OrgProfile | None) -> None:
+        """Make the org the one `profile` describes (None: clean) and reset it (`reset`).
+
+        The schema is rebuilt from the clean one, so records of the old schema cannot survive.
+
+        Raises:
+            OrgProfileError: the profile names an unknown object or field (nothing changed).
+        """
+        schema = self._base_schema
+        applied = OrgProfile()
+        if profile is not None:
+            schema = copy.deepcopy(self._base_schema)
+            applied = apply_profile(schema, profile)
+        self.schema = self.store.schema = self.api.schema = schema
+        self.store.profile = applied
+        self.api.schema_changed_at = self.clock.now()
+        self.reset()
 
     def reset(self) -> None:
         """Back to a fresh org: no records but the seeded ones, an empty change log."""
@@ -628,6 +656,9 @@ class SalesforceSandbox:
         """Run one data call in its own transaction: committed on success, else rolled back."""
         self._purge_recycle_bin()
         tx = self.store.begin(actor)
+        tx.allow_duplicate_save = allows_duplicate_save(
+            request.header("Sforce-Duplicate-Rule-Header")
+        )
         ctx = CallContext(actor=actor, tx=tx, version=version)
         try:
             response = self.api.dispatch(request, ctx)

@@ -59,6 +59,12 @@ def salesforce_command(
     lock_row: float = typer.Option(
         0.0, "--lock-row", help="Fraction (0-1) of data writes answered 400 UNABLE_TO_LOCK_ROW."
     ),
+    org_profile: Path | None = typer.Option(  # noqa: B008 - typer reads options from defaults
+        None,
+        "--org-profile",
+        help="YAML file that customises the org: validation and duplicate rules, required "
+        "fields, field-level security, after-save automation (see sandbox/examples/).",
+    ),
     expire_sessions: float = typer.Option(
         0.0,
         "--expire-sessions",
@@ -88,7 +94,14 @@ def salesforce_command(
         raise usage_error("--session-lifetime must be positive (see --help)")
     if daily_api_limit <= 0:
         raise usage_error("--daily-api-limit must be positive (see --help)")
+    from cosell_sandbox.salesforce.orgprofile import OrgProfileError, load_profile
+
+    try:
+        profile = load_profile(org_profile) if org_profile is not None else None
+    except OrgProfileError as exc:
+        raise usage_error(str(exc)) from None
     options = SandboxOptions(
+        org_profile=profile,
         seed=seed,
         multi_currency=not single_currency,
         session_lifetime_seconds=session_lifetime,
@@ -102,7 +115,7 @@ def salesforce_command(
         raise usage_error(str(exc)) from None
     try:
         sandbox = SalesforceSandbox(base_url=listener.base_url, options=options)
-    except SandboxDataError as exc:
+    except (SandboxDataError, OrgProfileError) as exc:
         listener.sock.close()
         raise usage_error(str(exc)) from None
     info = sandbox.info()

@@ -90,7 +90,12 @@ def _handle(api: RestApi, req: ApiRequest, ctx: CallContext) -> ApiResponse:
 
 
 def _item_error(exc: SalesforceSandboxError) -> dict[str, Any]:
-    return {"statusCode": exc.error_code, "message": exc.message, "fields": exc.fields or []}
+    return {
+        **exc.extra,
+        "statusCode": exc.error_code,
+        "message": exc.message,
+        "fields": exc.fields or [],
+    }
 
 
 def _all_or_none(value: Any) -> bool:
@@ -220,11 +225,24 @@ def _write_one(
     if method == "POST":
         if id_key is not None:
             raise error("INVALID_FIELD", "cannot specify Id in an insert call", fields=["Id"])
-        return {"id": store.create(ctx.tx, obj, fields), "success": True, "errors": []}
+        new_id = store.create(ctx.tx, obj, fields)
+        return {"id": new_id, "success": True, "errors": _alerts(ctx, new_id)}
     if id_key is None or not isinstance(fields[id_key], str):
         raise error("MISSING_ARGUMENT", "Id not specified in an update call", fields=["Id"])
     rid = store.update(ctx.tx, obj, fields.pop(id_key), fields)
-    return {"id": rid, "success": True, "errors": []}
+    return {"id": rid, "success": True, "errors": _alerts(ctx, rid)}
+
+
+def _alerts(ctx: CallContext, record_id: str) -> list[dict[str, Any]]:
+    """Duplicate alerts of a successful save, as collections items report errors."""
+    return [
+        {
+            **{k: v for k, v in alert.items() if k != "errorCode"},
+            "statusCode": alert["errorCode"],
+            "fields": [],
+        }
+        for alert in ctx.tx.alerts.get(record_id, [])
+    ]
 
 
 def _collection_delete(api: RestApi, req: ApiRequest, ctx: CallContext) -> ApiResponse:

@@ -19,6 +19,7 @@ Routes, all under `/control`:
 | PUT    /control/faults {name: value, ...}       | change some of them (validated, all or none)   |
 | GET    /control/stats                           | calls served per method, route and status      |
 | DELETE /control/stats                           | zero the counters                              |
+| PUT    /control/org-profile {profile}           | customise the org (orgprofile; {} = clean), reset|
 | POST   /control/reset                           | back to a fresh org (records, change log, usage)|
 
 `as` names the user a write runs as: `seller` (the default: someone other than the integration
@@ -46,6 +47,7 @@ from fastapi.responses import JSONResponse, Response
 from cosell_sandbox.salesforce.changelog import ReplayIdExpiredError
 from cosell_sandbox.salesforce.errors import SalesforceSandboxError
 from cosell_sandbox.salesforce.ids import to_18
+from cosell_sandbox.salesforce.orgprofile import OrgProfileError, parse_profile
 from cosell_sandbox.salesforce.store import Actor, error
 
 if TYPE_CHECKING:
@@ -95,6 +97,7 @@ def control_router(sandbox: SalesforceSandbox) -> APIRouter:
     def write(request: Request, action: Any) -> Any:
         store = sandbox.store
         tx = store.begin(actor_for(request))
+        tx.allow_duplicate_save = True  # a user who saves past a duplicate alert, as in the UI
         try:
             result = action(tx)
         except BaseException:
@@ -239,6 +242,16 @@ def control_router(sandbox: SalesforceSandbox) -> APIRouter:
     @router.delete("/stats", status_code=204)
     async def reset_stats() -> Response:
         sandbox.stats.clear()
+        return Response(status_code=204)
+
+    @router.put("/org-profile", status_code=204)
+    async def put_org_profile(request: Request) -> Response:
+        body = await body_of(request)
+        try:
+            profile = parse_profile(body, source="the org profile") if body else None
+            sandbox.set_profile(profile)
+        except OrgProfileError as exc:
+            raise _bad_request(str(exc)) from None
         return Response(status_code=204)
 
     @router.post("/reset", status_code=204)

@@ -23,9 +23,12 @@ Invariants:
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 from typing import Any
 
+from cosell_sandbox.salesforce.errors import SalesforceSandboxError
 from cosell_sandbox.salesforce.schema import (
     ChildRelationshipSchema,
     FieldSchema,
@@ -127,7 +130,7 @@ def describe_sobject(obj: SObjectSchema, *, api_version: str) -> dict[str, Any]:
         "lookupLayoutable": None,
         "namedLayoutInfos": [],
         "networkScopeFieldName": None,
-        "recordTypeInfos": [_master_record_type(obj, version)] if flags["layoutable"] else [],
+        "recordTypeInfos": _record_type_infos(obj, version) if flags["layoutable"] else [],
         "searchLayoutable": flags["searchable"],
         "sobjectDescribeOption": "FULL",
         "supportedScopes": _scopes(obj),
@@ -278,6 +281,73 @@ def _child_relationship(rel: ChildRelationshipSchema) -> dict[str, Any]:
         "relationshipName": rel.relationship_name,
         "restrictedDelete": False,
     }
+
+
+def _record_type_infos(obj: SObjectSchema, version: str) -> list[dict[str, Any]]:
+    """Master, plus the profile's record types (Master is then not available to the user)."""
+    infos = [
+        {
+            "active": True,
+            "available": True,
+            "defaultRecordTypeMapping": rt.default,
+            "developerName": rt.developer_name,
+            "master": False,
+            "name": rt.label,
+            "recordTypeId": rt.id,
+            "urls": {
+                "layout": f"/services/data/v{version}/sobjects/{obj.name}/describe/layouts/{rt.id}"
+            },
+        }
+        for rt in obj.record_types
+    ]
+    master = _master_record_type(obj, version)
+    if infos:
+        master = {**master, "available": False, "defaultRecordTypeMapping": False}
+    return [*infos, master]
+
+
+def picklist_values(obj: SObjectSchema, record_type_id: str, *, api_version: str) -> dict[str, Any]:
+    """The UI API's picklist values of every picklist field of `obj` for one record type.
+
+    `GET /services/data/vXX.X/ui-api/object-info/{objectApiName}/picklist-values/{recordTypeId}`
+    (User Interface API Developer Guide, "Get Values for All Picklist Fields of a Record
+    Type"): `{"eTag", "picklistFieldValues": {field: {"controllerValues", "defaultValue",
+    "eTag", "url", "values": [{"attributes", "label", "validFor", "value"}]}}}`. The Master
+    record type id answers every active value. Raises NOT_FOUND for another object's or an
+    unknown record type (as the UI API answers an id it cannot use).
+    """
+    record_type = obj.record_type(record_type_id)
+    if record_type is None and record_type_id != MASTER_RECORD_TYPE_ID:
+        raise SalesforceSandboxError(
+            404, "NOT_FOUND", f"The requested resource does not exist: record type {record_type_id}"
+        )
+    base = f"/services/data/v{_version(api_version)}/ui-api/object-info/{obj.name}"
+    fields: dict[str, Any] = {}
+    for spec in obj.iter_fields():
+        if spec.type not in ("picklist", "multipicklist"):
+            continue
+        allowed = record_type.values.get(spec.name) if record_type else None
+        values: list[dict[str, Any]] = [
+            {"attributes": None, "label": v.label, "validFor": [], "value": v.value}
+            for v in spec.picklist_values
+            if v.active and (allowed is None or v.value in allowed)
+        ]
+        default = next((v.value for v in spec.picklist_values if v.default and v.active), None)
+        body = {
+            "controllerValues": {},
+            "defaultValue": None if default is None else {"attributes": None, "value": default},
+            "url": f"{base}/picklist-values/{record_type_id}/{spec.name}",
+            "values": values,
+        }
+        body["eTag"] = _etag(body)
+        fields[spec.name] = body
+    result: dict[str, Any] = {"picklistFieldValues": fields}
+    result["eTag"] = _etag(result)
+    return result
+
+
+def _etag(body: Any) -> str:
+    return hashlib.md5(json.dumps(body, sort_keys=True).encode(), usedforsecurity=False).hexdigest()
 
 
 def _master_record_type(obj: SObjectSchema, version: str) -> dict[str, Any]:

@@ -30,8 +30,10 @@ class SalesforceSandboxError(Exception):
         *,
         fields: list[str] | None = None,
         headers: dict[str, str] | None = None,
+        extra: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(message)
+        self.extra = extra or {}  # more keys of the error object, e.g. `duplicateResult`
         self.status = status
         self.error_code = error_code
         self.message = message
@@ -40,7 +42,7 @@ class SalesforceSandboxError(Exception):
 
     def item(self) -> dict[str, Any]:
         """One error object of the array body."""
-        item: dict[str, Any] = {"message": self.message, "errorCode": self.error_code}
+        item: dict[str, Any] = {**self.extra, "message": self.message, "errorCode": self.error_code}
         if self.fields is not None:
             item["fields"] = self.fields
         return item

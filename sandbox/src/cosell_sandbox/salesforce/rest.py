@@ -25,6 +25,7 @@ Routes (segments after `vNN.N`; a trailing slash is always optional):
 | query/{locator}, queryAll/{locator}       | GET                    | next page                 |
 | limits                                    | GET                    | DailyApiRequests, ...     |
 | composite, composite/sobjects[/...]       | see `composite`        |                           |
+| ui-api/object-info/{T}/picklist-values/{rt}| GET                   | picklists of a record type|
 
 Every call runs in a store `Transaction` owned by the caller (`CallContext.tx`): the HTTP entry
 commits it when the response is a success and rolls it back otherwise; Composite shares one
@@ -51,7 +52,7 @@ from urllib.parse import quote, unquote_plus
 from cosell.clock import Clock
 from cosell_sandbox.salesforce import describe, soql
 from cosell_sandbox.salesforce.errors import SalesforceSandboxError
-from cosell_sandbox.salesforce.ids import IdFactory, looks_like_id
+from cosell_sandbox.salesforce.ids import IdFactory, looks_like_id, to_18
 from cosell_sandbox.salesforce.limits import ApiUsage
 from cosell_sandbox.salesforce.schema import Schema, SObjectSchema
 from cosell_sandbox.salesforce.soql.errors import SoqlError
@@ -235,6 +236,8 @@ class RestApi:
             return "/".join(names[: len(seg)])
         if seg[0] in ("query", "queryAll"):
             return seg[0] + ("/{locator}" if len(seg) > 1 else "")
+        if seg[:2] == ("ui-api", "object-info") and len(seg) == 5:
+            return "ui-api/object-info/{T}/picklist-values/{recordTypeId}"
         if seg[0] == "composite":
             return "/".join(["composite", "sobjects", "{T}", "{field}"][: len(seg)])
         return "/".join(seg)
@@ -259,6 +262,17 @@ class RestApi:
             return ApiResponse(200, self._limits())
         if head == "composite" and self.composite_handler is not None:
             return self.composite_handler(req, ctx)
+        if seg[:2] == ("ui-api", "object-info") and len(seg) == 5 and seg[3] == "picklist-values":
+            self._allow(method, "GET")
+            obj = self.schema.sobject(seg[2])
+            if obj is None:
+                raise not_found()
+            try:
+                record_type_id = to_18(seg[4])
+            except ValueError:
+                raise not_found() from None
+            body = describe.picklist_values(obj, record_type_id, api_version=ctx.version)
+            return ApiResponse(200, body)
         raise not_found()
 
     @staticmethod
@@ -352,8 +366,9 @@ class RestApi:
         body = req.json()
         new_id = self.store.create(ctx.tx, obj, body)
         location = f"/services/data/v{ctx.version}/sobjects/{obj.name}/{new_id}"
+        alerts = ctx.tx.alerts.get(new_id, [])
         return ApiResponse(
-            201, {"id": new_id, "success": True, "errors": []}, {"Location": location}
+            201, {"id": new_id, "success": True, "errors": alerts}, {"Location": location}
         )
 
     def _row(

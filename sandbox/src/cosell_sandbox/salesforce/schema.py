@@ -95,6 +95,26 @@ class ChildRelationshipSchema:
     cascade_delete: bool = False
 
 
+@dataclass(frozen=True)
+class RecordTypeSchema:
+    """A record type of an object (from an org profile), with its picklist value subsets.
+
+    Attributes:
+        id: The 18-character RecordType id (prefix 012).
+        developer_name: Its API name.
+        label: Its name.
+        default: Whether it is the integration user's default record type.
+        values: Picklist field name -> the values this record type allows (for Opportunity,
+            `StageName` is its sales process).
+    """
+
+    id: str
+    developer_name: str
+    label: str
+    default: bool
+    values: Mapping[str, tuple[str, ...]]
+
+
 @dataclass
 class SObjectSchema:
     """One sObject type."""
@@ -110,10 +130,15 @@ class SObjectSchema:
     queryable: bool = True
     fields: dict[str, FieldSchema] = field(default_factory=dict)  # lower-cased name -> field
     child_relationships: list[ChildRelationshipSchema] = field(default_factory=list)
+    record_types: list[RecordTypeSchema] = field(default_factory=list)  # besides Master
 
     def field(self, name: str) -> FieldSchema | None:
         """The field called `name`, case-insensitively."""
         return self.fields.get(name.lower())
+
+    def record_type(self, record_type_id: str) -> RecordTypeSchema | None:
+        """The record type with this (18-character) id, if the object has it."""
+        return next((rt for rt in self.record_types if rt.id == record_type_id), None)
 
     def add_field(self, spec: FieldSchema) -> None:
         """Add or replace a field (kept in insertion order for describe)."""

@@ -45,6 +45,12 @@ from cosell.clock import Clock
 from cosell_sandbox.salesforce.changelog import ChangeLog, PendingChange
 from cosell_sandbox.salesforce.errors import SalesforceSandboxError
 from cosell_sandbox.salesforce.ids import IdFactory, SalesforceId, to_18
+from cosell_sandbox.salesforce.orgprofile import (
+    DUPLICATE_MATCH_FIELDS,
+    DUPLICATE_MESSAGE,
+    OrgProfile,
+    evaluate,
+)
 from cosell_sandbox.salesforce.schema import FieldSchema, Schema, SObjectSchema
 from cosell_sandbox.salesforce.values import (
     epoch_millis,
@@ -137,6 +143,13 @@ class MultipleMatchesError(SalesforceSandboxError):
         self.ids = ids
 
 
+def _fold(value: Any) -> Any:
+    """A value as duplicate matching compares it (case-insensitive text; blank is None)."""
+    if value is None or value == "":
+        return None
+    return value.strip().casefold() if isinstance(value, str) else value
+
+
 def error(
     code: str, message: str, *, fields: list[str] | None = None, status: int = 400
 ) -> SalesforceSandboxError:
@@ -177,6 +190,8 @@ class Transaction:
     undo: list[_Undo] = field(default_factory=list)
     changes: list[PendingChange] = field(default_factory=list)
     touched: set[tuple[str, str]] = field(default_factory=set)  # (table, record id)
+    alerts: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # id -> dup alerts
+    allow_duplicate_save: bool = False  # Sforce-Duplicate-Rule-Header: allowSave=true
     closed: bool = False
 
 
@@ -203,6 +218,7 @@ class RecordStore:
         self.change_log = change_log or ChangeLog()
         self.corporate_currency = corporate_currency
         self.on_commit: list[CommitHook] = []
+        self.profile = OrgProfile()  # the org's customisations (`orgprofile`); none by default
         self._tables: dict[str, dict[str, dict[str, Any]]] = {}
         self._where: dict[str, str] = {}  # record id -> canonical object name (primary table)
         self._deleted: dict[str, datetime] = {}
@@ -414,7 +430,12 @@ class RecordStore:
         self._derive(obj, row, given=values, old=None, blobs=blobs)
         self._check_required(obj, row, names=None)
         self._check_unique(obj, row, record_id=None)
+        if obj.record_types and row.get("RecordTypeId") is None:
+            row["RecordTypeId"] = next(rt.id for rt in obj.record_types if rt.default)
+        alert = self._check_profile(tx, obj, row, old=None, record_id=None)
         record_id = self.ids.new(obj.key_prefix)
+        if alert is not None:
+            tx.alerts[record_id] = [alert]
         stamp = self._stamp()
         self._set_system(row, record_id, stamp, tx.actor.user_id, created=True)
         self._set_blob_urls(obj, row, record_id, blobs, tx.actor.api_version)
@@ -426,6 +447,7 @@ class RecordStore:
             if v is not None and k != "Id" and not self._is_compound(obj, k)
         }
         tx.changes.append(PendingChange(obj.name, record_id, "CREATE", tuple(payload), (), payload))
+        self._automate(tx, obj, record_id, old=None)
         return record_id
 
     def update(
@@ -449,6 +471,9 @@ class RecordStore:
         self._derive(obj, row, given=values, old=old, blobs=blobs)
         self._check_required(obj, row, names=set(values))
         self._check_unique(obj, row, record_id=rid)
+        alert = self._check_profile(tx, obj, row, old=old, record_id=rid)
+        if alert is not None:
+            tx.alerts[rid] = [alert]
         stamp = self._stamp()
         row["LastModifiedDate"] = format_datetime(stamp)
         row["SystemModstamp"] = format_datetime(stamp)
@@ -472,6 +497,7 @@ class RecordStore:
         payload = {k: row[k] for k in changed if row[k] is not None}
         tx.changes.append(PendingChange(obj.name, rid, "UPDATE", tuple(changed), nulled, payload))
         self._mirror_content_document(tx, obj, rid, row, stamp)
+        self._automate(tx, obj, rid, old=old)
         return rid
 
     def set_read_only_fields(
@@ -496,6 +522,113 @@ class RecordStore:
         nulled = tuple(k for k in changed if row[k] is None)
         payload = {k: row[k] for k in changed if row[k] is not None}
         tx.changes.append(PendingChange(obj.name, rid, "UPDATE", tuple(changed), nulled, payload))
+
+    def _check_profile(
+        self,
+        tx: Transaction,
+        obj: SObjectSchema,
+        row: Mapping[str, Any],
+        *,
+        old: Mapping[str, Any] | None,
+        record_id: str | None,
+    ) -> dict[str, Any] | None:
+        """Run the profile's validation and duplicate rules; returns a duplicate alert.
+
+        Raises:
+            SalesforceSandboxError: FIELD_CUSTOM_VALIDATION_EXCEPTION or DUPLICATES_DETECTED.
+        """
+        record_type = obj.record_type(row.get("RecordTypeId") or "")
+        for name, allowed in record_type.values.items() if record_type else ():
+            value = row.get(name)
+            changed = old is None or any(row.get(k) != old.get(k) for k in (name, "RecordTypeId"))
+            if value is not None and value not in allowed and changed:
+                spec = obj.field(name)
+                label = spec.label if spec else name
+                raise error(
+                    "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST",
+                    f"{label}: bad value for restricted picklist field: {value}",
+                    fields=[name],
+                )
+        for rule in self.profile.rules_for(obj.name):
+            if evaluate(rule.error_when, row, old):
+                raise error(
+                    "FIELD_CUSTOM_VALIDATION_EXCEPTION",
+                    rule.message,
+                    fields=[rule.field] if rule.field else [],
+                )
+        dup = self.profile.duplicate_rule(obj.name)
+        if dup is None:
+            return None
+        keys = DUPLICATE_MATCH_FIELDS[obj.name]
+        wanted = [_fold(row.get(k)) for k in keys]
+        if any(v is None for v in wanted):
+            return None
+        matches = [
+            rid
+            for rid, other in self._tables.get(obj.name, {}).items()
+            if rid != record_id
+            and rid not in self._deleted
+            and [_fold(other.get(k)) for k in keys] == wanted
+        ]
+        if not matches:
+            return None
+        version = tx.actor.api_version
+        result = {
+            "allowSave": not dup.block,
+            "duplicateRule": dup.name,
+            "duplicateRuleEntityType": obj.name,
+            "errorMessage": "You're creating a duplicate record. We recommend you use an "
+            "existing record instead.",
+            "matchResults": [
+                {
+                    "entityType": obj.name,
+                    "errors": [],
+                    "matchEngine": "ExactMatchEngine",
+                    "matchRecords": [
+                        {
+                            "additionalInformation": [],
+                            "fieldDiffs": [],
+                            "matchConfidence": 100.0,
+                            "record": {
+                                "attributes": {
+                                    "type": obj.name,
+                                    "url": f"/services/data/v{version}/sobjects/{obj.name}/{rid}",
+                                },
+                                "Id": rid,
+                            },
+                        }
+                        for rid in sorted(matches)
+                    ],
+                    "rule": f"{dup.name}_Match_Rule",
+                    "size": len(matches),
+                    "success": True,
+                }
+            ],
+        }
+        if dup.block or not tx.allow_duplicate_save:
+            raise SalesforceSandboxError(
+                400, "DUPLICATES_DETECTED", DUPLICATE_MESSAGE, extra={"duplicateResult": result}
+            )
+        return {
+            "duplicateResult": result,
+            "errorCode": "DUPLICATES_DETECTED",
+            "message": DUPLICATE_MESSAGE,
+        }
+
+    def _automate(
+        self, tx: Transaction, obj: SObjectSchema, record_id: str, *, old: Mapping[str, Any] | None
+    ) -> None:
+        """Apply the profile's after-save automation to a record just saved."""
+        row = self._tables[obj.name][record_id]
+        values: dict[str, Any] = {}
+        for auto in self.profile.automation_for(obj.name):
+            if auto.when is not None and not evaluate(auto.when, row, old):
+                continue
+            values.update(auto.set)
+            fill = {k: ("" if v is None else v) for k, v in row.items()}
+            values.update({k: t.format_map(fill) for k, t in auto.template.items()})
+        if any(row.get(k) != v for k, v in values.items()):
+            self.set_read_only_fields(tx, obj.name, record_id, values)
 
     def delete(self, tx: Transaction, obj: SObjectSchema, record_id: str) -> SalesforceId:
         """Soft-delete a live record and its master-detail children.
@@ -848,6 +981,8 @@ class RecordStore:
 
     def _coerce(self, obj: SObjectSchema, spec: FieldSchema, value: Any) -> Any:
         kind = spec.type
+        if spec.name == "RecordTypeId" and obj.record_types and value is not None:
+            return self._coerce_record_type(obj, value)
         if value is None:
             return False if kind == "boolean" else None
         if kind in _STRING_TYPES:
@@ -965,6 +1100,19 @@ class RecordStore:
         if not number.is_finite():
             raise self._parse_error(kind, value)
         return number
+
+    def _coerce_record_type(self, obj: SObjectSchema, value: Any) -> str:
+        try:
+            rid = to_18(value) if isinstance(value, str) else ""
+        except ValueError:
+            rid = ""
+        if obj.record_type(rid) is None:
+            raise error(
+                "INVALID_CROSS_REFERENCE_KEY",
+                f"Record Type ID: this ID value isn't valid for the user: {str(value)[:40]}",
+                fields=["RecordTypeId"],
+            )
+        return rid
 
     def _coerce_reference(self, spec: FieldSchema, value: Any) -> str:
         if not isinstance(value, str):
