@@ -137,7 +137,9 @@ url = "sqlite:///./cosell.db"
 
 [sync]
 # The field mapping (written next to this file by cosell init; check it with
-# cosell mapping check --mapping mapping.yaml). Relative to this file.
+# cosell mapping check --mapping mapping.yaml). Relative to this file. It maps the Deal Type
+# picklist (Private / Partner-led / Co-sell) by default: an empty Deal Type is filled from
+# Partner Center on the deal's next sync, never sent; the FY26 fields are mapped too.
 mapping_file = "{mapping}"
 # How often the pollers of both sides look for changes, in seconds.
 poll_interval_seconds = 30

@@ -52,6 +52,7 @@ from cosell.clock import OffsetClock
 from cosell.commands.serve import build_service
 from cosell.commands.webhooks import REFERRAL_EVENTS, run_register
 from cosell.config import Settings
+from cosell.partnercenter.models import DealType, Referral
 from cosell.server.logs import configure_logging
 from cosell.store import Store, SyncStatus
 from cosell_sandbox.partnercenter.app import PartnerCenterSandbox
@@ -344,7 +345,6 @@ async def _share(world: World, console: Console) -> tuple[str, str] | None:
             # The seller's words: a Co-sell deal (help asked), for the FY26 taxonomy.
             "Deal_Type__c": "Co-sell",
             "How_can_Microsoft_help__c": "Proof of concept or demo",
-            "Referral_Visibility__c": True,
             "Partner_Role__c": "Deployment services",
             "Solution_Area__c": "AI Business Solutions",
             "Solution_Play__c": "Copilot and Agents at Work",
@@ -382,8 +382,10 @@ async def _share(world: World, console: Console) -> tuple[str, str] | None:
             microsoft = world.partner_center.store.microsoft_referral(referral_id)
         except PartnerCenterSandboxError:
             microsoft = None
+        deal_type = Referral.model_validate(referral).deal_type
         ok = (
             referral.get("type") == "Shared"
+            and deal_type is DealType.CO_SELL
             and referral.get("solutionPlay") == "CopilotAndAgentsAtWork"
             and "Microsoft 365 Copilot" in solutions
             and "ana@nw.example" in team
@@ -393,7 +395,7 @@ async def _share(world: World, console: Console) -> tuple[str, str] | None:
             shared.append(referral_id)
         return Seen(
             ok,
-            f"referral {referral.get('name')!r} ({referral.get('type')}, "
+            f"referral {referral.get('name')!r} ({referral.get('type')}, {deal_type}, "
             f"{referral.get('solutionArea')}/{referral.get('solutionPlay')}), solutions {solutions}, "
             f"contact {team}, "
             + ("Microsoft has it in its queue" if microsoft else "not with Microsoft yet"),

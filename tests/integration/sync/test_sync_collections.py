@@ -252,7 +252,7 @@ async def test_a_co_sell_share_without_a_customer_contact_is_refused_before_the_
 async def test_asking_for_help_on_an_existing_referral_needs_a_solution_and_a_contact(
     world: World,
 ) -> None:
-    opp_id, rid = await world.shared_pair()  # partner-led: no help, no solution, no contact
+    opp_id, rid = await world.shared_pair()  # private: no help, no solution, no contact
     await world.seller.edit(
         "Opportunity", opp_id, {"How_can_Microsoft_help__c": "Proof of concept or demo"}
     )
@@ -282,6 +282,12 @@ async def test_asking_for_help_on_an_existing_referral_needs_a_solution_and_a_co
     opportunity = await world.seller.opportunity(opp_id)
     assert opportunity["Partner_Center_Sync_Status__c"] == "Synced"
     assert opportunity["Partner_Center_Sync_Error__c"] is None
+    # The help made the referral Co-sell in Partner Center: its deal type comes back to
+    # Salesforce on the next reconcile (one Salesforce write), then both sides are quiet.
+    before = await world.calls()
+    await synced(world, world.referral_key(rid))
+    assert (await world.calls() - before).salesforce_writes == 1
+    assert (await world.seller.opportunity(opp_id))["Deal_Type__c"] == "Co-sell"
     await assert_unchanged(world, opp_id, rid)
 
 

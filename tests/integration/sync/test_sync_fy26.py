@@ -9,7 +9,6 @@ from typing import Any
 import pytest
 from sync_world import World
 
-from cosell.mapping.loader import default_mapping_text, parse_mapping
 from cosell.sync.run.reconcile import reconcile_key
 
 FY26_SF = {
@@ -124,15 +123,7 @@ async def test_solution_fields_set_in_partner_center_reach_salesforce(world: Wor
     ) == ("Security", "Data Security", "Yes")
 
 
-# -- the deal type, with its (opt-in) mapping field ---------------------------------------------
-
-
-def _with_deal_type(world: World) -> None:
-    text = default_mapping_text()
-    start = text.index("  # - name: deal_type")
-    end = text.index("\n\n", start)
-    block = "\n".join(line.replace("  # ", "  ", 1) for line in text[start:end].split("\n"))
-    world.ctx.mapping = parse_mapping(text[:start] + block + text[end:], "deal-type.yaml")
+# -- the deal type (mapped by default) ---------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -151,7 +142,6 @@ async def test_an_opportunity_of_each_deal_type_creates_the_matching_referral(
     shared: bool,
     assistance: str | None,
 ) -> None:
-    _with_deal_type(world)
     opp_id = await _co_sell_opportunity(
         world,
         Deal_Type__c=deal_type,
@@ -171,7 +161,6 @@ async def test_an_opportunity_of_each_deal_type_creates_the_matching_referral(
 
 
 async def test_a_co_sell_deal_without_help_is_parked_with_what_to_fill(world: World) -> None:
-    _with_deal_type(world)
     opp_id = await _co_sell_opportunity(
         world, Deal_Type__c="Co-sell", How_can_Microsoft_help__c=None
     )
@@ -185,7 +174,6 @@ async def test_a_co_sell_deal_without_help_is_parked_with_what_to_fill(world: Wo
 async def test_a_partner_led_referral_turned_co_sell_in_partner_center_turns_co_sell_in_salesforce(
     world: World,
 ) -> None:
-    _with_deal_type(world)
     opp_id = await _co_sell_opportunity(
         world, Deal_Type__c="Partner-led", How_can_Microsoft_help__c=None
     )

@@ -31,7 +31,7 @@ from cosell.mapping import (
 from cosell.mapping.loader import default_mapping_text
 from cosell.mapping.model import ACCOUNT, OPPORTUNITY
 from cosell.mapping.types import Value
-from cosell.partnercenter.models import NewReferral
+from cosell.partnercenter.models import AssistanceRequestCode, DealType, NewReferral
 from cosell_sandbox.partnercenter.patching import apply_operation, parse_patch
 from cosell_sandbox.partnercenter.validation import normalize_referral
 
@@ -126,9 +126,17 @@ def test_applying_the_patch_then_reading_gives_the_changes(
     patched = apply(referral, ops)
     values = partner_center_values(MAPPING, patched)
     assert {name: values[name] for name in changes} == changes
+    # The deal type is read from the consent and the help: it follows the changes of those.
+    help_code = values["help"]
+    assert values["deal_type"] == (
+        DealType.of(
+            values["visibility"] is True,
+            None if help_code is None else AssistanceRequestCode(help_code),
+        ).value
+    )
     untouched = partner_center_values(MAPPING, referral)
-    assert {k: v for k, v in values.items() if k not in changes} == {
-        k: v for k, v in untouched.items() if k not in changes
+    assert {k: v for k, v in values.items() if k not in changes and k != "deal_type"} == {
+        k: v for k, v in untouched.items() if k not in changes and k != "deal_type"
     }
 
 
@@ -377,6 +385,7 @@ def test_new_salesforce_records_from_an_incoming_referral() -> None:
             "CloseDate": "2026-03-31",
             "StageName": "Prospecting",
             "Referral_Visibility__c": True,
+            "Deal_Type__c": "Partner-led",  # shared, no help asked
             "Microsoft_CRM_Identifier__c": "7-MSX",
             "Referral_Identifier__c": "r-9",
             "Referral_Link__c": "https://partner.microsoft.com/dashboard/referrals/v2/leads/r-9",

@@ -62,6 +62,7 @@ def records(stage: str) -> Records:
             "Description": "Needs a landing zone",
             "StageName": stage,
             "Referral_Visibility__c": False,
+            "Deal_Type__c": "Private",  # not shared, no help: what the referral is
         },
         "Account": {"Name": "Contoso", "BillingCity": "Oslo", "BillingCountry": "NO"},
     }

@@ -9,7 +9,6 @@ import pytest
 
 from cosell.mapping import load_mapping
 from cosell.mapping.convert import partner_center_values, salesforce_values
-from cosell.mapping.loader import default_mapping_text, parse_mapping
 from cosell.mapping.model import Mapping
 from cosell.mapping.types import Direction, FieldRule, Owner, Value
 from cosell.sync.plan.merge import ReferralState, merge
@@ -132,15 +131,11 @@ def test_a_value_outside_the_fy26_taxonomy_is_refused_with_the_choices() -> None
     assert reason.startswith("'Reseller' is not a partner role Partner Center takes")
 
 
-# -- the deal type field of the mapping (opt-in in the default mapping) ----------------------
+# -- the deal type field of the default mapping (mapped by default) ---------------------------
 
 
 def _with_deal_type() -> Mapping:
-    text = default_mapping_text()
-    start = text.index("  # - name: deal_type")
-    end = text.index("\n\n", start)
-    block = "\n".join(line.replace("  # ", "  ", 1) for line in text[start:end].split("\n"))
-    return parse_mapping(text[:start] + block + text[end:], "deal-type.yaml")
+    return load_mapping()
 
 
 def _referral(shared: bool, help_code: str | None) -> dict[str, Any]:
@@ -188,7 +183,33 @@ def test_a_salesforce_deal_type_turning_back_is_refused_not_sent() -> None:
     assert "a Co-sell referral stays Co-sell in Partner Center" in refusal.reason
 
 
-def test_the_shipped_mapping_keeps_the_deal_type_opt_in() -> None:
-    shipped = {f.name for f in load_mapping().fields}
-    assert "deal_type" not in shipped
-    assert {f.name for f in _with_deal_type().fields} == shipped | {"deal_type"}
+def test_the_shipped_mapping_maps_the_deal_type() -> None:
+    deal = load_mapping().field("deal_type")
+    assert deal.is_deal_type
+    assert deal.salesforce == "Opportunity.Deal_Type__c"
+
+
+def test_an_empty_salesforce_deal_type_is_filled_from_partner_center_never_sent() -> None:
+    mapping = _with_deal_type()
+    pc = partner_center_values(mapping, _referral(True, "GeneralOrOther"))
+    # Linked before the field was mapped: the base has no deal type, nor has the opportunity.
+    old_base = {k: v for k, v in pc.items() if k != "deal_type"}
+    sf = old_base | {"deal_type": None}
+    plan = merge(pc, sf, old_base, mapping.rules(), ACTIVE)
+    assert plan.to_salesforce == {"deal_type": "Co-sell"}
+    assert plan.to_partner_center == {}
+    assert (plan.conflicts, plan.refusals) == ((), ())
+    assert plan.new_base == pc
+    # A seller clearing the picklist later: the same, Partner Center's deal type comes back.
+    plan = merge(pc, sf, pc, mapping.rules(), ACTIVE)
+    assert plan.to_salesforce == {"deal_type": "Co-sell"}
+    assert plan.to_partner_center == {}
+
+
+def test_the_empty_deal_type_rides_in_the_same_write_as_the_other_fields() -> None:
+    mapping = _with_deal_type()
+    agreed = partner_center_values(mapping, _referral(True, None) | {"name": "Contoso"})
+    pc = partner_center_values(mapping, _referral(True, None) | {"name": "Contoso - Azure"})
+    base = {k: v for k, v in agreed.items() if k != "deal_type"}
+    plan = merge(pc, base | {"deal_type": None}, base, mapping.rules(), ACTIVE)
+    assert plan.to_salesforce == {"name": "Contoso - Azure", "deal_type": "Partner-led"}

@@ -46,6 +46,10 @@ Decisions the table leaves open:
   value is not forced onto Salesforce, so cosell never fights the seller) and the base keeps
   its old value, so the refusal is reported again on every reconcile until the seller sets
   the field back or to a value Partner Center accepts.
+- **Empty deal type.** An empty Salesforce Deal Type is not a seller's choice (Partner Center
+  has no deal without a type; `cosell.sync.plan.rules.unchosen_when_empty`): it is never sent,
+  and Partner Center's deal type fills it, in the same Salesforce write as any other field of
+  that reconcile (an opportunity linked before the field was mapped, or a cleared picklist).
 - **Holds.** A value Partner Center accepts later but not now (`cosell.sync.plan.rules.hold_reason`:
   a field edit while an incoming referral is on hold, a win less than 72 hours after the
   referral was created) is held back: nothing is written either way, the base keeps its old
@@ -76,6 +80,7 @@ from cosell.sync.plan.rules import (
     parse_stage,
     refusal_reason,
     same_stage,
+    unchosen_when_empty,
 )
 
 __all__ = ["Conflict", "Held", "Plan", "ReferralState", "Refusal", "merge"]
@@ -231,6 +236,8 @@ def merge(
             continue
         pc_changed = not known or not same(pc, old_base[name])
         sf_changed = not known or not same(sf, old_base[name])
+        if sf is None and pc is not None and unchosen_when_empty(rule):
+            pc_changed, sf_changed = True, False  # not a seller's choice: filled from PC
         if pc_changed and sf_changed:
             winner = _effective_owner(rule)
         elif pc_changed:

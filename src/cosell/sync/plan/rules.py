@@ -282,6 +282,16 @@ _DEAL_TYPE_MOVES = {
 """The deal type changes Partner Center allows: sharing and asking for help, never back."""
 
 
+def unchosen_when_empty(rule: FieldRule) -> bool:
+    """Whether an empty Salesforce value of this field means "not chosen yet", not "cleared".
+
+    Every referral has a deal type (Partner Center derives it from the consent and the help),
+    so an empty Deal Type picklist (an opportunity linked before the field was mapped, or a
+    seller clearing it) is filled from Partner Center instead of being sent there.
+    """
+    return rule.kind == DEAL_TYPE_KIND and rule.to_salesforce
+
+
 def deal_type_refusal(value: Value, current: Value) -> str | None:
     """Why Partner Center would refuse changing a referral's deal type from `current` to `value`."""
     if value is None or current is None or value == current:
