@@ -111,6 +111,18 @@ class Decision:
     wake_at: datetime | None = None
     notes: tuple[Note, ...] = ()
 
+    def written(self, stamp: datetime | None) -> Decision:
+        """The decision whose base holds the referral's stamp as our Partner Center write left it.
+
+        `stamp`: the `updatedDateTime` the PATCH returned (None: the stamp as read is kept).
+        Our write moves the stamp; a base saved with the stamp as read would make the poller
+        hand the referral out again for our own write. The PATCH carried `If-Match`, so the
+        returned stamp holds no one else's edit; a later edit has a later stamp.
+        """
+        if not self.operations or stamp is None:
+            return self
+        return replace(self, plan=with_seen_stamp(self.plan, stamp))
+
     @property
     def writes_salesforce(self) -> bool:
         """Whether Salesforce gets any write: the records' fields or the child rows."""
