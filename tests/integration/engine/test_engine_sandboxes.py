@@ -106,6 +106,21 @@ async def test_full_pass_backfills_both_ways(
     assert all(world.store.lease_owner(o.key) is None for o in summary.outcomes)
 
 
+async def test_a_pass_after_the_backfill_does_not_reconcile_what_it_created(
+    engine: Engine, world: World, story: dict[str, str]
+) -> None:
+    shared = await world.seller.opportunity(story["opportunity"])
+    created = {referral_key(story["referral"]), referral_key(shared["Referral_Identifier__c"])}
+    world.tick(30)
+    before = await world.calls()
+    summary = await engine.run_pass()
+    after = await world.calls()
+    assert summary.ok, summary.errors
+    # Both referrals' bases hold their stamps: neither is handed out, nothing is read for it.
+    assert [o for o in summary.outcomes if o.key in created] == []
+    assert (after - before).writes == 0
+
+
 async def test_repeated_notifications_write_nothing(
     engine: Engine, world: World, story: dict[str, str]
 ) -> None:
