@@ -168,3 +168,33 @@ async def test_partner_center_poll_skips_a_change_already_synced(world: World) -
     await world.microsoft.edit(synced_id, change)
     again = await pollers.poll_partner_center(world.ctx.partner_center, found.cursor, synced=synced)
     assert again.keys == (referral_key(synced_id),)
+
+
+async def test_partner_center_poll_skips_a_lead_referral_its_lead_just_carried(
+    world: World,
+) -> None:
+    from cosell.sync.run.reconcile import reconcile_key
+
+    synced = functools.partial(pollers.synced_stamps, world.store)
+    start = await pollers.poll_partner_center(world.ctx.partner_center, Cursor(), synced=synced)
+    world.tick(10)
+    world.ctx.lead_sync = True
+    referral = await world.microsoft.send_lead()
+    key = world.referral_key(referral["id"])
+    assert (await reconcile_key(world.ctx, key)).result == "created"
+    # The Lead's create saved the referral's stamp: not handed out again.
+    created = await pollers.poll_partner_center(
+        world.ctx.partner_center, start.cursor, synced=synced
+    )
+    assert key not in created.keys
+    world.tick(10)
+    (lead,) = await world.leads_for(referral["id"])
+    await world.seller.edit("Lead", lead["Id"], {"Description": "Call back on Monday"})
+    outcome = await reconcile_key(world.ctx, world.lead_key(lead["Id"]))
+    assert outcome.result == "synced", outcome
+    # Our PATCH moved `updatedDateTime`; the base holds the stamp it returned.
+    carried = await pollers.poll_partner_center(
+        world.ctx.partner_center, created.cursor, synced=synced
+    )
+    assert key not in carried.keys
+    assert referral["id"] in {item for item, _ in carried.cursor.seen}

@@ -106,6 +106,21 @@ async def test_full_pass_backfills_both_ways(
     assert all(world.store.lease_owner(o.key) is None for o in summary.outcomes)
 
 
+async def test_a_pass_after_the_backfill_does_not_reconcile_what_it_created(
+    engine: Engine, world: World, story: dict[str, str]
+) -> None:
+    shared = await world.seller.opportunity(story["opportunity"])
+    created = {referral_key(story["referral"]), referral_key(shared["Referral_Identifier__c"])}
+    world.tick(30)
+    before = await world.calls()
+    summary = await engine.run_pass()
+    after = await world.calls()
+    assert summary.ok, summary.errors
+    # Both referrals' bases hold their stamps: neither is handed out, nothing is read for it.
+    assert [o for o in summary.outcomes if o.key in created] == []
+    assert (after - before).writes == 0
+
+
 async def test_repeated_notifications_write_nothing(
     engine: Engine, world: World, story: dict[str, str]
 ) -> None:
@@ -157,6 +172,34 @@ async def test_a_pass_does_not_reconcile_a_referral_change_a_webhook_already_car
     assert referral_key(story["referral"]) not in [o.key for o in summary.outcomes]
     [opportunity] = await world.opportunities_for(story["referral"])
     assert float(opportunity["Amount"]) == 52000
+
+
+async def test_a_pass_does_not_reconcile_a_referral_for_our_own_partner_center_write(
+    engine: Engine, world: World, story: dict[str, str]
+) -> None:
+    from cosell.sync.run.reconcile import reconcile_key
+
+    settled = await engine.run_pass()
+    assert settled.ok, settled.errors
+    shared = await world.seller.opportunity(story["opportunity"])
+    referral_id = shared["Referral_Identifier__c"]
+    before_write = (await world.microsoft.referral(referral_id))["updatedDateTime"]
+    world.tick(30)
+    await world.seller.edit("Opportunity", story["opportunity"], {"Amount": 61000})
+    # The Salesforce side's reconcile writes Partner Center, which moves `updatedDateTime`.
+    carried = await reconcile_key(world.ctx, record_key("Opportunity", story["opportunity"]))
+    assert carried.result == "synced", carried
+    assert (await world.microsoft.referral(referral_id))["updatedDateTime"] != before_write
+    world.tick(30)
+    before = await world.calls()
+    summary = await engine.run_pass()
+    after = await world.calls()
+    assert summary.ok, summary.errors
+    # Our own write is not handed out again: no reconcile, no reads or writes for it.
+    assert [o for o in summary.outcomes if o.key == referral_key(referral_id)] == []
+    assert (after - before).partner_center_writes == 0
+    referral = await world.microsoft.referral(referral_id)
+    assert float(referral["details"]["dealValue"]) == 61000
 
 
 async def test_a_503_is_retried_with_backoff(

@@ -24,6 +24,7 @@ from cosell.mapping import (
 )
 from cosell.mapping.model import OPPORTUNITY, OpportunityFields
 from cosell.mapping.types import STAGE_FIELD, Value
+from cosell.partnercenter.models import Referral
 from cosell.store.types import Link, SyncStatus
 from cosell.sync.plan import deadlines, notes_history
 from cosell.sync.plan.audit import (
@@ -65,6 +66,18 @@ def seen_stamp(base: Mapping[str, Value] | None) -> datetime | None:
     except ValueError:
         return None
     return stamp if stamp.tzinfo is not None else None
+
+
+def stamped(values: Mapping[str, Value], referral: Referral) -> dict[str, Value]:
+    """`values` as a base that remembers the referral's stamp as returned or read.
+
+    The stamp is the `updatedDateTime`, else the `createdDateTime`, as the poller lists it: the
+    poller does not hand out again a referral a create or a Lead's reconcile has just carried.
+    """
+    stamp = referral.updated_date_time or referral.created_date_time
+    if stamp is None:
+        return dict(values)
+    return {**values, SEEN_MARKER: stamp.astimezone(UTC).isoformat()}
 
 
 def with_seen_stamp(plan: Plan, stamp: datetime | None) -> Plan:
@@ -110,6 +123,18 @@ class Decision:
     waiting: str | None = None
     wake_at: datetime | None = None
     notes: tuple[Note, ...] = ()
+
+    def written(self, stamp: datetime | None) -> Decision:
+        """The decision whose base holds the referral's stamp as our Partner Center write left it.
+
+        `stamp`: the `updatedDateTime` the PATCH returned (None: the stamp as read is kept).
+        Our write moves the stamp; a base saved with the stamp as read would make the poller
+        hand the referral out again for our own write. The PATCH carried `If-Match`, so the
+        returned stamp holds no one else's edit; a later edit has a later stamp.
+        """
+        if not self.operations or stamp is None:
+            return self
+        return replace(self, plan=with_seen_stamp(self.plan, stamp))
 
     @property
     def writes_salesforce(self) -> bool:

@@ -425,5 +425,7 @@ async def _send_chunk(
             )
         else:
             now = ctx.clock.now()
+            written = item.referral.updated_date_time if item.referral else None
+            item.decision = item.decision.written(written)
             records.append(record_of(item.link, item.decision, api_calls=item.calls.total, now=now))
             outcomes[item.key] = outcome_of(item.key, item.link, item.decision, item.calls)

@@ -70,6 +70,7 @@ from cosell.sync.plan.creates import (
     person_name,
     with_collections,
 )
+from cosell.sync.plan.decide import stamped
 from cosell.sync.plan.outcome import CREATED, ERROR, SKIPPED, Outcome
 from cosell.sync.plan.record import parked_record, synced_record
 from cosell.sync.plan.sets import CONTACT_ROLE, HELP
@@ -289,7 +290,7 @@ async def _write_back(
                     "referral_id": item.referral.id,
                     "engagement_id": item.referral.engagement_id,
                 },
-                snapshot=values[item.link.id],
+                snapshot=stamped(values[item.link.id], item.referral),
                 resolve_intent=True,
             )
             for item in posted
@@ -822,7 +823,7 @@ def _finish_new(ctx: SyncContext, item: _NewOpportunity) -> tuple[Outcome, Recor
     done = Record(
         link.id,
         link={"sync_status": SyncStatus.SYNCED, "last_error": None, "last_synced_at": now},
-        snapshot={**agreed, **item.children_base},
+        snapshot=stamped({**agreed, **item.children_base}, item.referral),
         audit=((message, None),),
         # the expiry warning comes without any change: come back for it
         wakeup=(item.key, wake) if wake is not None else None,

@@ -82,6 +82,7 @@ from cosell.store.types import Key, Link, Record, SyncStatus
 from cosell.sync.io.context import ApiCalls, SyncContext
 from cosell.sync.io.read import read_opportunities, read_referral
 from cosell.sync.plan.audit import AUDIT_ENTRIES, describe_plan, line, render_audit_field
+from cosell.sync.plan.decide import stamped
 from cosell.sync.plan.errors import ConcurrentEditsError
 from cosell.sync.plan.leads import LEAD, is_lead_referral, lead_account_match
 from cosell.sync.plan.limits import MAX_ATTEMPTS
@@ -274,7 +275,7 @@ async def create_lead(
             "last_error": None,
             "last_synced_at": ctx.clock.now(),
         },
-        snapshot=agreed_values(values, written),
+        snapshot=stamped(agreed_values(values, written), referral),
         audit=((message, {"api_calls": calls.total}),),
         resolve_intent=True,
     )
@@ -518,9 +519,10 @@ async def _merge(
         )
     if operations:
         calls.partner_center += 1
-        await ctx.partner_center.patch(
+        updated = await ctx.partner_center.patch(
             ReferralId(referral.id or link.referral_id or ""), operations, etag=referral.e_tag
         )
+        referral = updated or referral
     if message and writes:
         writes[ctx.fields.audit] = _audit(ctx, link, message)
     if writes:
@@ -536,12 +538,13 @@ async def _merge(
     changes: dict[str, Any] = {}
     if operations or writes or link.sync_status != status or link.last_error != refusal:
         changes = {"sync_status": status, "last_error": refusal, "last_synced_at": ctx.clock.now()}
-    changed_base = base is None or dict(base) != dict(plan.new_base)
+    new_base = stamped(plan.new_base, referral)  # as our write left it, else as read
+    changed_base = base is None or dict(base) != new_base
     if changes or changed_base or message:
         done = Record(
             link.id,
             link=changes,
-            snapshot=dict(plan.new_base) if changed_base else None,
+            snapshot=new_base if changed_base else None,
             audit=((message, {"api_calls": calls.total}),) if message else (),
         )
         record(ctx, [done])

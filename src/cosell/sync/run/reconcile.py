@@ -217,7 +217,7 @@ async def reconcile_link(
             # Notes first: a crash after the writes must find them (`notes_history`).
             await microsoft_io.write_notes(ctx, sides, list(decision.notes), calls)
             ctx.failpoint("after-notes")
-            await apply(ctx, link, sides, decision, calls)
+            written = await apply(ctx, link, sides, decision, calls)
             ctx.failpoint("after-writes")
         except (pc_errors.ConflictError, sf_errors.ConflictError) as exc:
             log.info("sync.reconcile.concurrent_edit", key=key, side=type(exc).__module__)
@@ -241,6 +241,7 @@ async def reconcile_link(
                 calls,
                 record=sides.opportunity,
             )
+        decision = decision.written(written.updated_date_time)
         finish(ctx, link, decision, calls)
         if decision.plan.merge_again:  # accepted: the edits held while on hold go now
             return await reconcile_link(ctx, key, ctx.store.get_link(link.id) or link, calls)
@@ -364,8 +365,12 @@ def _unreadable_referral(referral_id: str, error: pc_errors.PartnerCenterError) 
 
 async def apply(
     ctx: SyncContext, link: Link, sides: Sides, decision: Decision, calls: ApiCalls
-) -> None:
+) -> Referral:
     """Write the decision: Partner Center (If-Match), then the opportunity (If-Unmodified-Since).
+
+    Returns:
+        The referral as Partner Center holds it after the write (as read when not written,
+        or when the PATCH returned no representation).
 
     Raises:
         ConflictError: a side changed since it was read (either client's).
@@ -396,6 +401,7 @@ async def apply(
     if account_fields and account is not None:
         calls.salesforce += 1
         await ctx.salesforce.update(ACCOUNT, account["Id"], account_fields)
+    return referral
 
 
 def opportunity_writes(
