@@ -13,7 +13,7 @@ from __future__ import annotations
 import shutil
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -83,6 +83,22 @@ def shoot(browser: Any, name: str) -> None:
     assert browser.save_screenshot(str(ARTIFACTS / f"{name}.png"))
 
 
+def arrive(browser: Any, where: Callable[[str], bool], what: str) -> None:
+    """Wait until a click's or a submit's navigation has landed and the new page has loaded.
+
+    A click returns before the browser has followed the form post; reading `current_url` or
+    the page at once reads the old page on a busy machine.
+    """
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    WebDriverWait(browser, 30, poll_frequency=0.05).until(
+        lambda b: (
+            where(b.current_url) and b.execute_script("return document.readyState") == "complete"
+        ),
+        message=f"the browser did not reach {what}",
+    )
+
+
 def text_of(browser: Any, css: str) -> str:
     from selenium.webdriver.common.by import By
 
@@ -100,7 +116,7 @@ def test_sign_in_overview_search_open_and_retry_a_deal(
     browser.find_element(By.ID, "username").send_keys("admin")
     browser.find_element(By.ID, "password").send_keys(OPERATOR_PASSWORD)
     browser.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
-    assert browser.current_url == f"{served}/console/deals"
+    arrive(browser, lambda url: url == f"{served}/console/deals", "the deals page")
 
     browser.get(f"{served}/console/")
     summary = store.summary().links_by_status
@@ -115,6 +131,7 @@ def test_sign_in_overview_search_open_and_retry_a_deal(
     search = browser.find_element(By.ID, "q")
     search.send_keys("fabrikam")
     search.submit()
+    arrive(browser, lambda url: "q=fabrikam" in url, "the search's results")
     rows = browser.find_elements(By.CSS_SELECTOR, "#deals tbody tr")
     assert len(rows) == 1
     assert "Fabrikam 50% deal" in rows[0].text
@@ -123,7 +140,7 @@ def test_sign_in_overview_search_open_and_retry_a_deal(
     shoot(browser, "3-deals-search")
 
     rows[0].find_element(By.TAG_NAME, "a").click()
-    assert browser.current_url == f"{served}/console/deals/{deals.failing.id}"
+    arrive(browser, lambda url: url == f"{served}/console/deals/{deals.failing.id}", "the deal")
     assert text_of(browser, "#deal-name") == "Fabrikam 50% deal"
     assert "FIELD_CUSTOM_VALIDATION_EXCEPTION" in text_of(browser, "#last-error")
     assert "One side refused the values" in text_of(browser, "#last-error")
@@ -131,7 +148,11 @@ def test_sign_in_overview_search_open_and_retry_a_deal(
     shoot(browser, "4-deal")
 
     browser.find_element(By.ID, "retry").click()
-    assert browser.current_url.endswith(f"/console/deals/{deals.failing.id}?notice=retried")
+    arrive(
+        browser,
+        lambda url: url.endswith(f"/console/deals/{deals.failing.id}?notice=retried"),
+        "the deal after its retry",
+    )
     assert "A retry of this deal was queued" in text_of(browser, "[role=status]")
     assert notified.keys == ["referral:ref-fabrikam"]
     newest = store.audit(deals.failing.id, limit=1)[0]
@@ -148,6 +169,7 @@ def test_the_deals_page_fits_a_phone(browser: Any, served: str, deals: Deals) ->
     browser.find_element(By.ID, "username").send_keys("admin")
     browser.find_element(By.ID, "password").send_keys(OPERATOR_PASSWORD)
     browser.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    arrive(browser, lambda url: "/console/login" not in url, "a signed-in page")
     for path, name in (("/console/deals", "6-phone-deals"), ("/console/", "7-phone-overview")):
         browser.get(f"{served}{path}")
         overflow = browser.execute_script(
