@@ -76,6 +76,11 @@ def test_importing_the_settings_loads_no_client_library() -> None:
     assert _loaded("import cosell.config", CLIENT_LIBRARIES) == "[]"
 
 
+def test_importing_the_store_loads_no_migrations_models_or_other_dialect() -> None:
+    heavy = ("alembic", "cosell.partnercenter.models", "sqlalchemy.dialects.postgresql")
+    assert _loaded("import cosell.store", heavy) == "[]"
+
+
 def test_checking_a_stores_schema_without_migrating_loads_no_alembic(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'cosell.db'}"
     clock = "from cosell.clock import SystemClock; from cosell.store import Store"
