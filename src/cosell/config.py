@@ -32,7 +32,7 @@ import re
 import tomllib
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import (
     BaseModel,
@@ -43,26 +43,20 @@ from pydantic import (
     field_validator,
 )
 
-from cosell.clock import Clock
-from cosell.partnercenter.auth import (
+from cosell.partnercenter.defaults import (
     DEFAULT_AUTHORITY_HOST,
-    FileRefreshTokenStore,
-    InMemoryRefreshTokenStore,
-    RefreshTokenStore,
+    MAX_BODY_BYTES,
+    MICROSOFT_CERTIFICATE_URL_PREFIX,
+    WEBHOOKS_BASE_URL,
 )
-from cosell.partnercenter.client import DEFAULT_BASE_URL as PARTNER_CENTER_BASE_URL
-from cosell.partnercenter.webhooks import DEFAULT_BASE_URL as WEBHOOKS_BASE_URL
-from cosell.partnercenter.webhooks import MAX_BODY_BYTES, MICROSOFT_CERTIFICATE_URL_PREFIX
-from cosell.salesforce.auth import (
-    LOGIN_URL,
-    AuthFlow,
-    ClientCredentialsFlow,
-    JwtBearerFlow,
-    PasswordFlow,
-    RefreshTokenFlow,
-)
-from cosell.salesforce.client import DEFAULT_API_VERSION
-from cosell.tokenstore import FileTokenStore, TokenFileError
+from cosell.partnercenter.defaults import REFERRALS_BASE_URL as PARTNER_CENTER_BASE_URL
+from cosell.salesforce.defaults import DEFAULT_API_VERSION, LOGIN_URL
+
+if TYPE_CHECKING:  # the clients (msal, httpx, cryptography) load only when a flow is built
+    from cosell.clock import Clock
+    from cosell.partnercenter.auth import RefreshTokenStore
+    from cosell.salesforce.auth import AuthFlow
+    from cosell.tokenstore import FileTokenStore
 
 DEFAULT_CONFIG_FILE = Path("cosell.toml")
 # Where `cosell connect` keeps refresh tokens unless a `*_token_file` setting names a file:
@@ -147,6 +141,8 @@ class PartnerCenterSettings(_Section):
         The token file when one is set or exists (what `cosell connect` wrote), else
         `refresh_token` in memory (its rotations are then not kept across runs).
         """
+        from cosell.partnercenter.auth import FileRefreshTokenStore, InMemoryRefreshTokenStore
+
         first = _reveal(self.refresh_token) or None
         if self.refresh_token_file is not None or self.token_file.exists():
             store = FileRefreshTokenStore(self.token_file, clock=clock)
@@ -234,6 +230,8 @@ class SalesforceSettings(_Section):
         """The token file's store when it holds a token (or is set), else None."""
         if self.refresh_token_file is None and not self.token_file.exists():
             return None
+        from cosell.tokenstore import FileTokenStore
+
         return FileTokenStore(self.token_file, clock=clock)
 
     def missing(self) -> list[str]:
@@ -252,6 +250,13 @@ class SalesforceSettings(_Section):
         Raises:
             ConfigError: a key the flow needs is missing, or the private key cannot be read.
         """
+        from cosell.salesforce.auth import (
+            ClientCredentialsFlow,
+            JwtBearerFlow,
+            PasswordFlow,
+            RefreshTokenFlow,
+        )
+
         missing = self.missing()
         if missing:
             keys = ", ".join(f"salesforce.{key}" for key in missing)
@@ -300,6 +305,8 @@ class SalesforceSettings(_Section):
 
 
 def _quiet_loader(store: FileTokenStore) -> Callable[[], str | None]:
+    from cosell.tokenstore import TokenFileError
+
     def load() -> str | None:
         try:
             return store.load()
@@ -312,6 +319,8 @@ def _quiet_loader(store: FileTokenStore) -> Callable[[], str | None]:
 def _stored_token(store: FileTokenStore | None) -> str | None:
     if store is None:
         return None
+    from cosell.tokenstore import TokenFileError
+
     try:
         return store.load()
     except TokenFileError as exc:

@@ -11,11 +11,19 @@ import sqlalchemy as sa
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 
 from cosell.clock import ManualClock
 from cosell.store import SchemaVersionError, Store, StoreError, StoreUnavailableError
 from cosell.store.database import create_engine, normalise_url
-from cosell.store.schema import alembic_config, current_revision, head_revision, upgrade
+from cosell.store.schema import (
+    HEAD_REVISION,
+    alembic_config,
+    check,
+    current_revision,
+    head_revision,
+    upgrade,
+)
 from cosell.store.tables import VERSION_TABLE, metadata
 
 TABLES = {
@@ -133,6 +141,60 @@ def test_a_database_from_a_newer_cosell_is_refused(empty_url: str, clock: Manual
             SchemaVersionError, match=r"revision '9999'.*newer cosell.*Upgrade cosell"
         ):
             Store.open(empty_url, clock=clock, migrate=migrate)
+
+
+def test_the_head_revision_constant_is_the_head_of_the_migration_scripts() -> None:
+    assert ScriptDirectory.from_config(alembic_config()).get_current_head() == HEAD_REVISION
+
+
+def test_the_version_is_read_as_alembic_reads_it(empty_url: str) -> None:
+    engine = _engine(empty_url)
+    try:
+        for step in (None, "0001", "head"):
+            if step is not None:
+                config = alembic_config()
+                with engine.begin() as connection:
+                    config.attributes["connection"] = connection
+                    command.upgrade(config, step)
+            with engine.connect() as connection:
+                context = MigrationContext.configure(
+                    connection, opts={"version_table": VERSION_TABLE}
+                )
+                assert current_revision(connection) == context.get_current_revision()
+    finally:
+        engine.dispose()
+
+
+def test_checking_a_store_behind_the_head_says_to_upgrade(empty_url: str) -> None:
+    engine = _engine(empty_url)
+    try:
+        config = alembic_config()
+        with engine.begin() as connection:
+            config.attributes["connection"] = connection
+            command.upgrade(config, "0001")
+        with pytest.raises(
+            SchemaVersionError,
+            match=rf"at revision '0001', and this cosell needs '{HEAD_REVISION}'.*cosell db upgrade",
+        ):
+            check(engine)
+        upgrade(engine)
+        assert check(engine) == HEAD_REVISION
+    finally:
+        engine.dispose()
+
+
+def test_a_version_table_with_several_revisions_is_refused(empty_url: str) -> None:
+    engine = _engine(empty_url)
+    try:
+        upgrade(engine)
+        with engine.begin() as connection:
+            connection.execute(sa.text(f"INSERT INTO {VERSION_TABLE} VALUES ('0001')"))
+        with pytest.raises(
+            SchemaVersionError, match=rf"several schema revisions \(0001, {HEAD_REVISION}\)"
+        ):
+            check(engine)
+    finally:
+        engine.dispose()
 
 
 # -- URLs and connection errors ----------------------------------------------------------------

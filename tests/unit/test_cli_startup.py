@@ -2,6 +2,7 @@
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -56,3 +57,37 @@ def test_the_sandbox_group_lists_the_emulators_and_up() -> None:
     assert result.exit_code == 0, result.output
     for command in ("partner-center", "salesforce", "up"):
         assert command in result.output
+
+
+def _loaded(probe: str, names: tuple[str, ...]) -> str:
+    """Which of `names` are in sys.modules after running `probe` in a fresh interpreter."""
+    script = f"{probe}\nimport sys; print(sorted(n for n in {names!r} if n in sys.modules))"
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=60
+    )
+    return result.stdout.strip()
+
+
+# What the settings must not load: the API clients' libraries, needed only to build a client.
+CLIENT_LIBRARIES = ("msal", "httpx", "cryptography", "jwt", "sqlalchemy", "alembic")
+
+
+def test_importing_the_settings_loads_no_client_library() -> None:
+    assert _loaded("import cosell.config", CLIENT_LIBRARIES) == "[]"
+
+
+def test_importing_the_store_loads_no_migrations_models_or_other_dialect() -> None:
+    heavy = ("alembic", "cosell.partnercenter.models", "sqlalchemy.dialects.postgresql")
+    assert _loaded("import cosell.store", heavy) == "[]"
+
+
+def test_checking_a_stores_schema_without_migrating_loads_no_alembic(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'cosell.db'}"
+    clock = "from cosell.clock import SystemClock; from cosell.store import Store"
+    subprocess.run(
+        [sys.executable, "-c", f"{clock}; Store.open({url!r}, clock=SystemClock()).close()"],
+        check=True,
+        timeout=60,
+    )
+    probe = f"{clock}; Store.open({url!r}, clock=SystemClock(), migrate=False).close()"
+    assert _loaded(probe, ("alembic",)) == "[]"

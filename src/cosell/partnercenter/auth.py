@@ -53,6 +53,7 @@ import msal
 import structlog
 
 from cosell.clock import Clock, SystemClock
+from cosell.partnercenter.defaults import DEFAULT_AUTHORITY_HOST
 from cosell.partnercenter.errors import (
     AuthConfigurationError,
     MfaRequiredError,
@@ -67,7 +68,6 @@ log = structlog.get_logger(__name__)
 
 REFERRALS_SCOPE = "https://api.partner.microsoft.com/.default"
 WEBHOOKS_SCOPE = "https://api.partnercenter.microsoft.com/.default"
-DEFAULT_AUTHORITY_HOST = "login.microsoftonline.com"
 # Entra access tokens live 60-90 minutes; renewing five minutes early leaves room for clock
 # skew and for a long paging run that started with a nearly expired token.
 DEFAULT_REFRESH_MARGIN = 300.0

@@ -46,6 +46,7 @@ import structlog
 
 from cosell.clock import Clock, SystemClock
 from cosell.partnercenter.auth import TokenProvider
+from cosell.partnercenter.defaults import REFERRALS_BASE_URL
 from cosell.partnercenter.errors import (
     AuthenticationError,
     MfaRequiredError,
@@ -65,7 +66,7 @@ from cosell.partnercenter.models import (
 
 log = structlog.get_logger(__name__)
 
-DEFAULT_BASE_URL = "https://api.partner.microsoft.com/v1.0/engagements"
+DEFAULT_BASE_URL = REFERRALS_BASE_URL
 # A backfill of 10,000 referrals at the sandbox's 100 per page is 100 pages; 10,000 pages
 # bounds a runaway server without ever cutting a real tenant's list short.
 DEFAULT_MAX_PAGES = 10_000

@@ -73,6 +73,11 @@ from cryptography.x509.verification import PolicyBuilder, Store, VerificationErr
 from cosell.clock import Clock, SystemClock
 from cosell.partnercenter.auth import TokenProvider
 from cosell.partnercenter.client import ApiRequester, RetryPolicy, response_json
+from cosell.partnercenter.defaults import (
+    MAX_BODY_BYTES,
+    MICROSOFT_CERTIFICATE_URL_PREFIX,
+    WEBHOOKS_BASE_URL,
+)
 from cosell.partnercenter.errors import (
     BodyTooLargeError,
     CertificateFetchError,
@@ -92,11 +97,9 @@ from cosell.partnercenter.errors import (
 
 log = structlog.get_logger(__name__)
 
-DEFAULT_BASE_URL = "https://api.partnercenter.microsoft.com/webhooks/v1"
-MICROSOFT_CERTIFICATE_URL_PREFIX = "https://3psostorageacct.blob.core.windows.net/cert/"
+DEFAULT_BASE_URL = WEBHOOKS_BASE_URL
 DISPATCH_DNS_NAME = "pcnotifications-dispatch.microsoft.com"
 MICROSOFT_ORGANIZATION = "Microsoft Corporation"
-MAX_BODY_BYTES = 1024 * 1024  # 1 MiB: callbacks are a few hundred bytes; more is an attack
 MAX_CERTIFICATE_BYTES = 64 * 1024  # a certificate with its chain is a few KiB
 # An hour: a rotated certificate is picked up within the hour, and the download happens once
 # an hour instead of once per callback.

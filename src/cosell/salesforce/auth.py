@@ -44,6 +44,7 @@ from pydantic import BaseModel, ConfigDict
 
 from cosell.clock import Clock, SystemClock
 from cosell.refusal import RefusalGate
+from cosell.salesforce.defaults import LOGIN_URL
 from cosell.salesforce.errors import (
     AuthenticationError,
     SignInRefusedError,
@@ -53,7 +54,6 @@ from cosell.salesforce.errors import (
 
 log = structlog.get_logger(__name__)
 
-LOGIN_URL = "https://login.salesforce.com"
 TOKEN_PATH = "/services/oauth2/token"  # noqa: S105 (a path, not a secret)
 JWT_LIFETIME = timedelta(minutes=3)  # Salesforce accepts assertions that expire within 3 min.
 JWT_BEARER_GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"

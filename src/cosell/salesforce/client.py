@@ -45,6 +45,7 @@ import structlog
 from cosell.clock import Clock, SystemClock
 from cosell.salesforce import soap
 from cosell.salesforce.auth import AuthFlow, Session, Token
+from cosell.salesforce.defaults import DEFAULT_API_VERSION
 from cosell.salesforce.errors import (
     ApiBudgetExceededError,
     PlatformError,
@@ -70,7 +71,6 @@ from cosell.salesforce.values import SalesforceId, parse_datetime
 
 log = structlog.get_logger(__name__)
 
-DEFAULT_API_VERSION = "62.0"
 MIN_API_VERSION = (46, 0)  # upsert's `created` flag and collections upsert need v46.0+.
 COLLECTION_LIMIT = 200  # records per sObject Collections create/update/upsert/delete call
 RETRIEVE_LIMIT = 2000  # ids per sObject Collections retrieve call

@@ -10,25 +10,29 @@ migration leaves the schema as it was.
 
 A database whose revision this cosell does not know was migrated by a newer cosell; it is
 refused with `SchemaVersionError` instead of being touched.
+
+The read-only `check` (every `Store.open(migrate=False)`: `cosell status`, `audit`, `plan`) does
+not import Alembic: it reads the version table itself and compares it with `HEAD_REVISION`, the
+newest revision's id (a test holds it equal to the head of the migration scripts). Alembic is
+loaded only to migrate, or to explain a revision that is not the head.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Final
 
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from alembic.util.exc import CommandError
 from sqlalchemy import exc
 from sqlalchemy.engine import Engine
 
 from cosell.store.database import WRITE, create_engine, describe, normalise_url, refused
 from cosell.store.errors import SchemaVersionError
 from cosell.store.tables import VERSION_TABLE
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 
 @dataclass(frozen=True)
@@ -41,10 +45,15 @@ class Upgrade:
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 MIGRATION_LOCK_ID = 0x636F73656C6C  # "cosell" in ASCII: the advisory lock id held while migrating
+# The newest revision in `migrations/versions`; bump it with every new migration (a test checks
+# it against Alembic's script directory).
+HEAD_REVISION: Final = "0002"
 
 
 def alembic_config() -> Config:
     """The Alembic configuration of the store's migrations, built in code."""
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     return config
@@ -52,20 +61,38 @@ def alembic_config() -> Config:
 
 def head_revision() -> str:
     """The newest revision this cosell ships."""
-    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
-    assert head is not None, "the store ships at least one migration"
-    return head
+    return HEAD_REVISION
 
 
 def current_revision(connection: sa.Connection) -> str | None:
-    """The revision the database is at, or None when cosell has never migrated it."""
-    context = MigrationContext.configure(connection, opts={"version_table": VERSION_TABLE})
-    return context.get_current_revision()
+    """The revision the database is at, or None when cosell has never migrated it.
+
+    Read from the version table directly (what Alembic's `MigrationContext` reads), so that
+    checking a store does not load Alembic.
+
+    Raises:
+        SchemaVersionError: When the version table holds more than one revision (cosell's
+            migrations are one line; Alembic would refuse it too).
+    """
+    if not sa.inspect(connection).has_table(VERSION_TABLE):
+        return None
+    table = sa.table(VERSION_TABLE, sa.column("version_num", sa.String))
+    revisions = connection.execute(sa.select(table.c.version_num)).scalars().all()
+    if len(revisions) > 1:
+        raise SchemaVersionError(
+            f"the store {describe(connection.engine.url)!r} holds several schema revisions "
+            f"({', '.join(sorted(revisions))}) in {VERSION_TABLE}; cosell's migrations are one "
+            "line, so the table was changed by hand: keep the one row of the real revision"
+        )
+    return revisions[0] if revisions else None
 
 
 def _check_known(revision: str | None, engine: Engine) -> None:
-    if revision is None:
+    if revision is None or revision == HEAD_REVISION:
         return
+    from alembic.script import ScriptDirectory
+    from alembic.util.exc import CommandError
+
     scripts = ScriptDirectory.from_config(alembic_config())
     try:
         known = scripts.get_revision(revision) is not None
@@ -100,9 +127,11 @@ def upgrade(engine: Engine) -> Upgrade:
         _check_known(revision, engine)
         head = head_revision()
         if revision != head:
+            from alembic import command
+
             config = alembic_config()
             config.attributes["connection"] = connection
-            command.upgrade(config, "head")
+            command.upgrade(config, head)
         return Upgrade(before=revision, after=head)
 
 

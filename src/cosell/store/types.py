@@ -33,7 +33,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, Literal, NewType
 
-from cosell.partnercenter.models import check_referral_id
+from cosell.partnercenter.ids import check_referral_id
 
 Key = NewType("Key", str)
 """What a notification says may be out of date: `referral:<id>` or `salesforce:<SObject>:<id>`."""

@@ -17,7 +17,7 @@ from pc_fakes import CertificateKit, der, pem
 from cosell.cli import app
 from cosell.commands.serve import bind, load_trusted_roots
 from cosell.config import ConfigError, Settings
-from cosell.partnercenter.webhooks import MAX_BODY_BYTES, MICROSOFT_CERTIFICATE_URL_PREFIX
+from cosell.partnercenter.defaults import MAX_BODY_BYTES, MICROSOFT_CERTIFICATE_URL_PREFIX
 from cosell_sandbox.partnercenter.app import PartnerCenterSandbox
 from cosell_sandbox.salesforce.app import SalesforceSandbox
 from cosell_sandbox.salesforce.app import SandboxOptions as SfOptions
