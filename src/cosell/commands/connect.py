@@ -17,7 +17,8 @@ settings only inside the commands.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -331,30 +332,9 @@ def salesforce(
     wait: WaitOption = None,
 ) -> None:
     """Sign in to Salesforce (login_url: production, test.salesforce.com or My Domain) and store the refresh token."""
-    import asyncio
-
-    from cosell.clock import SystemClock
-    from cosell.commands import quiet_client_logs
-    from cosell.config import ConfigError, Settings
     from cosell.salesforce.errors import SalesforceError
 
-    try:
-        settings = Settings.load(config)
-        with quiet_client_logs():
-            asyncio.run(
-                connect_salesforce(
-                    settings,
-                    device_code=device_code,
-                    clock=SystemClock(),
-                    echo=typer.echo,
-                    open_url=(lambda _url: False) if no_browser else _open_browser,
-                    port=port,
-                    wait_seconds=wait,
-                )
-            )
-    except (ConfigError, ConnectError, SalesforceError) as exc:
-        typer.echo(f"Error: {exc}", err=True)
-        raise typer.Exit(code=1) from exc
+    _sign_in(connect_salesforce, SalesforceError, config, device_code, no_browser, port, wait)
 
 
 @connect_app.command("partner-center")
@@ -366,18 +346,34 @@ def partner_center(
     wait: WaitOption = None,
 ) -> None:
     """Sign in to Partner Center as a Referrals admin (with MFA) and store the refresh token."""
+    from cosell.partnercenter.errors import PartnerCenterError
+
+    _sign_in(
+        connect_partner_center, PartnerCenterError, config, device_code, no_browser, port, wait
+    )
+
+
+def _sign_in(
+    connect: Callable[..., Coroutine[Any, Any, TokenRecord]],
+    side_error: type[Exception],
+    config: Path | None,
+    device_code: bool,
+    no_browser: bool,
+    port: int,
+    wait: float | None,
+) -> None:
+    """Run one side's sign-in as a command: errors a user can cause exit 1 with the message."""
     import asyncio
 
     from cosell.clock import SystemClock
     from cosell.commands import quiet_client_logs
     from cosell.config import ConfigError, Settings
-    from cosell.partnercenter.errors import PartnerCenterError
 
     try:
         settings = Settings.load(config)
         with quiet_client_logs():
             asyncio.run(
-                connect_partner_center(
+                connect(
                     settings,
                     device_code=device_code,
                     clock=SystemClock(),
@@ -387,7 +383,7 @@ def partner_center(
                     wait_seconds=wait,
                 )
             )
-    except (ConfigError, ConnectError, PartnerCenterError) as exc:
+    except (ConfigError, ConnectError, side_error) as exc:
         typer.echo(f"Error: {exc}", err=True)
         raise typer.Exit(code=1) from exc
 
