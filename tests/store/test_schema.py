@@ -36,6 +36,9 @@ TABLES = {
     "create_intents",
     "leases",
     "wakeups",
+    "pauses",
+    "held_keys",
+    "circuits",
 }
 
 

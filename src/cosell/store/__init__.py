@@ -22,6 +22,8 @@ inbox        record_event (idempotent, says whether new), record_events (several
              transaction), pending_events, complete_event, complete_events (by row id)
 creates      record_create_intent, create_intent, resolve_create_intent
 leases       claim (atomic across processes), release, lease_owner
+scope        set_pause, pauses, hold_keys, held_keys, release_keys, set_circuit, circuits,
+             deal_counts (every link counted once: Synced, Pending, Error, Paused)
 ```
 """
 
@@ -32,7 +34,7 @@ from cosell.store.errors import (
     StoreError,
     StoreUnavailableError,
 )
-from cosell.store.store import UNSET, Store
+from cosell.store.store import UNSET, Circuit, DealCounts, HeldKey, Pause, Store
 from cosell.store.tables import AUDIT_ENTRIES_KEPT, DEFAULT_TENANT
 from cosell.store.types import (
     AuditEntry,
@@ -58,8 +60,11 @@ __all__ = [
     "DEFAULT_TENANT",
     "UNSET",
     "AuditEntry",
+    "Circuit",
     "ConflictRecord",
     "CreateIntent",
+    "DealCounts",
+    "HeldKey",
     "InboxEvent",
     "JsonScalar",
     "Key",
@@ -69,6 +74,7 @@ __all__ = [
     "LinkId",
     "LinkNotFoundError",
     "NewConflict",
+    "Pause",
     "Record",
     "SchemaVersionError",
     "Store",

@@ -1284,6 +1284,200 @@ class Store:
 
     # -- read-only summaries (cosell status) ---------------------------------------------------
 
+    # -- failures by scope: pauses, held keys, circuits ----------------------------------------
+
+    def set_pause(
+        self, target: str | None, *, paused: bool, by: str, reason: str | None = None
+    ) -> bool:
+        """Pause or resume all sync (`target` None) or one deal (its link id), with an audit entry.
+
+        Args:
+            target: a link id, or None for all sync.
+            paused: pause (True) or resume (False).
+            by: who did it (recorded in the audit).
+            reason: why, shown beside the pause (optional).
+
+        Returns:
+            True when something changed (pausing what was paused, or resuming what was not,
+            changes nothing and records nothing).
+
+        Raises:
+            LinkNotFoundError: `target` names no link.
+        """
+        name = ALL_SYNC if target is None else target
+        what = "all sync" if target is None else "sync of this deal"
+        with self._write() as connection:
+            if target is not None:
+                self._require_link(connection, target)
+            mine = sa.and_(t.pauses.c.tenant == self._tenant, t.pauses.c.target == name)
+            exists = connection.execute(sa.select(t.pauses.c.target).where(mine)).first()
+            if paused == (exists is not None):
+                return False
+            if paused:
+                connection.execute(
+                    t.pauses.insert().values(
+                        tenant=self._tenant,
+                        target=name,
+                        paused_by=by,
+                        reason=reason,
+                        since=self._now(),
+                    )
+                )
+                message = f"{what} paused by {by}" + (f": {reason}" if reason else "")
+            else:
+                connection.execute(t.pauses.delete().where(mine))
+                message = f"{what} resumed by {by}"
+            self._record_audit(connection, target, [(message, {"by": by, "paused": paused})])
+        return True
+
+    def pauses(self) -> list[Pause]:
+        """Every pause in force, all sync (`target` None) first, then deals by time."""
+        with self._read() as connection:
+            rows = connection.execute(
+                sa.select(t.pauses)
+                .where(t.pauses.c.tenant == self._tenant)
+                .order_by(t.pauses.c.since, t.pauses.c.target)
+            ).all()
+        found = [
+            Pause(
+                target=None if row.target == ALL_SYNC else LinkId(row.target),
+                by=row.paused_by,
+                reason=row.reason,
+                since=row.since,
+            )
+            for row in rows
+        ]
+        return sorted(found, key=lambda p: p.target is not None)
+
+    def hold_keys(self, keys: Sequence[str], *, side: str) -> None:
+        """Remember that `keys` wait for `side` (a side's circuit, or "paused"); kept if held.
+
+        A held key keeps the time it was first held (the oldest unsynced change).
+        """
+        if not keys:
+            return
+        now = self._now()
+        with self._write() as connection:
+            statement = _insert(self._dialect, t.held_keys)
+            connection.execute(
+                statement.on_conflict_do_update(
+                    index_elements=[t.held_keys.c.tenant, t.held_keys.c.key],
+                    set_={"side": statement.excluded.side},
+                ),
+                [
+                    {"tenant": self._tenant, "key": key, "side": side, "since": now}
+                    for key in dict.fromkeys(keys)
+                ],
+            )
+
+    def held_keys(self, *, side: str | None = None, limit: int = 10_000) -> list[HeldKey]:
+        """The keys waiting (for `side`, or for anything), oldest first."""
+        query = sa.select(t.held_keys).where(t.held_keys.c.tenant == self._tenant)
+        if side is not None:
+            query = query.where(t.held_keys.c.side == side)
+        query = query.order_by(t.held_keys.c.since, t.held_keys.c.key).limit(limit)
+        with self._read() as connection:
+            return [
+                HeldKey(key=row.key, side=row.side, since=row.since)
+                for row in connection.execute(query)
+            ]
+
+    def release_keys(self, keys: Sequence[str]) -> None:
+        """Forget that `keys` were held (they were notified, or reconciled)."""
+        if not keys:
+            return
+        with self._write() as connection:
+            for start in range(0, len(keys), 500):  # bound the IN list
+                connection.execute(
+                    t.held_keys.delete().where(
+                        t.held_keys.c.tenant == self._tenant,
+                        t.held_keys.c.key.in_(list(keys[start : start + 500])),
+                    )
+                )
+
+    def set_circuit(self, circuit: Circuit) -> None:
+        """Store a side's circuit (what `cosell status` and `/readyz` show)."""
+        values = {
+            "state": circuit.state,
+            "cause": circuit.cause,
+            "fix": circuit.fix,
+            "since": circuit.since,
+            "next_probe_at": circuit.next_probe_at,
+        }
+        with self._write() as connection:
+            statement = _insert(self._dialect, t.circuits).values(
+                tenant=self._tenant, side=circuit.side, **values
+            )
+            connection.execute(
+                statement.on_conflict_do_update(
+                    index_elements=[t.circuits.c.tenant, t.circuits.c.side], set_=values
+                )
+            )
+
+    def circuits(self) -> dict[str, Circuit]:
+        """Each side's stored circuit, by side (a side never stored has no entry: closed)."""
+        with self._read() as connection:
+            rows = connection.execute(
+                sa.select(t.circuits).where(t.circuits.c.tenant == self._tenant)
+            ).all()
+        return {
+            row.side: Circuit(
+                side=row.side,
+                state=row.state,
+                cause=row.cause,
+                fix=row.fix,
+                since=row.since,
+                next_probe_at=row.next_probe_at,
+            )
+            for row in rows
+        }
+
+    def deal_counts(self) -> DealCounts:
+        """Every link counted once: Paused, else Error, else Pending, else Synced.
+
+        A link is Paused when its deal is paused; Error when parked; Pending when its status
+        is Pending or one of its keys is held (waiting for a side whose circuit is open, or
+        for all sync to resume); Synced otherwise. The four add up to the number of links.
+        """
+        links = t.links.c
+        mine = links.tenant == self._tenant
+        paused = sa.select(t.pauses.c.target).where(t.pauses.c.tenant == self._tenant)
+        held = sa.select(t.held_keys.c.key).where(t.held_keys.c.tenant == self._tenant)
+        referral_key_col = sa.literal("referral:") + links.referral_id
+        record_key_col = (
+            sa.literal("salesforce:") + links.sobject + sa.literal(":") + links.record_id
+        )
+        is_held = sa.or_(referral_key_col.in_(held), record_key_col.in_(held))
+        bucket = sa.case(
+            (links.id.in_(paused), "Paused"),
+            (links.sync_status == SyncStatus.ERROR.value, "Error"),
+            (sa.or_(links.sync_status == SyncStatus.PENDING.value, is_held), "Pending"),
+            else_="Synced",
+        ).label("bucket")
+        with self._read() as connection:
+            rows = connection.execute(
+                sa.select(bucket, sa.func.count()).where(mine).group_by(bucket)
+            ).all()
+            oldest_held = connection.execute(
+                sa.select(sa.func.min(t.held_keys.c.since)).where(
+                    t.held_keys.c.tenant == self._tenant
+                )
+            ).scalar()
+            oldest_pending = connection.execute(
+                sa.select(sa.func.min(links.updated_at)).where(
+                    mine, links.sync_status == SyncStatus.PENDING.value
+                )
+            ).scalar()
+        counts = {str(name): int(count) for name, count in rows}
+        oldest = [at for at in (oldest_held, oldest_pending) if at is not None]
+        return DealCounts(
+            synced=counts.get("Synced", 0),
+            pending=counts.get("Pending", 0),
+            error=counts.get("Error", 0),
+            paused=counts.get("Paused", 0),
+            oldest_unsynced_at=min(oldest) if oldest else None,
+        )
+
     def summary(self) -> StoreSummary:
         """Counts and times that say how sync is doing, read in one transaction.
 
@@ -1353,6 +1547,79 @@ class Store:
         )
         with self._read() as connection:
             return [_link(row) for row in connection.execute(query)]
+
+
+ALL_SYNC: Final = "*"  # the pauses row that pauses all sync
+
+
+@dataclass(frozen=True)
+class Pause:
+    """A pause in force: all sync (`target` None) or one deal (its link id)."""
+
+    target: LinkId | None
+    by: str
+    reason: str | None
+    since: datetime
+
+
+@dataclass(frozen=True)
+class HeldKey:
+    """A key whose reconcile waits: for a side (its circuit is open) or for a pause."""
+
+    key: str
+    side: str
+    since: datetime
+
+
+@dataclass(frozen=True)
+class Circuit:
+    """A side's circuit breaker as stored: `closed` (syncing) or `open` (paused for `cause`).
+
+    Attributes:
+        side: `partner_center` or `salesforce`.
+        state: `closed` or `open`.
+        cause: what is wrong (empty when closed).
+        fix: what to do about it (empty when closed).
+        since: when it entered this state.
+        next_probe_at: when the next probe may run (open only).
+    """
+
+    side: str
+    state: str
+    cause: str
+    fix: str
+    since: datetime
+    next_probe_at: datetime | None = None
+
+    @property
+    def is_open(self) -> bool:
+        """The side's sync is paused."""
+        return self.state == "open"
+
+
+@dataclass(frozen=True)
+class DealCounts:
+    """Every link counted once (`Store.deal_counts`); the four add up to the links."""
+
+    synced: int
+    pending: int
+    error: int
+    paused: int
+    oldest_unsynced_at: datetime | None
+
+    @property
+    def total(self) -> int:
+        """The number of links."""
+        return self.synced + self.pending + self.error + self.paused
+
+    def as_dict(self) -> dict[str, int]:
+        """The counts by name (Synced, Pending, Error, Paused)."""
+        return {
+            "Synced": self.synced,
+            "Pending": self.pending,
+            "Error": self.error,
+            "Paused": self.paused,
+        }
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,10 @@ cursors          change cursors of the pollers, per name
 inbox            webhook events, unique (tenant, source, event_id), pending until completed
 create_intents   a create about to be called for a link, until its result is stored
 leases           per-key leases: at most one reconcile of a key at a time, across processes
+wakeups          keys to reconcile again at a given time
+pauses           manual pauses: all sync ("*") or one deal (its link id), who and since when
+held_keys        keys whose reconcile waits for a side (its circuit open) or for a pause
+circuits         each side's circuit breaker: closed or open, the cause and the fix
 ```
 
 Times are `UTCDateTime`: `timestamp with time zone` on PostgreSQL; on SQLite (which has no
@@ -218,4 +222,38 @@ wakeups = sa.Table(
     sa.Column("key", sa.String(NAME_LENGTH * 2), primary_key=True),  # as leases.key
     sa.Column("due_at", UTCDateTime(), nullable=False),
     sa.Index(None, "tenant", "due_at"),
+)
+
+pauses = sa.Table(
+    "pauses",
+    metadata,
+    sa.Column("tenant", sa.String(TENANT_LENGTH), primary_key=True),
+    # "*" pauses all sync; a link id pauses that one deal.
+    sa.Column("target", sa.String(NAME_LENGTH), primary_key=True),
+    sa.Column("paused_by", sa.String(NAME_LENGTH), nullable=False),
+    sa.Column("reason", sa.Text(), nullable=True),
+    sa.Column("since", UTCDateTime(), nullable=False),
+)
+
+held_keys = sa.Table(
+    "held_keys",
+    metadata,
+    sa.Column("tenant", sa.String(TENANT_LENGTH), primary_key=True),
+    sa.Column("key", sa.String(NAME_LENGTH * 2), primary_key=True),  # as leases.key
+    # What the key waits for: a side (partner_center / salesforce) or "paused".
+    sa.Column("side", sa.String(32), nullable=False),
+    sa.Column("since", UTCDateTime(), nullable=False),
+    sa.Index(None, "tenant", "side"),
+)
+
+circuits = sa.Table(
+    "circuits",
+    metadata,
+    sa.Column("tenant", sa.String(TENANT_LENGTH), primary_key=True),
+    sa.Column("side", sa.String(32), primary_key=True),
+    sa.Column("state", sa.String(32), nullable=False),  # closed / open
+    sa.Column("cause", sa.Text(), nullable=False),
+    sa.Column("fix", sa.Text(), nullable=False),
+    sa.Column("since", UTCDateTime(), nullable=False),
+    sa.Column("next_probe_at", UTCDateTime(), nullable=True),
 )

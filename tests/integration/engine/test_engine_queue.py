@@ -188,16 +188,60 @@ async def test_retriable_errors_back_off_honouring_retry_after(
     assert 0.0 <= second <= 2.0  # full jitter under base * 2**(2-1)
 
 
-async def test_exhausted_retries_park_the_link(
+async def test_exhausted_retries_pause_the_side_and_hold_the_key_without_parking_it(
     engine: Engine, reconciler: ScriptedReconciler, store: Store, clock: HookedClock
 ) -> None:
-    link = store.create_link(sobject="Opportunity", referral_id="parked-referral")
+    link = store.create_link(sobject="Opportunity", referral_id="held-referral")
 
     async def down(key: str) -> None:
         raise ServiceUnavailableError("503 from Partner Center")
 
-    key = "referral:parked-referral"
+    key = "referral:held-referral"
     reconciler.hooks[key] = down
+    try:
+        await engine.notify(key)
+        for _ in range(3):  # max_attempts
+            await reconciler.wait_for("end", key)
+        await _drained(engine)
+        held = store.get_link(link.id)
+        assert held is not None
+        assert held.sync_status == SyncStatus.PENDING  # the deal keeps its state
+        assert held.last_error is None
+        assert len(clock.sleeps) == 2
+        assert [h.key for h in store.held_keys(side="partner_center")] == [key]
+        circuit = store.circuits()["partner_center"]
+        assert circuit.is_open
+        assert "Partner Center is unreachable (503 from Partner Center)" in circuit.cause
+        assert engine.blocked() is not None
+
+        # While the side is paused nothing is called: another notification is held at once.
+        reconciler.calls.clear()
+        await engine.notify(key)
+        await _drained(engine)
+        assert reconciler.calls == []
+    finally:
+        reconciler.hooks.pop(key, None)
+        engine.breaker.close("partner_center")  # as a passing probe does
+    # Once the side is back the held key runs by itself (a poll tick's heal).
+    assert await engine.heal() == 1
+    await reconciler.wait_for("end", key)
+    await _drained(engine)
+    assert store.held_keys() == []
+    assert not store.circuits()["partner_center"].is_open
+
+
+async def test_exhausted_retries_of_a_deal_s_own_race_park_it(
+    engine: Engine, reconciler: ScriptedReconciler, store: Store, clock: HookedClock
+) -> None:
+    from cosell.sync.plan.errors import ConcurrentEditsError
+
+    link = store.create_link(sobject="Opportunity", referral_id="parked-referral")
+
+    async def racing(key: str) -> None:
+        raise ConcurrentEditsError("the record changed while cosell wrote it")
+
+    key = "referral:parked-referral"
+    reconciler.hooks[key] = racing
     await engine.notify(key)
     for _ in range(3):  # max_attempts
         await reconciler.wait_for("end", key)
@@ -207,7 +251,7 @@ async def test_exhausted_retries_park_the_link(
     assert parked.sync_status == SyncStatus.ERROR
     assert parked.last_error is not None
     assert "gave up after 3 attempts" in parked.last_error
-    assert len(clock.sleeps) == 2
+    assert engine.blocked() is None  # a deal's problem pauses nothing
 
 
 async def test_a_key_leased_elsewhere_waits_for_the_lease(
@@ -337,7 +381,7 @@ async def test_an_unexpected_error_parks_the_key_without_retrying(
     assert store.lease_owner(key) is None
 
 
-async def test_a_batch_that_keeps_failing_is_parked_after_its_attempts(
+async def test_a_batch_whose_side_keeps_failing_is_held_after_its_attempts_not_parked(
     engine: Engine, reconciler: ScriptedReconciler, store: Store, clock: HookedClock
 ) -> None:
     link = store.create_link(sobject="Opportunity", referral_id="batch-down")
@@ -347,14 +391,21 @@ async def test_a_batch_that_keeps_failing_is_parked_after_its_attempts(
         raise ServerUnavailableError("503 from Salesforce", retry_after=2.0)
 
     reconciler.hooks[key] = down
-    outcomes = await engine_module.reconcile_batch_workflow([key])
-    assert [(o.key, o.result) for o in outcomes] == [(key, "error")]
-    assert len(reconciler.calls) == 3  # max_attempts
-    assert len(clock.sleeps) == 2
-    assert all(s >= 2.0 for s in clock.sleeps)
-    parked = store.get_link(link.id)
-    assert parked is not None
-    assert parked.sync_status == SyncStatus.ERROR
+    try:
+        outcomes = await engine_module.reconcile_batch_workflow([key])
+        assert [(o.key, o.result) for o in outcomes] == [(key, "held")]
+        assert len(reconciler.calls) == 3  # max_attempts
+        assert len(clock.sleeps) == 2
+        assert all(s >= 2.0 for s in clock.sleeps)
+        held = store.get_link(link.id)
+        assert held is not None
+        assert held.sync_status == SyncStatus.PENDING
+        assert [h.key for h in store.held_keys(side="salesforce")] == [key]
+        assert store.deal_counts().pending >= 1
+    finally:
+        reconciler.hooks.pop(key, None)
+        engine.breaker.close("salesforce")
+        store.release_keys([key])
 
 
 async def test_a_worker_applies_the_poller_and_sweep_schedules(engine: Engine) -> None:

@@ -3,6 +3,7 @@
 ```
 core.py             Engine: lifecycle, notify/coalescing, the inbox drainer, leases, passes
 workflows.py        the DBOS steps and workflows, bound to the started Engine (`Runtime`)
+breaker.py          a circuit breaker per side: a side's failure pauses it, a probe resumes it
 backoff.py          the one retry policy (capped exponential backoff, full jitter, Retry-After)
 config.py           queue names, batch size, EngineOptions, the system database URL, logging
 system_database.py  DBOS's system database engine
@@ -10,6 +11,7 @@ system_database.py  DBOS's system database engine
 """
 
 from cosell.sync.engine.backoff import BackoffPolicy
+from cosell.sync.engine.breaker import Breaker
 from cosell.sync.engine.config import (
     BATCH_QUEUE,
     LAST_SWEEP_CURSOR,
@@ -21,7 +23,13 @@ from cosell.sync.engine.config import (
     cron_for,
     system_database_url,
 )
-from cosell.sync.engine.core import Engine, Reconciler, Summary, settings_context_factory
+from cosell.sync.engine.core import (
+    Engine,
+    PreflightError,
+    Reconciler,
+    Summary,
+    settings_context_factory,
+)
 from cosell.sync.engine.workflows import sweep_workflow
 from cosell.sync.plan.limits import BATCH_SIZE
 
@@ -32,9 +40,11 @@ __all__ = [
     "RECONCILE_QUEUE",
     "SCHEDULE_QUEUE",
     "BackoffPolicy",
+    "Breaker",
     "Engine",
     "EngineError",
     "EngineOptions",
+    "PreflightError",
     "Reconciler",
     "Summary",
     "configure_dbos_logging",

@@ -59,6 +59,10 @@ class EngineOptions:
         worker_batches: batch workflows one worker runs at once.
         overlap_seconds: the pollers' overlap (see `pollers`).
         backoff: the retry policy.
+        probe_seconds: the least time between two probes of a side whose circuit is open
+            (None: the poll interval).
+        preflight: a worker (`start(background=True)`) checks both connections and the
+            mapping before it syncs anything; a failure opens the side's circuit.
     """
 
     system_database_url: str | None = None
@@ -74,6 +78,16 @@ class EngineOptions:
     worker_batches: int = 2  # two batches overlap one's reads with the other's writes
     overlap_seconds: float = pollers.DEFAULT_OVERLAP_SECONDS
     backoff: BackoffPolicy = field(default_factory=BackoffPolicy)
+    probe_seconds: float | None = None  # None: one probe per poll interval (see `breaker`)
+    preflight: bool = False  # `start(background=True)` checks both sides first (serve)
+
+    @property
+    def probe_interval(self) -> float:
+        """The least time between two probes of a side whose circuit is open, in seconds.
+
+        At most the poll interval, so that a side back up is synced within two poll intervals.
+        """
+        return float(self.probe_seconds or self.poll_interval_seconds)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> EngineOptions:
@@ -87,6 +101,7 @@ class EngineOptions:
             poll_interval_seconds=int(sync.poll_interval_seconds),
             sweep_interval_seconds=int(sync.sweep_interval_seconds),
             executor_id=os.environ.get("COSELL_WORKER_ID", "local"),
+            preflight=True,
         )
 
 

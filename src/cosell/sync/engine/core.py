@@ -115,7 +115,7 @@ from cosell.clock import Clock
 from cosell.config import Settings
 from cosell.store.types import Key, KeyFormatError, SyncStatus, parse_key, referral_key
 from cosell.sync.engine import system_database, workflows
-from cosell.sync.engine.backoff import RETRIABLE_ERRORS
+from cosell.sync.engine.breaker import Breaker
 from cosell.sync.engine.config import (
     BATCH_QUEUE,
     INBOX_PAGE,
@@ -130,12 +130,24 @@ from cosell.sync.engine.config import (
     system_database_url,
 )
 from cosell.sync.io import pollers
+from cosell.sync.io.context import ApiCalls
 from cosell.sync.io.links import link_of
+from cosell.sync.io.preflight import check_side, preflight
 from cosell.sync.plan import outcome as results
 from cosell.sync.plan.keys import KeyRef
 from cosell.sync.plan.leads import LEAD
 from cosell.sync.plan.limits import BATCH_SIZE
 from cosell.sync.plan.outcome import Outcome
+from cosell.sync.plan.scope import (
+    GLOBAL,
+    PER_DEAL,
+    SIDE_NAMES,
+    SIDES,
+    TRANSIENT,
+    Scope,
+    scope_of,
+    unreachable,
+)
 from cosell.sync.run.park import park_link
 
 if TYPE_CHECKING:
@@ -147,6 +159,19 @@ log = logging.getLogger(__name__)
 
 
 _LINK_PAGE: Final = 500  # parked links read per store query: small rows, few round trips
+PAUSED: Final = "paused"  # what a key held for a manual pause waits for (`Store.hold_keys`)
+
+
+class PreflightError(EngineError):
+    """A side failed the preflight: nothing was synced (`cosell sync` exits with it)."""
+
+    def __init__(self, failures: Sequence[Scope]) -> None:
+        super().__init__(
+            "nothing was synced: "
+            + "; ".join(f"{SIDE_NAMES.get(f.side or '', f.side)}: {f.message()}" for f in failures)
+        )
+        self.failures = tuple(failures)
+
 
 Progress = Callable[[int, int | None], None]
 """Called after each batch of a pass with (keys done, keys expected or None when unknown)."""
@@ -194,8 +219,8 @@ class Summary:
 
     @property
     def ok(self) -> bool:
-        """No key ended in error."""
-        return not self.errors
+        """No key ended in error, and none waits for a side or a pause."""
+        return not self.errors and not self.count(results.HELD)
 
 
 @dataclass
@@ -282,6 +307,8 @@ class Engine:
         self._idle.set()
         self._inbox_wakeup = asyncio.Event()
         self._drainer: asyncio.Task[None] | None = None
+        self._breaker = Breaker(store, clock, probe_seconds=options.probe_interval)
+        self._heal_lock = asyncio.Lock()
 
     @property
     def options(self) -> EngineOptions:
@@ -321,9 +348,178 @@ class Engine:
         """One attempt at a batch under its leases (a step of `workflows.reconcile_batch_workflow`)."""
         return await self._attempt_batch(self._with_listed(self._context(), keys), keys, owner)
 
-    async def poll(self, side: str) -> pollers.PollResult:
-        """Poll one side from its stored cursor."""
-        return await self._poll(side, self._context())
+    async def poll(self, side: str) -> pollers.PollResult | None:
+        """Poll one side from its stored cursor.
+
+        Returns:
+            What the poll found, or None when the side failed (its circuit is now open; the
+            cursor stays where it was, so nothing is missed when it comes back).
+
+        Raises:
+            Exception: a bug (not an error of a side).
+        """
+        try:
+            return await self._poll(side, self._context())
+        except Exception as exc:
+            if self.side_failed(exc):
+                return None
+            raise
+
+    # -- failures by scope (`plan.scope`, `breaker`) ------------------------------------------
+
+    @property
+    def breaker(self) -> Breaker:
+        """Both sides' circuits."""
+        return self._breaker
+
+    def side_failed(self, error: BaseException) -> bool:
+        """Open the circuit of the side `error` is about (a poll, a sweep page, a probe).
+
+        A transient error here has already been retried by the client, so the side is
+        unreachable for now. Returns False for an error of no side (a bug: raise it).
+        """
+        scope = scope_of(error)
+        if scope.side is None or scope.kind not in (GLOBAL, TRANSIENT):
+            return False
+        if scope.kind == TRANSIENT:
+            scope = unreachable(scope.side, scope.cause)
+        self._breaker.trip(scope)
+        return True
+
+    def trip_unreachable(self, side: str, message: str) -> None:
+        """Open the side's circuit: it kept failing through every retry."""
+        self._breaker.trip(unreachable(side, message))
+
+    def hold(self, keys: Sequence[Key], side: str) -> None:
+        """Keep the keys waiting for `side` (or `PAUSED`) instead of parking them."""
+        self._store.hold_keys(list(keys), side=side)
+
+    def blocked(self) -> tuple[str, str] | None:
+        """What stops all sync now: (what it waits for, why), or None.
+
+        A side whose circuit is open stops every reconcile (each reads both sides); a pause
+        of all sync stops them too.
+        """
+        for circuit in self._breaker.open_circuits():
+            name = SIDE_NAMES[circuit.side]
+            return circuit.side, f"waiting for {name}: {circuit.cause}"
+        for pause in self._store.pauses():
+            if pause.target is None:
+                return PAUSED, f"all sync is paused by {pause.by}; run cosell resume to resume"
+        return None
+
+    def _held(self, keys: Sequence[Key]) -> tuple[str, str, list[Key]] | None:
+        """The keys that must wait now: (what for, why, keys), or None when none must."""
+        stop = self.blocked()
+        if stop is not None:
+            return stop[0], stop[1], list(keys)
+        paused = {p.target for p in self._store.pauses() if p.target is not None}
+        if not paused:
+            return None
+        waiting = []
+        for key in keys:
+            try:
+                link = link_of(self._store, KeyRef.parse(key))
+            except KeyFormatError:
+                continue
+            if link is not None and link.id in paused:
+                waiting.append(key)
+        if not waiting:
+            return None
+        return PAUSED, "this deal's sync is paused; run cosell resume KEY to resume", waiting
+
+    def _classified(
+        self, error: Exception, keys: Sequence[Key], *, persist: bool
+    ) -> workflows.Attempt:
+        """The attempt an exception out of a reconcile makes, by its scope (`plan.scope`).
+
+        Called in an `except` block (a bug's traceback is logged from there, once).
+        """
+        scope = scope_of(error)
+        if scope.kind == GLOBAL:
+            if persist:
+                self._breaker.trip(scope)
+            return workflows.Attempt(
+                "held", side=scope.side, message=scope.message(), held=tuple(keys)
+            )
+        if scope.kind == TRANSIENT:
+            return workflows.Attempt(
+                "retry", retry_after=scope.retry_after, message=str(error), side=scope.side
+            )
+        if scope.kind == PER_DEAL:
+            log.warning("reconcile of %s refused: %s", ", ".join(keys[:3]), error)
+            return workflows.Attempt("failed", message=str(error))
+        # A bug, or an error the reconcile should have parked: these keys fail, the others
+        # keep syncing, and the traceback is in the log once.
+        log.exception("reconcile of %d key(s) (%s) failed unexpectedly", len(keys), keys[0])
+        return workflows.Attempt("failed", message=workflows.unexpected(error))
+
+    async def run_preflight(self) -> list[Scope]:
+        """Check both connections and the mapping (`io.preflight`); open the failing sides.
+
+        Returns:
+            The failures (empty when both sides pass; a passing side's circuit is closed).
+        """
+        failures = await preflight(self._context())
+        failed = {f.side for f in failures}
+        for failure in failures:
+            self._breaker.trip(failure)
+        for side in SIDES:
+            if side not in failed:
+                self._breaker.close(side)
+        return failures
+
+    async def heal(self) -> int:
+        """Probe the open sides that are due; once nothing stops sync, notify the held keys.
+
+        Called by every poll tick (and by tests): at most one probe per side per
+        `EngineOptions.probe_interval`, never before a throttling side's `Retry-After`.
+
+        Returns:
+            How many held keys were notified.
+        """
+        async with self._heal_lock:
+            ctx = self._context()
+            for side in SIDES:
+                if not self._breaker.due(side):
+                    continue
+                try:
+                    await check_side(ctx, side)
+                except Exception as exc:  # noqa: BLE001 - a failed probe keeps the side open
+                    scope = scope_of(exc)
+                    if scope.kind != GLOBAL:
+                        scope = unreachable(side, scope.cause)
+                    self._breaker.probe_failed(scope)
+                else:
+                    self._breaker.close(side)
+            if await asyncio.to_thread(self.blocked) is not None:
+                return 0
+            held = await asyncio.to_thread(self._store.held_keys)
+            pauses = await asyncio.to_thread(self._store.pauses)
+            paused = {str(p.target) for p in pauses if p.target is not None}
+            keys = [
+                Key(h.key)
+                for h in held
+                if not (h.side == PAUSED and self._deal_paused(Key(h.key), paused))
+            ]
+            if not keys:
+                return 0
+            if DBOS.workflow_id is not None:
+                await self._notify_from_workflow(keys)
+            else:
+                await workflows._enqueue_keys(
+                    await workflows._unqueued_keys(keys), uuid.uuid4().hex
+                )
+            await asyncio.to_thread(self._store.release_keys, keys)
+            log.info("sync resumed: %d waiting key(s) notified", len(keys))
+            return len(keys)
+
+    def _deal_paused(self, key: Key, paused: set[str]) -> bool:
+        try:
+            link = link_of(self._store, KeyRef.parse(key))
+        except KeyFormatError:
+            return False
+        return link is not None and link.id in paused
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -367,6 +563,7 @@ class Engine:
         """
         workflows.bind(self)
         configure_dbos_logging()
+        self._breaker.load()
         manager = self._factory(False)
         self._ctx = await manager.__aenter__()
         self._ctx_manager = manager
@@ -399,6 +596,10 @@ class Engine:
             raise
         self._started = True
         self._background = background
+        if background and self._options.preflight:
+            # A failing side stays paused (its circuit open, probed at every poll tick);
+            # the service stays up, unready, and syncs nothing that needs it.
+            await self.run_preflight()
         if background:
             await self.drain_inbox()  # events recorded before a crash or a restart
             self._drainer = asyncio.create_task(self._drain_forever(), name="cosell-inbox")
@@ -558,6 +759,10 @@ class Engine:
     async def _attempt_key(
         self, ctx: SyncContext, key: Key, owner: str | None
     ) -> workflows.Attempt:
+        waiting = await asyncio.to_thread(self._held, [key])
+        if waiting is not None:  # nothing is called while a side or the deal is paused
+            side, message, _ = waiting
+            return workflows.Attempt("held", side=side, message=message, held=(key,))
         ttl = self._options.lease_seconds
         leased: list[Key] = []
         if owner is not None:
@@ -569,15 +774,8 @@ class Engine:
         try:
             async with self._renewing(leased, owner, ttl):
                 outcome = await self._reconciler.reconcile_key(ctx, key)
-        except RETRIABLE_ERRORS as exc:
-            return workflows.Attempt(
-                "retry", retry_after=getattr(exc, "retry_after", None), message=str(exc)
-            )
-        except Exception as exc:
-            # A bug, or an error the reconcile should have parked: this key fails, the
-            # others keep syncing, and the traceback is in the log.
-            log.exception("reconcile of %s failed unexpectedly", key)
-            return workflows.Attempt("failed", message=workflows.unexpected(exc))
+        except Exception as exc:  # noqa: BLE001 - sorted by scope; a bug's traceback is logged
+            return self._classified(exc, [key], persist=owner is not None)
         finally:
             if owner is not None:
                 await asyncio.to_thread(self._release, leased, owner)
@@ -686,6 +884,9 @@ class Engine:
             attempt = await workflows.reconcile_key_step(key, owner)
             if attempt.kind == "done":
                 return attempt.outcomes[0]
+            if attempt.kind == "held":
+                await workflows.hold_step([key], attempt.side or PAUSED)
+                return workflows.held_outcome(key, attempt.message)
             if attempt.kind == "failed":
                 message = f"{attempt.message}; retried at the next change or sweep"
                 await workflows.park_step([key], message)
@@ -699,6 +900,11 @@ class Engine:
                 continue
             failures += 1
             if failures >= policy.max_attempts:
+                if attempt.side is not None:
+                    # Still failing after every retry: the side is unreachable, not this deal.
+                    await workflows.trip_step(attempt.side, attempt.message or "no answer")
+                    await workflows.hold_step([key], attempt.side)
+                    return workflows.held_outcome(key, attempt.message)
                 message = (
                     f"gave up after {failures} attempts: {attempt.message}; retried at the next "
                     "change or sweep"
@@ -706,7 +912,7 @@ class Engine:
                 await workflows.park_step([key], message)
                 return workflows.error_outcome(key, message)
             delay = policy.delay(failures, attempt.retry_after)
-            log.warning(
+            log.info(
                 "reconcile of %s failed (%s); retry %d in %.1f s",
                 key,
                 attempt.message,
@@ -737,6 +943,15 @@ class Engine:
     async def _attempt_batch(
         self, ctx: SyncContext, keys: Sequence[Key], owner: str | None
     ) -> workflows.Attempt:
+        waiting = await asyncio.to_thread(self._held, keys)
+        held: list[Key] = []
+        side: str | None = None
+        message: str | None = None
+        if waiting is not None:
+            side, message, held = waiting
+            if len(held) == len(keys):  # nothing is called while a side is paused
+                return workflows.Attempt("held", side=side, message=message, held=tuple(held))
+            keys = [k for k in keys if k not in held]
         claimed: list[Key] = []
         leased: list[Key] = []
         busy: list[Key] = []
@@ -748,20 +963,20 @@ class Engine:
         try:
             async with self._renewing(leased, owner, ttl):
                 outcomes = await self._reconciler.reconcile_batch(ctx, claimed) if claimed else []
-        except RETRIABLE_ERRORS as exc:
-            return workflows.Attempt(
-                "retry",
-                busy=tuple(busy),
-                retry_after=getattr(exc, "retry_after", None),
-                message=str(exc),
-            )
-        except Exception as exc:
-            log.exception("a batch of %d keys failed unexpectedly", len(claimed))
-            return workflows.Attempt("failed", busy=tuple(busy), message=workflows.unexpected(exc))
+        except Exception as exc:  # noqa: BLE001 - sorted by scope; a bug's traceback is logged
+            attempt = self._classified(exc, claimed, persist=owner is not None)
+            return replace(attempt, busy=tuple(busy), held=(*attempt.held, *held))
         finally:
             if owner is not None:
                 await asyncio.to_thread(self._release, leased, owner)
-        return workflows.Attempt("done", outcomes=tuple(outcomes), busy=tuple(busy))
+        return workflows.Attempt(
+            "done",
+            outcomes=tuple(outcomes),
+            busy=tuple(busy),
+            side=side,
+            message=message,
+            held=tuple(held),
+        )
 
     async def run_batch(self, keys: Sequence[str], *, owner: str) -> list[Outcome]:
         """The body of `reconcile_batch_workflow`: attempts with backoff, held keys notified."""
@@ -775,9 +990,26 @@ class Engine:
             attempt = await workflows.reconcile_batch_step(list(keys), owner)
             if attempt.busy:
                 await self._notify_from_workflow(attempt.busy, attempt=failures)
-            if attempt.kind == "done":
-                return list(attempt.outcomes) + [workflows.busy_outcome(k) for k in attempt.busy]
+            waiting = [workflows.held_outcome(k, attempt.message) for k in attempt.held]
+            if attempt.held:
+                await workflows.hold_step(list(attempt.held), attempt.side or PAUSED)
+            if attempt.kind in ("done", "held"):
+                return (
+                    list(attempt.outcomes)
+                    + waiting
+                    + [workflows.busy_outcome(k) for k in attempt.busy]
+                )
             failures += 1
+            if attempt.kind == "retry" and failures >= policy.max_attempts and attempt.side:
+                # Still failing after every retry: the side is unreachable, not these deals.
+                await workflows.trip_step(attempt.side, attempt.message or "no answer")
+                left = [k for k in keys if k not in attempt.busy and k not in attempt.held]
+                await workflows.hold_step(left, attempt.side)
+                return (
+                    [workflows.held_outcome(k, attempt.message) for k in left]
+                    + waiting
+                    + [workflows.busy_outcome(k) for k in attempt.busy]
+                )
             if attempt.kind == "failed" or failures >= policy.max_attempts:
                 reason = (
                     attempt.message
@@ -785,11 +1017,13 @@ class Engine:
                     else f"gave up after {failures} attempts: {attempt.message}"
                 )
                 message = f"{reason}; retried at the next change or sweep"
-                failed = [k for k in keys if k not in attempt.busy]
+                failed = [k for k in keys if k not in attempt.busy and k not in attempt.held]
                 await workflows.park_step(failed, message)
-                return [workflows.error_outcome(k, message) for k in failed] + [
-                    workflows.busy_outcome(k) for k in attempt.busy
-                ]
+                return (
+                    [workflows.error_outcome(k, message) for k in failed]
+                    + waiting
+                    + [workflows.busy_outcome(k) for k in attempt.busy]
+                )
             await workflows.backoff_step(policy.delay(failures, attempt.retry_after))
 
     # -- pollers and sweeps -----------------------------------------------------------------
@@ -815,8 +1049,17 @@ class Engine:
         )
 
     async def run_poll(self, side: str) -> int:
-        """The body of the poll workflows: enqueue what changed, then store the cursor."""
+        """The body of the poll workflows: heal, enqueue what changed, then store the cursor.
+
+        While a side's circuit is open or all sync is paused, nothing is polled and the cursor
+        stays: the first poll after it resumes finds every change made meanwhile.
+        """
+        await self.heal()
+        if await asyncio.to_thread(self.blocked) is not None:
+            return 0
         found = await workflows.poll_step(side)
+        if found is None:
+            return 0
         await self._notify_from_workflow(found.keys)
         if side == "partner_center":
             await self._run_wakeups()
@@ -841,6 +1084,8 @@ class Engine:
 
     async def run_sweep(self) -> int:
         """The body of `sweep_workflow`: every referral page as batch workflows."""
+        if await asyncio.to_thread(self.blocked) is not None:
+            return 0  # a paused side: the sweep would only hold every key
         queue = await DBOS.retrieve_queue_async(BATCH_QUEUE)
         if queue is None:
             raise EngineError(f"the queue {BATCH_QUEUE} is not registered; start the engine")
@@ -891,22 +1136,41 @@ class Engine:
             dry_run: read and plan; write nothing (no API write, no store write, no workflow).
             progress: called after each batch with (keys done, keys expected or None).
 
+        Both connections and the mapping are checked first (`io.preflight`): when a side
+        fails, nothing is synced and nothing in the store changes (`PreflightError`).
+
         Returns:
             The summary.
 
         Raises:
+            PreflightError: a side failed the preflight; the message says why and what to do.
             EngineError: a write pass on an engine that is not started.
         """
+        calls = ApiCalls()
         if dry_run:
             async with self._factory(True) as ctx:
-                return await self._pass(ctx, full=full, dry_run=True, progress=progress)
+                if failures := await preflight(ctx, calls):
+                    raise PreflightError(failures)
+                return await self._pass(
+                    ctx, full=full, dry_run=True, progress=progress, extra_calls=calls.total
+                )
         self._require_started()
-        return await self._pass(self._context(), full=full, dry_run=False, progress=progress)
+        if failures := await preflight(self._context(), calls):
+            raise PreflightError(failures)
+        return await self._pass(
+            self._context(), full=full, dry_run=False, progress=progress, extra_calls=calls.total
+        )
 
     async def _pass(
-        self, ctx: SyncContext, *, full: bool, dry_run: bool, progress: Progress | None
+        self,
+        ctx: SyncContext,
+        *,
+        full: bool,
+        dry_run: bool,
+        progress: Progress | None,
+        extra_calls: int = 0,
     ) -> Summary:
-        tally = _Tally()
+        tally = _Tally(extra_calls=extra_calls)
         done: set[str] = set()
         pending: list[Key] = []
         running: list[tuple[list[Key], asyncio.Task[list[Outcome]]]] = []
@@ -967,8 +1231,11 @@ class Engine:
                 lead_keys = lead.keys if lead else ()
                 due = self._store.due_wakeups()
                 woken = [Key(key) for key, _ in due]
+                held = [Key(h.key) for h in self._store.held_keys()]
                 keys = list(
-                    dict.fromkeys([*pc.keys, *sf.keys, *lead_keys, *self.parked_keys(), *woken])
+                    dict.fromkeys(
+                        [*pc.keys, *sf.keys, *lead_keys, *self.parked_keys(), *woken, *held]
+                    )
                 )
                 total = len(keys)
                 if progress is not None:
@@ -980,12 +1247,20 @@ class Engine:
                     if lead is not None:
                         self._store.set_cursor(pollers.LEAD_CURSOR, lead.cursor.dump())
                     self._store.clear_wakeups(due)
+                    # The held keys ran; those that must still wait were held again.
+                    self._store.release_keys(
+                        [k for k in held if k not in self._still_held(tally.outcomes)]
+                    )
         finally:
             for _, task in running:
                 task.cancel()
             await asyncio.gather(*(task for _, task in running), return_exceptions=True)
             self._listed.clear()
         return tally.summary(dry_run=dry_run)
+
+    @staticmethod
+    def _still_held(outcomes: Iterable[Outcome]) -> set[str]:
+        return {o.key for o in outcomes if o.result == results.HELD}
 
     def _listed_keys(self, page: pollers.SweepPage) -> list[Key]:
         """The keys of a pass's list page; their referrals kept for their batch to use."""
@@ -1005,8 +1280,9 @@ class Engine:
         policy = self._options.backoff
         for failures in range(1, policy.max_attempts + 1):
             attempt = await self._attempt_batch(ctx, keys, owner=None)
-            if attempt.kind == "done":
-                return list(attempt.outcomes)
+            waiting = [workflows.held_outcome(k, attempt.message) for k in attempt.held]
+            if attempt.kind in ("done", "held"):
+                return list(attempt.outcomes) + waiting
             if attempt.kind == "failed":
                 break
             if failures < policy.max_attempts:

@@ -67,8 +67,20 @@ class Runtime(Protocol):
         """The keys of the links parked in Error."""
         ...
 
-    async def poll(self, side: str) -> pollers.PollResult:
-        """Poll one side from its cursor."""
+    async def poll(self, side: str) -> pollers.PollResult | None:
+        """Poll one side from its cursor (None: the side failed, its circuit is open)."""
+        ...
+
+    def hold(self, keys: Sequence[Key], side: str) -> None:
+        """Keep the keys waiting for `side` (or "paused") instead of parking them."""
+        ...
+
+    def side_failed(self, error: BaseException) -> bool:
+        """Open the side's circuit for `error` when it is a side's; False for a bug."""
+        ...
+
+    def trip_unreachable(self, side: str, message: str) -> None:
+        """Open the side's circuit: it kept failing through every retry."""
         ...
 
     async def run_key(self, key: str, *, owner: str) -> Outcome:
@@ -126,8 +138,10 @@ def key_workflow_prefix(key: str) -> str:
 class Attempt:
     """What one step did.
 
-    `done` (outcomes), `retry` (a retriable error), `busy` (leases held elsewhere) or `failed`
-    (an unexpected error: the keys are parked, not retried in place).
+    `done` (outcomes), `retry` (a transient error), `busy` (leases held elsewhere), `held`
+    (a side's circuit is open or sync is paused: the keys wait, nothing is parked) or
+    `failed` (a deal's own error, or a bug: the keys are parked, not retried in place).
+    `held` keys may come with `done` too (the deals of a batch that are paused).
     """
 
     kind: str
@@ -135,11 +149,23 @@ class Attempt:
     busy: tuple[Key, ...] = ()
     retry_after: float | None = None
     message: str | None = None
+    side: str | None = None  # the side a transient error or a hold is about
+    held: tuple[Key, ...] = ()
 
 
 def error_outcome(key: str, message: str) -> Outcome:
     """An `error` outcome of a key this engine gave up on."""
     return Outcome(key=key, link_id=None, result=results.ERROR, message=message)
+
+
+def held_outcome(key: str, message: str | None) -> Outcome:
+    """A `held` outcome: the key waits for a side to come back or for sync to resume."""
+    return Outcome(
+        key=key,
+        link_id=None,
+        result=results.HELD,
+        message=message or "waiting; synced by itself when sync resumes",
+    )
 
 
 def busy_outcome(key: str) -> Outcome:
@@ -176,6 +202,18 @@ async def park_step(keys: list[str], message: str) -> None:
         _runtime().park(Key(key), message)
 
 
+@DBOS.step(name="cosell.hold_step")
+async def hold_step(keys: list[str], side: str) -> None:
+    """Keep the keys waiting for `side` (a side's circuit, or "paused")."""
+    _runtime().hold([Key(k) for k in keys], side)
+
+
+@DBOS.step(name="cosell.trip_step")
+async def trip_step(side: str, message: str) -> None:
+    """Open the side's circuit: it stayed unreachable through every retry."""
+    _runtime().trip_unreachable(side, message)
+
+
 @DBOS.step(name="cosell.backoff_step")
 async def backoff_step(seconds: float) -> None:
     """Wait `seconds` on the engine's clock."""
@@ -190,8 +228,8 @@ async def unqueued_keys_step(keys: list[str]) -> list[str]:
 
 
 @DBOS.step(name="cosell.poll_step")
-async def poll_step(side: str) -> pollers.PollResult:
-    """Poll one side from its stored cursor."""
+async def poll_step(side: str) -> pollers.PollResult | None:
+    """Poll one side from its stored cursor (None: the side failed; its circuit is open)."""
     return await _runtime().poll(side)
 
 
@@ -215,8 +253,15 @@ async def clear_wakeups_step(done: list[tuple[str, str]]) -> None:
 
 @DBOS.step(name="cosell.sweep_page_step")
 async def sweep_page_step(next_link: str | None) -> tuple[list[str], str | None]:
-    """One page of the sweep's referral keys, and the next page's link."""
-    page = await pollers.list_sweep_page(_runtime().context().partner_center, next_link=next_link)
+    """One page of the sweep's referral keys, and the next page's link (none when it failed)."""
+    try:
+        page = await pollers.list_sweep_page(
+            _runtime().context().partner_center, next_link=next_link
+        )
+    except Exception as exc:
+        if _runtime().side_failed(exc):
+            return [], None  # the side's circuit is open; the next sweep runs it all again
+        raise
     return list(page.keys), page.next_link
 
 
@@ -224,7 +269,12 @@ async def sweep_page_step(next_link: str | None) -> tuple[list[str], str | None]
 async def sweep_extras_step() -> tuple[list[str], list[str]]:
     """The opportunities waiting for their referral, and the parked keys."""
     runtime = _runtime()
-    candidates, _ = await pollers.salesforce_create_candidates(runtime.context().salesforce)
+    try:
+        candidates, _ = await pollers.salesforce_create_candidates(runtime.context().salesforce)
+    except Exception as exc:
+        if runtime.side_failed(exc):
+            return [], list(runtime.parked_keys())
+        raise
     return list(candidates), list(runtime.parked_keys())
 
 

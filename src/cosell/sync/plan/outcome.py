@@ -15,7 +15,8 @@ CONFLICT: Final = "conflict"  # both sides changed a field differently; the owne
 REFUSED: Final = "refused"  # a Salesforce change Partner Center would refuse: parked on the link
 ERROR: Final = "error"  # a terminal error (bad data, a record gone): parked on the link
 SKIPPED: Final = "skipped"  # nothing to sync for this key (not marked for sync, not ours)
-RESULTS: Final = (UNCHANGED, SYNCED, CREATED, CONFLICT, REFUSED, ERROR, SKIPPED)
+HELD: Final = "held"  # waits for a side whose sync is paused, or a pause: runs when it resumes
+RESULTS: Final = (UNCHANGED, SYNCED, CREATED, CONFLICT, REFUSED, ERROR, SKIPPED, HELD)
 
 
 @dataclass(frozen=True)

@@ -350,6 +350,7 @@ async def _batch_writes(
                     f"Partner Center refused the update: {exc}",
                     item.calls,
                     record=item.sides.opportunity,
+                    error=exc,
                 )
                 continue
             referral = updated or referral
@@ -422,6 +423,7 @@ async def _send_chunk(
                 f"Salesforce refused the update: {failed[0].error}",
                 item.calls,
                 record=item.sides.opportunity,
+                error=failed[0].error,
             )
         else:
             now = ctx.clock.now()

@@ -81,7 +81,7 @@ from cosell.sync.plan.sides import (
     status_text,
 )
 from cosell.sync.run import leads
-from cosell.sync.run.park import park
+from cosell.sync.run.park import park, raise_if_global
 from cosell.sync.run.record import record
 
 log = structlog.get_logger(__name__)
@@ -663,6 +663,7 @@ async def _accounts(ctx: SyncContext, work: list[_NewOpportunity], calls: ApiCal
             if result.success and result.id:
                 found[customer] = str(result.id)
             else:
+                raise_if_global(result.errors[0] if result.errors else None)
                 refused[customer] = failed_item(result)
     for item in work:
         if item.failure is None:
@@ -712,6 +713,7 @@ async def _upsert(ctx: SyncContext, work: list[_NewOpportunity], calls: ApiCalls
             item.created = bool(result.created)
             made.append(item)
         else:
+            raise_if_global(result.errors[0] if result.errors else None)
             item.failure = f"Salesforce refused the opportunity: {failed_item(result)}"
     # The opportunities' ids on their links, all in one store transaction.
     linked = ctx.store.record([Record(w.link.id, link={"record_id": w.record_id}) for w in made])

@@ -98,7 +98,7 @@ from cosell.sync.plan.sides import (
     referral_json,
     status_text,
 )
-from cosell.sync.run.park import park
+from cosell.sync.run.park import park, raise_if_global
 from cosell.sync.run.record import record
 
 log = structlog.get_logger(__name__)
@@ -257,6 +257,7 @@ async def create_lead(
     try:
         upserted = await ctx.salesforce.upsert(LEAD, fields.referral_id, referral.id, body)
     except sf_errors.TerminalError as exc:
+        raise_if_global(exc)
         problem = (
             f"cannot create the Lead for referral {referral.id}: Salesforce refused it: {exc}. "
             "Fix the lead section's defaults or the org's validation rules; it is retried on "
@@ -349,6 +350,8 @@ async def _load(ctx: SyncContext, key: Key, link: Link, calls: ApiCalls) -> _Sid
             failure, pc_errors.TerminalError | sf_errors.TerminalError
         ):
             raise failure
+        if isinstance(failure, BaseException):
+            raise_if_global(failure)  # the connection's problem is never a deal's
     if isinstance(referral, BaseException):
         return await park(
             ctx,
@@ -472,6 +475,7 @@ async def _set_status(
             ReferralId(referral.id or link.referral_id or ""), ops, etag=referral.e_tag
         )
     except pc_errors.TerminalError as exc:
+        raise_if_global(exc)
         return f"Partner Center refused to set the referral to {status}/{substatus}: {exc}"
     return updated or referral
 
@@ -681,6 +685,7 @@ async def convert(
             )
         )
     except sf_errors.TerminalError as exc:
+        raise_if_global(exc)
         again = await read_lead(ctx, calls, str(lead["Id"]))
         if again is not None and again.get("IsConverted"):  # converted before: adopt it
             return await _adopt(ctx, key, link, referral, again, calls)
@@ -748,6 +753,7 @@ async def _adopt(
     try:
         await ctx.salesforce.update(OPPORTUNITY, str(opportunity_id), fields)
     except sf_errors.TerminalError as exc:
+        raise_if_global(exc)
         problem = f"converted Lead {lead['Id']}, but opportunity {opportunity_id} refused the referral's values: {exc}"
         return await park(ctx, key, link, problem, calls, sobject=LEAD)
     row = {**(rows[0] if rows else {}), **fields}

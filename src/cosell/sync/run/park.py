@@ -1,5 +1,9 @@
 """Park: the one way a key's problem is put on its link (and on its Salesforce record).
 
+Only a deal's own problem is parked: `park` first asks `plan.scope` whose problem the error
+is, and raises `SideFailureError` for the connection's (credentials, permissions, a mapping that
+does not fit the org), which the engine turns into that side's open circuit instead.
+
 A parked link shows sync status Error with the message on the dashboard, in `cosell status`
 and on the record (`Partner_Center_Sync_Status__c`, `Partner_Center_Sync_Error__c`,
 `Audit__c`); the next change of either side, or the sweep, tries it again. Only what is not
@@ -20,10 +24,25 @@ from cosell.store.types import Key, Link
 from cosell.sync.io.context import ApiCalls, SyncContext
 from cosell.sync.plan.audit import AUDIT_ENTRIES, render_audit_field
 from cosell.sync.plan.decide import error_fields
+from cosell.sync.plan.errors import SideFailureError
 from cosell.sync.plan.outcome import ERROR, Outcome
 from cosell.sync.plan.record import parked_record
+from cosell.sync.plan.scope import scope_of
 
 log = structlog.get_logger(__name__)
+
+
+def raise_if_global(error: BaseException | None) -> None:
+    """Raise `SideFailureError` when `error` is the connection's problem, not the deal's.
+
+    Raises:
+        SideFailureError: `error` is GLOBAL (`plan.scope`): the engine pauses its side.
+    """
+    if error is None:
+        return
+    scope = scope_of(error)
+    if scope.is_global:
+        raise SideFailureError(scope) from error
 
 
 def park_link(store: Store, link: Link, message: str, *, api_calls: int | None = None) -> None:
@@ -51,6 +70,7 @@ async def park(
     *,
     record: Mapping[str, Any] | None = None,
     sobject: str = OPPORTUNITY,
+    error: BaseException | None = None,
 ) -> Outcome:
     """Park a terminal problem on the link and its record; it is retried on the next change.
 
@@ -63,10 +83,16 @@ async def park(
         record: the Salesforce record as read (an opportunity or a Lead), when it could be
             read; a converted Lead is not written.
         sobject: the record's SObject.
+        error: the error behind the message, when there is one: a GLOBAL one is raised
+            instead of parking (`raise_if_global`).
 
     Returns:
         An `error` outcome.
+
+    Raises:
+        SideFailureError: `error` is the connection's problem; nothing was parked.
     """
+    raise_if_global(error)
     log.warning("sync.parked", key=key, link=link.id, error=message)
     if ctx.dry_run:
         return Outcome(key, link.id, ERROR, message=f"dry run: {message}", api_calls=calls.total)

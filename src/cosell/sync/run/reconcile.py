@@ -101,7 +101,7 @@ from cosell.sync.plan.outcome import (
 from cosell.sync.plan.record import record_of
 from cosell.sync.plan.sides import Sides, differs, records_of, status_text
 from cosell.sync.run import creates, leads
-from cosell.sync.run.park import park
+from cosell.sync.run.park import park, raise_if_global
 from cosell.sync.run.record import record
 
 log = structlog.get_logger(__name__)
@@ -231,6 +231,7 @@ async def reconcile_link(
                 f"Partner Center refused the update: {exc}",
                 calls,
                 record=sides.opportunity,
+                error=exc,
             )
         except sf_errors.TerminalError as exc:
             return await park(
@@ -240,6 +241,7 @@ async def reconcile_link(
                 f"Salesforce refused the update: {exc}",
                 calls,
                 record=sides.opportunity,
+                error=exc,
             )
         decision = decision.written(written.updated_date_time)
         finish(ctx, link, decision, calls)
@@ -314,6 +316,8 @@ async def load(ctx: SyncContext, key: Key, link: Link, calls: ApiCalls) -> Sides
             failure, pc_errors.TerminalError | sf_errors.TerminalError
         ):
             raise failure
+        if isinstance(failure, BaseException):
+            raise_if_global(failure)  # the connection's problem is never a deal's
     if isinstance(referral, pc_errors.TerminalError):
         return await park(
             ctx,
