@@ -16,6 +16,7 @@ from cosell.commands.db import db_app
 from cosell.commands.demo import demo
 from cosell.commands.init import init
 from cosell.commands.mapping import mapping_app
+from cosell.commands.pause import pause, resume
 from cosell.commands.plan import plan
 from cosell.commands.sandbox import SandboxGroup, up_command
 from cosell.commands.serve import serve
@@ -46,6 +47,8 @@ app.add_typer(mapping_app, name="mapping")
 app.add_typer(console_app, name="console")
 app.command("plan")(plan)
 app.command("sync")(sync)
+app.command("pause")(pause)
+app.command("resume")(resume)
 app.command("serve")(serve)
 app.command("status")(status)
 app.command("audit")(audit)

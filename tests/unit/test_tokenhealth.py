@@ -13,6 +13,7 @@ from cosell.commands.serve import readiness_checks
 from cosell.commands.status import StatusReport, report_json
 from cosell.config import Settings
 from cosell.server.metrics import Metrics
+from cosell.store import DealCounts
 from cosell.store.store import StoreSummary
 from cosell.tokenhealth import token_health
 from cosell.tokenstore import FileTokenStore
@@ -123,6 +124,9 @@ def test_status_json_shows_each_connection(tmp_path: Path) -> None:
         summary=summary,
         errors=(),
         usage=(),
+        deals=DealCounts(synced=0, pending=0, error=0, paused=0, oldest_unsynced_at=None),
+        circuits={},
+        pauses=(),
         connections=token_health(connected(tmp_path, clock), clock=clock),
     )
     connections = report_json(report)["connections"]

@@ -18,7 +18,14 @@ Referrals API's token provider), `salesforce_token` (the Salesforce session), `t
 (every probe, no network: a sign-in without MFA or past its inactivity expiry is unready; one
 warning is logged per side when fewer than 14 days are left; `cosell.tokenhealth`), and
 `webhook_registration` (the tenant's registration lists the referral events and points at
-`[server] public_url`) — the last three cached for a minute.
+`[server] public_url`) — the last three cached for a minute — and `sync` (every probe, no
+network: fails while a side's circuit is open or all sync is paused, with the cause and the
+fix; `Engine.check_health`).
+
+Before it syncs anything the worker runs the preflight (`cosell.sync.io.preflight`: both
+connections and the mapping against the org's describe). A side that fails stays paused (its
+circuit open) and the service stays up, unready, probing it at every poll tick; nothing is
+parked for it.
 
 Startup prints one line of JSON to stdout, `{"url": ..., "webhook_url": ...}`, once the socket
 listens (port 0 picks a free one), so scripts and tests know where it is. Logs go to stderr
@@ -174,6 +181,7 @@ def readiness_checks(
     pc_http: httpx.AsyncClient,
     clock: Clock,
     watch: TokenHealthWatch | None = None,
+    engine: Engine | None = None,
 ) -> list[Check]:
     """The checks of `/readyz` (see the module docstring)."""
     from cosell.config import ConfigError
@@ -223,13 +231,21 @@ def readiness_checks(
             )
         return f"registered for {public_url}"
 
-    return [
+    checks = [
         Check("database", database, ttl_seconds=0.0),
         Check("partner_center_token", partner_center_token),
         Check("salesforce_token", salesforce_token),
         Check("token_health", token_health_check, ttl_seconds=0.0),
         Check("webhook_registration", webhook_registration),
     ]
+    if engine is not None:
+        running = engine
+
+        async def sync_health() -> str:
+            return await asyncio.to_thread(running.check_health)
+
+        checks.append(Check("sync", sync_health, ttl_seconds=0.0))
+    return checks
 
 
 def console_app(
@@ -314,7 +330,13 @@ async def build_service(
         watch = TokenHealthWatch(settings, clock=clock)
         readiness = Readiness(
             readiness_checks(
-                settings, store=store, ctx=shared, pc_http=pc_http, clock=clock, watch=watch
+                settings,
+                store=store,
+                ctx=shared,
+                pc_http=pc_http,
+                clock=clock,
+                watch=watch,
+                engine=engine,
             ),
             clock=clock,
         )

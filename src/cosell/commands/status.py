@@ -2,8 +2,13 @@
 
 What it shows, and where each part comes from:
 
-- **Links by sync status** (Synced / Pending / Error) and the links never synced: the store's
-  links table (`Store.summary`).
+- **Deals**, each counted exactly once (`Store.deal_counts`): Paused (the deal is paused),
+  else Error (parked), else Pending (its status is Pending, or a change of it waits for a side
+  whose sync is paused or for all sync to resume), else Synced. The four add up to the links;
+  `/metrics` (`cosell_links`) shows the same counts. The links never synced are shown apart
+  (they are also counted in one of the four).
+- **Sync health**: each side's circuit (closed: syncing; open: paused, with the cause, the fix
+  and the next probe), the pauses in force (who, since when) and the oldest unsynced change.
 - **Errors**: the links parked in Error, the most recently changed first, at most
   `ERRORS_SHOWN`, each with its keys, referral id and opportunity id (so a seller can find the
   deal) and the message the seller sees in `Partner_Center_Sync_Error__c`.
@@ -46,7 +51,7 @@ if TYPE_CHECKING:  # imported when a command runs, so that the CLI starts quickl
     from cosell.clock import Clock
     from cosell.config import Settings
     from cosell.salesforce.client import SalesforceClient
-    from cosell.store import Link, Store
+    from cosell.store import Circuit, DealCounts, Link, Pause, Store
     from cosell.store.store import StoreSummary
     from cosell.tokenhealth import TokenHealth
 
@@ -95,12 +100,18 @@ class StatusReport:
         errors: the links in Error, most recently changed first (at most `ERRORS_SHOWN`).
         usage: the API usage readings.
         connections: each connection's sign-in and token health.
+        deals: every link counted once (Synced, Pending, Error, Paused).
+        circuits: each side's circuit as the engine last stored it (closed when absent).
+        pauses: the pauses in force.
     """
 
     checked_at: datetime
     summary: StoreSummary
     errors: tuple[Link, ...]
     usage: tuple[ApiUsageReading, ...]
+    deals: DealCounts
+    circuits: dict[str, Circuit]
+    pauses: tuple[Pause, ...]
     connections: tuple[TokenHealth, ...] = ()
 
 
@@ -123,7 +134,44 @@ def collect(store: Store, *, clock: Clock, usage: tuple[ApiUsageReading, ...] = 
         summary=store.summary(),
         errors=tuple(store.failed_links(limit=ERRORS_SHOWN)),
         usage=usage,
+        deals=store.deal_counts(),
+        circuits=store.circuits(),
+        pauses=tuple(store.pauses()),
     )
+
+
+_SIDES = {"partner_center": "Partner Center", "salesforce": "Salesforce"}
+
+
+def _health(report: StatusReport) -> dict[str, Any]:
+    now = report.checked_at
+    sides = {}
+    for side in _SIDES:
+        circuit = report.circuits.get(side)
+        is_open = circuit is not None and circuit.is_open
+        sides[side] = {
+            "circuit": "open" if is_open else "closed",
+            "cause": circuit.cause if is_open and circuit else None,
+            "fix": circuit.fix if is_open and circuit else None,
+            "since": _iso(circuit.since) if circuit else None,
+            "next_probe_at": _iso(circuit.next_probe_at) if is_open and circuit else None,
+        }
+    pauses = [
+        {
+            "target": "all" if p.target is None else p.target,
+            "by": p.by,
+            "reason": p.reason,
+            "since": _iso(p.since),
+        }
+        for p in report.pauses
+    ]
+    return {
+        "sides": sides,
+        "paused": any(p.target is None for p in report.pauses),
+        "pauses": pauses,
+        "oldest_unsynced_at": _iso(report.deals.oldest_unsynced_at),
+        "oldest_unsynced_seconds": _ago(now, report.deals.oldest_unsynced_at),
+    }
 
 
 async def read_salesforce_usage(client: SalesforceClient) -> ApiUsageReading:
@@ -223,17 +271,15 @@ def report_json(report: StatusReport) -> dict[str, Any]:
     """The report as one JSON-ready object (the `--json` output)."""
     now = report.checked_at
     summary = report.summary
-    counts = dict(summary.links_by_status)
+    counts = report.deals.as_dict()
     sweep = _last_sweep(summary)
     return {
         "checked_at": now.isoformat(),
-        "links": {
-            **counts,
-            "total": sum(counts.values()),
-            "never_synced": summary.never_synced,
-        },
+        "links": {**counts, "total": report.deals.total},
+        "never_synced": summary.never_synced,
+        "health": _health(report),
         "errors": [_error_entry(link, now) for link in report.errors],
-        "errors_truncated": counts.get("Error", 0) > len(report.errors),
+        "errors_truncated": summary.links_by_status.get("Error", 0) > len(report.errors),
         "lag": {
             "pollers": [
                 {
@@ -289,19 +335,42 @@ def render(report: StatusReport, console: Console) -> None:
     """Print the report as tables."""
     now = report.checked_at
     summary = report.summary
-    counts = summary.links_by_status
-    links = Table(title="Links by sync status")
-    for column in ("Synced", "Pending", "Error", "Never synced", "Total"):
+    deals = report.deals
+    links = Table(title="Deals (each counted once)")
+    for column in ("Synced", "Pending", "Error", "Paused", "Total"):
         links.add_column(column, justify="right")
-    error_count = counts.get("Error", 0)
+    error_count = summary.links_by_status.get("Error", 0)
     links.add_row(
-        str(counts.get("Synced", 0)),
-        str(counts.get("Pending", 0)),
-        f"[red]{error_count}[/red]" if error_count else "0",
-        str(summary.never_synced),
-        str(sum(counts.values())),
+        str(deals.synced),
+        str(deals.pending),
+        f"[red]{deals.error}[/red]" if deals.error else "0",
+        str(deals.paused),
+        str(deals.total),
     )
     console.print(links)
+    console.print(
+        f"Never synced (counted above too): {summary.never_synced}. Oldest unsynced change: "
+        + _age(now, deals.oldest_unsynced_at, missing="none")
+    )
+    for side, name in _SIDES.items():
+        circuit = report.circuits.get(side)
+        if circuit is not None and circuit.is_open:
+            console.print(
+                f"[red]{name}: sync paused[/red] (circuit open {_age(now, circuit.since)}): "
+                f"{circuit.cause}. Fix: {circuit.fix or 'none needed'}; next probe "
+                f"{_age(now, circuit.next_probe_at, missing='soon').replace(' ago', '')}",
+                highlight=False,
+            )
+        else:
+            console.print(f"{name}: syncing (circuit closed)", highlight=False)
+    for pause in report.pauses:
+        what = "All sync" if pause.target is None else f"Deal {pause.target}"
+        console.print(
+            f"[yellow]{what} paused by {pause.by}[/yellow] {_age(now, pause.since)}"
+            + (f": {pause.reason}" if pause.reason else "")
+            + " (cosell resume)",
+            highlight=False,
+        )
 
     if report.errors:
         shown = len(report.errors)

@@ -4,8 +4,15 @@ Without `--full` the pass reconciles what changed since the last pass (both poll
 plus the links parked in Error; with `--full` it reconciles every referral, page by page, and
 every opportunity waiting for its referral (a backfill). A rich progress bar follows the keys;
 a summary table ends the run: keys seen, unchanged, synced, created, conflicts, refused,
-errors, skipped, API calls. The exit status is 0 when no key ended in error, else 1 with each
-error listed (key and message).
+errors, skipped, held, API calls. The exit status is 0 when no key ended in error or held,
+else 1 with each error listed (key and message).
+
+Before anything is synced both connections and the mapping are checked against the org's
+describe (the preflight): when a side fails (a refused secret or sign-in, a permission, a field
+the mapping names that the org lacks, a side that does not answer) the pass stops with the
+reason and exit status 1, and nothing in the store changes, so a bad config never parks the
+links of a running service that shares the store. A side that fails during the pass is the
+connection's problem too: its keys are held (Pending), not parked in Error.
 
 `--dry-run` reads both sides and prints, per key, what the pass would write where; it writes
 nothing: no API write, no store row (the store's schema is created if missing, nothing more),
@@ -51,6 +58,7 @@ _ROWS = (
     ("refused", "Refused"),
     ("error", "Errors"),
     ("skipped", "Skipped"),
+    ("held", "Held (wait for a side or a pause)"),
 )
 
 

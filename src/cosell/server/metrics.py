@@ -14,8 +14,10 @@ share counters). Counters are incremented where the outcome is known:
 - `cosell_api_calls_total{api}` / `cosell_api_errors_total{api,kind}`: by whoever sends the
   HTTP requests (`cosell serve` counts at the clients' transports).
 
-Gauges are read from the store when Prometheus scrapes (`StoreCollector`): links by sync
-status, conflicts recorded, inbox events pending; `cosell_queue_depth` (reconciles waiting to
+Gauges are read from the store when Prometheus scrapes (`StoreCollector`): links by status,
+each counted once as `cosell status` counts them (`Store.deal_counts`), each side's circuit
+(`cosell_circuit_open`), a pause of all sync (`cosell_sync_paused`), conflicts recorded, inbox
+events pending; `cosell_queue_depth` (reconciles waiting to
 start) is set by the `/metrics` handler just before rendering, from an async source.
 """
 
@@ -185,15 +187,32 @@ class StoreCollector(Collector):
         self._store = store
 
     def collect(self) -> Iterator[Metric]:
-        """Links by sync status, conflicts recorded, inbox events pending."""
+        """Deals by status (each once), each side's circuit, pauses, conflicts, inbox events."""
         links = GaugeMetricFamily(
             "cosell_links",
-            "Links between referrals and records, by sync status.",
+            "Links between referrals and records, each counted once: Synced, Pending (a change "
+            "waiting, also on a paused side), Error, Paused (as `cosell status`).",
             labels=["status"],
         )
         summary = self._store.summary()
-        counts = summary.links_by_status
+        counts = self._store.deal_counts().as_dict()
         pending = summary.inbox_pending
+        circuits = self._store.circuits()
+        pauses = self._store.pauses()
+        circuit = GaugeMetricFamily(
+            "cosell_circuit_open",
+            "1 when a side's sync is paused by its circuit breaker (a global failure).",
+            labels=["side"],
+        )
+        for side in ("partner_center", "salesforce"):
+            state = circuits.get(side)
+            circuit.add_metric([side], 1 if state is not None and state.is_open else 0)
+        yield circuit
+        yield GaugeMetricFamily(
+            "cosell_sync_paused",
+            "1 when all sync is paused by hand (cosell pause).",
+            value=1 if any(p.target is None for p in pauses) else 0,
+        )
         with self._store.engine.connect() as connection:
             conflicts = connection.execute(
                 sa.select(sa.func.count())

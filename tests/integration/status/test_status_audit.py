@@ -135,13 +135,10 @@ async def test_status_counts_links_lists_errors_and_reads_api_usage(world: World
     assert 0 < usage.used < usage.limit
 
     document = report_json(report)
-    assert document["links"] == {
-        "Synced": 2,
-        "Pending": 0,
-        "Error": 1,
-        "total": 3,
-        "never_synced": 0,
-    }
+    assert document["links"] == {"Synced": 2, "Pending": 0, "Error": 1, "Paused": 0, "total": 3}
+    assert document["never_synced"] == 0
+    assert document["health"]["paused"] is False
+    assert {side["circuit"] for side in document["health"]["sides"].values()} == {"closed"}
     [error] = document["errors"]
     assert error["referral_id"] == history.refused[1]
     assert error["record_id"] == history.refused[0]
@@ -162,7 +159,7 @@ async def test_status_counts_links_lists_errors_and_reads_api_usage(world: World
     console = Console(record=True, width=200, file=io.StringIO())
     render(report, console)
     text = console.export_text()
-    assert "Links by sync status" in text
+    assert "Deals (each counted once)" in text
     assert history.refused[1] in text
     assert history.refusal[:40] in text
     assert "Partner Center poller: last poll" in text
@@ -204,7 +201,7 @@ async def test_cosell_status_prints_the_store_when_salesforce_is_unreachable(
 
     result = await invoke("status", "--config", str(config))
     assert result.exit_code == 0, result.output
-    assert "Links by sync status" in result.stdout
+    assert "Deals (each counted once)" in result.stdout
     assert history.refused[1] in result.stdout
     assert "Salesforce API usage: could not be read" in result.stdout
     assert "not-a-real-secret" not in result.output
@@ -316,7 +313,7 @@ def test_status_shows_at_most_twenty_errors_and_says_how_many_there_are(tmp_path
     assert document["errors_truncated"] is True
     assert document["errors"][0]["error"] == f"error {ERRORS_SHOWN}"  # the newest first
     assert document["errors"][0]["record_id"] is None
-    assert document["links"]["never_synced"] == ERRORS_SHOWN + 1
+    assert document["never_synced"] == ERRORS_SHOWN + 1
     console = Console(record=True, width=200, file=io.StringIO())
     render(report, console)
     text = console.export_text()

@@ -51,7 +51,7 @@ def test_status_and_audit_after_a_sync_against_served_sandboxes(tmp_path: Path) 
             assert status.returncode == 0, status.stdout + status.stderr
             document = json.loads(status.stdout)
             assert document["links"]["Synced"] == 1
-            assert document["links"]["never_synced"] == 0
+            assert document["never_synced"] == 0
             assert document["errors"] == []
             usage = document["api_usage"]["salesforce"]
             assert usage["error"] is None, usage

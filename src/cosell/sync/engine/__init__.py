@@ -28,6 +28,7 @@ from cosell.sync.engine.core import (
     PreflightError,
     Reconciler,
     Summary,
+    SyncPausedError,
     settings_context_factory,
 )
 from cosell.sync.engine.workflows import sweep_workflow
@@ -47,6 +48,7 @@ __all__ = [
     "PreflightError",
     "Reconciler",
     "Summary",
+    "SyncPausedError",
     "configure_dbos_logging",
     "cron_for",
     "settings_context_factory",

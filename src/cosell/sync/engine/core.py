@@ -162,6 +162,10 @@ _LINK_PAGE: Final = 500  # parked links read per store query: small rows, few ro
 PAUSED: Final = "paused"  # what a key held for a manual pause waits for (`Store.hold_keys`)
 
 
+class SyncPausedError(EngineError):
+    """Sync is paused: a side's circuit is open, or an admin paused all sync (`/readyz`)."""
+
+
 class PreflightError(EngineError):
     """A side failed the preflight: nothing was synced (`cosell sync` exits with it)."""
 
@@ -407,6 +411,33 @@ class Engine:
             if pause.target is None:
                 return PAUSED, f"all sync is paused by {pause.by}; run cosell resume to resume"
         return None
+
+    def health_problems(self) -> list[str]:
+        """Why sync is paused, one sentence each (empty when both sides sync): for `/readyz`."""
+        problems = [
+            f"{SIDE_NAMES[c.side]} sync is paused: {c.cause}" + (f"; fix: {c.fix}" if c.fix else "")
+            for c in self._breaker.open_circuits()
+        ]
+        problems += [
+            f"all sync is paused by {p.by}"
+            + (f" ({p.reason})" if p.reason else "")
+            + "; run cosell resume"
+            for p in self._store.pauses()
+            if p.target is None
+        ]
+        return problems
+
+    def check_health(self) -> str:
+        """`/readyz`'s sync check: passes when both sides sync and nothing is paused.
+
+        Raises:
+            SyncPausedError: a side's circuit is open or all sync is paused; the message says
+                why and what to do.
+        """
+        problems = self.health_problems()
+        if problems:
+            raise SyncPausedError("; ".join(problems))
+        return "both sides syncing"
 
     def _held(self, keys: Sequence[Key]) -> tuple[str, str, list[Key]] | None:
         """The keys that must wait now: (what for, why, keys), or None when none must."""

@@ -1,0 +1,125 @@
+"""`cosell pause [KEY…]` / `cosell resume [KEY…]`: stop and restart sync, all of it or one deal.
+
+Without a KEY the whole sync pauses: `cosell serve` writes nothing to either side, polls
+nothing, and every change that arrives meanwhile waits as Pending (its key is *held* in the
+store); `/readyz` answers unready with who paused it; `cosell status` shows it. With KEYs
+(`referral:<id>`, `salesforce:Opportunity:<id>`, or a link id from `cosell status --json`)
+only those deals pause: shown as Paused, never written, their changes held.
+
+`cosell resume` lifts the pause; the running service notifies the held keys at its next poll
+tick, so every change made during the pause is synced with no other command. Each pause and
+resume is recorded in the audit (of the deal, or of no deal for all sync) with who did it:
+`--by`, else `$USER`.
+"""
+
+from __future__ import annotations
+
+import getpass
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from cosell.commands import ConfigOption
+
+if TYPE_CHECKING:
+    from cosell.store import Store
+
+KeysArgument = Annotated[
+    list[str] | None,
+    typer.Argument(
+        help="Deals to pause or resume (referral:<id>, salesforce:Opportunity:<id> or a link "
+        "id); none for all sync.",
+        show_default=False,
+    ),
+]
+ByOption = Annotated[
+    str | None,
+    typer.Option("--by", help="Who does it, for the audit (default: $USER)."),
+]
+
+
+def _who(by: str | None) -> str:
+    if by:
+        return by
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no $USER and no password entry (a bare container)
+        return "unknown"
+
+
+def resolve_link(store: Store, text: str) -> str:
+    """The link id a KEY (or a link id) names.
+
+    Raises:
+        typer.BadParameter: no link has that key or id; the message says how to find one.
+    """
+    from cosell.store import KeyFormatError
+    from cosell.sync.io.links import link_of
+    from cosell.sync.plan.keys import KeyRef
+
+    try:
+        link = link_of(store, KeyRef.parse(text))
+    except KeyFormatError:
+        link = store.get_link(text)
+    if link is None:
+        raise typer.BadParameter(
+            f"no deal is linked for {text!r}; give referral:<id>, salesforce:Opportunity:<id> "
+            "or a link id (cosell status --json lists the links in Error)"
+        )
+    return str(link.id)
+
+
+def _set(
+    keys: list[str] | None,
+    *,
+    paused: bool,
+    by: str | None,
+    reason: str | None,
+    config: ConfigOption,
+) -> None:
+    from cosell.clock import SystemClock
+    from cosell.config import ConfigError, Settings
+    from cosell.store import Store, StoreError
+
+    who = _who(by)
+    verb = "paused" if paused else "resumed"
+    try:
+        settings = Settings.load(config)
+        with Store.open(settings.store.url, clock=SystemClock()) as store:
+            targets: list[str | None] = (
+                [resolve_link(store, key) for key in keys] if keys else [None]
+            )
+            for target, shown in zip(targets, keys or ["all sync"], strict=True):
+                changed = store.set_pause(target, paused=paused, by=who, reason=reason)
+                what = "all sync" if target is None else f"deal {shown} (link {target})"
+                if changed:
+                    typer.echo(f"{what}: {verb} by {who}")
+                else:
+                    typer.echo(f"{what}: already {verb}, nothing changed")
+    except (ConfigError, StoreError) as error:
+        typer.echo(f"Error: {error}", err=True)
+        raise typer.Exit(code=1) from error
+    if paused:
+        typer.echo(
+            "Changes made meanwhile wait as Pending; `cosell resume` syncs them (cosell status "
+            "shows what waits)."
+        )
+    else:
+        typer.echo("A running `cosell serve` syncs what waited at its next poll.")
+
+
+def pause(
+    keys: KeysArgument = None,
+    by: ByOption = None,
+    reason: Annotated[
+        str | None, typer.Option("--reason", help="Why, shown in status and /readyz.")
+    ] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Pause sync: all of it, or the deals named (recorded in the audit; cosell resume undoes it)."""
+    _set(keys, paused=True, by=by, reason=reason, config=config)
+
+
+def resume(keys: KeysArgument = None, by: ByOption = None, config: ConfigOption = None) -> None:
+    """Resume sync paused by cosell pause: all of it, or the deals named (recorded in the audit)."""
+    _set(keys, paused=False, by=by, reason=None, config=config)
