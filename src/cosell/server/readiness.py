@@ -22,7 +22,7 @@ from cosell.clock import Clock
 
 REMOTE_TTL_SECONDS: Final = 60.0  # at most one token or registration request a minute
 CHECK_TIMEOUT_SECONDS: Final = 10.0  # a probe that waits longer than this has failed anyway
-_DETAIL_LENGTH: Final = 300  # a check's detail in the JSON body; error messages are shorter
+_DETAIL_LENGTH: Final = 600  # a check's detail in the JSON body: a cause and its fix fit
 
 CheckFunction = Callable[[], Awaitable[str]]
 """Returns a short detail when the check passes; raises when it fails."""

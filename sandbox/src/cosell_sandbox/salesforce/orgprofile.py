@@ -466,6 +466,8 @@ def apply_profile(schema: Schema, profile: OrgProfile) -> OrgProfile:
                 else:
                     obj.add_field(replace(spec, createable=False, updateable=False))
     record_types = _apply_record_types(schema, profile)
+    for changed in schema.objects():
+        schema.add(changed)  # forget the SOQL views built before the fields changed
     return OrgProfile(rules, dupes, required, hidden, read_only, autos, src, record_types)
 
 

@@ -140,7 +140,9 @@ from cosell.sync.plan.limits import BATCH_SIZE
 from cosell.sync.plan.outcome import Outcome
 from cosell.sync.plan.scope import (
     GLOBAL,
+    PARTNER_CENTER,
     PER_DEAL,
+    SALESFORCE,
     SIDE_NAMES,
     SIDES,
     TRANSIENT,
@@ -515,7 +517,7 @@ class Engine:
                 if not self._breaker.due(side):
                     continue
                 try:
-                    await check_side(ctx, side)
+                    await check_side(ctx, side, fresh=True)
                 except Exception as exc:  # noqa: BLE001 - a failed probe keeps the side open
                     scope = scope_of(exc)
                     if scope.kind != GLOBAL:
@@ -1082,11 +1084,13 @@ class Engine:
     async def run_poll(self, side: str) -> int:
         """The body of the poll workflows: heal, enqueue what changed, then store the cursor.
 
-        While a side's circuit is open or all sync is paused, nothing is polled and the cursor
-        stays: the first poll after it resumes finds every change made meanwhile.
+        While the polled side's circuit is open it is not polled and its cursor stays: the
+        first poll after it is back finds every change made meanwhile. The other side is
+        polled as usual: what it finds is held (Pending, shown in `cosell status`) until the
+        failing side is back or sync resumes, then notified by `heal`.
         """
         await self.heal()
-        if await asyncio.to_thread(self.blocked) is not None:
+        if self._breaker.is_open(PARTNER_CENTER if side == "partner_center" else SALESFORCE):
             return 0
         found = await workflows.poll_step(side)
         if found is None:

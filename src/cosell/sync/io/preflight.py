@@ -33,13 +33,17 @@ if TYPE_CHECKING:
 MAX_PROBLEMS_SHOWN: Final = 3  # a health error names a few; `cosell mapping check` lists all
 
 
-async def check_side(ctx: SyncContext, side: str, calls: ApiCalls | None = None) -> str:
+async def check_side(
+    ctx: SyncContext, side: str, calls: ApiCalls | None = None, *, fresh: bool = False
+) -> str:
     """Check one side as the sync needs it.
 
     Args:
         ctx: the sync context (its clients and mapping).
         side: `partner_center` or `salesforce`.
         calls: counts the API calls made (descriptions still cached cost none).
+        fresh: describe again rather than trust the cache (a probe: the admin may just have
+            deployed the missing field).
 
     Returns:
         A short description of what passed.
@@ -59,6 +63,8 @@ async def check_side(ctx: SyncContext, side: str, calls: ApiCalls | None = None)
         names.append(LEAD)
     descriptions: dict[str, ObjectDescription] = {}
     cache = ctx.salesforce.describe_cache
+    if fresh:
+        cache.invalidate()
     for name in dict.fromkeys(names):
         loads = cache.loads
         try:
