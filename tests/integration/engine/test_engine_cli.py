@@ -136,3 +136,55 @@ def test_bad_settings_exit_1_with_what_to_do(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["sync", "--config", str(tmp_path / "missing.toml")])
     assert result.exit_code == 1
     assert "no such settings file" in result.output
+
+
+def _links_state(settings_file: Path) -> list[tuple[Any, ...]]:
+    store = _store(settings_file)
+    try:
+        return [
+            (link.id, link.sync_status, link.last_error, link.updated_at, len(store.audit(link.id)))
+            for link in store.links(limit=1000)
+        ] + [("cursors", tuple((c.name, c.value) for c in store.summary().cursors))]
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize("broken", ["client_secret", "mapping"])
+def test_a_sync_with_a_bad_config_changes_no_link(
+    sandboxes: dict[str, Any],
+    settings_file: Path,
+    story: dict[str, str],
+    tmp_path: Path,
+    broken: str,
+) -> None:
+    # Links exist (the backfill above, or this one), and there is work to do: a new lead.
+    first = _cosell("sync", "--full", "--config", str(settings_file))
+    assert first.returncode == 0, first.stdout + first.stderr
+    incoming_lead(sandboxes["partner_center"], f"Contoso - {broken}")
+    before = _links_state(settings_file)
+    writes = api_writes(sandboxes)
+    text = settings_file.read_text()
+    if broken == "client_secret":
+        text = text.replace(sandboxes["partner_center"]["client_secret"], "not-the-secret")
+        expected = "Partner Center refuses cosell's credentials"
+    else:
+        import cosell.mapping
+
+        default = Path(cosell.mapping.__file__).with_name("default-mapping.yaml")
+        mapping = tmp_path / "mapping.yaml"
+        mapping.write_text(
+            default.read_text().replace("Opportunity.Description", "Opportunity.Partner_Notes__c")
+        )
+        text += f'\n[sync]\nmapping_file = "{mapping}"\n'
+        expected = "the mapping does not fit the Salesforce org"
+    bad = tmp_path / "cosell.toml"
+    bad.write_text(text)
+
+    result = _cosell("sync", "--config", str(bad))
+
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "nothing was synced" in result.stderr
+    assert expected in result.stderr
+    assert "Traceback" not in result.stderr
+    assert _links_state(settings_file) == before  # no link, audit entry or cursor changed
+    assert api_writes(sandboxes) == writes
