@@ -420,3 +420,70 @@ async def test_a_mapping_naming_a_field_the_org_hides(
         reason="the mapping does not fit the Salesforce org",
         side="salesforce",
     )
+
+
+async def _cosell(world: World, tmp_path: Path, *args: str) -> str:
+    """Run a cosell command on the service's store, as an admin in a shell would."""
+    return await asyncio.to_thread(_run_cli, world, tmp_path, *args)
+
+
+def _run_cli(world: World, tmp_path: Path, *args: str) -> str:
+    from typer.testing import CliRunner
+
+    from cosell.cli import app
+
+    config = tmp_path / "cosell.toml"
+    config.write_text(f'[store]\nurl = "{world.store.url.render_as_string()}"\n')
+    result = CliRunner().invoke(app, [*args, "--config", str(config)])
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+async def test_pause_and_resume_all_sync_and_one_deal(
+    served: Served, caplog: pytest.LogCaptureFixture, tmp_path: Path
+) -> None:
+    world = served.world
+    deals = await deals_in_sync(served, count=2)
+    (held_opp, held_ref), (free_opp, free_ref) = deals.pairs.items()
+
+    # All sync paused by hand: nothing is written, changes wait as Pending, /readyz says who.
+    out = await _cosell(world, tmp_path, "pause", "--by", "ada", "--reason", "org migration")
+    assert "all sync: paused by ada" in out
+    await world.seller.edit("Opportunity", free_opp, {"Amount": 61000})
+    writes = await world.calls()
+    await served.tick()
+    assert (await world.calls()).partner_center_writes == writes.partner_center_writes
+    status, body = await served.readyz()
+    assert status == 503
+    assert "all sync is paused by ada (org migration)" in body["checks"]["sync"]["detail"]
+    counts = world.store.deal_counts()
+    assert counts.pending == 1
+    assert counts.total == len(world.store.links(limit=1000))
+    assert "cosell_sync_paused 1.0" in await served.metrics()
+
+    # One deal paused, all sync resumed: the other deal syncs, the paused one waits.
+    await _cosell(world, tmp_path, "pause", f"salesforce:Opportunity:{held_opp}", "--by", "bob")
+    assert "all sync: resumed by ada" in await _cosell(world, tmp_path, "resume", "--by", "ada")
+    await world.seller.edit("Opportunity", held_opp, {"Amount": 62000})
+    await served.tick()
+    assert (await world.microsoft.referral(free_ref))["details"]["dealValue"] == 61000
+    assert (await world.microsoft.referral(held_ref))["details"]["dealValue"] != 62000
+    assert world.store.deal_counts().paused == 1
+    status, _ = await served.readyz()
+    assert status == 200  # one deal paused is not the service's problem
+    report = await _cosell(world, tmp_path, "status", "--json")
+    assert '"Paused": 1' in report
+
+    await _cosell(world, tmp_path, "resume", f"referral:{held_ref}", "--by", "bob")
+    await served.tick()
+    assert (await world.microsoft.referral(held_ref))["details"]["dealValue"] == 62000
+    link = world.store.link_for_record("Opportunity", held_opp)
+    assert link is not None
+    messages = [e.message for e in world.store.audit(link.id)]
+    assert "sync of this deal paused by bob" in messages
+    assert "sync of this deal resumed by bob" in messages
+    assert [e.message for e in world.store.audit(None)][:2] == [
+        "all sync resumed by ada",
+        "all sync paused by ada: org migration",
+    ]
+    assert world.store.deal_counts().pending == 0
