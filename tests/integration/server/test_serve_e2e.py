@@ -268,6 +268,7 @@ def test_ready_when_the_database_tokens_and_registration_check_out(
         "salesforce_token",
         "token_health",
         "webhook_registration",
+        "sync",
     }
 
 
