@@ -344,7 +344,11 @@ class _MsalTokenProvider(ABC):
                 status=error.status,
                 code=error.code,
             )
-        log.warning("partnercenter.sign_in_refused", grant=self._grant, code=error.code)
+        # A warning when the sign-in starts being refused; a probe refused again is info.
+        again = self._gate.refused is not None
+        (log.info if again else log.warning)(
+            "partnercenter.sign_in_refused", grant=self._grant, code=error.code
+        )
         self._gate.refuse(refusal)
         return refusal
 

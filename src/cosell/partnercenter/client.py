@@ -200,7 +200,7 @@ class ApiRequester:
                         "reachable; the call can be retried later"
                     ) from exc
                 wait = self._retry.backoff(attempt, None)
-                log.warning(
+                log.info(
                     "partnercenter.retry",
                     method=method,
                     path=_path(url),
@@ -238,7 +238,7 @@ class ApiRequester:
             if attempt >= self._retry.max_attempts or too_long:
                 raise failure
             wait = self._retry.backoff(attempt, failure.retry_after)
-            log.warning(
+            log.info(
                 "partnercenter.retry",
                 method=method,
                 path=_path(url),

@@ -535,7 +535,11 @@ class Session:
             if exc.status is None or not 400 <= exc.status < 500:
                 raise
             refusal = SignInRefusedError(self._refusal_text(exc))
-            log.warning("salesforce.sign_in_refused", flow=self._flow.name, code=exc.error_code)
+            # A warning when the sign-in starts being refused; a probe refused again is info.
+            again = self._gate.refused is not None
+            (log.info if again else log.warning)(
+                "salesforce.sign_in_refused", flow=self._flow.name, code=exc.error_code
+            )
             self._gate.refuse(refusal)
             raise refusal from exc
         self._gate.clear()

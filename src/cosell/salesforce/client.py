@@ -490,7 +490,7 @@ class SalesforceClient:
         wait = self._retry.delay(attempt, error)
         if wait is None:
             raise error from cause
-        log.warning(
+        log.info(
             "salesforce.retry",
             method=method,
             path=where,
