@@ -486,3 +486,46 @@ async def test_pause_and_resume_all_sync_and_one_deal(
         "all sync paused by ada: org migration",
     ]
     assert world.store.deal_counts().pending == 0
+
+
+async def test_a_failed_preflight_pauses_the_side_parks_nothing_and_a_probe_resumes_it(
+    served: Served, caplog: pytest.LogCaptureFixture
+) -> None:
+    # What `cosell serve` does at start (`Engine.start` runs the preflight): here with a
+    # mapping naming a field the org's user cannot see, fixed later in the org.
+    world = served.world
+    deals = await deals_in_sync(served, count=2)
+    sandbox = world.sf_sandbox
+
+    def field_security(hidden: list[str]) -> None:
+        schema = copy.deepcopy(sandbox._base_schema)
+        profile = parse_profile({"field_security": {"hidden": {"Opportunity": hidden}}})
+        sandbox.store.profile = apply_profile(schema, profile if hidden else OrgProfile())
+        sandbox.schema = sandbox.store.schema = sandbox.api.schema = schema
+
+    field_security(["Description"])
+    try:
+        with capture_logs() as events:
+            failures = await served.engine.run_preflight()
+        assert [(f.side, f.kind) for f in failures] == [("salesforce", "global")]
+        assert "Opportunity has no field 'Description'" in failures[0].cause
+        assert [e["event"] for e in events if e["log_level"] == "warning"] == [
+            "sync.circuit_opened"
+        ]
+        status, body = await served.readyz()
+        assert status == 503
+        assert "the mapping does not fit the Salesforce org" in body["checks"]["sync"]["detail"]
+        opportunity, referral = next(iter(deals.pairs.items()))
+        await world.microsoft.edit(
+            referral, [{"op": "replace", "path": "/details/dealValue", "value": 77000}]
+        )
+        await served.tick()
+        no_link_parked(world)
+        assert world.store.deal_counts().pending == 1
+    finally:
+        field_security([])
+    for _ in range(HEAL_TICKS):
+        await served.tick()
+    assert (await world.seller.opportunity(opportunity))["Amount"] == 77000
+    assert (await served.readyz())[0] == 200
+    assert world.store.deal_counts().pending == 0

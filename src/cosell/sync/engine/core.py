@@ -493,7 +493,7 @@ class Engine:
         Returns:
             The failures (empty when both sides pass; a passing side's circuit is closed).
         """
-        failures = await preflight(self._context())
+        failures = await preflight(self._context(), fresh=True)
         failed = {f.side for f in failures}
         for failure in failures:
             self._breaker.trip(failure)
@@ -513,6 +513,9 @@ class Engine:
         """
         async with self._heal_lock:
             ctx = self._context()
+            # Another process (a `cosell sync`, another worker) may have opened a side: adopt
+            # the circuits as stored, so that this worker probes them and closes them too.
+            await asyncio.to_thread(self._breaker.load)
             for side in SIDES:
                 if not self._breaker.due(side):
                     continue

@@ -90,7 +90,9 @@ async def check_side(
     return f"Salesforce: signed in, the mapping fits ({len(ctx.mapping.fields)} fields)"
 
 
-async def preflight(ctx: SyncContext, calls: ApiCalls | None = None) -> list[Scope]:
+async def preflight(
+    ctx: SyncContext, calls: ApiCalls | None = None, *, fresh: bool = False
+) -> list[Scope]:
     """Check both sides; the scope of each failure (empty when both pass).
 
     Every failure is returned as GLOBAL for its side (a side that does not answer now, or a
@@ -99,11 +101,12 @@ async def preflight(ctx: SyncContext, calls: ApiCalls | None = None) -> list[Sco
     Args:
         ctx: the sync context.
         calls: counts the API calls made.
+        fresh: describe again rather than trust the describe cache.
     """
     failures: list[Scope] = []
     for side in SIDES:
         try:
-            await check_side(ctx, side, calls)
+            await check_side(ctx, side, calls, fresh=fresh)
         except Exception as exc:  # noqa: BLE001 - every failure is reported, by its scope
             scope = scope_of(exc)
             if scope.side is None:
