@@ -358,7 +358,11 @@ def render(report: StatusReport, console: Console) -> None:
             console.print(
                 f"[red]{name}: sync paused[/red] (circuit open {_age(now, circuit.since)}): "
                 f"{circuit.cause}. Fix: {circuit.fix or 'none needed'}; next probe "
-                f"{_age(now, circuit.next_probe_at, missing='soon').replace(' ago', '')}",
+                + (
+                    circuit.next_probe_at.strftime("at %H:%M:%S UTC")
+                    if circuit.next_probe_at is not None and circuit.next_probe_at > now
+                    else "at the next poll"
+                ),
                 highlight=False,
             )
         else:
