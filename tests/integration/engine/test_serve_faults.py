@@ -468,8 +468,9 @@ async def test_pause_and_resume_all_sync_and_one_deal(
     assert (await world.microsoft.referral(free_ref))["details"]["dealValue"] == 61000
     assert (await world.microsoft.referral(held_ref))["details"]["dealValue"] != 62000
     assert world.store.deal_counts().paused == 1
-    status, _ = await served.readyz()
-    assert status == 200  # one deal paused is not the service's problem
+    status, body = await served.readyz()
+    assert status == 200  # one deal paused is not the service's problem, but it is said
+    assert "1 deal(s) paused by hand" in body["checks"]["sync"]["detail"]
     report = await _cosell(world, tmp_path, "status", "--json")
     assert '"Paused": 1' in report
 

@@ -439,6 +439,9 @@ class Engine:
         problems = self.health_problems()
         if problems:
             raise SyncPausedError("; ".join(problems))
+        deals = sum(1 for p in self._store.pauses() if p.target is not None)
+        if deals:  # one deal paused is not the service's problem, but say so
+            return f"both sides syncing; {deals} deal(s) paused by hand (cosell status lists them)"
         return "both sides syncing"
 
     def _held(self, keys: Sequence[Key]) -> tuple[str, str, list[Key]] | None:
