@@ -17,6 +17,7 @@ from cosell.commands.demo import demo
 from cosell.commands.init import init
 from cosell.commands.mapping import mapping_app
 from cosell.commands.plan import plan
+from cosell.commands.retry import retry
 from cosell.commands.sandbox import SandboxGroup, up_command
 from cosell.commands.serve import serve
 from cosell.commands.status import status
@@ -46,6 +47,7 @@ app.add_typer(mapping_app, name="mapping")
 app.add_typer(console_app, name="console")
 app.command("plan")(plan)
 app.command("sync")(sync)
+app.command("retry")(retry)
 app.command("serve")(serve)
 app.command("status")(status)
 app.command("audit")(audit)

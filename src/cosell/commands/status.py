@@ -95,6 +95,7 @@ class StatusReport:
         errors: the links in Error, most recently changed first (at most `ERRORS_SHOWN`).
         usage: the API usage readings.
         connections: each connection's sign-in and token health.
+        next_retry_at: when the earliest scheduled retry of a parked link is due (None: none).
     """
 
     checked_at: datetime
@@ -102,6 +103,7 @@ class StatusReport:
     errors: tuple[Link, ...]
     usage: tuple[ApiUsageReading, ...]
     connections: tuple[TokenHealth, ...] = ()
+    next_retry_at: datetime | None = None
 
 
 def collect(store: Store, *, clock: Clock, usage: tuple[ApiUsageReading, ...] = ()) -> StatusReport:
@@ -123,6 +125,7 @@ def collect(store: Store, *, clock: Clock, usage: tuple[ApiUsageReading, ...] = 
         summary=store.summary(),
         errors=tuple(store.failed_links(limit=ERRORS_SHOWN)),
         usage=usage,
+        next_retry_at=store.next_retry_at(),
     )
 
 
@@ -216,6 +219,8 @@ def _error_entry(link: Link, now: datetime) -> dict[str, Any]:
         "error": link.last_error,
         "since": _iso(link.updated_at),
         "seconds_ago": _ago(now, link.updated_at),
+        "retry_at": _iso(link.retry_at),
+        "retries": link.retries,
     }
 
 
@@ -232,6 +237,7 @@ def report_json(report: StatusReport) -> dict[str, Any]:
             "total": sum(counts.values()),
             "never_synced": summary.never_synced,
         },
+        "next_retry_at": _iso(report.next_retry_at),
         "errors": [_error_entry(link, now) for link in report.errors],
         "errors_truncated": counts.get("Error", 0) > len(report.errors),
         "lag": {
@@ -302,6 +308,15 @@ def render(report: StatusReport, console: Console) -> None:
         str(sum(counts.values())),
     )
     console.print(links)
+    if error_count:
+        from cosell.sync.plan.retry import in_words
+
+        retry = (
+            f"next retry {in_words(report.next_retry_at - now)}"
+            if report.next_retry_at is not None
+            else "each waits for a change"
+        )
+        console.print(f"Error: {error_count} ({retry})", highlight=False)
 
     if report.errors:
         shown = len(report.errors)
@@ -309,6 +324,8 @@ def render(report: StatusReport, console: Console) -> None:
             f" ({shown} of {error_count}):" if error_count > shown else ":"
         )
         console.print(f"[bold]{title}[/bold]")
+        from cosell.sync.plan.retry import describe_retry
+
         for link in report.errors:
             # One line per deal, never folded, so the ids can be copied whole.
             console.print(
@@ -318,6 +335,11 @@ def render(report: StatusReport, console: Console) -> None:
                 highlight=False,
             )
             console.print(f"    {link.last_error or ''}", markup=False, highlight=False)
+            console.print(
+                f"    retry: {describe_retry(link.retry_at, now=now)}",
+                markup=False,
+                highlight=False,
+            )
     else:
         console.print("No links in Error.")
 

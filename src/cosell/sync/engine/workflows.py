@@ -59,8 +59,8 @@ class Runtime(Protocol):
         """One attempt at a batch under its leases."""
         ...
 
-    def park(self, key: Key, message: str) -> None:
-        """Park the key's link in Error with the message."""
+    def park(self, key: Key, message: str, *, lasting: bool = False) -> None:
+        """Park the key's link in Error with the message (`lasting`: no scheduled retry)."""
         ...
 
     def parked_keys(self) -> list[Key]:
@@ -85,6 +85,10 @@ class Runtime(Protocol):
 
     async def run_sweep(self) -> int:
         """The body of `sweep_workflow`."""
+        ...
+
+    def related_sides(self) -> list[str]:
+        """The poll sides of the related change sources (child objects, the account)."""
         ...
 
 
@@ -170,10 +174,10 @@ async def reconcile_batch_step(keys: list[str], owner: str) -> Attempt:
 
 
 @DBOS.step(name="cosell.park_step")
-async def park_step(keys: list[str], message: str) -> None:
-    """Park the keys' links in Error with the message."""
+async def park_step(keys: list[str], message: str, lasting: bool = False) -> None:
+    """Park the keys' links in Error with the message (`lasting`: no scheduled retry)."""
     for key in keys:
-        _runtime().park(Key(key), message)
+        _runtime().park(Key(key), message, lasting=lasting)
 
 
 @DBOS.step(name="cosell.backoff_step")
@@ -205,6 +209,12 @@ async def save_cursor_step(name: str, value: str) -> None:
 async def due_wakeups_step() -> list[tuple[str, str]]:
     """The wake-ups due now, as (key, ISO time)."""
     return [(key, due.isoformat()) for key, due in _runtime().store.due_wakeups()]
+
+
+@DBOS.step(name="cosell.due_retries_step")
+async def due_retries_step() -> list[str]:
+    """The keys of the parked links whose scheduled retry is due now."""
+    return [link.keys[0] for link in _runtime().store.due_retries() if link.keys]
 
 
 @DBOS.step(name="cosell.clear_wakeups_step")
@@ -248,10 +258,16 @@ async def poll_partner_center_workflow(scheduled_at: datetime, context: Any) -> 
 
 @DBOS.workflow(name="cosell.poll_salesforce")
 async def poll_salesforce_workflow(scheduled_at: datetime, context: Any) -> None:
-    """Scheduled: enqueue the opportunities (and Leads) changed since the cursor, then store it."""
+    """Scheduled: enqueue the opportunities (and Leads) changed since the cursors, then store them.
+
+    The opportunities whose child rows or account changed are polled here too, one source at
+    a time (`pollers.poll_related`).
+    """
     await _runtime().run_poll("salesforce")
     if _runtime().context().lead_sync:
         await _runtime().run_poll("salesforce_lead")
+    for side in _runtime().related_sides():  # child rows and the account: one query each
+        await _runtime().run_poll(side)
 
 
 @DBOS.workflow(name="cosell.sweep")

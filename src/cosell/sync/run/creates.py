@@ -807,7 +807,9 @@ def _finish_new(ctx: SyncContext, item: _NewOpportunity) -> tuple[Outcome, Recor
             "next change"
         )
         log.warning("sync.create.parked", key=item.key, error=message)
-        return Outcome(item.key, link.id, ERROR, message=message), parked_record(link, message)
+        return Outcome(item.key, link.id, ERROR, message=message), parked_record(
+            link, message, now=ctx.clock.now()
+        )
     written = {
         OPPORTUNITY: {**item.opportunity, "Id": item.record_id},
         ACCOUNT: {**item.account, "Id": item.account_id},

@@ -209,7 +209,9 @@ async def reconcile_link(
         try:
             decision = decide_link(ctx, link, sides, microsoft_side=microsoft_side)
         except ValueMappingError as exc:
-            return await park(ctx, key, link, unmappable(exc), calls, record=sides.opportunity)
+            return await park(
+                ctx, key, link, unmappable(exc), calls, record=sides.opportunity, lasting=True
+            )
         decision = await with_children(ctx, sides, decision, calls)
         if ctx.dry_run:
             return outcome_of(key, link, decision, calls, dry_run=True)
@@ -322,6 +324,7 @@ async def load(ctx: SyncContext, key: Key, link: Link, calls: ApiCalls) -> Sides
             _unreadable_referral(link.referral_id, referral),
             calls,
             record=opportunity,
+            lasting=isinstance(referral, pc_errors.NotFoundError),  # gone until restored
         )
     if isinstance(rows, sf_errors.TerminalError):
         why = (
@@ -339,6 +342,7 @@ async def load(ctx: SyncContext, key: Key, link: Link, calls: ApiCalls) -> Sides
             "integration user): restore it from the recycle bin or share it with the "
             "integration user",
             calls,
+            lasting=True,  # a restore or a share is a change of the record
         )
     assert isinstance(referral, Referral)
     return Sides(referral=referral, records=records_of(opportunity))
