@@ -265,3 +265,27 @@ async def test_a_sign_in_that_works_again_retries_the_deals_its_refusal_parked(
     healed = world.store.get_link(parked.id)
     assert healed is not None
     assert healed.sync_status == SyncStatus.SYNCED
+
+
+async def test_a_refusal_waits_for_the_sellers_change_without_a_stale_retry(
+    engine: Engine, world: World
+) -> None:
+    opp_id, referral_id = await world.shared_pair()
+    link = world.store.link_for_referral(referral_id)
+    assert link is not None
+    # Parked earlier for a reason that could go away, its retry due now.
+    park_link(world.store, link, "gave up after 4 attempts: 503", now=world.clock.now())
+    world.tick(int(MAX_RETRY_SECONDS))
+    await world.seller.edit(
+        "Opportunity", opp_id, {"How_can_Microsoft_help__c": "Proof of concept or demo"}
+    )
+    world.tick()
+    due = await workflows.due_retries_step()
+    assert referral_key(referral_id) in due
+    outcome = await workflows.reconcile_key_workflow(referral_key(referral_id))
+    assert outcome.result == "refused", outcome  # a solution and a contact are missing
+    refused = world.store.get_link(link.id)
+    assert refused is not None
+    assert refused.sync_status == SyncStatus.ERROR
+    assert (refused.retries, refused.retry_at) == (0, None)  # it waits for the seller
+    assert await workflows.due_retries_step() == []

@@ -17,6 +17,7 @@ from cosell.sync.plan.retry import (
     describe_retry,
     in_words,
     retry_delay,
+    schedule_after_notify,
     schedule_after_park,
     shown_message,
 )
@@ -135,3 +136,16 @@ def test_a_link_without_a_retry_waits_for_a_change() -> None:
     assert describe_retry(None, now=NOW) == "waits for a change"
     at = NOW + timedelta(minutes=4)
     assert describe_retry(at, now=NOW) == "in 4 min (at 00:04 UTC)"
+
+
+def test_handing_out_a_due_retry_moves_the_schedule_on_so_a_park_then_keeps_it() -> None:
+    due = NOW + timedelta(seconds=31)
+    parked = _link(sync_status=SyncStatus.ERROR, last_error="x", retries=1, retry_at=due)
+    later = due + timedelta(seconds=1)
+    notified = schedule_after_notify(parked, now=later)
+    assert notified.retries == 2
+    assert notified.retry_at == later + timedelta(seconds=retry_delay(2, link_id=parked.id))
+    # The retry's reconcile fails again: the park finds the next retry set and keeps it.
+    moved = replace(parked, retries=notified.retries, retry_at=notified.retry_at)
+    again = schedule_after_park(moved, now=later + timedelta(seconds=3), lasting=False)
+    assert (again.retries, again.retry_at) == (notified.retries, notified.retry_at)

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from dbos import DBOS, SetEnqueueOptions, SetWorkflowID
 
-from cosell.store.types import Key
+from cosell.store.types import Key, Link, Record
 from cosell.sync.engine.config import BATCH_QUEUE as BATCH_QUEUE
 from cosell.sync.engine.config import INBOX_RETRY_SECONDS as INBOX_RETRY_SECONDS
 from cosell.sync.engine.config import KEY_WORKFLOW_PREFIX, RECONCILE_QUEUE, EngineError
@@ -25,6 +25,7 @@ from cosell.sync.engine.config import SCHEDULE_QUEUE as SCHEDULE_QUEUE
 from cosell.sync.io import pollers
 from cosell.sync.plan import outcome as results
 from cosell.sync.plan.outcome import Outcome
+from cosell.sync.plan.retry import schedule_after_notify
 
 if TYPE_CHECKING:
     from cosell.clock import Clock
@@ -213,8 +214,18 @@ async def due_wakeups_step() -> list[tuple[str, str]]:
 
 @DBOS.step(name="cosell.due_retries_step")
 async def due_retries_step() -> list[str]:
-    """The keys of the parked links whose scheduled retry is due now."""
-    return [link.keys[0] for link in _runtime().store.due_retries() if link.keys]
+    """The keys of the parked links whose scheduled retry is due now; their schedule moves on."""
+    store = _runtime().store
+    due = store.due_retries()
+    if due:
+        now = _runtime().clock.now()
+        store.record([_moved_on(link, now) for link in due])
+    return [link.keys[0] for link in due if link.keys]
+
+
+def _moved_on(link: Link, now: datetime) -> Record:
+    schedule = schedule_after_notify(link, now=now)
+    return Record(link.id, link={"retries": schedule.retries, "retry_at": schedule.retry_at})
 
 
 @DBOS.step(name="cosell.clear_wakeups_step")

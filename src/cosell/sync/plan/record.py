@@ -45,10 +45,15 @@ def record_of(link: Link, decision: Decision, *, api_calls: int, now: datetime) 
     shown = decision.refusal or decision.waiting
     wrote = bool(decision.operations) or decision.writes_salesforce
     changes: dict[str, Any] = {}
-    if wrote or link.sync_status != status or link.last_error != shown:
+    # A refusal waits for the seller's change (child records and the account included): no
+    # scheduled retry is left from an earlier park.
+    stale_retry = status == SyncStatus.ERROR and link.retry_at is not None
+    if wrote or link.sync_status != status or link.last_error != shown or stale_retry:
         changes = {"sync_status": status, "last_error": shown}
         if status == SyncStatus.SYNCED:
             changes["last_synced_at"] = now
+        if stale_retry:
+            changes.update(retries=0, retry_at=None)
     if not (changes or changed_base or conflicts or audit or wakeup):
         return None
     return Record(

@@ -12,9 +12,10 @@ A deal is parked (`run.park`) for one of two kinds of reason:
   mapping cannot convert, a record deleted or no longer visible, a bug): `retry_at` is None,
   and the link waits for its next change (or the periodic sweep) as before.
 
-Only a retry that was *due* moves the schedule on: a reconcile caused by a change (or by the
-echo of cosell's own status write) that meets the same problem again leaves it as it is, so
-edits never use up the backoff. Each link's waits are spread by up to `JITTER` of themselves,
+Only a retry that was *due* moves the schedule on (the poll that hands it out moves it,
+`schedule_after_notify`; a park past the due time too): a reconcile caused by a change (or by
+the echo of cosell's own status write) that meets the same problem again leaves it as it is,
+so edits never use up the backoff. Each link's waits are spread by up to `JITTER` of themselves,
 derived from the link's id (deterministic: no clock, no random source), so the deals an
 outage parked together are not all retried in the same poll.
 """
@@ -75,6 +76,18 @@ def schedule_after_park(link: Link, *, now: datetime, lasting: bool) -> RetrySch
     if parked and link.retry_at is not None and now < link.retry_at:
         return RetrySchedule(link.retries, link.retry_at)  # not a due retry: keep the schedule
     retries = link.retries + 1 if parked else 0
+    return RetrySchedule(retries, now + timedelta(seconds=retry_delay(retries, link_id=link.id)))
+
+
+def schedule_after_notify(link: Link, *, now: datetime) -> RetrySchedule:
+    """The schedule of a parked link whose due retry the poll hands out now.
+
+    The poll moves the schedule on as it notifies the key, whatever the reconcile then does:
+    one that fails again finds the next retry already set (and keeps it), one that syncs clears
+    it, and one that ends without touching the link (skipped, busy) cannot leave a retry due
+    in the past to be handed out at every poll.
+    """
+    retries = link.retries + 1
     return RetrySchedule(retries, now + timedelta(seconds=retry_delay(retries, link_id=link.id)))
 
 
