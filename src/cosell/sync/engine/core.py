@@ -25,7 +25,17 @@ store is PostgreSQL); everything durable about sync lives in the store.
   (`deadlines.py`). The reconcile records when to look again (`Store.set_wakeup`); the Partner
   Center poll notifies the keys that are due on the injected clock and then clears them
   (`_run_wakeups`), and an incremental pass includes them, so the key is reconciled at that
-  moment (within a poll interval) without any change happening.
+  moment (within a poll interval) without any change happening. The same poll hands out the
+  parked links whose own retry is due (`Store.due_retries`, `plan.retry`: backoff per link up
+  to an hour), moving their schedule on as it does, and stores `service:poll` (the executor
+  id) so that `cosell retry` can tell a running service from none.
+- **Related records.** The Salesforce poll workflow also polls each child object of the
+  mapping's collections (Microsoft solutions, contact roles, team members) and the accounts of
+  co-sell opportunities, one query each (`pollers.poll_related`), and notifies the linked
+  parent opportunities: a seller adding what a parked deal asks for re-syncs it within a poll.
+- **Sign-in back.** While started, the engine listens to the sign-in refusal gates
+  (`cosell.refusal.on_reopen`): when a side accepts cosell again, the deals its refusal parked
+  have their retry made due now and, on a worker, are notified at once.
 
 **Coalescing, level-triggered.** A notification only says "key K may be out of date"; the
 reconcile reads the truth when it *starts*. So a notification is satisfied by any reconcile of
@@ -57,11 +67,12 @@ tries again (bounded); a batch leaves the key out and notifies it, so it runs af
 `salesforce.errors.RetriableError`, `sync.errors.RetriableSyncError`) are caught inside the
 step and retried by the workflow with capped exponential backoff and full jitter, never less
 than the server's `Retry-After` (`BackoffPolicy`), on the injected clock. After the last
-attempt the key's link is parked in Error with the message and the workflow ends; the next
-change or sweep tries it again. Terminal errors are parked by the reconcile itself and come
-back as an `error` outcome. Any other exception (a bug) is logged with its traceback and parks
-the key (or the batch's keys) at once, without retries: that key fails, everything else keeps
-syncing. Steps return values, never raise, so nothing depends on pickling exceptions.
+attempt the key's link is parked in Error with the message and the workflow ends; its own
+retry schedule (`plan.retry`) tries it again, as does its next change or the sweep. Terminal
+errors are parked by the reconcile itself and come back as an `error` outcome. Any other
+exception (a bug) is logged with its traceback and parks the key (or the batch's keys) at once,
+without retries and without a retry schedule (it waits for a change or the sweep): that key
+fails, everything else keeps syncing. Steps return values, never raise, so nothing depends on pickling exceptions.
 
 **The webhook inbox.** The service answers a callback once its event is committed to the
 store's inbox (nothing else on that path), then calls `inbox_recorded()`. A worker's background

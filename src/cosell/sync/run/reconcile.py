@@ -28,8 +28,9 @@ reconcile again after a crash at any point finishes the job.
 
 Errors: a refused change (refusal) or a terminal API error is *parked*: the link and the
 opportunity get sync status `Error` and a message that says what to fix; the key is tried
-again on its next change or sweep, and a reconcile that meets the same error again writes
-nothing. Retriable errors (throttling, outages) are raised for the engine to retry with
+again on its next change (child rows and the account included) or sweep, and a parked terminal
+error on its own retry schedule as well (`plan.retry`); a reconcile that meets the same error
+again before its retry is due writes nothing. Retriable errors (throttling, outages) are raised for the engine to retry with
 backoff.
 
 With lead sync, lead referrals get a Lead instead, and links still on a Lead (and
