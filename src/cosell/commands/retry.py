@@ -174,8 +174,18 @@ def retry(
         store = Store.open(settings.store.url, clock=clock)
         try:
             chosen = [link for _, link in resolve(store, keys)] if keys else parked_links(store)
+            for link in [link for link in chosen if link.sync_status.value != "Error"]:
+                typer.echo(
+                    f"{link.keys[0] if link.keys else link.id} is not parked "
+                    f"({link.sync_status.value}): nothing to retry; `cosell sync KEY` syncs it now"
+                )
+            chosen = [link for link in chosen if link.sync_status.value == "Error"]
             if not chosen:
-                typer.echo("No deal is in Error: nothing to retry.")
+                typer.echo(
+                    "No deal named is in Error: nothing to retry."
+                    if keys
+                    else "No deal is in Error: nothing to retry."
+                )
                 return
             action = "cosell retry --all-errors" if all_errors else "cosell retry"
             request_retries(store, chosen, by=requester, action=action, now=clock.now())

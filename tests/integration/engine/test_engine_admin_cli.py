@@ -121,6 +121,13 @@ def test_sync_key_syncs_the_deals_named_and_audits_who_asked(
         store.close()
     assert entries[0].message == "sync requested by alice (cosell sync)"
     assert entries[0].details == {"by": "alice", "action": "cosell sync"}
+    # A deal that is not parked has nothing to retry: the command says what to run instead.
+    synced = _cosell("retry", opportunity, "--config", str(settings_file))
+    assert synced.returncode == 0, synced.stdout + synced.stderr
+    assert (
+        "is not parked (Synced): nothing to retry; `cosell sync KEY` syncs it now" in synced.stdout
+    )
+    assert "No deal named is in Error" in synced.stdout
 
 
 def test_sync_and_retry_refuse_what_is_not_a_deal(settings_file: Path) -> None:
