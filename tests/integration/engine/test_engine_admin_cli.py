@@ -99,6 +99,11 @@ def test_sync_key_syncs_the_deals_named_and_audits_who_asked(
     sandboxes: dict[str, Any], settings_file: Path
 ) -> None:
     opportunity = shared_opportunity(sandboxes["salesforce"], "Litware - SAP on Azure")
+    writes = api_writes(sandboxes)
+    planned = _cosell("sync", opportunity, "--dry-run", "--config", str(settings_file))
+    assert planned.returncode == 0, planned.stdout + planned.stderr
+    assert f"salesforce:Opportunity:{opportunity}  created" in planned.stdout
+    assert api_writes(sandboxes) == writes
     result = _cosell("sync", opportunity, "--config", str(settings_file))
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Created" in result.stdout
