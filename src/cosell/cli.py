@@ -18,6 +18,7 @@ from cosell.commands.init import init
 from cosell.commands.mapping import mapping_app
 from cosell.commands.pause import pause, resume
 from cosell.commands.plan import plan
+from cosell.commands.retry import retry
 from cosell.commands.sandbox import SandboxGroup, up_command
 from cosell.commands.serve import serve
 from cosell.commands.status import status
@@ -49,6 +50,7 @@ app.command("plan")(plan)
 app.command("sync")(sync)
 app.command("pause")(pause)
 app.command("resume")(resume)
+app.command("retry")(retry)
 app.command("serve")(serve)
 app.command("status")(status)
 app.command("audit")(audit)

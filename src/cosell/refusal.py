@@ -10,7 +10,8 @@ side that will keep saying no until an admin signs in again. Each side's auth la
   once every `pause_seconds` (on the injected clock) one caller is let through as a probe, and
   a caller is let through at once when the credentials changed since the refusal
   (`fingerprint`, e.g. the stored refresh token: `cosell connect` wrote a new one);
-- `clear()` opens it again after a success.
+- `clear()` opens it again after a success, and tells the `on_reopen` listeners which refusal
+  ended (the engine makes the retry of the deals parked with that message due at once).
 
 So a refused side costs at most one failing call per `pause_seconds`, and catches up as soon as
 new credentials work. The gate knows nothing of HTTP or tokens; the fingerprint is compared,
@@ -19,10 +20,34 @@ never logged.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
 
 from cosell.clock import Clock
+
+log = logging.getLogger(__name__)
+
+_LISTENERS: list[Callable[[Exception], None]] = []
+
+
+def on_reopen(listener: Callable[[Exception], None]) -> Callable[[], None]:
+    """Call `listener(refusal)` whenever a gate of this process opens after a refusal.
+
+    Called on the thread whose call succeeded, after the gate opened; a listener's failure is
+    logged, never raised into that call.
+
+    Returns:
+        A function that removes the listener.
+    """
+    _LISTENERS.append(listener)
+
+    def remove() -> None:
+        if listener in _LISTENERS:
+            _LISTENERS.remove(listener)
+
+    return remove
+
 
 # One failing call a minute: a prompt recovery, and nothing a side would call a storm.
 DEFAULT_PAUSE_SECONDS = 60.0
@@ -76,9 +101,16 @@ class RefusalGate:
             self._credentials = self._safe_fingerprint()
 
     def clear(self) -> None:
-        """Open the gate (the side accepted the credentials)."""
+        """Open the gate (the side accepted the credentials); tell the listeners if it was shut."""
         with self._lock:
-            self._error = None
+            ended, self._error = self._error, None
+        if ended is None:
+            return
+        for listener in list(_LISTENERS):
+            try:
+                listener(ended)
+            except Exception:
+                log.exception("a listener of a reopened sign-in failed")
 
     def _fingerprint_changed(self) -> bool:
         return self._safe_fingerprint() != self._credentials

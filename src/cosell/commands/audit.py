@@ -3,7 +3,7 @@
 KEY is what `cosell plan` accepts (`referral:<id>`, `salesforce:Opportunity:<id>`, or a bare
 referral id or opportunity id; `cosell.commands.plan.key_of` reads it). The key is resolved to
 its link (a referral key by its referral id, a record key by object and record id), and the
-command prints the link (both ids, sync status, last error), its audit entries newest first
+command prints the link (both ids, sync status, last error, a parked link's next retry), its audit entries newest first
 (time, message, details) and the conflicts recorded for it (field, Partner Center's value,
 Salesforce's value, the base, the winner).
 
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -111,6 +112,8 @@ def history_json(found: DealHistory) -> dict[str, Any]:
             "last_synced_at": None
             if link.last_synced_at is None
             else link.last_synced_at.isoformat(),
+            "retries": link.retries,
+            "retry_at": None if link.retry_at is None else link.retry_at.isoformat(),
         },
         "audit": [
             {"at": entry.at.isoformat(), "message": entry.message, "details": dict(entry.details)}
@@ -142,8 +145,8 @@ def _value(value: str | bool | None) -> str:
     return value
 
 
-def render(found: DealHistory, console: Console) -> None:
-    """Print the history: the link, the audit table, the conflicts table."""
+def render(found: DealHistory, console: Console, *, now: datetime | None = None) -> None:
+    """Print the history: the link (with a parked link's next retry), the audit, the conflicts."""
     link = found.link
     status = link.sync_status.value
     if status == "Error":
@@ -155,6 +158,15 @@ def render(found: DealHistory, console: Console) -> None:
     console.print(f"  sync status {status}", highlight=False)
     if link.last_error:
         console.print(f"  last error: {link.last_error}", markup=False, highlight=False)
+    if link.sync_status.value == "Error" and now is not None:
+        from cosell.sync.plan.retry import describe_retry
+
+        retry = describe_retry(link.retry_at, now=now)
+        if link.retry_at is not None:
+            retry = (
+                f"{retry}, after {link.retries} scheduled retr{'y' if link.retries == 1 else 'ies'}"
+            )
+        console.print(f"  next retry: {retry}", markup=False, highlight=False)
     if found.entries:
         audit = Table(title="Audit (newest first)")
         for column in ("Time (UTC)", "Message", "Details"):
@@ -218,4 +230,4 @@ def audit(
     if json_output:
         typer.echo(json.dumps(history_json(found), indent=2, default=str))
     else:
-        render(found, Console())
+        render(found, Console(), now=SystemClock().now())

@@ -29,11 +29,14 @@ if TYPE_CHECKING:  # imported when the command runs, so that the CLI starts quic
     from cosell.sync.run.explain import PlanReport
 
 _SALESFORCE_ID = re.compile(r"^[a-zA-Z0-9]{15}(?:[a-zA-Z0-9]{3})?$")
+_LEAD_PREFIX = "00Q"  # the key prefix of every Lead id in every org
 _GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 
 
 def key_of(text: str) -> Key:
-    """A key from what a user typed: a key, a referral id (GUID) or an opportunity id.
+    """A key from what a user typed: a key, a referral id (GUID), an opportunity or a Lead id.
+
+    A bare Salesforce id is an opportunity's, unless its prefix is a Lead's (`00Q`).
 
     Raises:
         KeyFormatError: none of those; the message shows the accepted forms.
@@ -45,7 +48,7 @@ def key_of(text: str) -> Key:
     if _GUID.match(text):
         return referral_key(text)
     if _SALESFORCE_ID.match(text):
-        return record_key("Opportunity", text)
+        return record_key("Lead" if text.startswith(_LEAD_PREFIX) else "Opportunity", text)
     parse_key(text)
     return Key(text)
 

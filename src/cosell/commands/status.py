@@ -103,6 +103,7 @@ class StatusReport:
         deals: every link counted once (Synced, Pending, Error, Paused).
         circuits: each side's circuit as the engine last stored it (closed when absent).
         pauses: the pauses in force.
+        next_retry_at: when the earliest scheduled retry of a parked link is due (None: none).
     """
 
     checked_at: datetime
@@ -113,6 +114,7 @@ class StatusReport:
     circuits: dict[str, Circuit]
     pauses: tuple[Pause, ...]
     connections: tuple[TokenHealth, ...] = ()
+    next_retry_at: datetime | None = None
 
 
 def collect(store: Store, *, clock: Clock, usage: tuple[ApiUsageReading, ...] = ()) -> StatusReport:
@@ -137,6 +139,7 @@ def collect(store: Store, *, clock: Clock, usage: tuple[ApiUsageReading, ...] = 
         deals=store.deal_counts(),
         circuits=store.circuits(),
         pauses=tuple(store.pauses()),
+        next_retry_at=store.next_retry_at(),
     )
 
 
@@ -264,6 +267,8 @@ def _error_entry(link: Link, now: datetime) -> dict[str, Any]:
         "error": link.last_error,
         "since": _iso(link.updated_at),
         "seconds_ago": _ago(now, link.updated_at),
+        "retry_at": _iso(link.retry_at),
+        "retries": link.retries,
     }
 
 
@@ -278,6 +283,7 @@ def report_json(report: StatusReport) -> dict[str, Any]:
         "links": {**counts, "total": report.deals.total},
         "never_synced": summary.never_synced,
         "health": _health(report),
+        "next_retry_at": _iso(report.next_retry_at),
         "errors": [_error_entry(link, now) for link in report.errors],
         "errors_truncated": summary.links_by_status.get("Error", 0) > len(report.errors),
         "lag": {
@@ -375,6 +381,15 @@ def render(report: StatusReport, console: Console) -> None:
             + " (cosell resume)",
             highlight=False,
         )
+    if error_count:
+        from cosell.sync.plan.retry import in_words
+
+        retry = (
+            f"next retry {in_words(report.next_retry_at - now)}"
+            if report.next_retry_at is not None
+            else "each waits for a change"
+        )
+        console.print(f"Error: {error_count} ({retry})", highlight=False)
 
     if report.errors:
         shown = len(report.errors)
@@ -382,6 +397,8 @@ def render(report: StatusReport, console: Console) -> None:
             f" ({shown} of {error_count}):" if error_count > shown else ":"
         )
         console.print(f"[bold]{title}[/bold]")
+        from cosell.sync.plan.retry import describe_retry
+
         for link in report.errors:
             # One line per deal, never folded, so the ids can be copied whole.
             console.print(
@@ -391,6 +408,11 @@ def render(report: StatusReport, console: Console) -> None:
                 highlight=False,
             )
             console.print(f"    {link.last_error or ''}", markup=False, highlight=False)
+            console.print(
+                f"    retry: {describe_retry(link.retry_at, now=now)}",
+                markup=False,
+                highlight=False,
+            )
     else:
         console.print("No links in Error.")
 

@@ -1,4 +1,10 @@
-"""`cosell sync [--full] [--dry-run] [--config FILE]`: one reconcile pass in the foreground.
+"""`cosell sync [KEY…] [--full] [--dry-run] [--config FILE]`: reconcile in the foreground.
+
+With keys (`cosell sync KEY…`), only those deals are reconciled, now, whatever their state
+(parked ones included), each with an audit entry saying who asked (`$USER`, or `--by NAME`); a
+key is what `cosell audit` accepts, and one that is not a key or an id is an error (exit 2).
+A key that names no deal yet is reconciled too: an opportunity ticked for sync gets its
+referral created, an unknown id ends as `skipped` with the reason.
 
 Without `--full` the pass reconciles what changed since the last pass (both pollers' cursors)
 plus the links parked in Error; with `--full` it reconciles every referral, page by page, and
@@ -22,7 +28,9 @@ and no engine state (DBOS is not even started).
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from dataclasses import replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -31,6 +39,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from cosell.commands import ConfigOption, quiet_client_logs
+from cosell.commands.retry import ByOption, KeysArgument
 
 if TYPE_CHECKING:  # imported when the command runs, so that the CLI starts quickly
     from cosell.config import Settings
@@ -63,6 +72,7 @@ _ROWS = (
 
 
 def sync(
+    keys: KeysArgument = None,
     full: Annotated[
         bool,
         typer.Option("--full", help="Reconcile everything (a backfill), not only what changed."),
@@ -71,12 +81,26 @@ def sync(
         bool,
         typer.Option("--dry-run", help="Print what would be written; write nothing anywhere."),
     ] = False,
+    by: ByOption = None,
     config: ConfigOption = None,
 ) -> None:
-    """Run one sync pass in the foreground and print a summary (exit 1 if a key failed)."""
+    """Run one sync pass in the foreground, or sync the deals named now; print a summary.
+
+    Without KEY: what changed since the last pass plus every deal in Error (`--full`: every
+    referral and every opportunity waiting for its referral). With KEY…: those deals only,
+    each recorded in its audit trail with who asked. Exit status 1 if a deal failed.
+    """
     from cosell.config import Settings
 
     console = Console()
+    if keys:
+        if full:
+            typer.echo(
+                "Error: --full syncs everything; leave it out to sync the deals named", err=True
+            )
+            raise typer.Exit(code=2)
+        _sync_keys(keys, dry_run=dry_run, by=by, config=config, console=console)
+        return
     try:
         settings = Settings.load(config)
         with quiet_client_logs():
@@ -139,6 +163,100 @@ async def run_sync(settings: Settings, *, full: bool, dry_run: bool, console: Co
                     bar.update(task, completed=done, total=total)
 
                 return await engine.run_pass(full=full, dry_run=dry_run, progress=advance)
+        finally:
+            if not dry_run:
+                await engine.stop()
+    finally:
+        store.close()
+
+
+def _sync_keys(
+    texts: list[str], *, dry_run: bool, by: str | None, config: Path | None, console: Console
+) -> None:
+    """`cosell sync KEY…`: check the keys, audit who asked, reconcile them here."""
+    from cosell.clock import SystemClock
+    from cosell.commands.audit import find_link
+    from cosell.commands.plan import key_of
+    from cosell.commands.retry import who
+    from cosell.config import ConfigError, Settings
+    from cosell.store import KeyFormatError, Store, StoreError
+
+    try:
+        keys = list(dict.fromkeys(key_of(text) for text in texts))
+    except KeyFormatError as error:
+        typer.echo(f"Error: {error}", err=True)
+        raise typer.Exit(code=2) from error
+    requester = who(by)
+    try:
+        settings = Settings.load(config)
+        if not (dry_run or settings.sync.dry_run):
+            store = Store.open(settings.store.url, clock=SystemClock())
+            try:
+                for key in keys:
+                    link = find_link(store, key)
+                    if link is not None:
+                        store.record_audit(
+                            link.id,
+                            f"sync requested by {requester} (cosell sync)",
+                            details={"by": requester, "action": "cosell sync"},
+                        )
+            finally:
+                store.close()
+    except (ConfigError, StoreError) as error:
+        typer.echo(f"Error: {error}", err=True)
+        raise typer.Exit(code=1) from error
+    run_keys_here(settings, keys, console=console, dry_run=dry_run or settings.sync.dry_run)
+
+
+def run_keys_here(
+    settings: Settings, keys: Sequence[str], *, console: Console, dry_run: bool = False
+) -> None:
+    """Reconcile `keys` in this process (an engine of its own), print the summary, exit."""
+    try:
+        with quiet_client_logs():
+            summary = asyncio.run(_run_keys(settings, keys, dry_run=dry_run, console=console))
+    except _user_errors() as error:
+        typer.echo(f"Error: {error}", err=True)
+        raise typer.Exit(code=1) from error
+    render(summary, console)
+    raise typer.Exit(code=0 if summary.ok else 1)
+
+
+async def _run_keys(
+    settings: Settings, keys: Sequence[str], *, dry_run: bool, console: Console
+) -> Summary:
+    from cosell.clock import SystemClock
+    from cosell.store import Store
+    from cosell.sync.engine import Engine, EngineOptions, settings_context_factory
+
+    clock = SystemClock()
+    store = Store.open(settings.store.url, clock=clock)
+    try:
+        options = EngineOptions.from_settings(settings)
+        options = replace(options, executor_id=f"{options.executor_id}-sync")  # as a pass
+        engine = Engine(
+            settings,
+            store=store,
+            context_factory=settings_context_factory(settings, store=store, clock=clock),
+            clock=clock,
+            options=options,
+        )
+        if not dry_run:
+            await engine.start(background=False)
+        try:
+            with Progress(
+                TextColumn("[bold]{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                console=console,
+                transient=True,
+            ) as bar:
+                task = bar.add_task("Planning" if dry_run else "Syncing", total=len(keys))
+
+                def advance(done: int, total: int | None) -> None:
+                    bar.update(task, completed=done, total=total)
+
+                return await engine.run_keys(keys, dry_run=dry_run, progress=advance)
         finally:
             if not dry_run:
                 await engine.stop()

@@ -12,7 +12,8 @@ or a mock) and an `AuthFlow`. Every call goes through `_send`, which is the whol
 3. Send. Read `Sforce-Limit-Info: api-usage=N/M` into `usage`, warning once when usage crosses
    `USAGE_WARNING` of the budget (or of the org's limit).
 4. On 401 `INVALID_SESSION_ID`, refresh the token once (shared with concurrent callers, see
-   `auth.Session`) and resend; a second 401 raises `SessionExpiredError`.
+   `auth.Session`) and resend; a second 401 raises `SessionExpiredError` at once (retriable:
+   the engine tries the reconcile again later, with a fresh session).
 5. Map any other status >= 300 to the error tree of `errors.py`. A `RetriableError` is retried
    after a capped exponential backoff with full jitter (or the server's `Retry-After`), slept on
    the injected clock, at most `RetryPolicy.max_attempts` times. 500s and broken connections
@@ -467,10 +468,12 @@ class SalesforceClient:
             if response.status_code < 300:
                 return response
             error = error_from_response(response)
-            if isinstance(error, SessionExpiredError) and not refreshed:
-                refreshed = True
-                stale = token
-                continue
+            if isinstance(error, SessionExpiredError):
+                if not refreshed:
+                    refreshed = True
+                    stale = token
+                    continue
+                raise error  # the engine retries it later, with a session fresh by then
             if not isinstance(error, RetriableError):
                 raise error
             if isinstance(error, PlatformError) and method not in _IDEMPOTENT:

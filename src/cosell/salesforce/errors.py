@@ -14,7 +14,8 @@ an error means::
     │   ├── RowLockError                 400 UNABLE_TO_LOCK_ROW
     │   ├── ConcurrentLimitError         403 REQUEST_LIMIT_EXCEEDED, concurrent long-running calls
     │   ├── PlatformError                500 UNKNOWN_EXCEPTION (retried only when idempotent)
-    │   └── TransportError               no usable HTTP answer (connection, timeout)
+    │   ├── TransportError               no usable HTTP answer (connection, timeout)
+    │   └── SessionExpiredError          401 INVALID_SESSION_ID, still after one refresh
     ├── ConflictError                    412 PRECONDITION_FAILED: re-read, re-merge, write again
     └── TerminalError                    retrying the same call cannot help
         ├── ValidationError              400 field and value errors (STRING_TOO_LONG, ...)
@@ -31,7 +32,7 @@ an error means::
         ├── ApiBudgetExceededError       cosell's own configured budget is spent (no call made)
         ├── RolledBackError              collections/composite item rolled back by allOrNone
         ├── AuthenticationError          the token endpoint refused the credentials
-        │   └── SessionExpiredError      401 INVALID_SESSION_ID, still after one refresh
+        │   └── SignInRefusedError       refused sign-in, repeated while the RefusalGate is shut
         └── UnexpectedResponseError      anything else (405, 409, 415, a body we cannot read)
 
 Invariants: every error's `str()` says what happened and what to do; no error carries a
@@ -370,8 +371,14 @@ class SignInRefusedError(AuthenticationError):
     default_hint = ""
 
 
-class SessionExpiredError(AuthenticationError):
-    """401 INVALID_SESSION_ID, still after refreshing the token once."""
+class SessionExpiredError(RetriableError):
+    """401 INVALID_SESSION_ID, still after refreshing the token once.
+
+    Retriable, not terminal: under load a session can expire between the refresh and the
+    resent call (or the org ends sessions early); a 401 means nothing was done, so the engine
+    tries the reconcile again later with a fresh session instead of parking the deal. A
+    refused sign-in (the token endpoint says no) is `SignInRefusedError`, not this.
+    """
 
     default_hint = (
         "the new session was rejected too: check the session timeout and IP restrictions "

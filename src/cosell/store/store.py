@@ -123,6 +123,8 @@ def _link(row: sa.Row[Any]) -> Link:
         created_at=row.created_at,
         updated_at=row.updated_at,
         last_synced_at=row.last_synced_at,
+        retries=int(row.retries or 0),
+        retry_at=row.retry_at,
     )
 
 
@@ -567,6 +569,8 @@ class Store:
         sync_status: SyncStatus | str | _Unset = UNSET,
         last_error: str | _Unset | None = UNSET,
         last_synced_at: datetime | _Unset | None = UNSET,
+        retries: int | _Unset = UNSET,
+        retry_at: datetime | _Unset | None = UNSET,
     ) -> Link:
         """Change some columns of a link; the ones not passed keep their values.
 
@@ -579,6 +583,9 @@ class Store:
             sync_status: `Synced`, `Pending` or `Error`.
             last_error: Why the last reconcile failed; None clears it.
             last_synced_at: When both sides last agreed (timezone-aware).
+            retries: Scheduled retries made since the link was parked.
+            retry_at: When a parked link is retried next (None: it waits for a change). A
+                status other than Error clears both (a link that is not parked has no retry).
 
         Returns:
             The link as it is now.
@@ -597,6 +604,8 @@ class Store:
             sync_status=sync_status,
             last_error=last_error,
             last_synced_at=last_synced_at,
+            retries=retries,
+            retry_at=retry_at,
         )
         with self._write() as connection:
             return self._update(connection, link_id, values)
@@ -611,6 +620,8 @@ class Store:
         sync_status: SyncStatus | str | _Unset = UNSET,
         last_error: str | _Unset | None = UNSET,
         last_synced_at: datetime | _Unset | None = UNSET,
+        retries: int | _Unset = UNSET,
+        retry_at: datetime | _Unset | None = UNSET,
     ) -> dict[str, Any]:
         """The checked column values of `update_link`'s arguments (see there)."""
         values: dict[str, Any] = {}
@@ -635,6 +646,16 @@ class Store:
             if last_synced_at is not None and last_synced_at.utcoffset() is None:
                 raise ValueError(f"last_synced_at must be timezone-aware, got {last_synced_at!r}")
             values["last_synced_at"] = last_synced_at
+        if values.get("sync_status", SyncStatus.ERROR.value) != SyncStatus.ERROR.value:
+            values["retries"], values["retry_at"] = 0, None  # not parked: nothing to retry
+        if not isinstance(retries, _Unset):
+            if retries < 0:
+                raise ValueError(f"retries cannot be negative, got {retries}")
+            values["retries"] = retries
+        if not isinstance(retry_at, _Unset):
+            if retry_at is not None and retry_at.utcoffset() is None:
+                raise ValueError(f"retry_at must be timezone-aware, got {retry_at!r}")
+            values["retry_at"] = retry_at
         values["updated_at"] = self._now()
         return values
 
@@ -1532,6 +1553,73 @@ class Store:
             oldest_event_at=oldest_event,
             cursors=cursors,
         )
+
+    # -- parked links' retries ------------------------------------------------------------------
+
+    def due_retries(self, *, limit: int = 500) -> list[Link]:
+        """The parked links whose scheduled retry is due on the store's clock, earliest first.
+
+        The engine's poll notifies their keys (`Engine._run_wakeups`); the retry's reconcile
+        moves `retry_at` on (`sync.plan.retry`) or clears it when the link syncs.
+        """
+        links = t.links.c
+        query = (
+            self._select_link()
+            .where(
+                links.tenant == self._tenant,
+                links.sync_status == SyncStatus.ERROR.value,
+                links.retry_at <= self._now(),
+            )
+            .order_by(links.retry_at, links.id)
+            .limit(limit)
+        )
+        with self._read() as connection:
+            return [_link(row) for row in connection.execute(query)]
+
+    def retry_parked(self, *, containing: str, limit: int = 10_000) -> list[Link]:
+        """Make the retry of the parked links whose message contains `containing` due now.
+
+        For a cause that went away for all of them at once (the side's sign-in works again):
+        their backoff starts over and the next poll notifies them.
+
+        Args:
+            containing: text of the parked message (the refusal's own message).
+            limit: the most links changed (a bound on one statement's work).
+
+        Returns:
+            The links changed.
+        """
+        links = t.links.c
+        now = self._now()
+        with self._write() as connection:
+            ids = [
+                row.id
+                for row in connection.execute(
+                    sa.select(links.id)
+                    .where(
+                        links.tenant == self._tenant,
+                        links.sync_status == SyncStatus.ERROR.value,
+                        links.last_error.contains(containing, autoescape=True),
+                    )
+                    .order_by(links.id)
+                    .limit(limit)
+                )
+            ]
+            return [
+                self._update(connection, link_id, {"retries": 0, "retry_at": now})
+                for link_id in ids
+            ]
+
+    def next_retry_at(self) -> datetime | None:
+        """When the earliest scheduled retry of a parked link is due, or None."""
+        links = t.links.c
+        with self._read() as connection:
+            due: datetime | None = connection.execute(
+                sa.select(sa.func.min(links.retry_at)).where(
+                    links.tenant == self._tenant, links.sync_status == SyncStatus.ERROR.value
+                )
+            ).scalar()
+        return due
 
     def failed_links(self, *, limit: int = 20) -> list[Link]:
         """The links in Error, the most recently changed first.

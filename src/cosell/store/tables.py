@@ -5,7 +5,7 @@ query of `Store` filters on it; unique constraints include it, so two tenants ma
 referral id without colliding.
 
 ```
-links            one referral <-> one Salesforce record; unique (tenant, referral_id) and
+links            one referral <-> one Salesforce record (and a parked link's retry schedule); unique (tenant, referral_id) and
                  (tenant, sobject, record_id) make linking idempotent (NULLs do not collide:
                  a link being created may lack either id)
 snapshots        the base: canonical values both sides last agreed on, JSON, one row per link
@@ -110,6 +110,10 @@ links = sa.Table(
     sa.Column("created_at", UTCDateTime(), nullable=False),
     sa.Column("updated_at", UTCDateTime(), nullable=False),
     sa.Column("last_synced_at", UTCDateTime(), nullable=True),
+    # A parked link's own retry schedule (migration 0003b): retries made since it was parked,
+    # and when the next is due (NULL: it waits for a change).
+    sa.Column("retries", sa.Integer(), nullable=False, server_default=sa.text("0")),
+    sa.Column("retry_at", UTCDateTime(), nullable=True),
     sa.UniqueConstraint("tenant", "referral_id"),
     sa.UniqueConstraint("tenant", "sobject", "record_id"),
     sa.Index(None, "tenant", "sync_status"),

@@ -196,6 +196,9 @@ class Link:
         created_at: when the link was created.
         updated_at: when the link row last changed.
         last_synced_at: when a reconcile last brought both sides into agreement.
+        retries: scheduled retries made since the link was parked (`sync.plan.retry`).
+        retry_at: when a parked link is retried next; None when it waits for a change (or is
+            not parked).
     """
 
     id: LinkId
@@ -209,6 +212,8 @@ class Link:
     created_at: datetime
     updated_at: datetime
     last_synced_at: datetime | None
+    retries: int = 0
+    retry_at: datetime | None = None
 
     @property
     def keys(self) -> tuple[Key, ...]:

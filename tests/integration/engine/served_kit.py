@@ -69,3 +69,36 @@ def api_writes(sandboxes: dict[str, Any]) -> dict[str, int]:
             and call["method"] != "GET"
         )
     return writes
+
+
+def settings_toml(sandboxes: dict[str, Any], store_url: str) -> str:
+    """cosell.toml for the served sandboxes and the store at `store_url`."""
+    import json
+
+    pc, sf = sandboxes["partner_center"], sandboxes["salesforce"]
+    sections: dict[str, dict[str, Any]] = {
+        "partner_center": {
+            "auth": "refresh_token",
+            "tenant_id": pc["tenant_id"],
+            "client_id": pc["client_id"],
+            "client_secret": pc["client_secret"],
+            "refresh_token": pc["refresh_token"],
+            "referrals_url": pc["referrals_api"],
+            "webhooks_url": pc["webhooks_api"],
+            "route_to": pc["base_url"],
+        },
+        "salesforce": {
+            "auth": "client_credentials",
+            "consumer_key": sf["consumer_key"],
+            "consumer_secret": sf["consumer_secret"],
+            "login_url": sf["login_url"],
+            "token_url": sf["token_url"],
+        },
+        "store": {"url": store_url},
+    }
+    lines = []
+    for section, keys in sections.items():
+        lines.append(f"[{section}]")
+        lines.extend(f"{key} = {json.dumps(value)}" for key, value in keys.items())
+        lines.append("")
+    return "\n".join(lines)

@@ -308,6 +308,112 @@ def test_a_sellers_edit_in_salesforce_reaches_partner_center_by_the_poller(
     wait_for("the new deal value", lambda: _deal_value(deployment, referral_id) == 61000)
 
 
+def _parked_co_sell(deployment: Deployment, name: str) -> tuple[str, str, Any]:
+    """An opportunity asking Microsoft for help without a solution or a contact, once parked:
+    (account id, opportunity id, its link)."""
+    account = _seller(
+        deployment.sf, "POST", "Account", {"Name": f"{name} Inc", "BillingCountry": "US"}
+    )
+    opportunity = _seller(
+        deployment.sf,
+        "POST",
+        "Opportunity",
+        {
+            "Name": name,
+            "AccountId": account.json()["id"],
+            "StageName": "Qualification",
+            "CloseDate": "2026-06-30",
+            "Amount": 25000,
+            "CurrencyIsoCode": "USD",
+            "Sync_with_Partner_Center__c": True,
+            "How_can_Microsoft_help__c": "Proof of concept or demo",
+        },
+    ).json()["id"]
+
+    def parked() -> Any:
+        with deployment.store() as store:
+            link = store.link_for_record("Opportunity", opportunity)
+        if link is None or link.sync_status != SyncStatus.ERROR:
+            return None
+        return link
+
+    link = wait_for("the deal parked", parked)
+    assert "at least one Microsoft Solution" in (link.last_error or "")
+    assert "a customer contact" in (link.last_error or "")
+    return str(account.json()["id"]), str(opportunity), link
+
+
+def test_a_parked_deal_syncs_once_the_seller_adds_the_solution_and_contact_it_asks_for(
+    deployment: Deployment,
+) -> None:
+    account, opportunity, parked = _parked_co_sell(deployment, "Contoso - PoC")
+    assert parked.retry_at is not None
+    # What the message says to do, and nothing else: two child records, no edit, no command.
+    _seller(
+        deployment.sf,
+        "POST",
+        "Microsoft_Solution__c",
+        {
+            "Opportunity__c": opportunity,
+            "Name": "Azure PoC",
+            "Solution_Id__c": "SOL-POC",
+            "Solution_Type__c": "Name",
+        },
+    )
+    contact = _seller(
+        deployment.sf,
+        "POST",
+        "Contact",
+        {"AccountId": account, "FirstName": "Ana", "LastName": "Customer", "Email": "a@x.test"},
+    ).json()["id"]
+    _seller(
+        deployment.sf,
+        "POST",
+        "OpportunityContactRole",
+        {"OpportunityId": opportunity, "ContactId": contact, "IsPrimary": True},
+    )
+
+    def shared() -> Any:
+        with deployment.store() as store:
+            link = store.link_for_record("Opportunity", opportunity)
+        return link if link and link.sync_status == SyncStatus.SYNCED else None
+
+    synced = wait_for("the referral shared with Microsoft", shared)
+    assert synced.referral_id is not None
+    assert synced.last_synced_at is not None
+    assert synced.last_synced_at < parked.retry_at  # the change healed it, not the schedule
+    referral = deployment.referral(synced.referral_id)
+    assert referral["inviteContext"]["assistanceRequestCode"] == "ProofOfConceptOrDemo"
+
+
+def test_cosell_retry_is_carried_out_by_the_running_service(deployment: Deployment) -> None:
+    _, opportunity, parked = _parked_co_sell(deployment, "Fabrikam - PoC")
+    result = subprocess.run(
+        [sys.executable, "-m", "cosell.cli", "retry", opportunity, "--by", "erin"],
+        cwd=deployment.directory,
+        env=deployment.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Queued 1 deal(s) for a retry: the running `cosell serve`" in result.stdout
+    with deployment.store() as store:
+        requested = store.audit(parked.id, limit=5)
+    assert requested[0].message == "retry requested by erin (cosell retry)"
+
+    def retried() -> Any:
+        # The service's poll reconciled it (still unfixed): its schedule moved on past the request.
+        with deployment.store() as store:
+            link = store.link_for_record("Opportunity", opportunity)
+        return link if link and link.retries == 1 and link.retry_at is not None else None
+
+    link = wait_for("the service's retry", retried)
+    assert link.retry_at > requested[0].at
+    assert link.sync_status == SyncStatus.ERROR
+
+
 def test_the_console_signs_in_shows_a_synced_deal_and_retries_it_through_the_engine(
     deployment: Deployment,
 ) -> None:

@@ -35,6 +35,9 @@ from cosell.tokenstore import FileTokenStore
 
 EXPIRED = "Partner Center sign-in expired: run cosell connect partner-center"
 TOKEN_ROUTE = "/{tenant}/oauth2/v2.0/token"
+# A Salesforce poll tick: the opportunities, then their solutions, contact roles, team
+# members and accounts (the related change sources), one query each.
+QUERIES_PER_TICK = 5
 
 
 @pytest.fixture(scope="module")
@@ -145,7 +148,8 @@ def test_a_revoked_sign_in_pauses_partner_center_and_catches_up_after_connect(
     # Let the service work while refused: the Salesforce poller notices the edit and several
     # more poll ticks pass (each a SOQL query), so a retry storm would show in the count.
     queries = _salesforce_queries(sf)
-    wait_for("five more poll ticks", lambda: _salesforce_queries(sf) >= queries + 5 or None)
+    ticks = 5 * QUERIES_PER_TICK
+    wait_for("five more poll ticks", lambda: _salesforce_queries(sf) >= queries + ticks or None)
     elapsed_minutes = (time.monotonic() - revoked_at) / 60
     failing = _token_calls(pc) - calls_before
     assert failing <= 1 + int(elapsed_minutes), (

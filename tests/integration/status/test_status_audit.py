@@ -320,3 +320,39 @@ def test_status_shows_at_most_twenty_errors_and_says_how_many_there_are(tmp_path
     assert f"Errors, most recent first ({ERRORS_SHOWN} of {ERRORS_SHOWN + 1}):" in text
     assert "referral referral-20  Opportunity —" in text
     assert "error 0\n" not in text  # the oldest is left out
+
+
+async def test_status_and_audit_show_when_a_parked_deal_is_retried(
+    world: World, tmp_path: Path
+) -> None:
+    from cosell.sync.run.park import park_link
+
+    scheduled = world.store.create_link(sobject="Opportunity", record_id="0062I0000000007QAA")
+    park_link(world.store, scheduled, "Needs a Microsoft Solution", now=world.clock.now())
+    waiting = world.store.create_link(sobject="Opportunity", record_id="0062I0000000008QAA")
+    park_link(
+        world.store, waiting, "the mapping cannot convert it", now=world.clock.now(), lasting=True
+    )
+    world.tick(10)
+    report = collect(world.store, clock=world.clock)
+    parked = world.store.get_link(scheduled.id)
+    assert parked is not None
+    assert parked.retry_at is not None
+    assert report.next_retry_at == parked.retry_at
+    document = report_json(report)
+    assert document["next_retry_at"] == parked.retry_at.isoformat()
+    console = Console(record=True, width=200, file=io.StringIO())
+    render(report, console)
+    text = console.export_text()
+    seconds = int((parked.retry_at - world.clock.now()).total_seconds())
+    assert f"Error: 2 (next retry in {seconds} s)" in text
+    assert "retry: waits for a change" in text
+    assert f"retry: in {seconds} s (at {parked.retry_at:%H:%M} UTC)" in text
+
+    config = offline_config(tmp_path, world_url(world))
+    result = await invoke("audit", "0062I0000000007QAA", "--json", "--config", str(config))
+    assert result.exit_code == 0, result.output
+    assert '"retry_at": "' + parked.retry_at.isoformat() in result.stdout
+    shown = await invoke("audit", "0062I0000000007QAA", "--config", str(config))
+    assert "next retry: " in shown.stdout  # on the system clock: when, after how many retries
+    assert "after 0 scheduled retries" in shown.stdout

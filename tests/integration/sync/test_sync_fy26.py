@@ -80,10 +80,11 @@ async def test_a_services_co_sell_deal_without_its_play_is_parked_before_any_cal
     assert (await world.calls() - before).partner_center_writes == 0
     opportunity = await world.seller.opportunity(opp_id)
     assert opportunity["Partner_Center_Sync_Status__c"] == "Error"
+    # The message, then when cosell tries again by itself (the deal's own retry schedule).
     assert opportunity["Partner_Center_Sync_Error__c"] == (
         "cannot create the Partner Center referral: a services co-sell deal needs the partner "
         "role, the solution area and the solution play: fill in the FY26 solution play; then "
-        "save the opportunity again"
+        "save the opportunity again (cosell retries by itself at 09:00 UTC)"
     )
     assert await world.microsoft.referrals() == []
     await world.seller.edit("Opportunity", opp_id, {"Solution_Play__c": "Unify Your Data Platform"})

@@ -13,6 +13,7 @@ import pytest
 from sync_world import World
 
 from cosell.partnercenter.errors import RetriableError
+from cosell.sync.plan.retry import shown_message
 from cosell.sync.run.creates import WAITING
 from cosell.sync.run.reconcile import reconcile_key
 
@@ -80,10 +81,15 @@ async def test_an_error_shows_until_fixed_then_clears(world: World) -> None:
     assert outcome.result == "error", outcome
     assert outcome.message is not None
     opportunity = await world.seller.opportunity(opp_id)
-    assert _shown(opportunity) == ("Active/Accepted", "Error", outcome.message[:255])
     link = world.store.link_for_record("Opportunity", opp_id)
     assert link is not None
     assert (link.sync_status, link.last_error) == ("Error", outcome.message)
+    # The message, and when cosell tries again by itself (a refusal the seller may fix).
+    assert link.retry_at is not None
+    shown = shown_message(outcome.message, link.retry_at, limit=255)
+    assert _shown(opportunity) == ("Active/Accepted", "Error", shown)
+    assert len(shown) == 255
+    assert shown.endswith(f"(cosell retries by itself at {link.retry_at:%H:%M} UTC)")
     await world.seller.edit("Opportunity", opp_id, {"Amount": 30000})
     world.tick()
     assert (await reconcile_key(world.ctx, world.opportunity_key(opp_id))).result == "synced"

@@ -66,7 +66,9 @@ def test_kinds_sort_errors_by_what_to_do() -> None:
     assert e.RowLockError("x").kind == "retriable"
     assert e.ConflictError("x").kind == "conflict"
     assert e.ValidationError("x").kind == "terminal"
-    assert issubclass(e.SessionExpiredError, e.AuthenticationError)
+    # A 401 after a refresh did nothing: the engine retries it, the deal is not parked.
+    assert e.SessionExpiredError("x").kind == "retriable"
+    assert not issubclass(e.SessionExpiredError, e.TerminalError)
     assert issubclass(e.DailyLimitExceededError, e.TerminalError)
 
 

@@ -47,7 +47,7 @@ from starlette.routing import Route
 from cosell.clock import Clock
 from cosell.server.console import auth, pages
 from cosell.server.console.health import judge
-from cosell.store import Store, StoreError, SyncStatus
+from cosell.store import Link, Store, StoreError, SyncStatus
 from cosell.store.console_queries import deal, overview, search_links
 
 log = structlog.get_logger("cosell.console")
@@ -349,10 +349,12 @@ def create_console(
             except Exception as exc:  # noqa: BLE001 - the engine's store or queue failed: say so
                 return _not_queued(exc, session)
             await asyncio.to_thread(
-                store.record_audit,
-                link.id,
+                _request_retry,
+                store,
+                link,
                 f"retry requested from the console by {session.user}",
-                details={"by": session.user, "action": "retry", "enqueued": enqueued},
+                {"by": session.user, "action": "retry", "enqueued": enqueued},
+                clock,
             )
             log.info("console.retry", user=session.user, link=link.id, enqueued=enqueued)
             done = "retried" if enqueued else "already"
@@ -376,15 +378,13 @@ def create_console(
                     except Exception as exc:  # noqa: BLE001 - as for one deal; the rest wait
                         return _not_queued(exc, session, done=count)
                     await asyncio.to_thread(
-                        store.record_audit,
-                        link.id,
+                        _request_retry,
+                        store,
+                        link,
                         f"retry of every deal in Error requested from the console by "
                         f"{session.user}",
-                        details={
-                            "by": session.user,
-                            "action": "retry_errors",
-                            "enqueued": enqueued,
-                        },
+                        {"by": session.user, "action": "retry_errors", "enqueued": enqueued},
+                        clock,
                     )
                     count += 1
                 if len(page) < _LINK_PAGE:
@@ -458,6 +458,15 @@ def _next(request: Request) -> str:
     if target.startswith(f"{BASE}/") and not target.startswith("//") and "\\" not in target:
         return target
     return f"{BASE}/"
+
+
+def _request_retry(
+    store: Store, link: Link, message: str, details: dict[str, object], clock: Clock
+) -> None:
+    """What every retry an admin asks for records (`cosell retry` too): backoff cleared, audit."""
+    from cosell.sync.plan.record import retry_requested_record
+
+    store.record([retry_requested_record(link, message, now=clock.now(), details=details)])
 
 
 def _not_queued(exc: Exception, session: auth.Session, *, done: int = 0) -> Response:

@@ -23,7 +23,7 @@ class BackoffPolicy:
 
     Attributes:
         max_attempts: attempts in all, the first included (6: about a minute of waiting with
-            the defaults before the key is parked until its next change or sweep).
+            the defaults before the key is parked; its own retry schedule, `plan.retry`, takes over).
         base_delay: the first backoff's upper bound, seconds.
         max_delay: the cap of one backoff, seconds (and of a `Retry-After` we wait in place;
             longer ones park the key, the sweep picks it up later).

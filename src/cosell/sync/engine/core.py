@@ -25,7 +25,17 @@ store is PostgreSQL); everything durable about sync lives in the store.
   (`deadlines.py`). The reconcile records when to look again (`Store.set_wakeup`); the Partner
   Center poll notifies the keys that are due on the injected clock and then clears them
   (`_run_wakeups`), and an incremental pass includes them, so the key is reconciled at that
-  moment (within a poll interval) without any change happening.
+  moment (within a poll interval) without any change happening. The same poll hands out the
+  parked links whose own retry is due (`Store.due_retries`, `plan.retry`: backoff per link up
+  to an hour), moving their schedule on as it does, and stores `service:poll` (the executor
+  id) so that `cosell retry` can tell a running service from none.
+- **Related records.** The Salesforce poll workflow also polls each child object of the
+  mapping's collections (Microsoft solutions, contact roles, team members) and the accounts of
+  co-sell opportunities, one query each (`pollers.poll_related`), and notifies the linked
+  parent opportunities: a seller adding what a parked deal asks for re-syncs it within a poll.
+- **Sign-in back.** While started, the engine listens to the sign-in refusal gates
+  (`cosell.refusal.on_reopen`): when a side accepts cosell again, the deals its refusal parked
+  have their retry made due now and, on a worker, are notified at once.
 
 **Coalescing, level-triggered.** A notification only says "key K may be out of date"; the
 reconcile reads the truth when it *starts*. So a notification is satisfied by any reconcile of
@@ -57,11 +67,12 @@ tries again (bounded); a batch leaves the key out and notifies it, so it runs af
 `salesforce.errors.RetriableError`, `sync.errors.RetriableSyncError`) are caught inside the
 step and retried by the workflow with capped exponential backoff and full jitter, never less
 than the server's `Retry-After` (`BackoffPolicy`), on the injected clock. After the last
-attempt the key's link is parked in Error with the message and the workflow ends; the next
-change or sweep tries it again. Terminal errors are parked by the reconcile itself and come
-back as an `error` outcome. Any other exception (a bug) is logged with its traceback and parks
-the key (or the batch's keys) at once, without retries: that key fails, everything else keeps
-syncing. Steps return values, never raise, so nothing depends on pickling exceptions.
+attempt the key's link is parked in Error with the message and the workflow ends; its own
+retry schedule (`plan.retry`) tries it again, as does its next change or the sweep. Terminal
+errors are parked by the reconcile itself and come back as an `error` outcome. Any other
+exception (a bug) is logged with its traceback and parks the key (or the batch's keys) at once,
+without retries and without a retry schedule (it waits for a change or the sweep): that key
+fails, everything else keeps syncing. Steps return values, never raise, so nothing depends on pickling exceptions.
 
 **The webhook inbox.** The service answers a callback once its event is committed to the
 store's inbox (nothing else on that path), then calls `inbox_recorded()`. A worker's background
@@ -150,7 +161,7 @@ from cosell.sync.plan.scope import (
     scope_of,
     unreachable,
 )
-from cosell.sync.run.park import park_link
+from cosell.sync.run.park import park_link, retry_after_sign_in
 
 if TYPE_CHECKING:
     from cosell.partnercenter.models import Referral
@@ -315,6 +326,8 @@ class Engine:
         self._drainer: asyncio.Task[None] | None = None
         self._breaker = Breaker(store, clock, probe_seconds=options.probe_interval)
         self._heal_lock = asyncio.Lock()
+        self._unlisten: Callable[[], None] | None = None
+        self._notifying: set[asyncio.Task[None]] = set()
 
     @property
     def options(self) -> EngineOptions:
@@ -639,6 +652,9 @@ class Engine:
             # A failing side stays paused (its circuit open, probed at every poll tick);
             # the service stays up, unready, and syncs nothing that needs it.
             await self.run_preflight()
+        from cosell import refusal
+
+        self._unlisten = refusal.on_reopen(self._sign_in_restored)
         if background:
             await self.drain_inbox()  # events recorded before a crash or a restart
             self._drainer = asyncio.create_task(self._drain_forever(), name="cosell-inbox")
@@ -679,7 +695,35 @@ class Engine:
                 await asyncio.wait_for(self._idle.wait(), grace_seconds)
         await self._teardown()
 
+    def _sign_in_restored(self, ended: Exception) -> None:
+        """A side signs in again: the deals its refusal parked are retried at once.
+
+        Their retry is made due in the store (so the next poll notifies them even if this
+        process stops), and a worker on its event loop notifies them now.
+        """
+        links = retry_after_sign_in(self._store, ended)
+        keys = [link.keys[0] for link in links if link.keys]
+        if not keys or not self._background:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return  # called off the loop (a token refresh in a thread): the next poll does it
+        task = loop.create_task(self._notify_keys(keys))
+        self._notifying.add(task)
+        task.add_done_callback(self._notifying.discard)
+
+    async def _notify_keys(self, keys: Sequence[str]) -> None:
+        try:
+            fresh = await workflows._unqueued_keys(keys)
+            await workflows._enqueue_keys(fresh, uuid.uuid4().hex)
+        except Exception:
+            log.exception("notifying the deals a sign-in refusal parked failed; the poll will")
+
     async def _teardown(self) -> None:
+        if self._unlisten is not None:
+            self._unlisten()
+            self._unlisten = None
         if self._drainer is not None:
             drainer, self._drainer = self._drainer, None
             drainer.cancel()  # pending events stay in the inbox: the next start drains them
@@ -928,7 +972,7 @@ class Engine:
                 return workflows.held_outcome(key, attempt.message)
             if attempt.kind == "failed":
                 message = f"{attempt.message}; retried at the next change or sweep"
-                await workflows.park_step([key], message)
+                await workflows.park_step([key], message, lasting=True)
                 return workflows.error_outcome(key, message)
             if attempt.kind == "busy":
                 busy += 1
@@ -945,8 +989,8 @@ class Engine:
                     await workflows.hold_step([key], attempt.side)
                     return workflows.held_outcome(key, attempt.message)
                 message = (
-                    f"gave up after {failures} attempts: {attempt.message}; retried at the next "
-                    "change or sweep"
+                    f"gave up after {failures} attempts: {attempt.message}; retried by itself "
+                    "with backoff, and at the next change"
                 )
                 await workflows.park_step([key], message)
                 return workflows.error_outcome(key, message)
@@ -960,11 +1004,17 @@ class Engine:
             )
             await workflows.backoff_step(delay)
 
-    def park(self, key: Key, message: str) -> None:
-        """Park the key's link in Error with the message (the last of its attempts failed)."""
+    def park(self, key: Key, message: str, *, lasting: bool = False) -> None:
+        """Park the key's link in Error with the message (the last of its attempts failed).
+
+        Args:
+            key: the key.
+            message: why.
+            lasting: a bug: no scheduled retry (it is tried again when the deal changes).
+        """
         link = link_of(self._store, KeyRef.parse(key))
         if link is not None:
-            park_link(self._store, link, message[:255])
+            park_link(self._store, link, message[:255], now=self._clock.now(), lasting=lasting)
 
     def parked_keys(self) -> list[Key]:
         """The keys of the links parked in Error (for the sweep)."""
@@ -1050,14 +1100,15 @@ class Engine:
                     + [workflows.busy_outcome(k) for k in attempt.busy]
                 )
             if attempt.kind == "failed" or failures >= policy.max_attempts:
-                reason = (
-                    attempt.message
-                    if attempt.kind == "failed"
-                    else f"gave up after {failures} attempts: {attempt.message}"
+                lasting = attempt.kind == "failed"  # a bug: tried again when the deal changes
+                message = (
+                    f"{attempt.message}; retried at the next change or sweep"
+                    if lasting
+                    else f"gave up after {failures} attempts: {attempt.message}; retried by "
+                    "itself with backoff, and at the next change"
                 )
-                message = f"{reason}; retried at the next change or sweep"
                 failed = [k for k in keys if k not in attempt.busy and k not in attempt.held]
-                await workflows.park_step(failed, message)
+                await workflows.park_step(failed, message, lasting=lasting)
                 return (
                     [workflows.error_outcome(k, message) for k in failed]
                     + waiting
@@ -1076,6 +1127,17 @@ class Engine:
                 cursor,
                 overlap=overlap,
                 synced=functools.partial(pollers.synced_stamps, self._store),
+            )
+        if side.startswith(RELATED_SIDE):
+            source = side.removeprefix(RELATED_SIDE)
+            cursor = pollers.Cursor.parse(self._store.cursor(pollers.related_cursor(source)))
+            return await pollers.poll_related(
+                ctx.salesforce,
+                cursor,
+                source=source,
+                collections=ctx.mapping.collections,
+                linked=functools.partial(pollers.linked_keys, self._store),
+                overlap=overlap,
             )
         name, sobject = (
             (pollers.LEAD_CURSOR, LEAD)
@@ -1104,24 +1166,32 @@ class Engine:
         await self._notify_from_workflow(found.keys)
         if side == "partner_center":
             await self._run_wakeups()
-        name = {
-            "partner_center": pollers.PARTNER_CENTER_CURSOR,
-            "salesforce_lead": pollers.LEAD_CURSOR,
-        }.get(side, pollers.SALESFORCE_CURSOR)
-        await workflows.save_cursor_step(name, found.cursor.dump())
+            # That a service is running, and which worker polled (`cosell retry` reads it).
+            await workflows.save_cursor_step(pollers.SERVICE_POLL_CURSOR, self._options.executor_id)
+        await workflows.save_cursor_step(cursor_name(side), found.cursor.dump())
         return len(found.keys)
+
+    def related_sides(self) -> list[str]:
+        """The poll sides of the related change sources (child objects, the account)."""
+        collections = self._context().mapping.collections
+        return [f"{RELATED_SIDE}{name}" for name in pollers.related_sources(collections)]
 
     async def _run_wakeups(self) -> int:
         """Notify the keys whose wake-up is due (a held win, an expiry warning), then clear them.
+
+        The parked links whose scheduled retry is due (`Store.due_retries`) are notified too;
+        their reconcile moves the schedule on, or clears it when the deal syncs.
 
         Returns:
             How many keys were due.
         """
         due = await workflows.due_wakeups_step()
+        retries = await workflows.due_retries_step()
+        if due or retries:
+            await self._notify_from_workflow([*(key for key, _ in due), *retries])
         if due:
-            await self._notify_from_workflow([key for key, _ in due])
             await workflows.clear_wakeups_step(due)
-        return len(due)
+        return len(due) + len(retries)
 
     async def run_sweep(self) -> int:
         """The body of `sweep_workflow`: every referral page as batch workflows."""
@@ -1268,8 +1338,19 @@ class Engine:
                 pc = await self._poll("partner_center", ctx)
                 sf = await self._poll("salesforce", ctx)
                 lead = await self._poll("salesforce_lead", ctx) if ctx.lead_sync else None
+                related = {
+                    side: await self._poll(side, ctx)
+                    for side in (
+                        f"{RELATED_SIDE}{name}"
+                        for name in pollers.related_sources(ctx.mapping.collections)
+                    )
+                }
                 tally.extra_calls += pc.api_calls + sf.api_calls + (lead.api_calls if lead else 0)
-                lead_keys = lead.keys if lead else ()
+                tally.extra_calls += sum(found.api_calls for found in related.values())
+                lead_keys = [
+                    *(lead.keys if lead else ()),
+                    *(key for found in related.values() for key in found.keys),
+                ]
                 due = self._store.due_wakeups()
                 woken = [Key(key) for key, _ in due]
                 held = [Key(h.key) for h in self._store.held_keys()]
@@ -1287,6 +1368,8 @@ class Engine:
                     self._store.set_cursor(pollers.SALESFORCE_CURSOR, sf.cursor.dump())
                     if lead is not None:
                         self._store.set_cursor(pollers.LEAD_CURSOR, lead.cursor.dump())
+                    for side, found in related.items():
+                        self._store.set_cursor(cursor_name(side), found.cursor.dump())
                     self._store.clear_wakeups(due)
                     # The held keys ran; those that must still wait were held again.
                     self._store.release_keys(
@@ -1302,6 +1385,45 @@ class Engine:
     @staticmethod
     def _still_held(outcomes: Iterable[Outcome]) -> set[str]:
         return {o.key for o in outcomes if o.result == results.HELD}
+
+    async def run_keys(
+        self, keys: Sequence[str], *, dry_run: bool = False, progress: Progress | None = None
+    ) -> Summary:
+        """Reconcile these keys now, in the foreground (`cosell sync KEY…`, `cosell retry`).
+
+        Batch workflows of up to 200 keys, under their leases (a key a running `cosell serve`
+        holds is reconciled after it), as a pass runs them; cursors are left alone.
+
+        Args:
+            keys: the keys, each reconciled once.
+            dry_run: read and plan; write nothing.
+            progress: called after each batch with (keys done, keys in all).
+
+        Returns:
+            The summary.
+
+        Raises:
+            EngineError: a write run on an engine that is not started.
+        """
+        unique = [Key(k) for k in dict.fromkeys(keys)]
+        tally = _Tally()
+
+        async def run(ctx: SyncContext | None) -> Summary:
+            for start in range(0, len(unique), BATCH_SIZE):
+                chunk = unique[start : start + BATCH_SIZE]
+                if ctx is not None:
+                    tally.add(await self._dry_batch(ctx, chunk))
+                else:
+                    tally.add(await workflows.reconcile_batch_workflow(list(chunk)))
+                if progress is not None:
+                    progress(len(tally.outcomes), len(unique))
+            return tally.summary(dry_run=dry_run)
+
+        if dry_run:
+            async with self._factory(True) as ctx:
+                return await run(ctx)
+        self._require_started()
+        return await run(None)
 
     def _listed_keys(self, page: pollers.SweepPage) -> list[Key]:
         """The keys of a pass's list page; their referrals kept for their batch to use."""
@@ -1333,6 +1455,20 @@ class Engine:
                 attempt, message=f"gave up after {policy.max_attempts} attempts: {attempt.message}"
             )
         return [workflows.error_outcome(k, attempt.message or "failed") for k in keys]
+
+
+RELATED_SIDE: Final = "salesforce_related:"
+"""The poll side of a related change source: `salesforce_related:<object>` (`pollers.poll_related`)."""
+
+
+def cursor_name(side: str) -> str:
+    """The stored cursor of a poll side."""
+    if side.startswith(RELATED_SIDE):
+        return pollers.related_cursor(side.removeprefix(RELATED_SIDE))
+    return {
+        "partner_center": pollers.PARTNER_CENTER_CURSOR,
+        "salesforce_lead": pollers.LEAD_CURSOR,
+    }.get(side, pollers.SALESFORCE_CURSOR)
 
 
 def settings_context_factory(settings: Settings, *, store: Store, clock: Clock) -> ContextFactory:

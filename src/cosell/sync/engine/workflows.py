@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from dbos import DBOS, SetEnqueueOptions, SetWorkflowID
 
-from cosell.store.types import Key
+from cosell.store.types import Key, Link, Record
 from cosell.sync.engine.config import BATCH_QUEUE as BATCH_QUEUE
 from cosell.sync.engine.config import INBOX_RETRY_SECONDS as INBOX_RETRY_SECONDS
 from cosell.sync.engine.config import KEY_WORKFLOW_PREFIX, RECONCILE_QUEUE, EngineError
@@ -25,6 +25,7 @@ from cosell.sync.engine.config import SCHEDULE_QUEUE as SCHEDULE_QUEUE
 from cosell.sync.io import pollers
 from cosell.sync.plan import outcome as results
 from cosell.sync.plan.outcome import Outcome
+from cosell.sync.plan.retry import schedule_after_notify
 
 if TYPE_CHECKING:
     from cosell.clock import Clock
@@ -59,8 +60,8 @@ class Runtime(Protocol):
         """One attempt at a batch under its leases."""
         ...
 
-    def park(self, key: Key, message: str) -> None:
-        """Park the key's link in Error with the message."""
+    def park(self, key: Key, message: str, *, lasting: bool = False) -> None:
+        """Park the key's link in Error with the message (`lasting`: no scheduled retry)."""
         ...
 
     def parked_keys(self) -> list[Key]:
@@ -97,6 +98,10 @@ class Runtime(Protocol):
 
     async def run_sweep(self) -> int:
         """The body of `sweep_workflow`."""
+        ...
+
+    def related_sides(self) -> list[str]:
+        """The poll sides of the related change sources (child objects, the account)."""
         ...
 
 
@@ -196,10 +201,10 @@ async def reconcile_batch_step(keys: list[str], owner: str) -> Attempt:
 
 
 @DBOS.step(name="cosell.park_step")
-async def park_step(keys: list[str], message: str) -> None:
-    """Park the keys' links in Error with the message."""
+async def park_step(keys: list[str], message: str, lasting: bool = False) -> None:
+    """Park the keys' links in Error with the message (`lasting`: no scheduled retry)."""
     for key in keys:
-        _runtime().park(Key(key), message)
+        _runtime().park(Key(key), message, lasting=lasting)
 
 
 @DBOS.step(name="cosell.hold_step")
@@ -243,6 +248,22 @@ async def save_cursor_step(name: str, value: str) -> None:
 async def due_wakeups_step() -> list[tuple[str, str]]:
     """The wake-ups due now, as (key, ISO time)."""
     return [(key, due.isoformat()) for key, due in _runtime().store.due_wakeups()]
+
+
+@DBOS.step(name="cosell.due_retries_step")
+async def due_retries_step() -> list[str]:
+    """The keys of the parked links whose scheduled retry is due now; their schedule moves on."""
+    store = _runtime().store
+    due = store.due_retries()
+    if due:
+        now = _runtime().clock.now()
+        store.record([_moved_on(link, now) for link in due])
+    return [link.keys[0] for link in due if link.keys]
+
+
+def _moved_on(link: Link, now: datetime) -> Record:
+    schedule = schedule_after_notify(link, now=now)
+    return Record(link.id, link={"retries": schedule.retries, "retry_at": schedule.retry_at})
 
 
 @DBOS.step(name="cosell.clear_wakeups_step")
@@ -298,10 +319,16 @@ async def poll_partner_center_workflow(scheduled_at: datetime, context: Any) -> 
 
 @DBOS.workflow(name="cosell.poll_salesforce")
 async def poll_salesforce_workflow(scheduled_at: datetime, context: Any) -> None:
-    """Scheduled: enqueue the opportunities (and Leads) changed since the cursor, then store it."""
+    """Scheduled: enqueue the opportunities (and Leads) changed since the cursors, then store them.
+
+    The opportunities whose child rows or account changed are polled here too, one source at
+    a time (`pollers.poll_related`).
+    """
     await _runtime().run_poll("salesforce")
     if _runtime().context().lead_sync:
         await _runtime().run_poll("salesforce_lead")
+    for side in _runtime().related_sides():  # child rows and the account: one query each
+        await _runtime().run_poll(side)
 
 
 @DBOS.workflow(name="cosell.sweep")

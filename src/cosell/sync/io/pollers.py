@@ -32,6 +32,15 @@ rows for the same reason.
 a second poll (cursor `poll:salesforce:Lead`) watches the Leads cosell made from lead referrals
 (`Referral_Identifier__c != null`), so a seller's edits, status changes and conversions by
 hand are reconciled.
+
+**Related records** (`poll_related`). A seller fixes a parked deal by adding a Microsoft
+Solution or a contact role, or by editing the account: changes that do not move the
+opportunity's own `SystemModstamp`. Each child object of the mapping's collections and the
+account is a change source of its own, with its own cursor (`poll:salesforce:related:<name>`):
+one SOQL query per source per poll over the rows' `SystemModstamp` window, the same overlap
+and de-duplication, and the parent opportunities of the rows cosell syncs are the keys.
+Deleted child rows are not seen here (a query does not return them); the opportunity's next
+change or the sweep reconciles those.
 """
 
 from __future__ import annotations
@@ -42,6 +51,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from cosell.mapping.model import Collections
 from cosell.partnercenter.client import ReferralsClient
 from cosell.partnercenter.models import Referral
 from cosell.salesforce.client import SalesforceClient
@@ -55,6 +65,7 @@ from cosell.sync.plan.limits import BATCH_SIZE
 PARTNER_CENTER_CURSOR = "poll:partner_center"
 SALESFORCE_CURSOR = "poll:salesforce:Opportunity"
 LEAD_CURSOR = "poll:salesforce:Lead"
+SERVICE_POLL_CURSOR = "service:poll"  # set by a running service's scheduled poll, never by a pass
 LAST_SWEEP_CURSOR = (
     "sweep:last"  # when the engine's periodic sweep last ran; `cosell status` shows it
 )
@@ -298,6 +309,126 @@ async def poll_salesforce(
 
 def _record_change(record: dict[str, Any]) -> tuple[str, datetime]:
     return (str(record["Id"]), parse_datetime(str(record["SystemModstamp"])))
+
+
+# -- related records: child rows and the account ----------------------------------------------
+
+ACCOUNT_SOURCE = "Account"
+RELATED_CURSOR_PREFIX = "poll:salesforce:related:"
+
+
+def related_sources(collections: Collections) -> tuple[str, ...]:
+    """The related change sources of a mapping: its child objects, then the account."""
+    names = [child.object for child in collections.objects().values()]
+    return (*dict.fromkeys(names), ACCOUNT_SOURCE)
+
+
+def related_cursor(source: str) -> str:
+    """The cursor name of one related change source (`poll:salesforce:related:<object>`)."""
+    return f"{RELATED_CURSOR_PREFIX}{source}"
+
+
+def related_changes_soql(
+    source: str, collections: Collections, since: datetime | None, *, limit: int
+) -> tuple[str, str | None]:
+    """The SOQL of one related source's poll, and the field naming the parent opportunity.
+
+    A child row's own `SystemModstamp` moves when it is added or edited (the opportunity's
+    does not); an account's edit is found through the co-sell opportunities' `Account.`
+    path, so that one query gives the opportunities to notify.
+
+    Returns:
+        (the query, the parent field of a child row; None for the account, whose rows are
+        the opportunities themselves).
+
+    Raises:
+        KeyError: `source` is none of `related_sources(collections)`.
+    """
+    window = "" if since is None else f" AND {{stamp}} > {soql_datetime(since)}"
+    if source == ACCOUNT_SOURCE:
+        stamp = "Account.SystemModstamp"
+        where = f"({SYNC_FLAG} = true OR {REFERRAL_IDENTIFIER} != null)" + window.format(
+            stamp=stamp
+        )
+        return (
+            f"SELECT Id, {stamp} FROM {OPPORTUNITY} WHERE {where} "  # noqa: S608 - names, a date, an int
+            f"ORDER BY {stamp} ASC LIMIT {int(limit)}",
+            None,
+        )
+    children = {child.object: child for child in collections.objects().values()}
+    child = children[source]
+    where = f"{child.parent} != null" + window.format(stamp="SystemModstamp")
+    return (
+        f"SELECT Id, {child.parent}, SystemModstamp FROM {child.object} "  # noqa: S608 - as above
+        f"WHERE {where} ORDER BY SystemModstamp ASC LIMIT {int(limit)}",
+        child.parent,
+    )
+
+
+async def poll_related(
+    client: SalesforceClient,
+    cursor: Cursor,
+    *,
+    source: str,
+    collections: Collections,
+    linked: Callable[[Sequence[Key]], Iterable[Key]],
+    overlap: float = DEFAULT_OVERLAP_SECONDS,
+    max_records: int = DEFAULT_MAX_RECORDS,
+) -> PollResult:
+    """Opportunities whose child rows or account changed since the cursor (one SOQL query).
+
+    Adding the Microsoft Solution or the contact role a parked deal waits for changes child
+    records, not the opportunity: without this source nothing would notice until the sweep.
+
+    Args:
+        client: the Salesforce client.
+        cursor: where this source's last poll stopped (pairs of the rows' own ids and stamps).
+        source: a child object of the mapping's collections, or `ACCOUNT_SOURCE`.
+        collections: the mapping's collections (child objects and their parent fields).
+        linked: the keys among those given that cosell syncs (a link in the store): a child
+            row of an opportunity that is not co-sold costs nothing further.
+        overlap: seconds re-read before the cursor.
+        max_records: the most rows read by this poll.
+
+    Returns:
+        The parent opportunities' keys (new changes only) and the advanced cursor.
+    """
+    soql, parent = related_changes_soql(
+        source, collections, cursor.since(overlap), limit=max_records
+    )
+    changes: list[tuple[str, datetime]] = []
+    parents: dict[str, str] = {}
+    calls = 0
+    async for page in client.query_pages(soql):
+        calls += 1
+        for row in page.records:
+            if parent is None:
+                account = row.get("Account") or {}
+                if not account.get("SystemModstamp"):
+                    continue  # an opportunity without an account
+                stamp = parse_datetime(str(account["SystemModstamp"]))
+                parents[str(row["Id"])] = str(row["Id"])
+            else:
+                if not row.get(parent):
+                    continue
+                stamp = parse_datetime(str(row["SystemModstamp"]))
+                parents[str(row["Id"])] = str(row[parent])
+            changes.append((str(row["Id"]), stamp))
+    fresh = _new_changes(cursor, changes)
+    candidates = list(dict.fromkeys(record_key(OPPORTUNITY, parents[i]) for i, _ in fresh))
+    known = set(linked(candidates)) if parent is not None and candidates else set(candidates)
+    return PollResult(
+        keys=tuple(k for k in candidates if k in known),
+        cursor=cursor.advance(fresh, overlap),
+        api_calls=calls,
+        more=len(changes) >= max_records,
+    )
+
+
+def linked_keys(store: Store, keys: Sequence[Key]) -> list[Key]:
+    """The keys among `keys` that resolve to a link in the store (one store read)."""
+    found = store.links_for_keys(list(keys))
+    return [key for key in keys if key in found]
 
 
 MAX_SWEEP_PAGES = 10_000  # a million referrals at 100 a page: bounds a runaway nextLink chain

@@ -805,11 +805,13 @@ def _finish_new(ctx: SyncContext, item: _NewOpportunity) -> tuple[Outcome, Recor
     if item.failure is not None:
         message = (
             f"cannot create the opportunity for referral {item.referral.id}: {item.failure}. "
-            "Fix the mapping's defaults or the org's validation rules; it is retried on the "
-            "next change"
+            "Fix the mapping's defaults or the org's validation rules; it is retried by itself "
+            "and on the next change"
         )
         log.warning("sync.create.parked", key=item.key, error=message)
-        return Outcome(item.key, link.id, ERROR, message=message), parked_record(link, message)
+        return Outcome(item.key, link.id, ERROR, message=message), parked_record(
+            link, message, now=ctx.clock.now()
+        )
     written = {
         OPPORTUNITY: {**item.opportunity, "Id": item.record_id},
         ACCOUNT: {**item.account, "Id": item.account_id},

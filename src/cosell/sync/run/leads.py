@@ -260,11 +260,10 @@ async def create_lead(
         raise_if_global(exc)
         problem = (
             f"cannot create the Lead for referral {referral.id}: Salesforce refused it: {exc}. "
-            "Fix the lead section's defaults or the org's validation rules; it is retried on "
-            "the next change"
+            "Fix the lead section's defaults or the org's validation rules; it is retried "
+            "by itself and on the next change"
         )
-        if link.last_error != problem:
-            record(ctx, [parked_record(link, problem)])
+        record(ctx, [parked_record(link, problem, now=ctx.clock.now())])
         return Outcome(key, link.id, ERROR, message=problem, api_calls=calls.total)
     ctx.failpoint("after-lead-upsert")
     written = salesforce_values(_lead_mapping(ctx), {LEAD: body})

@@ -6,13 +6,16 @@ does not fit the org), which the engine turns into that side's open circuit inst
 
 A parked link shows sync status Error with the message on the dashboard, in `cosell status`
 and on the record (`Partner_Center_Sync_Status__c`, `Partner_Center_Sync_Error__c`,
-`Audit__c`); the next change of either side, or the sweep, tries it again. Only what is not
-already so is written: meeting the same error again writes nothing.
+`Audit__c`). A reason that can go away gets the link's own retry schedule (`plan.retry`:
+backoff up to an hour, the time shown after the message on the record); a lasting one
+(`lasting=True`) waits for the next change of either side, or the sweep. Only what is not
+already so is written: meeting the same error again before the retry is due writes nothing.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
 import structlog
@@ -27,7 +30,9 @@ from cosell.sync.plan.decide import error_fields
 from cosell.sync.plan.errors import SideFailureError
 from cosell.sync.plan.outcome import ERROR, Outcome
 from cosell.sync.plan.record import parked_record
+from cosell.sync.plan.retry import shown_message
 from cosell.sync.plan.scope import scope_of
+from cosell.sync.plan.sides import SYNC_ERROR_LENGTH
 
 log = structlog.get_logger(__name__)
 
@@ -45,20 +50,34 @@ def raise_if_global(error: BaseException | None) -> None:
         raise SideFailureError(scope) from error
 
 
-def park_link(store: Store, link: Link, message: str, *, api_calls: int | None = None) -> None:
-    """The store's part of parking: the link in Error with the message, and an audit entry.
+def park_link(
+    store: Store,
+    link: Link,
+    message: str,
+    *,
+    now: datetime,
+    lasting: bool = False,
+    api_calls: int | None = None,
+) -> Link:
+    """The store's part of parking: the link in Error with the message, its retry schedule, audit.
 
-    One store transaction, and none when the link is parked with this message already.
+    One store transaction, and none when the link is parked so already.
 
     Args:
         store: the store.
         link: the link.
         message: what is wrong and what to do.
+        now: the time of the park.
+        lasting: the reason cannot go away without a change (no scheduled retry).
         api_calls: the calls the reconcile made, kept with the audit entry (None: not known).
+
+    Returns:
+        The link as parked.
     """
-    parked = parked_record(link, message, api_calls=api_calls)
-    if parked is not None:
-        store.record([parked])
+    parked = parked_record(link, message, now=now, lasting=lasting, api_calls=api_calls)
+    if parked is None:
+        return link
+    return store.record([parked])[0]
 
 
 async def park(
@@ -71,8 +90,9 @@ async def park(
     record: Mapping[str, Any] | None = None,
     sobject: str = OPPORTUNITY,
     error: BaseException | None = None,
+    lasting: bool = False,
 ) -> Outcome:
-    """Park a terminal problem on the link and its record; it is retried on the next change.
+    """Park a problem of this deal on the link and its record; it is retried by itself or on change.
 
     Args:
         ctx: the context.
@@ -85,6 +105,8 @@ async def park(
         sobject: the record's SObject.
         error: the error behind the message, when there is one: a GLOBAL one is raised
             instead of parking (`raise_if_global`).
+        lasting: the reason cannot go away without a change of the record or the mapping: no
+            scheduled retry (`plan.retry`).
 
     Returns:
         An `error` outcome.
@@ -96,9 +118,12 @@ async def park(
     log.warning("sync.parked", key=key, link=link.id, error=message)
     if ctx.dry_run:
         return Outcome(key, link.id, ERROR, message=f"dry run: {message}", api_calls=calls.total)
-    park_link(ctx.store, link, message, api_calls=calls.total)
+    parked = park_link(
+        ctx.store, link, message, now=ctx.clock.now(), lasting=lasting, api_calls=calls.total
+    )
     if record is not None and record.get("Id") and not record.get("IsConverted"):
-        fields = error_fields(ctx.fields, record, message)
+        shown = shown_message(message, parked.retry_at, limit=SYNC_ERROR_LENGTH)
+        fields = error_fields(ctx.fields, record, shown)
         if fields:
             fields[ctx.fields.audit] = render_audit_field(
                 [], ctx.store.audit(link.id, limit=AUDIT_ENTRIES)
@@ -109,3 +134,28 @@ async def park(
             except sf_errors.TerminalError as exc:
                 log.warning("sync.park.status_not_written", key=key, error=str(exc))
     return Outcome(key, link.id, ERROR, message=message, api_calls=calls.total)
+
+
+_REFUSAL_TEXT = 120  # the start of a refusal's message: what every deal parked with it contains
+
+
+def retry_after_sign_in(store: Store, refusal: Exception) -> list[Link]:
+    """Make the retry of the deals parked because of `refusal` due now (its side signs in again).
+
+    A refused sign-in parks every deal it stops with the refusal's own message (the gate
+    repeats one error), so those deals are found by it; their backoff starts over.
+
+    Args:
+        store: the store.
+        refusal: the refusal that ended (`cosell.refusal.RefusalGate`).
+
+    Returns:
+        The links whose retry is now due.
+    """
+    text = str(refusal).strip()[:_REFUSAL_TEXT]
+    if not text:
+        return []
+    links = store.retry_parked(containing=text)
+    if links:
+        log.info("sync.sign_in_restored", parked=len(links), error=text)
+    return links

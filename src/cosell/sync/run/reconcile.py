@@ -28,8 +28,9 @@ reconcile again after a crash at any point finishes the job.
 
 Errors: a refused change (refusal) or a terminal API error is *parked*: the link and the
 opportunity get sync status `Error` and a message that says what to fix; the key is tried
-again on its next change or sweep, and a reconcile that meets the same error again writes
-nothing. Retriable errors (throttling, outages) are raised for the engine to retry with
+again on its next change (child rows and the account included) or sweep, and a parked terminal
+error on its own retry schedule as well (`plan.retry`); a reconcile that meets the same error
+again before its retry is due writes nothing. Retriable errors (throttling, outages) are raised for the engine to retry with
 backoff.
 
 With lead sync, lead referrals get a Lead instead, and links still on a Lead (and
@@ -209,7 +210,9 @@ async def reconcile_link(
         try:
             decision = decide_link(ctx, link, sides, microsoft_side=microsoft_side)
         except ValueMappingError as exc:
-            return await park(ctx, key, link, unmappable(exc), calls, record=sides.opportunity)
+            return await park(
+                ctx, key, link, unmappable(exc), calls, record=sides.opportunity, lasting=True
+            )
         decision = await with_children(ctx, sides, decision, calls)
         if ctx.dry_run:
             return outcome_of(key, link, decision, calls, dry_run=True)
@@ -326,6 +329,7 @@ async def load(ctx: SyncContext, key: Key, link: Link, calls: ApiCalls) -> Sides
             _unreadable_referral(link.referral_id, referral),
             calls,
             record=opportunity,
+            lasting=isinstance(referral, pc_errors.NotFoundError),  # gone until restored
         )
     if isinstance(rows, sf_errors.TerminalError):
         why = (
@@ -343,6 +347,7 @@ async def load(ctx: SyncContext, key: Key, link: Link, calls: ApiCalls) -> Sides
             "integration user): restore it from the recycle bin or share it with the "
             "integration user",
             calls,
+            lasting=True,  # a restore or a share is a change of the record
         )
     assert isinstance(referral, Referral)
     return Sides(referral=referral, records=records_of(opportunity))
