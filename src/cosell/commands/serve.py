@@ -20,6 +20,9 @@ warning is logged per side when fewer than 14 days are left; `cosell.tokenhealth
 `webhook_registration` (the tenant's registration lists the referral events and points at
 `[server] public_url`) — the last three cached for a minute.
 
+Alerts (`[alerts] urls`): a background task reads health every `check_seconds` and sends what
+changed through apprise (`cosell.server.alerts`); it never runs inside a reconcile.
+
 Startup prints one line of JSON to stdout, `{"url": ..., "webhook_url": ...}`, once the socket
 listens (port 0 picks a free one), so scripts and tests know where it is. Logs go to stderr
 (`[server] log_format`). SIGTERM or SIGINT stop it gracefully: the socket stops accepting,
@@ -320,6 +323,9 @@ async def build_service(
         )
         watcher = asyncio.create_task(_watch_token_health(watch, clock))
         tasks.append(watcher)
+        alert_watch = build_alert_watch(settings, store=store, clock=clock)
+        if alert_watch is not None:
+            tasks.append(asyncio.create_task(alert_watch.run()))
         yield create_app(
             console=console_app(settings, store=store, ctx=shared, clock=clock, engine=engine),
             settings=settings.server,
@@ -342,6 +348,24 @@ async def build_service(
         if ctx is not None:
             await ctx.aclose()  # msal's routed client, when the context made one
         store.close()
+
+
+def build_alert_watch(settings: Settings, *, store: Store, clock: Clock) -> Any:
+    """The `[alerts]` watch (`cosell.server.alerts`), or None when no alert URL is set.
+
+    Raises:
+        ConfigError: an alert URL apprise does not understand.
+    """
+    from cosell.config import ConfigError
+    from cosell.server.alerts import build_watch
+
+    try:
+        watch = build_watch(settings, store=store, clock=clock)
+    except ValueError as exc:
+        raise ConfigError(f"alerts.urls: {exc}") from exc
+    if watch is not None:
+        log.info("alerts.on", channels=watch.alerter.channels)
+    return watch
 
 
 async def _watch_token_health(watch: TokenHealthWatch, clock: Clock) -> None:
