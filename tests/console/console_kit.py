@@ -5,7 +5,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+import httpx
 from starlette.applications import Starlette
 from starlette.routing import Mount
 from starlette.testclient import TestClient
@@ -130,3 +132,39 @@ def csrf_of(html: str) -> str:
     found = re.search(r'name="csrf" value="([^"]+)"', html)
     assert found is not None, html
     return found.group(1)
+
+
+PC_SANDBOX = "http://127.0.0.1:9"  # the Partner Center sandbox's base URL when run in process
+
+
+def sso_options(sandbox: Any, http: httpx.AsyncClient, clock: ManualClock, **roles: Any) -> Any:
+    """The console's Entra sign-in against the Partner Center sandbox's identity endpoints."""
+    from cosell.partnercenter.oidc import EntraApp, EntraSignIn
+    from cosell.server.console.sso import SsoOptions
+
+    info = sandbox.identity.info()
+    app = EntraApp(
+        authority=sandbox.base_url,
+        tenant=info["tenant_id"],
+        client_id=info["client_id"],
+        client_secret=info["client_secret"],
+    )
+    return SsoOptions(sign_in=EntraSignIn(app, http=http, clock=clock), **roles)
+
+
+def sso_console_app(
+    store: Store, clock: ManualClock, users_file: Path, notify: Notify | None, sso: Any
+) -> Starlette:
+    """`console_app` with sign-in with Microsoft."""
+
+    async def salesforce_base() -> str | None:
+        return SF_INSTANCE
+
+    options = ConsoleOptions(
+        users_file=users_file,
+        partner_center_ui_url=PC_UI,
+        salesforce_base=salesforce_base,
+        sso=sso,
+    )
+    console = create_console(store=store, clock=clock, options=options, notify=notify)
+    return Starlette(routes=[Mount("/console", app=console)])

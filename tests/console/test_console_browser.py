@@ -14,15 +14,26 @@ import shutil
 import socket
 import threading
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import uvicorn
-from console_kit import OPERATOR_PASSWORD, Deals, Notified, console_app
+from console_kit import (
+    OPERATOR_PASSWORD,
+    Deals,
+    Notified,
+    console_app,
+    sso_console_app,
+    sso_options,
+)
 
 from cosell.clock import ManualClock
 from cosell.store import Store
+from cosell_sandbox.partnercenter.app import PartnerCenterSandbox, SandboxOptions
+from cosell_sandbox.partnercenter.identity import OTHER_TENANT_ID
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
@@ -34,30 +45,55 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-@pytest.fixture
-def served(
-    store: Store, clock: ManualClock, users_file: Path, notified: Notified, deals: Deals
-) -> Iterator[str]:
-    """The console on a loopback port (the socket listens before the browser connects)."""
+def _listening() -> socket.socket:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
     sock.listen(64)
-    port = sock.getsockname()[1]
-    config = uvicorn.Config(
-        console_app(store, clock, users_file, notified),
-        lifespan="off",
-        log_config=None,
-        access_log=False,
-    )
+    return sock
+
+
+@contextmanager
+def serving(app: Any, sock: socket.socket) -> Iterator[str]:
+    """`app` on a loopback socket that already listens (before the browser connects)."""
+    config = uvicorn.Config(app, lifespan="off", log_config=None, access_log=False)
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
     finally:
         server.should_exit = True
         thread.join(timeout=30)
         sock.close()
+
+
+@pytest.fixture
+def served(
+    store: Store, clock: ManualClock, users_file: Path, notified: Notified, deals: Deals
+) -> Iterator[str]:
+    """The console on a loopback port."""
+    with serving(console_app(store, clock, users_file, notified), _listening()) as url:
+        yield url
+
+
+@pytest.fixture
+def served_sso(
+    store: Store, clock: ManualClock, users_file: Path, notified: Notified, deals: Deals
+) -> Iterator[tuple[str, PartnerCenterSandbox]]:
+    """The console with sign-in with Microsoft, and the Partner Center sandbox playing Entra,
+    each on its own loopback port."""
+    pc_sock = _listening()
+    sandbox = PartnerCenterSandbox(
+        base_url=f"http://127.0.0.1:{pc_sock.getsockname()[1]}",
+        clock=clock,
+        options=SandboxOptions(seed=5),
+    )
+    # No kept-alive connections: the client lives in the server thread's loop, never closed.
+    http = httpx.AsyncClient(timeout=30, limits=httpx.Limits(max_keepalive_connections=0))
+    sso = sso_options(sandbox, http, clock)
+    app = sso_console_app(store, clock, users_file, notified, sso)
+    with serving(sandbox.app, pc_sock), serving(app, _listening()) as url:
+        yield url, sandbox
 
 
 @pytest.fixture
@@ -179,3 +215,35 @@ def test_the_deals_page_fits_a_phone(browser: Any, served: str, deals: Deals) ->
         shoot(browser, name)
     browser.get(f"{served}/console/deals/{deals.synced.id}")
     assert text_of(browser, "#deal-name") == "Contoso cloud migration"
+
+
+def test_sign_in_with_microsoft_against_the_sandbox_and_a_stranger_refused(
+    browser: Any, served_sso: tuple[str, PartnerCenterSandbox]
+) -> None:
+    from selenium.webdriver.common.by import By
+
+    served, sandbox = served_sso
+    upn = sandbox.identity.info()["username"]
+    sandbox.identity.app_roles = ("Console.Operator",)
+
+    browser.get(f"{served}/console/deals")
+    assert "/console/login" in browser.current_url
+    assert text_of(browser, "#sso") == "Sign in with Microsoft"
+    shoot(browser, "8-sign-in-with-microsoft")
+    browser.find_element(By.ID, "sso").click()
+    arrive(browser, lambda url: url.startswith(sandbox.base_url), "the sandbox's sign-in page")
+    shoot(browser, "9-entra-sandbox")
+    browser.find_element(By.ID, "sandbox-other-tenant").click()
+    arrive(browser, lambda url: "/console/oidc/callback" in url, "the console's callback")
+    assert text_of(browser, "#refused h1") == "Account of another tenant"
+    assert OTHER_TENANT_ID in text_of(browser, "#refused [role=alert]")
+    shoot(browser, "10-other-tenant-refused")
+
+    browser.find_element(By.ID, "back").click()
+    arrive(browser, lambda url: url.endswith("/console/login"), "the sign-in page")
+    browser.find_element(By.ID, "sso").click()
+    arrive(browser, lambda url: url.startswith(sandbox.base_url), "the sandbox's sign-in page")
+    browser.find_element(By.ID, "sandbox-approve").click()
+    arrive(browser, lambda url: url == f"{served}/console/", "the overview, signed in")
+    assert text_of(browser, "header .who span") == f"{upn} · operator"
+    assert text_of(browser, "#health strong") == "Degraded"

@@ -235,8 +235,60 @@ def readiness_checks(
     ]
 
 
+def console_sso(settings: Settings, *, http: httpx.AsyncClient, clock: Clock) -> Any:
+    """The console's Entra sign-in (`[console]`), or None when `oidc_tenant` is not set.
+
+    Raises:
+        ConfigError: SSO is half set up (a tenant without a client id or secret).
+    """
+    from cosell.config import ConfigError
+    from cosell.partnercenter.oidc import EntraApp, EntraSignIn
+    from cosell.server.console.sso import SsoOptions
+
+    console = settings.console
+    if not console.oidc_tenant and not console.oidc_client_id:
+        return None
+    missing = [
+        name
+        for name, value in (
+            ("oidc_tenant", console.oidc_tenant),
+            ("oidc_client_id", console.oidc_client_id),
+            ("oidc_client_secret", console.oidc_client_secret),
+        )
+        if not value
+    ]
+    if missing:
+        raise ConfigError(
+            f"console: sign-in with Microsoft needs {', '.join(missing)} too (or remove "
+            "oidc_tenant and oidc_client_id to use console passwords only)"
+        )
+    assert console.oidc_tenant
+    assert console.oidc_client_id
+    assert console.oidc_client_secret
+    app = EntraApp(
+        authority=console.oidc_authority,
+        tenant=console.oidc_tenant,
+        client_id=console.oidc_client_id,
+        client_secret=console.oidc_client_secret.get_secret_value(),
+    )
+    return SsoOptions(
+        sign_in=EntraSignIn(app, http=http, clock=clock),
+        operator_role=console.operator_role,
+        viewer_role=console.viewer_role,
+        operators=console.operators,
+        viewers=console.viewers,
+        redirect_url=console.oidc_redirect_url,
+    )
+
+
 def console_app(
-    settings: Settings, *, store: Store, ctx: SyncContext, clock: Clock, engine: Engine
+    settings: Settings,
+    *,
+    store: Store,
+    ctx: SyncContext,
+    clock: Clock,
+    engine: Engine,
+    http: httpx.AsyncClient | None = None,
 ) -> Any:
     """The operations console (`cosell.server.console`), wired to the engine's `notify`."""
     from cosell.server.console import ConsoleOptions, create_console
@@ -255,6 +307,7 @@ def console_app(
         partner_center_ui_url=settings.partner_center.ui_url,
         salesforce_base=salesforce_base,
         secure_cookies=public_url.startswith("https://"),
+        sso=console_sso(settings, http=http, clock=clock) if http is not None else None,
     )
     return create_console(store=store, clock=clock, options=options, notify=engine.notify)
 
@@ -291,6 +344,8 @@ async def build_service(
         pc_http, sf_http = counted("partner_center"), counted("salesforce")
         cert_http = httpx.AsyncClient(timeout=HTTP_TIMEOUT)
         clients.append(cert_http)
+        sign_in_http = httpx.AsyncClient(timeout=HTTP_TIMEOUT)  # the console's Entra sign-in
+        clients.append(sign_in_http)
         ctx = build_context(settings, store=store, clock=clock, pc_http=pc_http, sf_http=sf_http)
         observed = ObservedReconciler(PIPELINE, metrics, clock)
 
@@ -327,7 +382,9 @@ async def build_service(
         if alert_watch is not None:
             tasks.append(asyncio.create_task(alert_watch.run()))
         yield create_app(
-            console=console_app(settings, store=store, ctx=shared, clock=clock, engine=engine),
+            console=console_app(
+                settings, store=store, ctx=shared, clock=clock, engine=engine, http=sign_in_http
+            ),
             settings=settings.server,
             verifier=verifier,
             store=store,

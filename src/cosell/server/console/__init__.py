@@ -3,6 +3,8 @@
 ```
 GET  /console/login              the sign-in form          POST /console/login    sign in
 POST /console/logout             sign out
+GET  /console/oidc/start         sign in with Microsoft Entra ID (to the authorize page)
+GET  /console/oidc/callback      Entra ID's answer: verify, map the role, start a session
 GET  /console/                   overview: health and why, links by status, errors in 24 h,
                                  oldest pending change, webhook inbox, pollers' last runs
 GET  /console/deals?q=&status=&offset=
@@ -19,7 +21,9 @@ sign-in form); every POST needs the session's CSRF token (else 403) and, for an 
 operator role (else 403). Each action is recorded in the deal's audit trail with who did it.
 Ten failed sign-ins from one address for one user within 15 minutes answer 429 until the
 oldest of them is 15 minutes old (`auth.SignInThrottle`).
-Sessions and users: `cosell.server.console.auth`.
+Sessions and users: `cosell.server.console.auth`; Entra sign-in: `cosell.server.console.sso`.
+With single sign-on and no users file, sessions are signed with a secret drawn at start (a
+restart signs everyone out).
 
 Actions reuse the service's seam for "this key may be out of date": the engine's `notify`
 (the webhook drainer's path), which enqueues one durable reconcile of the key unless one is
@@ -45,8 +49,15 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from cosell.clock import Clock
+from cosell.partnercenter.oidc import (
+    EntraSignInError,
+    OtherTenantError,
+    decode_pending,
+    encode_pending,
+)
 from cosell.server.console import auth, pages
 from cosell.server.console.health import judge
+from cosell.server.console.sso import SsoOptions
 from cosell.store import Store, StoreError, SyncStatus
 from cosell.store.console_queries import deal, overview, search_links
 
@@ -54,6 +65,8 @@ log = structlog.get_logger("cosell.console")
 
 BASE: Final = pages.BASE
 LOGIN_COOKIE: Final = "cosell_console_login"
+OIDC_COOKIE: Final = "cosell_console_oidc"
+OIDC_SECONDS: Final = 600  # an Entra sign-in must come back within ten minutes
 PAGE_SIZE: Final = 50
 MAX_FORM_BYTES: Final = 16 * 1024  # a sign-in or an action form is a few hundred bytes
 _LINK_PAGE: Final = 500
@@ -85,12 +98,14 @@ class ConsoleOptions:
         salesforce_base: the Salesforce instance URL, for links to records.
         secure_cookies: always mark cookies Secure (the service's public URL is https); they
             are also Secure whenever a request arrives over https.
+        sso: sign-in with Microsoft Entra ID, beside the local users (None: local only).
     """
 
     users_file: Path
     partner_center_ui_url: str | None = None
     salesforce_base: SalesforceBase | None = None
     secure_cookies: bool = False
+    sso: SsoOptions | None = None
 
 
 def _html(body: str, status: int = 200) -> HTMLResponse:
@@ -114,6 +129,15 @@ def create_console(
     """
     users = auth.UsersSource(options.users_file)
     throttle = auth.SignInThrottle()
+    sso = options.sso
+    # Signs SSO sessions when no users file exists (then a restart signs everyone out).
+    ephemeral = auth.Users(session_secret=secrets.token_bytes(32), users={})
+
+    def current_users() -> auth.Users | None:
+        found = users.get()
+        if found is None and sso is not None:
+            return ephemeral
+        return found
 
     def now() -> float:
         return clock.now().timestamp()
@@ -122,10 +146,15 @@ def create_console(
         return options.secure_cookies or request.url.scheme == "https"
 
     def session_of(request: Request) -> auth.Session | None:
-        current = users.get()
+        current = current_users()
         if current is None:
             return None
-        return auth.decode_session(request.cookies.get(auth.COOKIE), current, now=now())
+        return auth.decode_session(
+            request.cookies.get(auth.COOKIE),
+            current,
+            now=now(),
+            sso_tenant=sso.tenant if sso else None,
+        )
 
     def to_login(request: Request) -> Response:
         target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
@@ -143,7 +172,12 @@ def create_console(
         ready = users.get() is not None
         response = _html(
             pages.login_page(
-                error=error, login_token=token, ready=ready, user=user, next_path=_next(request)
+                error=error,
+                login_token=token,
+                ready=ready,
+                user=user,
+                next_path=_next(request),
+                sso=sso is not None,
             ),
             status,
         )
@@ -192,19 +226,121 @@ def create_console(
         except auth.UsersFileError as error:
             return _html(pages.message_page("Console unavailable", str(error), session=None), 503)
         throttle.succeeded(address, name)
+        response = start_session(request, user, current.session_secret, _next(request))
+        response.delete_cookie(LOGIN_COOKIE, path=BASE)
+        return response
+
+    def start_session(request: Request, user: auth.User, secret: bytes, target: str) -> Response:
         session = auth.new_session(user, now=now())
         log.info("console.signed_in", user=user.name, role=user.role.value)
-        response = _redirect(_next(request))
+        response = _redirect(target)
         response.set_cookie(
             auth.COOKIE,
-            auth.encode_session(session, current.session_secret),
+            auth.encode_session(session, secret),
             max_age=auth.SESSION_SECONDS,
             path=BASE,
             httponly=True,
             samesite="lax",
             secure=secure(request),
         )
-        response.delete_cookie(LOGIN_COOKIE, path=BASE)
+        return response
+
+    def redirect_uri(request: Request) -> str:
+        assert sso is not None
+        if sso.redirect_url:
+            return sso.redirect_url
+        return f"{request.url.scheme}://{request.url.netloc}{BASE}/oidc/callback"
+
+    def sso_refused(title: str, text: str, status: int) -> Response:
+        response = _html(pages.sign_in_refused_page(title, text), status)
+        response.delete_cookie(OIDC_COOKIE, path=BASE)
+        return response
+
+    async def oidc_start(request: Request) -> Response:
+        if sso is None:
+            return _html(
+                pages.message_page(
+                    "Not available",
+                    "Sign-in with Microsoft is not set up: set [console] oidc_tenant and "
+                    "oidc_client_id (see the README).",
+                    session=None,
+                ),
+                404,
+            )
+        current = current_users()
+        assert current is not None
+        try:
+            url, pending = await sso.sign_in.start(redirect_uri(request))
+        except EntraSignInError as error:
+            log.warning("console.sso_unavailable", error=str(error))
+            return sso_refused("Sign-in with Microsoft is unavailable", str(error), 503)
+        sealed = auth.seal(
+            current.session_secret, encode_pending(pending, {"next": _next(request)})
+        )
+        response = RedirectResponse(url, status_code=303, headers=_HEADERS)
+        response.set_cookie(
+            OIDC_COOKIE,
+            sealed,
+            max_age=OIDC_SECONDS,
+            path=BASE,
+            httponly=True,
+            samesite="lax",  # the answer is a top-level GET from Entra: Lax sends it
+            secure=secure(request),
+        )
+        return response
+
+    async def oidc_callback(request: Request) -> Response:
+        if sso is None:
+            return await oidc_start(request)
+        current = current_users()
+        assert current is not None
+        params = request.query_params
+        if params.get("error"):
+            text = (params.get("error_description") or params["error"]).splitlines()[0][:300]
+            log.warning("console.sso_refused_by_entra", error=params["error"][:64])
+            return sso_refused(
+                "Sign-in was not completed",
+                f"Microsoft Entra ID answered: {text}. Try again, or sign in with a password.",
+                400,
+            )
+        found = decode_pending(
+            auth.unseal(current.session_secret, request.cookies.get(OIDC_COOKIE)) or ""
+        )
+        state = params.get("state", "")
+        if found is None or not secrets.compare_digest(found[0].state, state):
+            return sso_refused(
+                "Sign-in expired",
+                "This sign-in was not started here or took longer than ten minutes; start "
+                "it again from the sign-in page.",
+                400,
+            )
+        pending, extra = found
+        try:
+            signed_in = await sso.sign_in.finish(
+                params.get("code", ""), pending, redirect_uri=redirect_uri(request)
+            )
+        except OtherTenantError as error:
+            log.warning("console.sso_other_tenant", tenant=error.tenant[:64])
+            return sso_refused("Account of another tenant", str(error), 403)
+        except EntraSignInError as error:
+            log.warning("console.sso_refused", error=str(error))
+            return sso_refused("Sign-in refused", str(error), 403)
+        role = sso.role_of(signed_in)
+        name = signed_in.username or signed_in.object_id
+        if role is None:
+            log.warning("console.sso_no_role", user=name[:64])
+            return sso_refused(
+                "No access to the console",
+                f"{name} signed in, but has no role in the cosell console. Ask an admin to "
+                f"assign you the app role {sso.viewer_role} or {sso.operator_role} on the "
+                "console's app registration (or to list you in [console] viewers or "
+                "operators).",
+                403,
+            )
+        user = auth.sso_user(name, role, sso.tenant)
+        target = _safe_next(extra.get("next", ""))
+        response = start_session(request, user, current.session_secret, target)
+        response.delete_cookie(OIDC_COOKIE, path=BASE)
         return response
 
     async def logout(request: Request) -> Response:
@@ -400,6 +536,8 @@ def create_console(
             Route("/", overview_route, methods=["GET"]),
             Route("/login", login, methods=["GET", "POST"]),
             Route("/logout", logout, methods=["POST"]),
+            Route("/oidc/start", oidc_start, methods=["GET"]),
+            Route("/oidc/callback", oidc_callback, methods=["GET"]),
             Route("/console.css", css, methods=["GET"]),
             Route("/deals", deals_route, methods=["GET"]),
             Route("/deals/{link_id}", deal_route, methods=["GET"]),
@@ -453,7 +591,10 @@ def _is_id(link_id: str) -> bool:
 
 
 def _next(request: Request) -> str:
-    target = request.query_params.get("next", "")
+    return _safe_next(request.query_params.get("next", ""))
+
+
+def _safe_next(target: str) -> str:
     # Only a path of the console: never another site (an open redirect).
     if target.startswith(f"{BASE}/") and not target.startswith("//") and "\\" not in target:
         return target

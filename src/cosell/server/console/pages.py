@@ -71,6 +71,8 @@ cursor:pointer}.btn.secondary{background:#fff;color:var(--brand);border:1px soli
 .login{max-width:380px;margin:8vh auto;background:var(--card);border:1px solid var(--line);
 border-radius:10px;padding:1.5rem}.login label{display:block;margin:.8rem 0 .2rem}
 .login input{width:100%}.login .btn{width:100%;margin-top:1.2rem}
+a.btn{display:inline-block;text-align:center;text-decoration:none}
+.btn.microsoft{background:#2f2f2f}.login .or{text-align:center;margin:1rem 0 0}
 .actions{display:flex;flex-wrap:wrap;gap:.6rem;margin:.6rem 0}
 .kv{display:grid;grid-template-columns:max-content 1fr;gap:.3rem 1rem}
 @media (max-width:700px){.wide{display:none}main{padding:.6rem}h1{font-size:1.2rem}
@@ -157,10 +159,24 @@ def notice(code: str | None, text: str | None = None) -> str:
 
 
 def login_page(
-    *, error: str | None, login_token: str, ready: bool, user: str = "", next_path: str = ""
+    *,
+    error: str | None,
+    login_token: str,
+    ready: bool,
+    user: str = "",
+    next_path: str = "",
+    sso: bool = False,
 ) -> str:
-    """The sign-in form (or why no one can sign in yet)."""
-    if not ready:
+    """The sign-in form (or why no one can sign in yet), and Microsoft sign-in when set up."""
+    microsoft = ""
+    if sso:
+        microsoft = (
+            f'<a class="btn microsoft" id="sso" href="{BASE}/oidc/start?'
+            f'{_e(urlencode({"next": next_path}))}">Sign in with Microsoft</a>'
+        )
+    if not ready and sso:
+        form = ""
+    elif not ready:
         form = (
             "<p>No console user exists yet. On the server, run</p>"
             '<p class="mono">cosell console set-password --user admin</p>'
@@ -179,8 +195,22 @@ def login_page(
             '<button class="btn" type="submit">Sign in</button></form>'
         )
     error_html = f'<div class="notice bad" role="alert">{_e(error)}</div>' if error else ""
-    body = f'<div class="login"><h1>Sign in to the cosell console</h1>{error_html}{form}</div>'
+    divider = '<p class="or muted">or with a console password</p>' if sso and form else ""
+    body = (
+        f'<div class="login"><h1>Sign in to the cosell console</h1>{error_html}{microsoft}'
+        f"{divider}{form}</div>"
+    )
     return layout("Sign in", body, session=None)
+
+
+def sign_in_refused_page(title: str, text: str) -> str:
+    """Why a sign-in with Microsoft was refused, and the way back to the sign-in page."""
+    body = (
+        f'<div class="login" id="refused"><h1>{_e(title)}</h1>'
+        f'<div class="notice bad" role="alert">{_e(text)}</div>'
+        f'<a class="btn" href="{BASE}/login" id="back">Back to sign-in</a></div>'
+    )
+    return layout(title, body, session=None)
 
 
 def overview_page(
