@@ -14,8 +14,10 @@ from starlette.testclient import TestClient
 
 from cosell.clock import ManualClock
 from cosell.server.console import ConsoleOptions, Notify, create_console
+from cosell.server.console.usage import ApiUsage
 from cosell.store import Store, SyncStatus
 from cosell.store.types import Link, canonical_record_id
+from cosell.tokenhealth import TokenHealth
 
 OPERATOR_PASSWORD = "operator password 1"
 VIEWER_PASSWORD = "viewer password 12"
@@ -102,6 +104,38 @@ def seed(store: Store, clock: ManualClock) -> Deals:
     return Deals(synced=synced, failing=failing, pending=pending, others=others)
 
 
+def usage(clock: ManualClock) -> list[ApiUsage]:
+    """What `cosell serve` would report: calls counted, Salesforce's usage against a budget."""
+    return [
+        ApiUsage("partner_center", "Partner Center", calls=120, throttled=2),
+        ApiUsage(
+            "salesforce",
+            "Salesforce",
+            calls=340,
+            used=4200,
+            limit=15000,
+            budget=5000,
+            observed_at=clock.now(),
+        ),
+    ]
+
+
+def tokens(clock: ManualClock) -> list[TokenHealth]:
+    """Partner Center's refresh token close to its inactivity expiry; Salesforce's fine."""
+    return [
+        TokenHealth(
+            side="partner_center",
+            grant="refresh_token (device_code)",
+            mfa=True,
+            used_at=clock.now(),
+            days_left=5.0,
+            warning="the refresh token expires in 5 days unless used: run "
+            "`cosell connect partner-center`",
+        ),
+        TokenHealth(side="salesforce", grant="jwt"),
+    ]
+
+
 def console_app(
     store: Store, clock: ManualClock, users_file: Path, notify: Notify | None
 ) -> Starlette:
@@ -109,7 +143,11 @@ def console_app(
         return SF_INSTANCE
 
     options = ConsoleOptions(
-        users_file=users_file, partner_center_ui_url=PC_UI, salesforce_base=salesforce_base
+        users_file=users_file,
+        partner_center_ui_url=PC_UI,
+        salesforce_base=salesforce_base,
+        api_usage=lambda: usage(clock),
+        token_health=lambda: tokens(clock),
     )
     console = create_console(store=store, clock=clock, options=options, notify=notify)
     return Starlette(routes=[Mount("/console", app=console)])

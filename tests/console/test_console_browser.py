@@ -154,6 +154,8 @@ def test_sign_in_overview_search_open_and_retry_a_deal(
     browser.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
     arrive(browser, lambda url: url == f"{served}/console/deals", "the deals page")
 
+    for _ in range(4):
+        store.record_audit(deals.synced.id, "synced 1 field", details={"api_calls": 2})
     browser.get(f"{served}/console/")
     summary = store.summary().links_by_status
     for status in ("Synced", "Pending", "Error"):
@@ -161,7 +163,19 @@ def test_sign_in_overview_search_open_and_retry_a_deal(
         assert int(shown) == summary[status]
     assert text_of(browser, "#health strong") == "Degraded"  # as shown: text-transform capitalizes
     assert "1 of 63 links are in Error" in text_of(browser, "#health")
+    hours = browser.find_elements(By.CSS_SELECTOR, "#chart-24h svg g.bar")
+    assert len(hours) == 24
+    assert hours[-1].get_attribute("data-synced") == "4"
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#chart-7d svg g.bar")) == 7
+    assert "4 synced · 1 errors" in text_of(browser, "#chart-7d figcaption")
+    assert "84% of cosell's budget" in text_of(browser, "#usage-salesforce")
+    assert "publishes no daily budget" in text_of(browser, "#usage-partner_center")
+    assert "expires soon" in text_of(browser, "#token-partner_center")
+    assert "ok" in text_of(browser, "#token-salesforce")
     shoot(browser, "2-overview")
+    browser.set_window_size(1280, 1400)
+    shoot(browser, "2-overview-full")
+    browser.set_window_size(1280, 800)
 
     browser.get(f"{served}/console/deals")
     search = browser.find_element(By.ID, "q")

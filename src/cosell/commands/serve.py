@@ -235,6 +235,38 @@ def readiness_checks(
     ]
 
 
+def api_usage(metrics: Metrics, ctx: SyncContext) -> list[Any]:
+    """Both sides' API usage for the console.
+
+    Calls are counted at the transports; the Salesforce org's 24-hour usage is what it last
+    reported (measured against `api_budget` when set).
+    """
+    from cosell.server.console.usage import ApiUsage
+
+    def sample(name: str, **labels: str) -> int:
+        return int(metrics.registry.get_sample_value(name, labels) or 0)
+
+    reported = ctx.salesforce.usage
+    return [
+        ApiUsage(
+            side="partner_center",
+            label="Partner Center",
+            calls=sample("cosell_api_calls_total", api="partner_center"),
+            throttled=sample("cosell_api_errors_total", api="partner_center", kind="throttled"),
+        ),
+        ApiUsage(
+            side="salesforce",
+            label="Salesforce",
+            calls=sample("cosell_api_calls_total", api="salesforce"),
+            throttled=sample("cosell_api_errors_total", api="salesforce", kind="throttled"),
+            used=reported.used if reported else None,
+            limit=reported.limit if reported else None,
+            budget=reported.budget if reported else None,
+            observed_at=reported.observed_at if reported else None,
+        ),
+    ]
+
+
 def console_sso(settings: Settings, *, http: httpx.AsyncClient, clock: Clock) -> Any:
     """The console's Entra sign-in (`[console]`), or None when `oidc_tenant` is not set.
 
@@ -289,9 +321,11 @@ def console_app(
     clock: Clock,
     engine: Engine,
     http: httpx.AsyncClient | None = None,
+    metrics: Metrics | None = None,
 ) -> Any:
     """The operations console (`cosell.server.console`), wired to the engine's `notify`."""
     from cosell.server.console import ConsoleOptions, create_console
+    from cosell.tokenhealth import token_health
 
     async def salesforce_base() -> str | None:
         try:
@@ -308,6 +342,8 @@ def console_app(
         salesforce_base=salesforce_base,
         secure_cookies=public_url.startswith("https://"),
         sso=console_sso(settings, http=http, clock=clock) if http is not None else None,
+        api_usage=(lambda: api_usage(metrics, ctx)) if metrics is not None else None,
+        token_health=lambda: token_health(settings, clock=clock),
     )
     return create_console(store=store, clock=clock, options=options, notify=engine.notify)
 
@@ -383,7 +419,13 @@ async def build_service(
             tasks.append(asyncio.create_task(alert_watch.run()))
         yield create_app(
             console=console_app(
-                settings, store=store, ctx=shared, clock=clock, engine=engine, http=sign_in_http
+                settings,
+                store=store,
+                ctx=shared,
+                clock=clock,
+                engine=engine,
+                http=sign_in_http,
+                metrics=metrics,
             ),
             settings=settings.server,
             verifier=verifier,

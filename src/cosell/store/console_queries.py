@@ -4,6 +4,7 @@
 overview(store, now)              counts and times for the overview (one transaction)
 search_links(store, ...)          one page of links with their deal and customer names
 deal(store, link_id)              one link with its base, audit trail and conflicts
+activity(store, now)              synced changes and errors per hour (24 h) and per day (7 days)
 ```
 
 Every query filters on the store's tenant, like `Store`'s own. They are synchronous (SQLAlchemy
@@ -129,6 +130,62 @@ def overview(store: Store, *, now: datetime) -> Overview:
         oldest_event_at=summary.oldest_event_at,
         cursors=summary.cursors,
     )
+
+
+@dataclass(frozen=True)
+class Bucket:
+    """One bar of an activity chart: what happened in [start, start + width)."""
+
+    start: datetime
+    synced: int
+    errors: int
+
+
+@dataclass(frozen=True)
+class Activity:
+    """Synced changes and errors from the audit: per hour for 24 h, per day for 7 days."""
+
+    hours: list[Bucket]
+    days: list[Bucket]
+
+
+def activity(store: Store, *, now: datetime) -> Activity:
+    """Synced changes and errors over time, counted in one scan of the last 7 days' audit.
+
+    A synced change is an audit entry of a reconcile that wrote (it carries `api_calls` in its
+    details and is not an error); an error is an entry worded `error: …`. Hours end at the
+    hour after `now` (the last bar is the hour in progress); days end at the end of today (UTC).
+    """
+    audit = t.audit.c
+    next_hour = now.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
+    tomorrow = now.replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=1)
+    hours = [next_hour - timedelta(hours=24 - i) for i in range(24)]
+    days = [tomorrow - timedelta(days=7 - i) for i in range(7)]
+    is_error = audit.message.like(f"{ERROR_PREFIX}%")
+    is_synced = sa.and_(sa.not_(is_error), audit.details["api_calls"].as_string().is_not(None))
+
+    def counts(starts: list[datetime], width: timedelta) -> list[sa.ColumnElement[Any]]:
+        columns: list[sa.ColumnElement[Any]] = []
+        for start in starts:
+            within = sa.and_(audit.at >= start, audit.at < start + width)
+            for kind in (is_synced, is_error):
+                columns.append(sa.func.sum(sa.case((sa.and_(within, kind), 1), else_=0)))
+        return columns
+
+    query = sa.select(*counts(hours, timedelta(hours=1)), *counts(days, timedelta(days=1))).where(
+        audit.tenant == store.tenant, audit.at >= min(hours[0], days[0])
+    )
+
+    def read(connection: sa.Connection) -> Any:
+        return connection.execute(query).one()
+
+    row = [int(v or 0) for v in _run(store, read)]
+    hourly = [Bucket(start, row[2 * i], row[2 * i + 1]) for i, start in enumerate(hours)]
+    offset = 2 * len(hours)
+    daily = [
+        Bucket(start, row[offset + 2 * i], row[offset + 2 * i + 1]) for i, start in enumerate(days)
+    ]
+    return Activity(hours=hourly, days=daily)
 
 
 def _name_columns() -> tuple[sa.ColumnElement[Any], sa.ColumnElement[Any]]:
@@ -283,4 +340,15 @@ def deal(
     )
 
 
-__all__ = ["Deal", "LinkPage", "LinkRow", "Overview", "deal", "overview", "search_links"]
+__all__ = [
+    "Activity",
+    "Bucket",
+    "Deal",
+    "LinkPage",
+    "LinkRow",
+    "Overview",
+    "activity",
+    "deal",
+    "overview",
+    "search_links",
+]

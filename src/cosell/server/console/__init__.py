@@ -6,7 +6,9 @@ POST /console/logout             sign out
 GET  /console/oidc/start         sign in with Microsoft Entra ID (to the authorize page)
 GET  /console/oidc/callback      Entra ID's answer: verify, map the role, start a session
 GET  /console/                   overview: health and why, links by status, errors in 24 h,
-                                 oldest pending change, webhook inbox, pollers' last runs
+                                 oldest pending change, webhook inbox, pollers' last runs,
+                                 charts of synced changes and errors (24 h, 7 days), both
+                                 sides' API usage against their budgets, token health
 GET  /console/deals?q=&status=&offset=
                                  every link, searched and filtered, 50 a page (LIMIT/OFFSET)
 GET  /console/deals/{link id}    one deal: ids, links to Partner Center and Salesforce, the
@@ -58,8 +60,10 @@ from cosell.partnercenter.oidc import (
 from cosell.server.console import auth, pages
 from cosell.server.console.health import judge
 from cosell.server.console.sso import SsoOptions
+from cosell.server.console.usage import TokenSource, UsageSource
 from cosell.store import Store, StoreError, SyncStatus
-from cosell.store.console_queries import deal, overview, search_links
+from cosell.store.console_queries import activity, deal, overview, search_links
+from cosell.tokenhealth import TokenHealth
 
 log = structlog.get_logger("cosell.console")
 
@@ -99,6 +103,8 @@ class ConsoleOptions:
         secure_cookies: always mark cookies Secure (the service's public URL is https); they
             are also Secure whenever a request arrives over https.
         sso: sign-in with Microsoft Entra ID, beside the local users (None: local only).
+        api_usage: both sides' API usage, for the overview (None: not shown).
+        token_health: both connections' token health, for the overview (None: not shown).
     """
 
     users_file: Path
@@ -106,6 +112,8 @@ class ConsoleOptions:
     salesforce_base: SalesforceBase | None = None
     secure_cookies: bool = False
     sso: SsoOptions | None = None
+    api_usage: UsageSource | None = None
+    token_health: TokenSource | None = None
 
 
 def _html(body: str, status: int = 200) -> HTMLResponse:
@@ -374,10 +382,18 @@ def create_console(
         async def page(session: auth.Session) -> Response:
             moment = clock.now()
             figures = await asyncio.to_thread(overview, store, now=moment)
+            charts = await asyncio.to_thread(activity, store, now=moment)
             flash = pages.notice(request.query_params.get("notice"))
             return _html(
                 pages.overview_page(
-                    figures, judge(figures, now=moment), now=moment, session=session, flash=flash
+                    figures,
+                    judge(figures, now=moment),
+                    now=moment,
+                    session=session,
+                    flash=flash,
+                    activity=charts,
+                    usage=list(options.api_usage()) if options.api_usage else [],
+                    tokens=_tokens(options.token_health),
                 )
             )
 
@@ -584,6 +600,16 @@ async def _form(request: Request) -> dict[str, str]:
     except (UnicodeDecodeError, ValueError):
         return {}
     return dict(pairs)
+
+
+def _tokens(source: TokenSource | None) -> list[TokenHealth]:
+    if source is None:
+        return []
+    try:
+        return list(source())
+    except Exception as exc:  # noqa: BLE001 - an unreadable token file must not hide the page
+        log.warning("console.token_health_unreadable", error=f"{type(exc).__name__}: {exc}")
+        return []
 
 
 def _is_id(link_id: str) -> bool:

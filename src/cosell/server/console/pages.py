@@ -14,8 +14,10 @@ from urllib.parse import urlencode
 
 from cosell.server.console.auth import Session
 from cosell.server.console.health import Health, advice
-from cosell.store.console_queries import Deal, LinkPage, LinkRow, Overview
+from cosell.server.console.usage import ApiUsage
+from cosell.store.console_queries import Activity, Bucket, Deal, LinkPage, LinkRow, Overview
 from cosell.store.types import SyncStatus
+from cosell.tokenhealth import TokenHealth
 
 BASE: Final = "/console"
 
@@ -75,6 +77,16 @@ a.btn{display:inline-block;text-align:center;text-decoration:none}
 .btn.microsoft{background:#2f2f2f}.login .or{text-align:center;margin:1rem 0 0}
 .actions{display:flex;flex-wrap:wrap;gap:.6rem;margin:.6rem 0}
 .kv{display:grid;grid-template-columns:max-content 1fr;gap:.3rem 1rem}
+.charts{display:grid;grid-template-columns:repeat(auto-fit,minmax(280px,1fr));gap:.8rem;
+margin-top:.8rem}.chart{margin:0}.chart figcaption{display:flex;justify-content:space-between;
+flex-wrap:wrap;gap:.3rem;margin-bottom:.4rem}.chart .sum{color:var(--muted);font-size:.85rem}
+.chart svg{width:100%;height:90px;display:block}.chart rect.synced{fill:#2456a6}
+.chart rect.errors{fill:var(--bad)}.chart rect.hit{fill:transparent}
+.chart g.bar:hover rect.hit{fill:rgba(36,86,166,.08)}
+.chart .ticks{display:flex;justify-content:space-between;color:var(--muted);font-size:.75rem}
+.meter{width:100%;max-width:320px;height:8px;display:block;margin:.2rem 0}
+.meter rect.track{fill:var(--line)}.meter.ok rect.used{fill:var(--ok)}
+.meter.warn rect.used{fill:var(--warn)}.meter.bad rect.used{fill:var(--bad)}
 @media (max-width:700px){.wide{display:none}main{padding:.6rem}h1{font-size:1.2rem}
 header .who{margin-left:0;width:100%}}
 """
@@ -213,8 +225,118 @@ def sign_in_refused_page(title: str, text: str) -> str:
     return layout(title, body, session=None)
 
 
+def chart(buckets: list[Bucket], *, ident: str, label: str, hourly: bool) -> str:
+    """A bar chart (inline SVG, no script): synced changes stacked on errors, per bucket."""
+    width, height, gap = 24, 80, 4
+    top = max([b.synced + b.errors for b in buckets] + [1])
+    bars = []
+    for index, bucket in enumerate(buckets):
+        x = index * (width + gap)
+        synced_h = round(height * bucket.synced / top)
+        errors_h = round(height * bucket.errors / top)
+        when_text = f"{bucket.start:%H}:00" if hourly else f"{bucket.start:%a %d %b}"
+        title = f"{when_text}: {bucket.synced} synced, {bucket.errors} errors"
+        bars.append(
+            f'<g class="bar" data-synced="{bucket.synced}" data-errors="{bucket.errors}">'
+            f"<title>{_e(title)}</title>"
+            f'<rect x="{x}" y="{height - synced_h - errors_h}" width="{width}" '
+            f'height="{synced_h}" class="synced"/>'
+            f'<rect x="{x}" y="{height - errors_h}" width="{width}" height="{errors_h}" '
+            'class="errors"/>'
+            f'<rect x="{x}" y="0" width="{width}" height="{height}" class="hit"/></g>'
+        )
+    total = len(buckets) * (width + gap) - gap
+    first = buckets[0].start if buckets else None
+    ticks = ""
+    if first is not None:
+        ends = (f"{first:%H}:00", "now") if hourly else (f"{first:%d %b}", "today")
+        ticks = f'<div class="ticks"><span>{ends[0]}</span><span>{ends[1]}</span></div>'
+    synced = sum(b.synced for b in buckets)
+    errors = sum(b.errors for b in buckets)
+    return (
+        f'<figure class="chart card" id="{ident}"><figcaption><span class="label">{_e(label)}'
+        f'</span> <span class="sum">{synced:,} synced · {errors:,} errors</span></figcaption>'
+        f'<svg viewBox="0 0 {total} {height}" preserveAspectRatio="none" role="img" '
+        f'aria-label="{_e(label)}: {synced} synced, {errors} errors">{"".join(bars)}</svg>'
+        f"{ticks}</figure>"
+    )
+
+
+def _usage_row(usage: ApiUsage, now: datetime) -> str:
+    cap = usage.cap
+    if usage.used is not None and cap:
+        ratio = usage.used / cap
+        share = min(1.0, ratio)
+        level = "bad" if ratio >= 1 else "warn" if ratio >= 0.8 else "ok"
+        against = "cosell's budget" if usage.budget else "the org's limit"
+        meter = (
+            f'<svg class="meter {level}" viewBox="0 0 100 6" preserveAspectRatio="none" '
+            f'data-share="{share:.3f}" aria-hidden="true"><rect width="100" height="6" '
+            f'class="track"/><rect width="{share * 100:.1f}" height="6" class="used"/></svg>'
+            f"<div>{usage.used:,} of {cap:,} ({ratio:.0%} of {against}) in 24 h, reported "
+            f"{when(usage.observed_at, now)}</div>"
+        )
+        if usage.budget and usage.limit:
+            meter += f'<div class="muted">org limit {usage.limit:,}</div>'
+    elif usage.side == "partner_center":
+        meter = (
+            '<div class="muted">Partner Center publishes no daily budget; it throttles per '
+            "tenant (429 with Retry-After, counted here).</div>"
+        )
+    else:
+        meter = '<div class="muted">Not reported yet (the first API call reports it).</div>'
+    calls = "—" if usage.calls is None else f"{usage.calls:,}"
+    return (
+        f'<tr id="usage-{usage.side}"><td>{_e(usage.label)}</td><td>{meter}</td>'
+        f'<td class="calls">{calls}</td><td class="throttled">{usage.throttled:,}</td></tr>'
+    )
+
+
+def _token_row(token: TokenHealth) -> str:
+    if token.problem:
+        state, text = "Error", token.problem
+    elif token.warning:
+        state, text = "Pending", token.warning
+    else:
+        state, text = "Synced", "nothing: the sign-in is usable"
+    shown = {"Error": "unusable", "Pending": "expires soon", "Synced": "ok"}[state]
+    return (
+        f'<tr id="token-{token.side}"><td>{_e(token.label)}</td>'
+        f'<td><span class="badge {state}">{shown}</span></td>'
+        f"<td>{_e(token.summary())}</td><td>{_e(text)}</td></tr>"
+    )
+
+
+def connections_section(usage: list[ApiUsage], tokens: list[TokenHealth], now: datetime) -> str:
+    """Both sides' API usage against their budgets, and both connections' token health."""
+    parts = []
+    if usage:
+        rows = "".join(_usage_row(u, now) for u in usage)
+        parts.append(
+            "<h2>API usage</h2><div class='scroll'><table id='api-usage'><thead><tr>"
+            "<th>API</th><th>Usage against the budget</th><th>Calls since start</th>"
+            f"<th>Throttled</th></tr></thead><tbody>{rows}</tbody></table></div>"
+        )
+    if tokens:
+        rows = "".join(_token_row(t) for t in tokens)
+        parts.append(
+            "<h2>Connections' sign-in</h2><div class='scroll'><table id='tokens'><thead><tr>"
+            "<th>Connection</th><th>Token</th><th class='wide'>How it signs in</th>"
+            f"<th>What to do</th></tr></thead><tbody>{rows}</tbody></table></div>"
+        )
+    return "".join(parts)
+
+
 def overview_page(
-    overview: Overview, health: Health, *, now: datetime, session: Session, flash: str
+    overview: Overview,
+    health: Health,
+    *,
+    now: datetime,
+    session: Session,
+    flash: str,
+    activity: Activity | None = None,
+    usage: list[ApiUsage] | None = None,
+    tokens: list[TokenHealth] | None = None,
 ) -> str:
     """Health, links by status, errors, pending work, the inbox and the pollers."""
     reasons = "".join(f"<li>{_e(r)}</li>" for r in health.reasons)
@@ -259,9 +381,18 @@ def overview_page(
             f'{csrf_field(session)}<button class="btn" type="submit" id="retry-errors">'
             f"Retry every deal in Error ({errors:,})</button></form>"
         )
+    charts = ""
+    if activity is not None:
+        charts = (
+            "<div class='charts'>"
+            + chart(activity.hours, ident="chart-24h", label="Last 24 hours", hourly=True)
+            + chart(activity.days, ident="chart-7d", label="Last 7 days", hourly=False)
+            + "</div>"
+        )
     body = (
         f"{flash}<h1>Overview</h1>{banner}<div class='cards'>{status_cards}</div>"
-        f"<h2>Activity</h2><div class='cards'>{figures}</div>{action}"
+        f"<h2>Activity</h2><div class='cards'>{figures}</div>{action}{charts}"
+        f"{connections_section(usage or [], tokens or [], now)}"
         "<h2>Change sources</h2><div class='scroll'><table><thead><tr><th>Cursor</th>"
         f"<th>Last run</th></tr></thead><tbody>{cursors}</tbody></table></div>"
     )
