@@ -54,7 +54,14 @@ class Notified:
 
 
 def seed(store: Store, clock: ManualClock) -> Deals:
-    """Three named deals (Synced with a conflict, Error, Pending) and 60 more Synced ones."""
+    """Three named deals (Synced with a conflict, Error, Pending) and 60 more Synced ones.
+
+    Directions: Contoso Outgoing, Fabrikam and Northwind Incoming, the bulk deals alternately
+    Incoming (even) and Outgoing (odd). Stages: Contoso `Qualify`, Fabrikam `New/Pending`,
+    every third bulk deal (0, 3, …) `Closed/Won`, the others `Active/Accepted`.
+    """
+    # Shared from Salesforce (the record first: Outgoing), then its referral id filled in.
+    store.create_link(sobject="Opportunity", record_id=record_id(1))
     synced = store.create_link(
         sobject="Opportunity", referral_id="ref-contoso", record_id=record_id(1)
     )
@@ -73,10 +80,15 @@ def seed(store: Store, clock: ManualClock) -> Deals:
     store.record_audit(synced.id, "synced 2 fields to Salesforce")
     synced = store.update_link(synced.id, sync_status=SyncStatus.SYNCED, last_synced_at=clock.now())
     clock.advance(60)
+    # Microsoft's referral (the referral first: Incoming), then its opportunity.
+    store.create_link(sobject="Opportunity", referral_id="ref-fabrikam")
     failing = store.create_link(
         sobject="Opportunity", referral_id="ref-fabrikam", record_id=record_id(2)
     )
-    store.save_snapshot(failing.id, {"name": "Fabrikam 50% deal", "customer_name": "Fabrikam Inc"})
+    store.save_snapshot(
+        failing.id,
+        {"name": "Fabrikam 50% deal", "customer_name": "Fabrikam Inc", "stage": "New/Pending"},
+    )
     store.record_audit(
         failing.id,
         "error: Salesforce refused the update: FIELD_CUSTOM_VALIDATION_EXCEPTION CloseDate",
@@ -92,12 +104,20 @@ def seed(store: Store, clock: ManualClock) -> Deals:
     others = []
     for number in range(60):
         clock.advance(1)
+        # Even: Microsoft's referrals (Incoming); odd: shared by the partner (Outgoing).
+        if number % 2 == 0:
+            store.create_link(sobject="Opportunity", referral_id=f"ref-bulk-{number:03d}")
+        else:
+            store.create_link(sobject="Opportunity", record_id=record_id(100 + number))
         link = store.create_link(
             sobject="Opportunity",
             referral_id=f"ref-bulk-{number:03d}",
             record_id=record_id(100 + number),
         )
-        store.save_snapshot(link.id, {"name": f"Bulk deal {number:03d}", "customer_name": "Adatum"})
+        stage = "Active/Accepted" if number % 3 else "Closed/Won"
+        store.save_snapshot(
+            link.id, {"name": f"Bulk deal {number:03d}", "customer_name": "Adatum", "stage": stage}
+        )
         others.append(
             store.update_link(link.id, sync_status=SyncStatus.SYNCED, last_synced_at=clock.now())
         )

@@ -261,3 +261,27 @@ def test_sign_in_with_microsoft_against_the_sandbox_and_a_stranger_refused(
     arrive(browser, lambda url: url == f"{served}/console/", "the overview, signed in")
     assert text_of(browser, "header .who span") == f"{upn} · operator"
     assert text_of(browser, "#health strong") == "Degraded"
+
+
+def test_deals_filter_by_direction_and_stage(browser: Any, served: str, deals: Deals) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    browser.get(f"{served}/console/login")
+    browser.find_element(By.ID, "username").send_keys("admin")
+    browser.find_element(By.ID, "password").send_keys(OPERATOR_PASSWORD)
+    browser.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    arrive(browser, lambda url: "/console/login" not in url, "a signed-in page")
+    browser.get(f"{served}/console/deals")
+    Select(browser.find_element(By.ID, "direction")).select_by_value("Incoming")
+    Select(browser.find_element(By.ID, "stage")).select_by_value("Closed/Won")
+    browser.find_element(By.CSS_SELECTOR, "form.search button[type=submit]").click()
+    arrive(browser, lambda url: "direction=Incoming" in url, "the filtered deals")
+    rows = browser.find_elements(By.CSS_SELECTOR, "#deals tbody tr")
+    assert len(rows) == 10  # bulk deals 0, 6, …, 54
+    assert {r.find_element(By.CSS_SELECTOR, "td.direction").text for r in rows} == {"Incoming"}
+    assert {r.find_element(By.CSS_SELECTOR, "td.stage").text for r in rows} == {"Closed/Won"}
+    assert text_of(browser, "#range") == "1\u201310 of 10"
+    selected = Select(browser.find_element(By.ID, "stage")).first_selected_option
+    assert selected.get_attribute("value") == "Closed/Won"
+    shoot(browser, "3b-deals-filtered")

@@ -301,6 +301,37 @@ def test_deals_are_searched_by_name_customer_ids_and_status(
     assert names("q=nothing+like+this") == []
 
 
+def test_deals_are_filtered_by_direction_and_stage_and_the_pager_keeps_the_filters(
+    client: TestClient, deals: Deals
+) -> None:
+    sign_in(client, "reader", VIEWER_PASSWORD)
+    page = client.get("/console/deals?direction=Outgoing&stage=Active%2FAccepted").text
+    assert '<option value="Outgoing" selected>' in page
+    assert '<option value="Active/Accepted" selected>' in page
+    assert '<option value="Closed/Won">' in page  # the stages the bases hold are offered
+    assert "1&ndash;20 of 20" in page  # odd bulk deals not divisible by 3
+    assert page.count("<td class='wide direction'>Outgoing</td>") == 20
+    assert "<td class='wide direction'>Incoming</td>" not in page
+    assert "1&ndash;32 of 32" in client.get("/console/deals?direction=Incoming").text
+    assert (
+        "1&ndash;10 of 10"
+        in client.get("/console/deals?direction=Incoming&stage=Closed%2FWon").text
+    )
+    # Unknown values are ignored, not errors; a long stage matches nothing.
+    assert "of 63" in client.get("/console/deals?direction=sideways").text
+    assert "of 0" in client.get("/console/deals?stage=" + "x" * 500).text
+
+
+def test_the_deals_pager_carries_direction_and_stage(client: TestClient, deals: Deals) -> None:
+    sign_in(client, "reader", VIEWER_PASSWORD)
+    page = client.get("/console/deals?direction=Incoming&stage=Active%2FAccepted&offset=10").text
+    assert "11&ndash;20 of 20" in page
+    previous = re.search(r'href="([^"]+)" rel="prev"', page)
+    assert previous is not None
+    assert "direction=Incoming&stage=Active%2FAccepted&offset=0" in previous.group(1)
+    assert 'rel="next"' not in page
+
+
 def test_the_deals_list_is_paged_on_the_server(client: TestClient, deals: Deals) -> None:
     sign_in(client, "reader", VIEWER_PASSWORD)
     first = client.get("/console/deals?q=bulk").text

@@ -18,6 +18,7 @@ from cosell.store.console_queries import (
     deal,
     overview,
     search_links,
+    stages,
 )
 
 
@@ -143,3 +144,37 @@ def test_activity_counts_synced_changes_and_errors_per_hour_and_per_day(
     assert found.days[-1].start <= now < found.days[-1].start + timedelta(days=1)
     assert sum(b.synced for b in found.days) == 6
     assert sum(b.errors for b in found.days) == 2  # the seed's error too
+
+
+def test_links_are_filtered_by_direction_and_stage_with_the_paging(
+    any_store: Store, clock: ManualClock
+) -> None:
+    deals = seed(any_store, clock)
+    assert deals.synced.direction == "Outgoing"  # the record came first
+    assert deals.failing.direction == "Incoming"  # the referral came first
+    assert deals.pending.direction == "Incoming"
+    incoming = search_links(any_store, direction="Incoming", limit=200)
+    assert incoming.total == 2 + 30
+    assert {row.direction for row in incoming.rows} == {"Incoming"}
+    outgoing = search_links(any_store, direction="Outgoing", limit=10, offset=20)
+    assert outgoing.total == 1 + 30
+    assert len(outgoing.rows) == 10
+    pair = any_store.create_link(sobject="Opportunity", referral_id="ref-pair", record_id=None)
+    assert pair.direction == "Incoming"
+    both = any_store.create_link(
+        sobject="Opportunity", referral_id="ref-both", record_id="006000000000999AAA"
+    )
+    assert both.direction is None  # linked as a pair: which came first is not known
+    assert [r.referral_id for r in search_links(any_store, direction="unknown").rows] == [
+        "ref-both"
+    ]
+    won = search_links(any_store, stage="Closed/Won", limit=200)
+    assert won.total == 20  # bulk deals 0, 3, …, 57
+    assert {row.stage for row in won.rows} == {"Closed/Won"}
+    won_incoming = search_links(
+        any_store, stage="Closed/Won", direction="Incoming", status=SyncStatus.SYNCED
+    )
+    assert won_incoming.total == 10  # 0, 6, …, 54
+    assert names(any_store, "fabrikam") == ["Fabrikam 50% deal"]
+    assert search_links(any_store, query="fabrikam", stage="Closed/Won").total == 0
+    assert stages(any_store) == ["Active/Accepted", "Closed/Won", "New/Pending", "Qualify"]

@@ -3,6 +3,7 @@
 ```
 overview(store, now)              counts and times for the overview (one transaction)
 search_links(store, ...)          one page of links with their deal and customer names
+stages(store)                     the stages links' bases hold (the deals filter's choices)
 deal(store, link_id)              one link with its base, audit trail and conflicts
 activity(store, now)              synced changes and errors per hour (24 h) and per day (7 days)
 ```
@@ -71,6 +72,8 @@ class LinkRow:
     last_error: str | None
     updated_at: datetime
     last_synced_at: datetime | None
+    direction: str | None = None
+    stage: str | None = None
 
 
 @dataclass(frozen=True)
@@ -195,6 +198,32 @@ def _name_columns() -> tuple[sa.ColumnElement[Any], sa.ColumnElement[Any]]:
     )
 
 
+def _stage() -> sa.ColumnElement[Any]:
+    stage: sa.ColumnElement[Any] = t.snapshots.c.field_values["stage"].as_string()
+    return stage
+
+
+MAX_STAGES: Final = 100  # a stage table has a dozen; more are listed no further
+
+
+def stages(store: Store) -> list[str]:
+    """The distinct stages (Partner Center status/substatus) the links' bases hold, sorted."""
+    stage = _stage()
+    query = (
+        sa.select(stage)
+        .where(t.snapshots.c.tenant == store.tenant, stage.is_not(None))
+        .distinct()
+        .order_by(stage)
+        .limit(MAX_STAGES)
+    )
+
+    def read(connection: sa.Connection) -> list[str]:
+        return [str(value) for value in connection.execute(query).scalars()]
+
+    result: list[str] = _run(store, read)
+    return result
+
+
 def _like(text: str) -> str:
     escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     return f"%{escaped.lower()}%"
@@ -212,6 +241,8 @@ def _row(row: Any) -> LinkRow:
         last_error=row.last_error,
         updated_at=row.updated_at,
         last_synced_at=row.last_synced_at,
+        direction=row.direction,
+        stage=row.stage,
     )
 
 
@@ -220,6 +251,8 @@ def search_links(
     *,
     query: str = "",
     status: SyncStatus | None = None,
+    direction: str | None = None,
+    stage: str | None = None,
     offset: int = 0,
     limit: int = 50,
 ) -> LinkPage:
@@ -231,6 +264,8 @@ def search_links(
             referral id, the Salesforce record id, the engagement id and the link id; a sync
             status's name matches the links in that status.
         status: only links in this sync status.
+        direction: only links of this direction (`Incoming`, `Outgoing`; `unknown`: neither).
+        stage: only links whose base holds this stage (Partner Center status/substatus).
         offset: links skipped (the page's start).
         limit: at most this many (capped at `MAX_PAGE_SIZE`).
 
@@ -242,6 +277,12 @@ def search_links(
     where: list[sa.ColumnElement[bool]] = [links.tenant == store.tenant]
     if status is not None:
         where.append(links.sync_status == status.value)
+    if direction == "unknown":
+        where.append(links.direction.is_(None))
+    elif direction:
+        where.append(links.direction == direction)
+    if stage:
+        where.append(_stage() == stage)
     text = query.strip()[:MAX_QUERY_LENGTH]
     if text:
         pattern = _like(text)
@@ -275,6 +316,8 @@ def search_links(
             links.last_error,
             links.updated_at,
             links.last_synced_at,
+            links.direction,
+            _stage().label("stage"),
             sa.func.count().over().label("total"),
         )
         .select_from(joined)
@@ -316,6 +359,8 @@ def deal(
             links.created_at,
             links.updated_at,
             links.last_synced_at,
+            links.direction,
+            _stage().label("stage"),
             t.snapshots.c.field_values,
             t.snapshots.c.saved_at,
         )
@@ -351,4 +396,5 @@ __all__ = [
     "deal",
     "overview",
     "search_links",
+    "stages",
 ]

@@ -106,6 +106,9 @@ links = sa.Table(
     sa.Column("created_at", UTCDateTime(), nullable=False),
     sa.Column("updated_at", UTCDateTime(), nullable=False),
     sa.Column("last_synced_at", UTCDateTime(), nullable=True),
+    # Incoming (Microsoft's referral came first) / Outgoing (shared from Salesforce); NULL when
+    # unknown (linked as a pair, or created before revision 0003).
+    sa.Column("direction", sa.String(16), nullable=True),
     sa.UniqueConstraint("tenant", "referral_id"),
     sa.UniqueConstraint("tenant", "sobject", "record_id"),
     sa.Index(None, "tenant", "sync_status"),

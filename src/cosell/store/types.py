@@ -31,7 +31,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Literal, NewType
+from typing import Any, Final, Literal, NewType
 
 from cosell.partnercenter.ids import check_referral_id
 
@@ -176,6 +176,11 @@ class SyncStatus(StrEnum):
     ERROR = "Error"
 
 
+INCOMING: Final = "Incoming"  # a link's direction: made for Microsoft's referral
+OUTGOING: Final = "Outgoing"  # made for an opportunity shared from Salesforce
+DIRECTIONS: Final = (INCOMING, OUTGOING)
+
+
 @dataclass(frozen=True)
 class Link:
     """One Partner Center referral tied to one Salesforce record.
@@ -196,6 +201,8 @@ class Link:
         created_at: when the link was created.
         updated_at: when the link row last changed.
         last_synced_at: when a reconcile last brought both sides into agreement.
+        direction: `Incoming` (made for Microsoft's referral), `Outgoing` (made for an
+            opportunity being shared), None when unknown (linked as an existing pair).
     """
 
     id: LinkId
@@ -209,6 +216,7 @@ class Link:
     created_at: datetime
     updated_at: datetime
     last_synced_at: datetime | None
+    direction: str | None = None
 
     @property
     def keys(self) -> tuple[Key, ...]:

@@ -9,8 +9,9 @@ GET  /console/                   overview: health and why, links by status, erro
                                  oldest pending change, webhook inbox, pollers' last runs,
                                  charts of synced changes and errors (24 h, 7 days), both
                                  sides' API usage against their budgets, token health
-GET  /console/deals?q=&status=&offset=
-                                 every link, searched and filtered, 50 a page (LIMIT/OFFSET)
+GET  /console/deals?q=&status=&direction=&stage=&offset=
+                                 every link, searched and filtered (sync status, direction,
+                                 stage), 50 a page (LIMIT/OFFSET)
 GET  /console/deals/{link id}    one deal: ids, links to Partner Center and Salesforce, the
                                  last error and what to do, base values, conflicts, audit
 POST /console/deals/{id}/retry   operator: queue a reconcile of the deal now
@@ -62,7 +63,8 @@ from cosell.server.console.health import judge
 from cosell.server.console.sso import SsoOptions
 from cosell.server.console.usage import TokenSource, UsageSource
 from cosell.store import Store, StoreError, SyncStatus
-from cosell.store.console_queries import activity, deal, overview, search_links
+from cosell.store.console_queries import activity, deal, overview, search_links, stages
+from cosell.store.types import DIRECTIONS
 from cosell.tokenhealth import TokenHealth
 
 log = structlog.get_logger("cosell.console")
@@ -149,6 +151,15 @@ def create_console(
 
     def now() -> float:
         return clock.now().timestamp()
+
+    known_stages: list[tuple[float, list[str]]] = []
+
+    async def stage_choices() -> list[str]:
+        # The stages the bases hold change rarely; reading them scans every base, so a
+        # minute-old list serves the filter.
+        if not known_stages or clock.monotonic() - known_stages[0][0] >= STAGES_SECONDS:
+            known_stages[:] = [(clock.monotonic(), await asyncio.to_thread(stages, store))]
+        return known_stages[0][1]
 
     def secure(request: Request) -> bool:
         return options.secure_cookies or request.url.scheme == "https"
@@ -406,9 +417,20 @@ def create_console(
             status = SyncStatus(status_text) if status_text in _STATUSES else None
             offset_text = request.query_params.get("offset", "0")
             offset = int(offset_text) if offset_text.isdigit() and len(offset_text) < 9 else 0
+            direction_text = request.query_params.get("direction", "")
+            direction = direction_text if direction_text in _DIRECTIONS else ""
+            stage = request.query_params.get("stage", "")[:MAX_STAGE_LENGTH]
             found = await asyncio.to_thread(
-                search_links, store, query=query, status=status, offset=offset, limit=PAGE_SIZE
+                search_links,
+                store,
+                query=query,
+                status=status,
+                direction=direction or None,
+                stage=stage or None,
+                offset=offset,
+                limit=PAGE_SIZE,
             )
+            choices = await stage_choices()
             return _html(
                 pages.deals_page(
                     found,
@@ -416,6 +438,9 @@ def create_console(
                     status=status.value if status else "",
                     now=clock.now(),
                     session=session,
+                    direction=direction,
+                    stage=stage,
+                    stages=choices,
                 )
             )
 
@@ -564,6 +589,9 @@ def create_console(
 
 
 _STATUSES: Final = frozenset(s.value for s in SyncStatus)
+_DIRECTIONS: Final = frozenset({*DIRECTIONS, "unknown"})
+STAGES_SECONDS: Final = 60.0  # how long the deals filter's list of stages is reused
+MAX_STAGE_LENGTH: Final = 100  # a status/substatus pair is a few dozen characters
 
 
 @cache

@@ -411,27 +411,56 @@ def _card(
     )
 
 
-def deals_page(page: LinkPage, *, query: str, status: str, now: datetime, session: Session) -> str:
-    """The searchable, filtered, paged list of links."""
-    options = "".join(
-        f'<option value="{v}"{" selected" if v == status else ""}>{label}</option>'
-        for v, label in [("", "Every status")] + [(s.value, s.value) for s in SyncStatus]
+def _options(choices: list[tuple[str, str]], chosen: str) -> str:
+    return "".join(
+        f'<option value="{_e(v)}"{" selected" if v == chosen else ""}>{_e(label)}</option>'
+        for v, label in choices
     )
+
+
+def deals_page(
+    page: LinkPage,
+    *,
+    query: str,
+    status: str,
+    now: datetime,
+    session: Session,
+    direction: str = "",
+    stage: str = "",
+    stages: list[str] | None = None,
+) -> str:
+    """The searchable, filtered (status, direction, stage), paged list of links."""
+    statuses = _options([("", "Every status")] + [(s.value, s.value) for s in SyncStatus], status)
+    directions = _options(
+        [
+            ("", "Both directions"),
+            ("Incoming", "Incoming (from Microsoft)"),
+            ("Outgoing", "Outgoing (shared by you)"),
+            ("unknown", "Direction unknown"),
+        ],
+        direction,
+    )
+    known = list(stages or [])
+    if stage and stage not in known:
+        known.append(stage)
+    stage_options = _options([("", "Every stage")] + [(s, s) for s in known], stage)
     form = (
         f'<form class="search" method="get" action="{BASE}/deals" role="search">'
         f'<input type="search" name="q" id="q" value="{_e(query)}" '
         'placeholder="Deal, customer, referral id, opportunity id, status" '
         'aria-label="Search deals">'
-        f'<select name="status" id="status" aria-label="Sync status">{options}</select>'
+        f'<select name="status" id="status" aria-label="Sync status">{statuses}</select>'
+        f'<select name="direction" id="direction" aria-label="Direction">{directions}</select>'
+        f'<select name="stage" id="stage" aria-label="Stage">{stage_options}</select>'
         '<button class="btn" type="submit">Search</button></form>'
     )
     rows = "".join(_deal_row(row, now) for row in page.rows) or (
-        '<tr><td colspan="6" class="muted">No deal matches.</td></tr>'
+        '<tr><td colspan="8" class="muted">No deal matches.</td></tr>'
     )
     first = page.offset + 1 if page.rows else 0
     last = page.offset + len(page.rows)
     pager = f'<div class="pager"><span id="range">{first:,}&ndash;{last:,} of {page.total:,}</span>'
-    params = {"q": query, "status": status}
+    params = {"q": query, "status": status, "direction": direction, "stage": stage}
     if page.offset > 0:
         previous = urlencode({**params, "offset": max(0, page.offset - page.limit)})
         pager += f'<a href="{BASE}/deals?{previous}" rel="prev">Previous</a>'
@@ -441,7 +470,8 @@ def deals_page(page: LinkPage, *, query: str, status: str, now: datetime, sessio
     pager += "</div>"
     table = (
         "<div class='scroll'><table id='deals'><thead><tr><th>Deal</th>"
-        "<th class='wide'>Customer</th><th>Status</th><th class='wide'>Referral</th>"
+        "<th class='wide'>Customer</th><th>Status</th><th class='wide'>Direction</th>"
+        "<th class='wide'>Stage</th><th class='wide'>Referral</th>"
         "<th class='wide'>Salesforce</th><th>Changed</th></tr></thead>"
         f"<tbody>{rows}</tbody></table></div>"
     )
@@ -454,6 +484,8 @@ def _deal_row(row: LinkRow, now: datetime) -> str:
     return (
         f'<tr><td><a href="{BASE}/deals/{_e(row.id)}">{_e(name)}</a></td>'
         f"<td class='wide'>{_e(row.customer or '—')}</td><td>{badge(row.sync_status)}</td>"
+        f"<td class='wide direction'>{_e(row.direction or '—')}</td>"
+        f"<td class='wide stage'>{_e(row.stage or '—')}</td>"
         f"<td class='wide mono'>{_e(row.referral_id or '—')}</td>"
         f"<td class='wide mono'>{_e(row.sobject)} {_e(row.record_id or '—')}</td>"
         f"<td>{when(row.updated_at, now)}</td></tr>"
