@@ -325,6 +325,8 @@ def console_app(
 ) -> Any:
     """The operations console (`cosell.server.console`), wired to the engine's `notify`."""
     from cosell.server.console import ConsoleOptions, create_console
+    from cosell.store.types import Key
+    from cosell.sync.run.explain import explain
     from cosell.tokenhealth import token_health
 
     async def salesforce_base() -> str | None:
@@ -344,6 +346,7 @@ def console_app(
         sso=console_sso(settings, http=http, clock=clock) if http is not None else None,
         api_usage=(lambda: api_usage(metrics, ctx)) if metrics is not None else None,
         token_health=lambda: token_health(settings, clock=clock),
+        explain=lambda key: explain(ctx, Key(key)),
     )
     return create_console(store=store, clock=clock, options=options, notify=engine.notify)
 

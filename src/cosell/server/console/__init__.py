@@ -13,7 +13,10 @@ GET  /console/deals?q=&status=&direction=&stage=&offset=
                                  every link, searched and filtered (sync status, direction,
                                  stage), 50 a page (LIMIT/OFFSET)
 GET  /console/deals/{link id}    one deal: ids, links to Partner Center and Salesforce, the
-                                 last error and what to do, base values, conflicts, audit
+                                 last error and what to do, base values, conflicts, audit;
+                                 with ?compare=1 also both sides' values now beside the base
+                                 and what the next reconcile would do (`cosell plan`'s explain
+                                 stage: two reads, nothing written)
 POST /console/deals/{id}/retry   operator: queue a reconcile of the deal now
 POST /console/retry-errors       operator: queue a reconcile of every deal in Error
 GET  /console/console.css        the stylesheet
@@ -42,7 +45,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Final
+from typing import TYPE_CHECKING, Final
 from urllib.parse import parse_qsl, quote
 
 import structlog
@@ -64,8 +67,11 @@ from cosell.server.console.sso import SsoOptions
 from cosell.server.console.usage import TokenSource, UsageSource
 from cosell.store import Store, StoreError, SyncStatus
 from cosell.store.console_queries import activity, deal, overview, search_links, stages
-from cosell.store.types import DIRECTIONS
+from cosell.store.types import DIRECTIONS, record_key, referral_key
 from cosell.tokenhealth import TokenHealth
+
+if TYPE_CHECKING:  # the explain stage's types only; the service passes the function
+    from cosell.sync.run.explain import PlanReport
 
 log = structlog.get_logger("cosell.console")
 
@@ -93,6 +99,11 @@ Notify = Callable[[str], Awaitable[bool]]
 SalesforceBase = Callable[[], Awaitable[str | None]]
 """The Salesforce instance URL record links start with (None when unknown)."""
 
+Explain = Callable[[str], Awaitable["PlanReport"]]
+"""`cosell.sync.run.explain.explain` bound to the service's context: what `cosell plan` prints."""
+
+EXPLAIN_SECONDS: Final = 30.0  # two reads; a side slower than this is reported, not waited on
+
 
 @dataclass(frozen=True)
 class ConsoleOptions:
@@ -107,6 +118,7 @@ class ConsoleOptions:
         sso: sign-in with Microsoft Entra ID, beside the local users (None: local only).
         api_usage: both sides' API usage, for the overview (None: not shown).
         token_health: both connections' token health, for the overview (None: not shown).
+        explain: compares a deal's two sides with its base on request (None: not offered).
     """
 
     users_file: Path
@@ -116,6 +128,7 @@ class ConsoleOptions:
     sso: SsoOptions | None = None
     api_usage: UsageSource | None = None
     token_health: TokenSource | None = None
+    explain: Explain | None = None
 
 
 def _html(body: str, status: int = 200) -> HTMLResponse:
@@ -446,6 +459,23 @@ def create_console(
 
         return await guarded(request, page)
 
+    async def compare(key: str, session: auth.Session) -> PlanReport | str:
+        """The explain stage's report, or why it could not be made (for the page)."""
+        assert options.explain is not None
+        try:
+            return await asyncio.wait_for(options.explain(key), EXPLAIN_SECONDS)
+        except TimeoutError:
+            return (
+                f"Reading both sides took longer than {EXPLAIN_SECONDS:g} s; try again, or run "
+                f"`cosell plan {key}`."
+            )
+        except Exception as exc:  # noqa: BLE001 - a side that is down is shown, not a 500
+            log.warning("console.compare_failed", user=session.user, key=key, error=str(exc))
+            return (
+                f"Both sides could not be read ({type(exc).__name__}: {str(exc)[:300]}). "
+                "`cosell check` says which connection fails."
+            )
+
     async def deal_route(request: Request) -> Response:
         link_id = request.path_params["link_id"]
 
@@ -469,6 +499,14 @@ def create_console(
                     record_url = (
                         f"{instance.rstrip('/')}/lightning/r/{link.sobject}/{link.record_id}/view"
                     )
+            keys: list[str] = []
+            if link.referral_id:
+                keys.append(referral_key(link.referral_id))
+            if link.record_id:
+                keys.append(record_key(link.sobject, link.record_id))
+            comparison: PlanReport | str | None = None
+            if request.query_params.get("compare") == "1" and options.explain and keys:
+                comparison = await compare(keys[0], session)
             return _html(
                 pages.deal_page(
                     found,
@@ -478,6 +516,8 @@ def create_console(
                     referral_url=referral_url,
                     record_url=record_url,
                     can_retry=notify is not None and bool(link.referral_id or link.record_id),
+                    can_compare=options.explain is not None and bool(keys),
+                    comparison=comparison,
                 )
             )
 

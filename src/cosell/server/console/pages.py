@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from datetime import datetime
 from html import escape
-from typing import Final
+from typing import TYPE_CHECKING, Final
 from urllib.parse import urlencode
 
 from cosell.server.console.auth import Session
@@ -18,6 +18,9 @@ from cosell.server.console.usage import ApiUsage
 from cosell.store.console_queries import Activity, Bucket, Deal, LinkPage, LinkRow, Overview
 from cosell.store.types import SyncStatus
 from cosell.tokenhealth import TokenHealth
+
+if TYPE_CHECKING:  # the explain stage's types only; the service passes the function
+    from cosell.sync.run.explain import PlanReport
 
 BASE: Final = "/console"
 
@@ -84,6 +87,9 @@ flex-wrap:wrap;gap:.3rem;margin-bottom:.4rem}.chart .sum{color:var(--muted);font
 .chart rect.errors{fill:var(--bad)}.chart rect.hit{fill:transparent}
 .chart g.bar:hover rect.hit{fill:rgba(36,86,166,.08)}
 .chart .ticks{display:flex;justify-content:space-between;color:var(--muted);font-size:.75rem}
+#comparison tr.write td{background:#e9f0fc}#comparison tr.conflict td{background:#fff4e0}
+#comparison tr.refused td,#comparison tr.held td{background:#fde8e7}
+#comparison tr.differs td.action{color:var(--muted)}
 .meter{width:100%;max-width:320px;height:8px;display:block;margin:.2rem 0}
 .meter rect.track{fill:var(--line)}.meter.ok rect.used{fill:var(--ok)}
 .meter.warn rect.used{fill:var(--warn)}.meter.bad rect.used{fill:var(--bad)}
@@ -509,8 +515,13 @@ def deal_page(
     referral_url: str | None,
     record_url: str | None,
     can_retry: bool,
+    can_compare: bool = False,
+    comparison: PlanReport | str | None = None,
 ) -> str:
-    """One link: ids and links out, the last error and advice, base, conflicts, audit."""
+    """One link: ids and links out, the last error and advice, base, conflicts, audit.
+
+    On request (`comparison`), both sides' values now beside the base (`compare_section`).
+    """
     link = deal.link
     title = link.name or link.referral_id or link.record_id or link.id
     outside = []
@@ -586,6 +597,7 @@ def deal_page(
     body = (
         f"{flash}<p><a href='{BASE}/deals'>← Deals</a></p><h1 id='deal-name'>{_e(title)}</h1>"
         f"<div class='actions'>{' · '.join(outside)}</div>{facts}{error}{actions}"
+        f"{compare_section(link.id, can_compare, comparison)}"
         f"<h2>Base values{saved if deal.base else ''}</h2><div class='scroll'><table id='base'>"
         f"<thead><tr><th>Field</th><th>Value both sides agreed on</th></tr></thead>"
         f"<tbody>{base_rows}</tbody></table></div>{conflict_table}"
@@ -593,6 +605,78 @@ def deal_page(
         f"<th>What happened</th></tr></thead><tbody>{audit}</tbody></table></div>"
     )
     return layout(str(title), body, session=session, active="deals")
+
+
+_ACTION_CLASS: Final = (
+    ("conflict", "conflict"),
+    ("refused", "refused"),
+    ("held", "held"),
+    ("write to", "write"),
+    ("create in", "write"),
+    ("differs", "differs"),
+)
+
+
+def _action_class(action: str) -> str:
+    return next((css for prefix, css in _ACTION_CLASS if action.startswith(prefix)), "same")
+
+
+def compare_section(link_id: str, can_compare: bool, comparison: PlanReport | str | None) -> str:
+    """Both sides' values now beside the base, and what the next reconcile would do.
+
+    The values come from the explain stage (`cosell plan`), read only when asked for: two API
+    reads, nothing written.
+    """
+    if not can_compare:
+        return ""
+    heading = "<h2 id='compare'>Both sides now</h2>"
+    ask = (
+        f'<a class="btn secondary" id="compare-now" href="{BASE}/deals/{_e(link_id)}'
+        '?compare=1#compare">'
+        + ("Read both sides again" if comparison is not None else "Compare both sides now")
+        + "</a>"
+    )
+    if comparison is None:
+        return (
+            f"{heading}<p class='muted'>Reads the referral and the record now (two API calls, "
+            "nothing written) and shows them beside the base, as <span class='mono'>cosell "
+            f"plan</span> does.</p><div class='actions'>{ask}</div>"
+        )
+    if isinstance(comparison, str):
+        return (
+            f'{heading}<div class="error-box" id="compare-error"><p>{_e(comparison)}</p></div>'
+            f"<div class='actions'>{ask}</div>"
+        )
+    rows = (
+        "".join(
+            f"<tr class='{_action_class(row.action)}' data-field='{_e(row.field)}'>"
+            f"<td class='mono'>{_e(row.field)}</td><td>{_value(row.partner_center)}</td>"
+            f"<td>{_value(row.salesforce)}</td><td>{_value(row.base)}</td>"
+            f"<td class='action'>{_e(row.action)}</td></tr>"
+            for row in comparison.rows
+        )
+        or '<tr><td colspan="5" class="muted">No mapped field to compare.</td></tr>'
+    )
+    outcome = comparison.outcome
+    writes = len(comparison.partner_center_operations)
+    updates = sum(len(fields) for fields in comparison.salesforce_updates.values())
+    summary = (
+        f"<p id='compare-outcome'>The next reconcile: <strong>{_e(outcome.result)}</strong>"
+        f"{' — ' + _e(outcome.message) if outcome.message else ''}. "
+        f"{writes} Partner Center change(s), {updates} Salesforce field(s) to write; "
+        "nothing was written.</p>"
+    )
+    base_note = (
+        ""
+        if comparison.has_base
+        else ("<p class='muted'>No base yet: on the first reconcile each field's owner wins.</p>")
+    )
+    return (
+        f"{heading}{summary}{base_note}<div class='scroll'><table id='comparison'><thead><tr>"
+        "<th>Field</th><th>Partner Center</th><th>Salesforce</th><th>Base</th>"
+        f"<th>Next reconcile</th></tr></thead><tbody>{rows}</tbody></table></div>"
+        f"<div class='actions'>{ask}</div>"
+    )
 
 
 def _side(side: str) -> str:
