@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from cosell import __version__
+from cosell.commands.alerts import alerts_app
 from cosell.commands.audit import audit
 from cosell.commands.check import check
 from cosell.commands.connect import connect_app
@@ -46,6 +47,7 @@ app.add_typer(sandbox_app, name="sandbox")
 app.add_typer(db_app, name="db")
 app.add_typer(mapping_app, name="mapping")
 app.add_typer(console_app, name="console")
+app.add_typer(alerts_app, name="alerts")
 app.command("plan")(plan)
 app.command("sync")(sync)
 app.command("pause")(pause)

@@ -5,6 +5,8 @@
     [store]            the database URL (SQLite file by default, PostgreSQL by URL)
     [sync]             the mapping file, poll and sweep intervals, lead sync, dry run
     [server]           `cosell serve`: listen address, public URL, webhook checks, log format
+    [alerts]           where alerts on sync health changes go (apprise URLs), and how often
+    [console]          the console's single sign-on with Microsoft Entra ID (OpenID Connect)
 
 Mechanism: the TOML file is parsed with `tomllib`; then every environment variable named
 `COSELL_<SECTION>__<KEY>` (double underscore between levels, any case) replaces that key, so a
@@ -427,6 +429,101 @@ class ServerSettings(_Section):
         return value.rstrip("/")
 
 
+class AlertSettings(_Section):
+    """`[alerts]`: messages when sync health changes, sent through apprise.
+
+    Attributes:
+        urls: apprise URLs, one per channel (`json://host/path` a generic webhook,
+            `slack://…`, `msteams://…` or `workflows://…`, `mailto://…`); none turns alerts
+            off. In the environment or `urls_file`, separated by whitespace or newlines.
+        digest_minutes: news that is not a change of health (deals newly in Error, a
+            token close to expiry) is gathered into one digest at most this often.
+        check_seconds: how often health is read.
+        console_url: the console's address the alerts link to (default: `[server]
+            public_url`'s origin + `/console`).
+    """
+
+    urls: tuple[SecretStr, ...] = ()
+    digest_minutes: int = Field(default=15, gt=0, le=24 * 60)
+    check_seconds: int = Field(default=60, gt=0, le=3600)
+    console_url: str | None = None
+
+    @field_validator("urls", mode="before")
+    @classmethod
+    def _split(cls, value: object) -> object:
+        # An environment variable or a secret file holds one string: split on whitespace.
+        if isinstance(value, str):
+            return tuple(value.split())
+        if isinstance(value, SecretStr):
+            return tuple(value.get_secret_value().split())
+        return value
+
+    @field_validator("urls")
+    @classmethod
+    def _schemes(cls, value: tuple[SecretStr, ...]) -> tuple[SecretStr, ...]:
+        for url in value:
+            scheme = url.get_secret_value().split("://", 1)[0]
+            if "://" not in url.get_secret_value() or not scheme.isalnum():
+                raise ValueError(
+                    f"an alert URL must look like `scheme://…` (`{scheme[:12]}…` does not); see "
+                    "the README's Alerts section"
+                )
+        return value
+
+    @field_validator("console_url")
+    @classmethod
+    def _console(cls, value: str | None) -> str | None:
+        return _url(value)
+
+
+class ConsoleSettings(_Section):
+    """`[console]`: single sign-on to the console with Microsoft Entra ID (OpenID Connect).
+
+    Local users (`cosell console set-password`) sign in beside it.
+
+    Attributes:
+        oidc_tenant: the Entra tenant id whose users may sign in; none turns SSO off.
+        oidc_client_id: the console's app registration (application id).
+        oidc_client_secret: its client secret (or `oidc_client_secret_file`).
+        oidc_authority: where Entra ID answers (`https://login.microsoftonline.com`; the
+            sandbox's URL in tests).
+        oidc_redirect_url: the callback URL registered on the app (default: the request's
+            origin + `/console/oidc/callback`).
+        operator_role: the app role that makes a user an operator.
+        viewer_role: the app role that makes a user a viewer.
+        operators: users (`preferred_username` or object id) who are operators whatever
+            their roles.
+        viewers: users who are viewers; with no role and in neither list, a user is refused.
+    """
+
+    oidc_tenant: str | None = None
+    oidc_client_id: str | None = None
+    oidc_client_secret: SecretStr | None = None
+    oidc_authority: str = f"https://{DEFAULT_AUTHORITY_HOST}"
+    oidc_redirect_url: str | None = None
+    operator_role: str = "Console.Operator"
+    viewer_role: str = "Console.Viewer"
+    operators: tuple[str, ...] = ()
+    viewers: tuple[str, ...] = ()
+
+    @field_validator("operators", "viewers", mode="before")
+    @classmethod
+    def _names(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("oidc_authority", "oidc_redirect_url")
+    @classmethod
+    def _urls(cls, value: str | None) -> str | None:
+        return _url(value)
+
+    @property
+    def sso(self) -> bool:
+        """Whether Entra sign-in is configured."""
+        return bool(self.oidc_tenant and self.oidc_client_id)
+
+
 class Settings(_Section):
     """Everything cosell is configured with.
 
@@ -436,6 +533,8 @@ class Settings(_Section):
         store: `[store]`.
         sync: `[sync]`.
         server: `[server]`.
+        alerts: `[alerts]`.
+        console: `[console]`.
     """
 
     partner_center: PartnerCenterSettings = Field(default_factory=PartnerCenterSettings)
@@ -443,6 +542,8 @@ class Settings(_Section):
     store: StoreSettings = Field(default_factory=StoreSettings)
     sync: SyncSettings = Field(default_factory=SyncSettings)
     server: ServerSettings = Field(default_factory=ServerSettings)
+    alerts: AlertSettings = Field(default_factory=AlertSettings)
+    console: ConsoleSettings = Field(default_factory=ConsoleSettings)
 
     @classmethod
     def load(
@@ -590,6 +691,8 @@ _PATH_KEYS = {
 SECRET_FILE_KEYS = {
     "partner_center": ("client_secret", "password"),
     "salesforce": ("consumer_secret", "password", "security_token"),
+    "alerts": ("urls",),
+    "console": ("oidc_client_secret",),
 }
 # A secret is a line of text; a larger file is not one (and is not read into memory).
 _MAX_SECRET_FILE_BYTES = 64 * 1024

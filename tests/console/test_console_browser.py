@@ -14,15 +14,26 @@ import shutil
 import socket
 import threading
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import uvicorn
-from console_kit import OPERATOR_PASSWORD, Deals, Notified, console_app
+from console_kit import (
+    OPERATOR_PASSWORD,
+    Deals,
+    Notified,
+    console_app,
+    sso_console_app,
+    sso_options,
+)
 
 from cosell.clock import ManualClock
 from cosell.store import Store
+from cosell_sandbox.partnercenter.app import PartnerCenterSandbox, SandboxOptions
+from cosell_sandbox.partnercenter.identity import OTHER_TENANT_ID
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
@@ -34,30 +45,55 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-@pytest.fixture
-def served(
-    store: Store, clock: ManualClock, users_file: Path, notified: Notified, deals: Deals
-) -> Iterator[str]:
-    """The console on a loopback port (the socket listens before the browser connects)."""
+def _listening() -> socket.socket:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
     sock.listen(64)
-    port = sock.getsockname()[1]
-    config = uvicorn.Config(
-        console_app(store, clock, users_file, notified),
-        lifespan="off",
-        log_config=None,
-        access_log=False,
-    )
+    return sock
+
+
+@contextmanager
+def serving(app: Any, sock: socket.socket) -> Iterator[str]:
+    """`app` on a loopback socket that already listens (before the browser connects)."""
+    config = uvicorn.Config(app, lifespan="off", log_config=None, access_log=False)
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
     finally:
         server.should_exit = True
         thread.join(timeout=30)
         sock.close()
+
+
+@pytest.fixture
+def served(
+    store: Store, clock: ManualClock, users_file: Path, notified: Notified, deals: Deals
+) -> Iterator[str]:
+    """The console on a loopback port."""
+    with serving(console_app(store, clock, users_file, notified), _listening()) as url:
+        yield url
+
+
+@pytest.fixture
+def served_sso(
+    store: Store, clock: ManualClock, users_file: Path, notified: Notified, deals: Deals
+) -> Iterator[tuple[str, PartnerCenterSandbox]]:
+    """The console with sign-in with Microsoft, and the Partner Center sandbox playing Entra,
+    each on its own loopback port."""
+    pc_sock = _listening()
+    sandbox = PartnerCenterSandbox(
+        base_url=f"http://127.0.0.1:{pc_sock.getsockname()[1]}",
+        clock=clock,
+        options=SandboxOptions(seed=5),
+    )
+    # No kept-alive connections: the client lives in the server thread's loop, never closed.
+    http = httpx.AsyncClient(timeout=30, limits=httpx.Limits(max_keepalive_connections=0))
+    sso = sso_options(sandbox, http, clock)
+    app = sso_console_app(store, clock, users_file, notified, sso)
+    with serving(sandbox.app, pc_sock), serving(app, _listening()) as url:
+        yield url, sandbox
 
 
 @pytest.fixture
@@ -118,6 +154,8 @@ def test_sign_in_overview_search_open_and_retry_a_deal(
     browser.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
     arrive(browser, lambda url: url == f"{served}/console/deals", "the deals page")
 
+    for _ in range(4):
+        store.record_audit(deals.synced.id, "synced 1 field", details={"api_calls": 2})
     browser.get(f"{served}/console/")
     summary = store.summary().links_by_status
     for status in ("Synced", "Pending", "Error"):
@@ -125,7 +163,19 @@ def test_sign_in_overview_search_open_and_retry_a_deal(
         assert int(shown) == summary[status]
     assert text_of(browser, "#health strong") == "Degraded"  # as shown: text-transform capitalizes
     assert "1 of 63 links are in Error" in text_of(browser, "#health")
+    hours = browser.find_elements(By.CSS_SELECTOR, "#chart-24h svg g.bar")
+    assert len(hours) == 24
+    assert hours[-1].get_attribute("data-synced") == "4"
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#chart-7d svg g.bar")) == 7
+    assert "4 synced · 1 errors" in text_of(browser, "#chart-7d figcaption")
+    assert "84% of cosell's budget" in text_of(browser, "#usage-salesforce")
+    assert "publishes no daily budget" in text_of(browser, "#usage-partner_center")
+    assert "expires soon" in text_of(browser, "#token-partner_center")
+    assert "ok" in text_of(browser, "#token-salesforce")
     shoot(browser, "2-overview")
+    browser.set_window_size(1280, 1400)
+    shoot(browser, "2-overview-full")
+    browser.set_window_size(1280, 800)
 
     browser.get(f"{served}/console/deals")
     search = browser.find_element(By.ID, "q")
@@ -179,3 +229,59 @@ def test_the_deals_page_fits_a_phone(browser: Any, served: str, deals: Deals) ->
         shoot(browser, name)
     browser.get(f"{served}/console/deals/{deals.synced.id}")
     assert text_of(browser, "#deal-name") == "Contoso cloud migration"
+
+
+def test_sign_in_with_microsoft_against_the_sandbox_and_a_stranger_refused(
+    browser: Any, served_sso: tuple[str, PartnerCenterSandbox]
+) -> None:
+    from selenium.webdriver.common.by import By
+
+    served, sandbox = served_sso
+    upn = sandbox.identity.info()["username"]
+    sandbox.identity.app_roles = ("Console.Operator",)
+
+    browser.get(f"{served}/console/deals")
+    assert "/console/login" in browser.current_url
+    assert text_of(browser, "#sso") == "Sign in with Microsoft"
+    shoot(browser, "8-sign-in-with-microsoft")
+    browser.find_element(By.ID, "sso").click()
+    arrive(browser, lambda url: url.startswith(sandbox.base_url), "the sandbox's sign-in page")
+    shoot(browser, "9-entra-sandbox")
+    browser.find_element(By.ID, "sandbox-other-tenant").click()
+    arrive(browser, lambda url: "/console/oidc/callback" in url, "the console's callback")
+    assert text_of(browser, "#refused h1") == "Account of another tenant"
+    assert OTHER_TENANT_ID in text_of(browser, "#refused [role=alert]")
+    shoot(browser, "10-other-tenant-refused")
+
+    browser.find_element(By.ID, "back").click()
+    arrive(browser, lambda url: url.endswith("/console/login"), "the sign-in page")
+    browser.find_element(By.ID, "sso").click()
+    arrive(browser, lambda url: url.startswith(sandbox.base_url), "the sandbox's sign-in page")
+    browser.find_element(By.ID, "sandbox-approve").click()
+    arrive(browser, lambda url: url == f"{served}/console/", "the overview, signed in")
+    assert text_of(browser, "header .who span") == f"{upn} · operator"
+    assert text_of(browser, "#health strong") == "Degraded"
+
+
+def test_deals_filter_by_direction_and_stage(browser: Any, served: str, deals: Deals) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    browser.get(f"{served}/console/login")
+    browser.find_element(By.ID, "username").send_keys("admin")
+    browser.find_element(By.ID, "password").send_keys(OPERATOR_PASSWORD)
+    browser.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    arrive(browser, lambda url: "/console/login" not in url, "a signed-in page")
+    browser.get(f"{served}/console/deals")
+    Select(browser.find_element(By.ID, "direction")).select_by_value("Incoming")
+    Select(browser.find_element(By.ID, "stage")).select_by_value("Closed/Won")
+    browser.find_element(By.CSS_SELECTOR, "form.search button[type=submit]").click()
+    arrive(browser, lambda url: "direction=Incoming" in url, "the filtered deals")
+    rows = browser.find_elements(By.CSS_SELECTOR, "#deals tbody tr")
+    assert len(rows) == 10  # bulk deals 0, 6, …, 54
+    assert {r.find_element(By.CSS_SELECTOR, "td.direction").text for r in rows} == {"Incoming"}
+    assert {r.find_element(By.CSS_SELECTOR, "td.stage").text for r in rows} == {"Closed/Won"}
+    assert text_of(browser, "#range") == "1\u201310 of 10"
+    selected = Select(browser.find_element(By.ID, "stage")).first_selected_option
+    assert selected.get_attribute("value") == "Closed/Won"
+    shoot(browser, "3b-deals-filtered")

@@ -233,6 +233,55 @@ def test_the_overview_shows_the_stores_figures_and_why_health_is_degraded(
     assert inbox.group(1) == "1"
 
 
+def test_the_overview_charts_synced_changes_and_errors_from_the_audit(
+    client: TestClient, deals: Deals, store: Store, clock: ManualClock
+) -> None:
+    for _ in range(3):
+        store.record_audit(deals.synced.id, "synced 1 field", details={"api_calls": 2})
+    clock.advance(2 * 86400)  # two days later: out of the 24 h chart, in the 7 days'
+    store.record_audit(deals.synced.id, "synced 2 fields", details={"api_calls": 2})
+    store.record_audit(deals.failing.id, "error: refused", details={"api_calls": 1})
+    sign_in(client, "reader", VIEWER_PASSWORD)
+    page = client.get("/console/").text
+
+    def bars(chart: str) -> list[tuple[int, int]]:
+        section = page.split(f'id="{chart}"', 1)[1].split("</figure>", 1)[0]
+        return [
+            (int(a), int(b))
+            for a, b in re.findall(r'data-synced="(\d+)" data-errors="(\d+)"', section)
+        ]
+
+    hours, days = bars("chart-24h"), bars("chart-7d")
+    assert len(hours) == 24
+    assert len(days) == 7
+    assert hours[-1] == (1, 1)
+    assert sum(s for s, _ in hours) == 1
+    assert sum(s for s, _ in days) == 4
+    assert sum(e for _, e in days) == 2  # the seed's error two days ago too
+    assert "1 synced · 1 errors" in page
+    assert "<script" not in page
+
+
+def test_the_overview_shows_api_usage_against_budgets_and_token_health(
+    client: TestClient, deals: Deals
+) -> None:
+    sign_in(client, "reader", VIEWER_PASSWORD)
+    page = client.get("/console/").text
+    salesforce = page.split('id="usage-salesforce"', 1)[1].split("</tr>", 1)[0]
+    assert "4,200 of 5,000 (84% of cosell's budget) in 24 h" in salesforce
+    assert 'class="meter warn"' in salesforce
+    assert "org limit 15,000" in salesforce
+    assert '<td class="calls">340</td>' in salesforce
+    partner_center = page.split('id="usage-partner_center"', 1)[1].split("</tr>", 1)[0]
+    assert "publishes no daily budget" in partner_center
+    assert '<td class="throttled">2</td>' in partner_center
+    token = page.split('id="token-partner_center"', 1)[1].split("</tr>", 1)[0]
+    assert "expires soon" in token
+    assert "cosell connect partner-center" in token
+    assert "MFA" in token
+    assert "ok" in page.split('id="token-salesforce"', 1)[1].split("</tr>", 1)[0]
+
+
 def test_deals_are_searched_by_name_customer_ids_and_status(
     client: TestClient, deals: Deals
 ) -> None:
@@ -250,6 +299,37 @@ def test_deals_are_searched_by_name_customer_ids_and_status(
     assert names("status=Pending") == ["Northwind renewal"]
     assert names("q=50%25") == ["Fabrikam 50% deal"]  # % is a character, not a wildcard
     assert names("q=nothing+like+this") == []
+
+
+def test_deals_are_filtered_by_direction_and_stage_and_the_pager_keeps_the_filters(
+    client: TestClient, deals: Deals
+) -> None:
+    sign_in(client, "reader", VIEWER_PASSWORD)
+    page = client.get("/console/deals?direction=Outgoing&stage=Active%2FAccepted").text
+    assert '<option value="Outgoing" selected>' in page
+    assert '<option value="Active/Accepted" selected>' in page
+    assert '<option value="Closed/Won">' in page  # the stages the bases hold are offered
+    assert "1&ndash;20 of 20" in page  # odd bulk deals not divisible by 3
+    assert page.count("<td class='wide direction'>Outgoing</td>") == 20
+    assert "<td class='wide direction'>Incoming</td>" not in page
+    assert "1&ndash;32 of 32" in client.get("/console/deals?direction=Incoming").text
+    assert (
+        "1&ndash;10 of 10"
+        in client.get("/console/deals?direction=Incoming&stage=Closed%2FWon").text
+    )
+    # Unknown values are ignored, not errors; a long stage matches nothing.
+    assert "of 63" in client.get("/console/deals?direction=sideways").text
+    assert "of 0" in client.get("/console/deals?stage=" + "x" * 500).text
+
+
+def test_the_deals_pager_carries_direction_and_stage(client: TestClient, deals: Deals) -> None:
+    sign_in(client, "reader", VIEWER_PASSWORD)
+    page = client.get("/console/deals?direction=Incoming&stage=Active%2FAccepted&offset=10").text
+    assert "11&ndash;20 of 20" in page
+    previous = re.search(r'href="([^"]+)" rel="prev"', page)
+    assert previous is not None
+    assert "direction=Incoming&stage=Active%2FAccepted&offset=0" in previous.group(1)
+    assert 'rel="next"' not in page
 
 
 def test_the_deals_list_is_paged_on_the_server(client: TestClient, deals: Deals) -> None:

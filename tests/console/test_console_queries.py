@@ -12,7 +12,14 @@ from console_kit import seed
 
 from cosell.clock import ManualClock
 from cosell.store import Store, SyncStatus
-from cosell.store.console_queries import MAX_PAGE_SIZE, deal, overview, search_links
+from cosell.store.console_queries import (
+    MAX_PAGE_SIZE,
+    activity,
+    deal,
+    overview,
+    search_links,
+    stages,
+)
 
 
 @pytest.fixture(
@@ -94,3 +101,80 @@ def test_deal_reads_the_link_base_audit_and_conflicts(any_store: Store, clock: M
     assert [c.field for c in found.conflicts] == ["stage"]
     assert [e.message for e in found.audit] == ["synced 2 fields to Salesforce"]
     assert deal(any_store, "0" * 32) is None
+
+
+def test_activity_counts_synced_changes_and_errors_per_hour_and_per_day(
+    any_store: Store, clock: ManualClock
+) -> None:
+    deals = seed(any_store, clock)  # its one error entry is about 73 h before "now" below
+
+    def write(synced: int, errors: int) -> None:
+        for _ in range(synced):
+            any_store.record_audit(
+                deals.synced.id, "synced 1 field to Salesforce", details={"api_calls": 2}
+            )
+        for _ in range(errors):
+            any_store.record_audit(
+                deals.synced.id, "error: Salesforce refused", details={"api_calls": 1}
+            )
+        # Neither: a console action (no api_calls), and a note without details.
+        any_store.record_audit(deals.synced.id, "retry requested by admin", details={"by": "a"})
+        any_store.record_audit(deals.synced.id, "noted")
+
+    clock.advance(3600)
+    write(2, 0)  # 72 h before now
+    clock.advance(67 * 3600)
+    write(1, 1)  # 5 h before now
+    clock.advance(5 * 3600)
+    write(3, 0)  # now
+    now = clock.now()
+    found = activity(any_store, now=now)
+    assert len(found.hours) == 24
+    assert len(found.days) == 7
+    assert found.hours[-1].start <= now < found.hours[-1].start + timedelta(hours=1)
+    assert (found.hours[-1].synced, found.hours[-1].errors) == (3, 0)
+    five_ago = now - timedelta(hours=5)
+    assert [
+        (b.synced, b.errors)
+        for b in found.hours
+        if b.start <= five_ago < b.start + timedelta(hours=1)
+    ] == [(1, 1)]
+    assert sum(b.synced for b in found.hours) == 4
+    assert sum(b.errors for b in found.hours) == 1
+    assert found.days[-1].start <= now < found.days[-1].start + timedelta(days=1)
+    assert sum(b.synced for b in found.days) == 6
+    assert sum(b.errors for b in found.days) == 2  # the seed's error too
+
+
+def test_links_are_filtered_by_direction_and_stage_with_the_paging(
+    any_store: Store, clock: ManualClock
+) -> None:
+    deals = seed(any_store, clock)
+    assert deals.synced.direction == "Outgoing"  # the record came first
+    assert deals.failing.direction == "Incoming"  # the referral came first
+    assert deals.pending.direction == "Incoming"
+    incoming = search_links(any_store, direction="Incoming", limit=200)
+    assert incoming.total == 2 + 30
+    assert {row.direction for row in incoming.rows} == {"Incoming"}
+    outgoing = search_links(any_store, direction="Outgoing", limit=10, offset=20)
+    assert outgoing.total == 1 + 30
+    assert len(outgoing.rows) == 10
+    pair = any_store.create_link(sobject="Opportunity", referral_id="ref-pair", record_id=None)
+    assert pair.direction == "Incoming"
+    both = any_store.create_link(
+        sobject="Opportunity", referral_id="ref-both", record_id="006000000000999AAA"
+    )
+    assert both.direction is None  # linked as a pair: which came first is not known
+    assert [r.referral_id for r in search_links(any_store, direction="unknown").rows] == [
+        "ref-both"
+    ]
+    won = search_links(any_store, stage="Closed/Won", limit=200)
+    assert won.total == 20  # bulk deals 0, 3, …, 57
+    assert {row.stage for row in won.rows} == {"Closed/Won"}
+    won_incoming = search_links(
+        any_store, stage="Closed/Won", direction="Incoming", status=SyncStatus.SYNCED
+    )
+    assert won_incoming.total == 10  # 0, 6, …, 54
+    assert names(any_store, "fabrikam") == ["Fabrikam 50% deal"]
+    assert search_links(any_store, query="fabrikam", stage="Closed/Won").total == 0
+    assert stages(any_store) == ["Active/Accepted", "Closed/Won", "New/Pending", "Qualify"]

@@ -105,6 +105,8 @@ class SignIn:
         code: the authorization code, once approved.
         form_post: `response_mode=form_post`: the browser POSTs the answer as a form.
         nonce: the client's OpenID Connect `nonce`, echoed in the ID token.
+        home_tenant: set when the user who approved belongs to another tenant (the ID token
+            then names that tenant: `tid` and `iss`).
     """
 
     id: str
@@ -122,6 +124,7 @@ class SignIn:
     code: str | None = None
     form_post: bool = False
     nonce: str | None = None
+    home_tenant: str | None = None
 
     def public(self) -> dict[str, Any]:
         """What the control API shows (never the device code or the authorization code)."""
@@ -221,8 +224,11 @@ class SignIns:
             self._expire_due()
             return [s.public() for s in self._by_id.values()]
 
-    def approve(self, ref: str, *, mfa: bool) -> SignIn:
-        """The user signs in (with MFA or not) and consents; returns the updated sign-in."""
+    def approve(self, ref: str, *, mfa: bool, home_tenant: str | None = None) -> SignIn:
+        """The user signs in (with MFA or not) and consents; returns the updated sign-in.
+
+        `home_tenant` plays a user of another tenant (a guest, or a multi-tenant app's user).
+        """
         with self._lock:
             sign_in = self._pending(ref)
             code = (
@@ -230,7 +236,9 @@ class SignIns:
                 if sign_in.kind == "authorization_code"
                 else None
             )
-            updated = replace(sign_in, state="approved", mfa=mfa, code=code)
+            updated = replace(
+                sign_in, state="approved", mfa=mfa, code=code, home_tenant=home_tenant
+            )
             if code is not None:
                 # The code's own ten minutes start when it is issued.
                 updated = replace(

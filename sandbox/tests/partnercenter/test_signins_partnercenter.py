@@ -120,3 +120,78 @@ async def test_the_authorize_endpoint_refuses_what_it_cannot_serve(
         assert answer.json()["error_codes"] == [code], change
     unknown = await client.post("/control/identity/sign-ins/nope/approve")
     assert unknown.status_code == 404
+
+
+async def _web_sign_in(client: httpx.AsyncClient, info: dict[str, str]) -> str:
+    """A web app's OpenID Connect sign-in (no resource scope); the authorize page's action."""
+    page = await client.get(
+        f"/{info['tenant_id']}/oauth2/v2.0/authorize",
+        params={
+            "client_id": info["client_id"],
+            "response_type": "code",
+            "redirect_uri": REDIRECT,
+            "scope": "openid profile email",
+            "state": "s2",
+            "nonce": "n2",
+            "code_challenge": pkce_challenge(VERIFIER),
+            "code_challenge_method": "S256",
+        },
+    )
+    assert page.status_code == 200, page.text
+    assert 'id="sandbox-approve"' in page.text
+    return page.text.split('<form method="post" action="', 1)[1].split('"', 1)[0]
+
+
+async def test_a_web_sign_in_yields_an_id_token_with_app_roles_and_the_nonce(
+    client: httpx.AsyncClient, sandbox: PartnerCenterSandbox
+) -> None:
+    import jwt
+
+    info = sandbox.info()
+    roles = await client.put("/control/identity/user", json={"app_roles": ["Console.Viewer"]})
+    assert roles.status_code == 200, roles.text
+    action = await _web_sign_in(client, info)
+    answered = await client.post(action, data={"as": "user"})
+    assert answered.status_code == 303
+    redirect = httpx.URL(answered.headers["location"])
+    assert redirect.params["state"] == "s2"
+    token = await _redeem(client, info, redirect.params["code"], scope="openid profile email")
+    assert token.status_code == 200, token.text
+    claims = jwt.decode(token.json()["id_token"], options={"verify_signature": False})
+    assert claims["tid"] == info["tenant_id"]
+    assert claims["iss"] == f"https://login.microsoftonline.com/{info['tenant_id']}/v2.0"
+    assert claims["aud"] == info["client_id"]
+    assert claims["nonce"] == "n2"
+    assert claims["roles"] == ["Console.Viewer"]
+    access = jwt.decode(token.json()["access_token"], options={"verify_signature": False})
+    assert access["aud"] == "https://graph.microsoft.com"  # openid alone: a Graph token
+
+
+async def test_a_user_of_another_tenant_gets_an_id_token_naming_that_tenant(
+    client: httpx.AsyncClient, sandbox: PartnerCenterSandbox
+) -> None:
+    import jwt
+
+    from cosell_sandbox.partnercenter.identity import OTHER_TENANT_ID
+
+    info = sandbox.info()
+    answered = await client.post(await _web_sign_in(client, info), data={"as": "other-tenant"})
+    code = httpx.URL(answered.headers["location"]).params["code"]
+    token = (await _redeem(client, info, code, scope="openid profile")).json()
+    claims = jwt.decode(token["id_token"], options={"verify_signature": False})
+    assert claims["tid"] == OTHER_TENANT_ID
+    assert claims["iss"] == f"https://login.microsoftonline.com/{OTHER_TENANT_ID}/v2.0"
+
+
+async def test_cancelling_on_the_authorize_page_sends_access_denied_back(
+    client: httpx.AsyncClient, sandbox: PartnerCenterSandbox
+) -> None:
+    info = sandbox.info()
+    answered = await client.post(await _web_sign_in(client, info), data={"as": "deny"})
+    redirect = httpx.URL(answered.headers["location"])
+    assert redirect.params["error"] == "access_denied"
+    assert redirect.params["state"] == "s2"
+    refused = await client.post(await _web_sign_in(client, info), data={"as": "maybe"})
+    assert refused.status_code == 400
+    bad_roles = await client.put("/control/identity/user", json={"app_roles": "Console.Viewer"})
+    assert bad_roles.status_code == 400

@@ -184,6 +184,36 @@ body_timeout_seconds = {body_timeout}
 max_connections_per_client = {max_connections}
 # The operations console's users (/console/), written by `cosell console set-password`.
 # console_users_file = "cosell-console.json"
+
+[alerts]
+# Alerts when sync health changes: apprise URLs, one per channel (none: no alerts). They hold
+# secrets: prefer urls_file (one a line) or COSELL_ALERTS__URLS. `cosell alerts test` tries them.
+# urls = ["json://alerts.yourcompany.com/cosell", "mailtos://user:pass@smtp.yourcompany.com?to=ops@yourcompany.com"]
+# News that is not a change of health (deals newly in Error, a token near expiry) is sent as
+# one digest at most this often, in minutes.
+digest_minutes = 15
+# How often health is read, in seconds.
+check_seconds = 60
+# The console address alerts link to (default: public_url's origin + /console).
+# console_url = "https://cosell.yourcompany.com/console"
+
+[console]
+# Sign-in with Microsoft Entra ID, beside the console passwords: the only tenant whose
+# accounts may sign in, and the console's app registration (none: passwords only).
+# oidc_tenant = "00000000-0000-0000-0000-000000000000"
+# oidc_client_id = "00000000-0000-0000-0000-000000000000"
+# Its client secret: better COSELL_CONSOLE__OIDC_CLIENT_SECRET or oidc_client_secret_file.
+# oidc_client_secret = ""
+# Where Entra ID answers.
+# oidc_authority = "https://login.microsoftonline.com"
+# The redirect URI registered on the app (default: this server's origin + /console/oidc/callback).
+# oidc_redirect_url = "https://cosell.yourcompany.com/console/oidc/callback"
+# The app roles that make a user an operator (acts) or a viewer (reads).
+# operator_role = "Console.Operator"
+# viewer_role = "Console.Viewer"
+# Or name people (user name or object id); anyone else is refused.
+# operators = ["alice@yourcompany.com"]
+# viewers = ["bob@yourcompany.com"]
 """
 
 

@@ -27,6 +27,9 @@ connections and the mapping against the org's describe). A side that fails stays
 circuit open) and the service stays up, unready, probing it at every poll tick; nothing is
 parked for it.
 
+Alerts (`[alerts] urls`): a background task reads health every `check_seconds` and sends what
+changed through apprise (`cosell.server.alerts`); it never runs inside a reconcile.
+
 Startup prints one line of JSON to stdout, `{"url": ..., "webhook_url": ...}`, once the socket
 listens (port 0 picks a free one), so scripts and tests know where it is. Logs go to stderr
 (`[server] log_format`). SIGTERM or SIGINT stop it gracefully: the socket stops accepting,
@@ -248,11 +251,99 @@ def readiness_checks(
     return checks
 
 
+def api_usage(metrics: Metrics, ctx: SyncContext) -> list[Any]:
+    """Both sides' API usage for the console.
+
+    Calls are counted at the transports; the Salesforce org's 24-hour usage is what it last
+    reported (measured against `api_budget` when set).
+    """
+    from cosell.server.console.usage import ApiUsage
+
+    def sample(name: str, **labels: str) -> int:
+        return int(metrics.registry.get_sample_value(name, labels) or 0)
+
+    reported = ctx.salesforce.usage
+    return [
+        ApiUsage(
+            side="partner_center",
+            label="Partner Center",
+            calls=sample("cosell_api_calls_total", api="partner_center"),
+            throttled=sample("cosell_api_errors_total", api="partner_center", kind="throttled"),
+        ),
+        ApiUsage(
+            side="salesforce",
+            label="Salesforce",
+            calls=sample("cosell_api_calls_total", api="salesforce"),
+            throttled=sample("cosell_api_errors_total", api="salesforce", kind="throttled"),
+            used=reported.used if reported else None,
+            limit=reported.limit if reported else None,
+            budget=reported.budget if reported else None,
+            observed_at=reported.observed_at if reported else None,
+        ),
+    ]
+
+
+def console_sso(settings: Settings, *, http: httpx.AsyncClient, clock: Clock) -> Any:
+    """The console's Entra sign-in (`[console]`), or None when `oidc_tenant` is not set.
+
+    Raises:
+        ConfigError: SSO is half set up (a tenant without a client id or secret).
+    """
+    from cosell.config import ConfigError
+    from cosell.partnercenter.oidc import EntraApp, EntraSignIn
+    from cosell.server.console.sso import SsoOptions
+
+    console = settings.console
+    if not console.oidc_tenant and not console.oidc_client_id:
+        return None
+    missing = [
+        name
+        for name, value in (
+            ("oidc_tenant", console.oidc_tenant),
+            ("oidc_client_id", console.oidc_client_id),
+            ("oidc_client_secret", console.oidc_client_secret),
+        )
+        if not value
+    ]
+    if missing:
+        raise ConfigError(
+            f"console: sign-in with Microsoft needs {', '.join(missing)} too (or remove "
+            "oidc_tenant and oidc_client_id to use console passwords only)"
+        )
+    assert console.oidc_tenant
+    assert console.oidc_client_id
+    assert console.oidc_client_secret
+    app = EntraApp(
+        authority=console.oidc_authority,
+        tenant=console.oidc_tenant,
+        client_id=console.oidc_client_id,
+        client_secret=console.oidc_client_secret.get_secret_value(),
+    )
+    return SsoOptions(
+        sign_in=EntraSignIn(app, http=http, clock=clock),
+        operator_role=console.operator_role,
+        viewer_role=console.viewer_role,
+        operators=console.operators,
+        viewers=console.viewers,
+        redirect_url=console.oidc_redirect_url,
+    )
+
+
 def console_app(
-    settings: Settings, *, store: Store, ctx: SyncContext, clock: Clock, engine: Engine
+    settings: Settings,
+    *,
+    store: Store,
+    ctx: SyncContext,
+    clock: Clock,
+    engine: Engine,
+    http: httpx.AsyncClient | None = None,
+    metrics: Metrics | None = None,
 ) -> Any:
     """The operations console (`cosell.server.console`), wired to the engine's `notify`."""
     from cosell.server.console import ConsoleOptions, create_console
+    from cosell.store.types import Key
+    from cosell.sync.run.explain import explain
+    from cosell.tokenhealth import token_health
 
     async def salesforce_base() -> str | None:
         try:
@@ -268,6 +359,10 @@ def console_app(
         partner_center_ui_url=settings.partner_center.ui_url,
         salesforce_base=salesforce_base,
         secure_cookies=public_url.startswith("https://"),
+        sso=console_sso(settings, http=http, clock=clock) if http is not None else None,
+        api_usage=(lambda: api_usage(metrics, ctx)) if metrics is not None else None,
+        token_health=lambda: token_health(settings, clock=clock),
+        explain=lambda key: explain(ctx, Key(key)),
     )
     return create_console(store=store, clock=clock, options=options, notify=engine.notify)
 
@@ -304,6 +399,8 @@ async def build_service(
         pc_http, sf_http = counted("partner_center"), counted("salesforce")
         cert_http = httpx.AsyncClient(timeout=HTTP_TIMEOUT)
         clients.append(cert_http)
+        sign_in_http = httpx.AsyncClient(timeout=HTTP_TIMEOUT)  # the console's Entra sign-in
+        clients.append(sign_in_http)
         ctx = build_context(settings, store=store, clock=clock, pc_http=pc_http, sf_http=sf_http)
         observed = ObservedReconciler(PIPELINE, metrics, clock)
 
@@ -342,8 +439,19 @@ async def build_service(
         )
         watcher = asyncio.create_task(_watch_token_health(watch, clock))
         tasks.append(watcher)
+        alert_watch = build_alert_watch(settings, store=store, clock=clock)
+        if alert_watch is not None:
+            tasks.append(asyncio.create_task(alert_watch.run()))
         yield create_app(
-            console=console_app(settings, store=store, ctx=shared, clock=clock, engine=engine),
+            console=console_app(
+                settings,
+                store=store,
+                ctx=shared,
+                clock=clock,
+                engine=engine,
+                http=sign_in_http,
+                metrics=metrics,
+            ),
             settings=settings.server,
             verifier=verifier,
             store=store,
@@ -364,6 +472,24 @@ async def build_service(
         if ctx is not None:
             await ctx.aclose()  # msal's routed client, when the context made one
         store.close()
+
+
+def build_alert_watch(settings: Settings, *, store: Store, clock: Clock) -> Any:
+    """The `[alerts]` watch (`cosell.server.alerts`), or None when no alert URL is set.
+
+    Raises:
+        ConfigError: an alert URL apprise does not understand.
+    """
+    from cosell.config import ConfigError
+    from cosell.server.alerts import build_watch
+
+    try:
+        watch = build_watch(settings, store=store, clock=clock)
+    except ValueError as exc:
+        raise ConfigError(f"alerts.urls: {exc}") from exc
+    if watch is not None:
+        log.info("alerts.on", channels=watch.alerter.channels)
+    return watch
 
 
 async def _watch_token_health(watch: TokenHealthWatch, clock: Clock) -> None:

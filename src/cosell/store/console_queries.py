@@ -3,7 +3,9 @@
 ```
 overview(store, now)              counts and times for the overview (one transaction)
 search_links(store, ...)          one page of links with their deal and customer names
+stages(store)                     the stages links' bases hold (the deals filter's choices)
 deal(store, link_id)              one link with its base, audit trail and conflicts
+activity(store, now)              synced changes and errors per hour (24 h) and per day (7 days)
 ```
 
 Every query filters on the store's tenant, like `Store`'s own. They are synchronous (SQLAlchemy
@@ -70,6 +72,8 @@ class LinkRow:
     last_error: str | None
     updated_at: datetime
     last_synced_at: datetime | None
+    direction: str | None = None
+    stage: str | None = None
 
 
 @dataclass(frozen=True)
@@ -131,11 +135,93 @@ def overview(store: Store, *, now: datetime) -> Overview:
     )
 
 
+@dataclass(frozen=True)
+class Bucket:
+    """One bar of an activity chart: what happened in [start, start + width)."""
+
+    start: datetime
+    synced: int
+    errors: int
+
+
+@dataclass(frozen=True)
+class Activity:
+    """Synced changes and errors from the audit: per hour for 24 h, per day for 7 days."""
+
+    hours: list[Bucket]
+    days: list[Bucket]
+
+
+def activity(store: Store, *, now: datetime) -> Activity:
+    """Synced changes and errors over time, counted in one scan of the last 7 days' audit.
+
+    A synced change is an audit entry of a reconcile that wrote (it carries `api_calls` in its
+    details and is not an error); an error is an entry worded `error: …`. Hours end at the
+    hour after `now` (the last bar is the hour in progress); days end at the end of today (UTC).
+    """
+    audit = t.audit.c
+    next_hour = now.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
+    tomorrow = now.replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=1)
+    hours = [next_hour - timedelta(hours=24 - i) for i in range(24)]
+    days = [tomorrow - timedelta(days=7 - i) for i in range(7)]
+    is_error = audit.message.like(f"{ERROR_PREFIX}%")
+    is_synced = sa.and_(sa.not_(is_error), audit.details["api_calls"].as_string().is_not(None))
+
+    def counts(starts: list[datetime], width: timedelta) -> list[sa.ColumnElement[Any]]:
+        columns: list[sa.ColumnElement[Any]] = []
+        for start in starts:
+            within = sa.and_(audit.at >= start, audit.at < start + width)
+            for kind in (is_synced, is_error):
+                columns.append(sa.func.sum(sa.case((sa.and_(within, kind), 1), else_=0)))
+        return columns
+
+    query = sa.select(*counts(hours, timedelta(hours=1)), *counts(days, timedelta(days=1))).where(
+        audit.tenant == store.tenant, audit.at >= min(hours[0], days[0])
+    )
+
+    def read(connection: sa.Connection) -> Any:
+        return connection.execute(query).one()
+
+    row = [int(v or 0) for v in _run(store, read)]
+    hourly = [Bucket(start, row[2 * i], row[2 * i + 1]) for i, start in enumerate(hours)]
+    offset = 2 * len(hours)
+    daily = [
+        Bucket(start, row[offset + 2 * i], row[offset + 2 * i + 1]) for i, start in enumerate(days)
+    ]
+    return Activity(hours=hourly, days=daily)
+
+
 def _name_columns() -> tuple[sa.ColumnElement[Any], sa.ColumnElement[Any]]:
     values = t.snapshots.c.field_values
     return values["name"].as_string().label("name"), values["customer_name"].as_string().label(
         "customer"
     )
+
+
+def _stage() -> sa.ColumnElement[Any]:
+    stage: sa.ColumnElement[Any] = t.snapshots.c.field_values["stage"].as_string()
+    return stage
+
+
+MAX_STAGES: Final = 100  # a stage table has a dozen; more are listed no further
+
+
+def stages(store: Store) -> list[str]:
+    """The distinct stages (Partner Center status/substatus) the links' bases hold, sorted."""
+    stage = _stage()
+    query = (
+        sa.select(stage)
+        .where(t.snapshots.c.tenant == store.tenant, stage.is_not(None))
+        .distinct()
+        .order_by(stage)
+        .limit(MAX_STAGES)
+    )
+
+    def read(connection: sa.Connection) -> list[str]:
+        return [str(value) for value in connection.execute(query).scalars()]
+
+    result: list[str] = _run(store, read)
+    return result
 
 
 def _like(text: str) -> str:
@@ -155,6 +241,8 @@ def _row(row: Any) -> LinkRow:
         last_error=row.last_error,
         updated_at=row.updated_at,
         last_synced_at=row.last_synced_at,
+        direction=row.direction,
+        stage=row.stage,
     )
 
 
@@ -163,6 +251,8 @@ def search_links(
     *,
     query: str = "",
     status: SyncStatus | None = None,
+    direction: str | None = None,
+    stage: str | None = None,
     offset: int = 0,
     limit: int = 50,
 ) -> LinkPage:
@@ -174,6 +264,8 @@ def search_links(
             referral id, the Salesforce record id, the engagement id and the link id; a sync
             status's name matches the links in that status.
         status: only links in this sync status.
+        direction: only links of this direction (`Incoming`, `Outgoing`; `unknown`: neither).
+        stage: only links whose base holds this stage (Partner Center status/substatus).
         offset: links skipped (the page's start).
         limit: at most this many (capped at `MAX_PAGE_SIZE`).
 
@@ -185,6 +277,12 @@ def search_links(
     where: list[sa.ColumnElement[bool]] = [links.tenant == store.tenant]
     if status is not None:
         where.append(links.sync_status == status.value)
+    if direction == "unknown":
+        where.append(links.direction.is_(None))
+    elif direction:
+        where.append(links.direction == direction)
+    if stage:
+        where.append(_stage() == stage)
     text = query.strip()[:MAX_QUERY_LENGTH]
     if text:
         pattern = _like(text)
@@ -218,6 +316,8 @@ def search_links(
             links.last_error,
             links.updated_at,
             links.last_synced_at,
+            links.direction,
+            _stage().label("stage"),
             sa.func.count().over().label("total"),
         )
         .select_from(joined)
@@ -259,6 +359,8 @@ def deal(
             links.created_at,
             links.updated_at,
             links.last_synced_at,
+            links.direction,
+            _stage().label("stage"),
             t.snapshots.c.field_values,
             t.snapshots.c.saved_at,
         )
@@ -283,4 +385,16 @@ def deal(
     )
 
 
-__all__ = ["Deal", "LinkPage", "LinkRow", "Overview", "deal", "overview", "search_links"]
+__all__ = [
+    "Activity",
+    "Bucket",
+    "Deal",
+    "LinkPage",
+    "LinkRow",
+    "Overview",
+    "activity",
+    "deal",
+    "overview",
+    "search_links",
+    "stages",
+]

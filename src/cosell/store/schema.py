@@ -47,7 +47,7 @@ MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 MIGRATION_LOCK_ID = 0x636F73656C6C  # "cosell" in ASCII: the advisory lock id held while migrating
 # The newest revision in `migrations/versions`; bump it with every new migration (a test checks
 # it against Alembic's script directory).
-HEAD_REVISION: Final = "0003b"
+HEAD_REVISION: Final = "0004"
 
 
 def alembic_config() -> Config:

@@ -69,6 +69,8 @@ from cosell.store.errors import (
 )
 from cosell.store.tables import AUDIT_ENTRIES_KEPT, DEFAULT_TENANT
 from cosell.store.types import (
+    INCOMING,
+    OUTGOING,
     AuditEntry,
     ConflictRecord,
     CreateIntent,
@@ -110,6 +112,16 @@ def _insert(dialect: str, table: sa.Table) -> Any:
     return sqlite.insert(table)
 
 
+def _direction(referral_id: str | None, record_id: str | None) -> str | None:
+    # A link is made for the side that exists first: a referral alone is Microsoft's (or a
+    # lead) coming in; a record alone is an opportunity being shared. Both: a pair, unknown.
+    if referral_id is not None and record_id is None:
+        return INCOMING
+    if record_id is not None and referral_id is None:
+        return OUTGOING
+    return None
+
+
 def _link(row: sa.Row[Any]) -> Link:
     return Link(
         id=LinkId(row.id),
@@ -125,6 +137,7 @@ def _link(row: sa.Row[Any]) -> Link:
         last_synced_at=row.last_synced_at,
         retries=int(row.retries or 0),
         retry_at=row.retry_at,
+        direction=row.direction,
     )
 
 
@@ -485,6 +498,7 @@ class Store:
                     created_at=now,
                     updated_at=now,
                     last_synced_at=None,
+                    direction=_direction(referral_id, record_id),
                 )
                 .on_conflict_do_nothing()
                 .returning(t.links.c.id)

@@ -114,6 +114,9 @@ links = sa.Table(
     # and when the next is due (NULL: it waits for a change).
     sa.Column("retries", sa.Integer(), nullable=False, server_default=sa.text("0")),
     sa.Column("retry_at", UTCDateTime(), nullable=True),
+    # Incoming (Microsoft's referral came first) / Outgoing (shared from Salesforce); NULL when
+    # unknown (linked as a pair, or created before revision 0004).
+    sa.Column("direction", sa.String(16), nullable=True),
     sa.UniqueConstraint("tenant", "referral_id"),
     sa.UniqueConstraint("tenant", "sobject", "record_id"),
     sa.Index(None, "tenant", "sync_status"),

@@ -31,7 +31,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Literal, NewType
+from typing import Any, Final, Literal, NewType
 
 from cosell.partnercenter.ids import check_referral_id
 
@@ -176,6 +176,11 @@ class SyncStatus(StrEnum):
     ERROR = "Error"
 
 
+INCOMING: Final = "Incoming"  # a link's direction: made for Microsoft's referral
+OUTGOING: Final = "Outgoing"  # made for an opportunity shared from Salesforce
+DIRECTIONS: Final = (INCOMING, OUTGOING)
+
+
 @dataclass(frozen=True)
 class Link:
     """One Partner Center referral tied to one Salesforce record.
@@ -199,6 +204,8 @@ class Link:
         retries: scheduled retries made since the link was parked (`sync.plan.retry`).
         retry_at: when a parked link is retried next; None when it waits for a change (or is
             not parked).
+        direction: `Incoming` (made for Microsoft's referral), `Outgoing` (made for an
+            opportunity being shared), None when unknown (linked as an existing pair).
     """
 
     id: LinkId
@@ -214,6 +221,7 @@ class Link:
     last_synced_at: datetime | None
     retries: int = 0
     retry_at: datetime | None = None
+    direction: str | None = None
 
     @property
     def keys(self) -> tuple[Key, ...]:

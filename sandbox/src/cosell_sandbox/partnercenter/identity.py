@@ -20,6 +20,12 @@ for one sandbox tenant with one confidential client application and one Referral
   (authorization code with PKCE, loopback redirect), with the control API playing the user
   (`/control/identity/sign-ins/...`: approve with or without MFA, deny, expire). The
   `device_code` and `authorization_code` grants redeem them at the token endpoints.
+- OpenID Connect sign-in of a web app (the cosell console): `scope=openid profile email`
+  with no resource is accepted (the access token is then for Microsoft Graph, as Entra does);
+  the ID token carries the user's app roles (`roles`, set by `PUT /control/identity/user`
+  `{"app_roles": [...]}`). The authorize page offers the user's part to a browser as well:
+  buttons that approve the sign-in (as the tenant's user, or as a user of another tenant, whose
+  ID token names that tenant) and send the browser on to the redirect URI.
 - `Identity.authenticate` checks a request's bearer token on every call: RS256 signature with
   the sandbox signing key, issuer, `nbf`/`exp` on the injected clock, revocation, audience, and
   (for the Referrals API, App+User only) that a user is present. A user token whose `amr`
@@ -64,6 +70,7 @@ import threading
 import uuid
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from html import escape as html_escape
 from typing import Any, Literal
 from urllib.parse import parse_qsl, quote
 
@@ -87,6 +94,8 @@ from cosell_sandbox.signins import (
 )
 
 REFERRALS_AUDIENCE = "https://api.partner.microsoft.com"
+GRAPH_AUDIENCE = "https://graph.microsoft.com"  # what Entra issues for `openid profile` alone
+OTHER_TENANT_ID = "72f988bf-0000-4000-8000-0000000000aa"  # a stranger's tenant, for refusals
 WEBHOOKS_AUDIENCE = "https://api.partnercenter.microsoft.com"
 KNOWN_AUDIENCES = (REFERRALS_AUDIENCE, WEBHOOKS_AUDIENCE)
 
@@ -223,6 +232,8 @@ class Identity:
         # What the control API can take away: the user's Referrals role, the app's permission.
         self.referrals_role: Literal["admin", "none"] = "admin"
         self.delegated_permission = True
+        # The user's app roles on the signing-in app (the `roles` claim of its ID tokens).
+        self.app_roles: tuple[str, ...] = ()
         # Live access tokens by `uti`, with their expiry, so "revoke all" can name them.
         self._issued: dict[str, int] = {}
         self._revoked: dict[str, int] = {}
@@ -550,12 +561,20 @@ class Identity:
         self._kid = _b64url(digest.finalize())
 
     def _id_token(
-        self, user: _User, *, v2: bool, iat: int, exp: int, nonce: str | None = None
+        self,
+        user: _User,
+        *,
+        v2: bool,
+        iat: int,
+        exp: int,
+        nonce: str | None = None,
+        home_tenant: str | None = None,
     ) -> str:
+        tenant = home_tenant or self.tenant_id
         issuer = (
-            f"https://login.microsoftonline.com/{self.tenant_id}/v2.0"
+            f"https://login.microsoftonline.com/{tenant}/v2.0"
             if v2
-            else f"https://sts.windows.net/{self.tenant_id}/"
+            else f"https://sts.windows.net/{tenant}/"
         )
         claims = {
             "aud": self.client_id,
@@ -567,9 +586,11 @@ class Identity:
             "oid": user.object_id,
             "preferred_username": user.upn,
             "sub": user.object_id,
-            "tid": self.tenant_id,
+            "tid": tenant,
             "ver": "2.0" if v2 else "1.0",
         }
+        if self.app_roles:
+            claims["roles"] = list(self.app_roles)
         if not v2:
             claims["upn"] = user.upn
             claims["unique_name"] = user.upn
@@ -673,6 +694,8 @@ class Identity:
         items = scope.split()
         resource_scopes = [s for s in items if s.lower() not in _OIDC_SCOPES]
         openid = any(s.lower() == "openid" for s in items)
+        if openid and not resource_scopes and not app_only:
+            return GRAPH_AUDIENCE, True  # a web app's sign-in: Entra adds Graph's User.Read
         if len(resource_scopes) != 1:
             raise _TokenError(
                 400,
@@ -873,6 +896,7 @@ class Identity:
         user: _User | None
         mfa = False
         nonce: str | None = None
+        home_tenant: str | None = None
         default_audience: str | None = None
         if grant_type == "refresh_token":
             grant = self._redeem_refresh_token(form)
@@ -887,6 +911,7 @@ class Identity:
             user = self._user
             mfa = sign_in.mfa
             nonce = sign_in.nonce
+            home_tenant = sign_in.home_tenant
             # msal sends no scope when it redeems a device code: the sign-in's scope stands.
             form = {**form, "scope": form.get("scope") or sign_in.scope}
         else:
@@ -928,7 +953,9 @@ class Identity:
         if user is not None:
             body["refresh_token"] = self._new_refresh_token(user.upn, audience, mfa=mfa)
             if openid:
-                body["id_token"] = self._id_token(user, v2=v2, iat=iat, exp=exp, nonce=nonce)
+                body["id_token"] = self._id_token(
+                    user, v2=v2, iat=iat, exp=exp, nonce=nonce, home_tenant=home_tenant
+                )
             if form.get("client_info") == "1":
                 body["client_info"] = _b64url(
                     json.dumps({"uid": user.object_id, "utid": self.tenant_id}).encode()
@@ -1208,13 +1235,49 @@ class Identity:
                 sign_in = self._start_authorization(tenant, dict(request.query_params))
             except _TokenError as exc:
                 return self._token_error_response(exc, request.headers)
+            action = f"/{quote(tenant)}/oauth2/v2.0/authorize/{sign_in.id}"
             page = (
                 "<!doctype html><title>Sign in - sandbox</title><h1>Sign in to your account</h1>"
                 f"<p>Sandbox sign-in <code>{sign_in.id}</code> is waiting for the user. Approve "
                 f"it with <code>POST /control/identity/sign-ins/{sign_in.id}/approve</code> "
-                "(or deny, or expire it); the answer names the URL the browser goes to next.</p>"
+                "(or deny, or expire it); the answer names the URL the browser goes to next. "
+                "Or act as the user here:</p>"
+                f'<form method="post" action="{action}">'
+                f'<button type="submit" name="as" value="user" id="sandbox-approve">Sign in as '
+                f"{html_escape(self._user.upn)}</button> "
+                '<button type="submit" name="as" value="other-tenant" id="sandbox-other-tenant">'
+                "Sign in as a user of another tenant</button> "
+                '<button type="submit" name="as" value="deny" id="sandbox-deny">Cancel</button>'
+                "</form>"
             )
             return HTMLResponse(page, headers={"X-Sandbox-Sign-In": sign_in.id})
+
+        @router.post("/{tenant}/oauth2/v2.0/authorize/{ref}", include_in_schema=False)
+        async def authorize_answer(request: Request, tenant: str, ref: str) -> Response:
+            choice = dict(parse_qsl((await request.body()).decode("utf-8", "replace"))).get("as")
+            try:
+                if choice == "deny":
+                    sign_in = self.sign_ins.deny(ref)
+                elif choice in ("user", "other-tenant"):
+                    other = OTHER_TENANT_ID if choice == "other-tenant" else None
+                    sign_in = self.sign_ins.approve(ref, mfa=True, home_tenant=other)
+                else:
+                    raise PartnerCenterSandboxError(
+                        400, "invalidRequest", "Send as=user, as=other-tenant or as=deny."
+                    )
+            except SignInControlError as exc:
+                raise self._control_error(exc) from exc
+            answer = self.sign_ins.redirect(sign_in)
+            if answer["method"] == "GET":
+                return Response(status_code=303, headers={"Location": answer["url"]})
+            fields = "".join(
+                f'<input type="hidden" name="{html_escape(k)}" value="{html_escape(v)}">'
+                for k, v in answer["form"].items()
+            )
+            return HTMLResponse(
+                f'<!doctype html><form method="post" action="{html_escape(answer["url"])}">'
+                f'{fields}<button type="submit">Continue</button></form>'
+            )
 
         @router.get("/devicelogin", include_in_schema=False)
         async def device_login() -> Response:
@@ -1260,7 +1323,12 @@ class Identity:
                 )
             try:
                 if action == "approve":
-                    sign_in = self.sign_ins.approve(ref, mfa=payload.get("mfa", True))
+                    other = payload.get("home_tenant")
+                    sign_in = self.sign_ins.approve(
+                        ref,
+                        mfa=payload.get("mfa", True),
+                        home_tenant=other if isinstance(other, str) and other else None,
+                    )
                 elif action == "deny":
                     sign_in = self.sign_ins.deny(ref)
                 elif action == "expire":
@@ -1279,6 +1347,18 @@ class Identity:
         @router.put("/control/identity/user")
         async def control_user(request: Request) -> dict[str, Any]:
             payload = await _json_object(request)
+            roles = payload.get("app_roles")
+            if roles is not None:
+                if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
+                    raise PartnerCenterSandboxError(
+                        400,
+                        "invalidRequest",
+                        'Send {"app_roles": ["Console.Operator", ...]}.',
+                        target="app_roles",
+                    )
+                self.app_roles = tuple(roles)
+                if "referrals_role" not in payload:
+                    return {"referrals_role": self.referrals_role, "app_roles": roles}
             role = payload.get("referrals_role")
             if role not in ("admin", "none"):
                 raise PartnerCenterSandboxError(

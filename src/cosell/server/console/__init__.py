@@ -3,12 +3,20 @@
 ```
 GET  /console/login              the sign-in form          POST /console/login    sign in
 POST /console/logout             sign out
+GET  /console/oidc/start         sign in with Microsoft Entra ID (to the authorize page)
+GET  /console/oidc/callback      Entra ID's answer: verify, map the role, start a session
 GET  /console/                   overview: health and why, links by status, errors in 24 h,
-                                 oldest pending change, webhook inbox, pollers' last runs
-GET  /console/deals?q=&status=&offset=
-                                 every link, searched and filtered, 50 a page (LIMIT/OFFSET)
+                                 oldest pending change, webhook inbox, pollers' last runs,
+                                 charts of synced changes and errors (24 h, 7 days), both
+                                 sides' API usage against their budgets, token health
+GET  /console/deals?q=&status=&direction=&stage=&offset=
+                                 every link, searched and filtered (sync status, direction,
+                                 stage), 50 a page (LIMIT/OFFSET)
 GET  /console/deals/{link id}    one deal: ids, links to Partner Center and Salesforce, the
-                                 last error and what to do, base values, conflicts, audit
+                                 last error and what to do, base values, conflicts, audit;
+                                 with ?compare=1 also both sides' values now beside the base
+                                 and what the next reconcile would do (`cosell plan`'s explain
+                                 stage: two reads, nothing written)
 POST /console/deals/{id}/retry   operator: queue a reconcile of the deal now
 POST /console/retry-errors       operator: queue a reconcile of every deal in Error
 GET  /console/console.css        the stylesheet
@@ -19,7 +27,9 @@ sign-in form); every POST needs the session's CSRF token (else 403) and, for an 
 operator role (else 403). Each action is recorded in the deal's audit trail with who did it.
 Ten failed sign-ins from one address for one user within 15 minutes answer 429 until the
 oldest of them is 15 minutes old (`auth.SignInThrottle`).
-Sessions and users: `cosell.server.console.auth`.
+Sessions and users: `cosell.server.console.auth`; Entra sign-in: `cosell.server.console.sso`.
+With single sign-on and no users file, sessions are signed with a secret drawn at start (a
+restart signs everyone out).
 
 Actions reuse the service's seam for "this key may be out of date": the engine's `notify`
 (the webhook drainer's path), which enqueues one durable reconcile of the key unless one is
@@ -35,7 +45,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Final
+from typing import TYPE_CHECKING, Final
 from urllib.parse import parse_qsl, quote
 
 import structlog
@@ -45,15 +55,30 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from cosell.clock import Clock
+from cosell.partnercenter.oidc import (
+    EntraSignInError,
+    OtherTenantError,
+    decode_pending,
+    encode_pending,
+)
 from cosell.server.console import auth, pages
 from cosell.server.console.health import judge
+from cosell.server.console.sso import SsoOptions
+from cosell.server.console.usage import TokenSource, UsageSource
 from cosell.store import Link, Store, StoreError, SyncStatus
-from cosell.store.console_queries import deal, overview, search_links
+from cosell.store.console_queries import activity, deal, overview, search_links, stages
+from cosell.store.types import DIRECTIONS, record_key, referral_key
+from cosell.tokenhealth import TokenHealth
+
+if TYPE_CHECKING:  # the explain stage's types only; the service passes the function
+    from cosell.sync.run.explain import PlanReport
 
 log = structlog.get_logger("cosell.console")
 
 BASE: Final = pages.BASE
 LOGIN_COOKIE: Final = "cosell_console_login"
+OIDC_COOKIE: Final = "cosell_console_oidc"
+OIDC_SECONDS: Final = 600  # an Entra sign-in must come back within ten minutes
 PAGE_SIZE: Final = 50
 MAX_FORM_BYTES: Final = 16 * 1024  # a sign-in or an action form is a few hundred bytes
 _LINK_PAGE: Final = 500
@@ -74,6 +99,11 @@ Notify = Callable[[str], Awaitable[bool]]
 SalesforceBase = Callable[[], Awaitable[str | None]]
 """The Salesforce instance URL record links start with (None when unknown)."""
 
+Explain = Callable[[str], Awaitable["PlanReport"]]
+"""`cosell.sync.run.explain.explain` bound to the service's context: what `cosell plan` prints."""
+
+EXPLAIN_SECONDS: Final = 30.0  # two reads; a side slower than this is reported, not waited on
+
 
 @dataclass(frozen=True)
 class ConsoleOptions:
@@ -85,12 +115,20 @@ class ConsoleOptions:
         salesforce_base: the Salesforce instance URL, for links to records.
         secure_cookies: always mark cookies Secure (the service's public URL is https); they
             are also Secure whenever a request arrives over https.
+        sso: sign-in with Microsoft Entra ID, beside the local users (None: local only).
+        api_usage: both sides' API usage, for the overview (None: not shown).
+        token_health: both connections' token health, for the overview (None: not shown).
+        explain: compares a deal's two sides with its base on request (None: not offered).
     """
 
     users_file: Path
     partner_center_ui_url: str | None = None
     salesforce_base: SalesforceBase | None = None
     secure_cookies: bool = False
+    sso: SsoOptions | None = None
+    api_usage: UsageSource | None = None
+    token_health: TokenSource | None = None
+    explain: Explain | None = None
 
 
 def _html(body: str, status: int = 200) -> HTMLResponse:
@@ -114,18 +152,41 @@ def create_console(
     """
     users = auth.UsersSource(options.users_file)
     throttle = auth.SignInThrottle()
+    sso = options.sso
+    # Signs SSO sessions when no users file exists (then a restart signs everyone out).
+    ephemeral = auth.Users(session_secret=secrets.token_bytes(32), users={})
+
+    def current_users() -> auth.Users | None:
+        found = users.get()
+        if found is None and sso is not None:
+            return ephemeral
+        return found
 
     def now() -> float:
         return clock.now().timestamp()
+
+    known_stages: list[tuple[float, list[str]]] = []
+
+    async def stage_choices() -> list[str]:
+        # The stages the bases hold change rarely; reading them scans every base, so a
+        # minute-old list serves the filter.
+        if not known_stages or clock.monotonic() - known_stages[0][0] >= STAGES_SECONDS:
+            known_stages[:] = [(clock.monotonic(), await asyncio.to_thread(stages, store))]
+        return known_stages[0][1]
 
     def secure(request: Request) -> bool:
         return options.secure_cookies or request.url.scheme == "https"
 
     def session_of(request: Request) -> auth.Session | None:
-        current = users.get()
+        current = current_users()
         if current is None:
             return None
-        return auth.decode_session(request.cookies.get(auth.COOKIE), current, now=now())
+        return auth.decode_session(
+            request.cookies.get(auth.COOKIE),
+            current,
+            now=now(),
+            sso_tenant=sso.tenant if sso else None,
+        )
 
     def to_login(request: Request) -> Response:
         target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
@@ -143,7 +204,12 @@ def create_console(
         ready = users.get() is not None
         response = _html(
             pages.login_page(
-                error=error, login_token=token, ready=ready, user=user, next_path=_next(request)
+                error=error,
+                login_token=token,
+                ready=ready,
+                user=user,
+                next_path=_next(request),
+                sso=sso is not None,
             ),
             status,
         )
@@ -192,19 +258,121 @@ def create_console(
         except auth.UsersFileError as error:
             return _html(pages.message_page("Console unavailable", str(error), session=None), 503)
         throttle.succeeded(address, name)
+        response = start_session(request, user, current.session_secret, _next(request))
+        response.delete_cookie(LOGIN_COOKIE, path=BASE)
+        return response
+
+    def start_session(request: Request, user: auth.User, secret: bytes, target: str) -> Response:
         session = auth.new_session(user, now=now())
         log.info("console.signed_in", user=user.name, role=user.role.value)
-        response = _redirect(_next(request))
+        response = _redirect(target)
         response.set_cookie(
             auth.COOKIE,
-            auth.encode_session(session, current.session_secret),
+            auth.encode_session(session, secret),
             max_age=auth.SESSION_SECONDS,
             path=BASE,
             httponly=True,
             samesite="lax",
             secure=secure(request),
         )
-        response.delete_cookie(LOGIN_COOKIE, path=BASE)
+        return response
+
+    def redirect_uri(request: Request) -> str:
+        assert sso is not None
+        if sso.redirect_url:
+            return sso.redirect_url
+        return f"{request.url.scheme}://{request.url.netloc}{BASE}/oidc/callback"
+
+    def sso_refused(title: str, text: str, status: int) -> Response:
+        response = _html(pages.sign_in_refused_page(title, text), status)
+        response.delete_cookie(OIDC_COOKIE, path=BASE)
+        return response
+
+    async def oidc_start(request: Request) -> Response:
+        if sso is None:
+            return _html(
+                pages.message_page(
+                    "Not available",
+                    "Sign-in with Microsoft is not set up: set [console] oidc_tenant and "
+                    "oidc_client_id (see the README).",
+                    session=None,
+                ),
+                404,
+            )
+        current = current_users()
+        assert current is not None
+        try:
+            url, pending = await sso.sign_in.start(redirect_uri(request))
+        except EntraSignInError as error:
+            log.warning("console.sso_unavailable", error=str(error))
+            return sso_refused("Sign-in with Microsoft is unavailable", str(error), 503)
+        sealed = auth.seal(
+            current.session_secret, encode_pending(pending, {"next": _next(request)})
+        )
+        response = RedirectResponse(url, status_code=303, headers=_HEADERS)
+        response.set_cookie(
+            OIDC_COOKIE,
+            sealed,
+            max_age=OIDC_SECONDS,
+            path=BASE,
+            httponly=True,
+            samesite="lax",  # the answer is a top-level GET from Entra: Lax sends it
+            secure=secure(request),
+        )
+        return response
+
+    async def oidc_callback(request: Request) -> Response:
+        if sso is None:
+            return await oidc_start(request)
+        current = current_users()
+        assert current is not None
+        params = request.query_params
+        if params.get("error"):
+            text = (params.get("error_description") or params["error"]).splitlines()[0][:300]
+            log.warning("console.sso_refused_by_entra", error=params["error"][:64])
+            return sso_refused(
+                "Sign-in was not completed",
+                f"Microsoft Entra ID answered: {text}. Try again, or sign in with a password.",
+                400,
+            )
+        found = decode_pending(
+            auth.unseal(current.session_secret, request.cookies.get(OIDC_COOKIE)) or ""
+        )
+        state = params.get("state", "")
+        if found is None or not secrets.compare_digest(found[0].state, state):
+            return sso_refused(
+                "Sign-in expired",
+                "This sign-in was not started here or took longer than ten minutes; start "
+                "it again from the sign-in page.",
+                400,
+            )
+        pending, extra = found
+        try:
+            signed_in = await sso.sign_in.finish(
+                params.get("code", ""), pending, redirect_uri=redirect_uri(request)
+            )
+        except OtherTenantError as error:
+            log.warning("console.sso_other_tenant", tenant=error.tenant[:64])
+            return sso_refused("Account of another tenant", str(error), 403)
+        except EntraSignInError as error:
+            log.warning("console.sso_refused", error=str(error))
+            return sso_refused("Sign-in refused", str(error), 403)
+        role = sso.role_of(signed_in)
+        name = signed_in.username or signed_in.object_id
+        if role is None:
+            log.warning("console.sso_no_role", user=name[:64])
+            return sso_refused(
+                "No access to the console",
+                f"{name} signed in, but has no role in the cosell console. Ask an admin to "
+                f"assign you the app role {sso.viewer_role} or {sso.operator_role} on the "
+                "console's app registration (or to list you in [console] viewers or "
+                "operators).",
+                403,
+            )
+        user = auth.sso_user(name, role, sso.tenant)
+        target = _safe_next(extra.get("next", ""))
+        response = start_session(request, user, current.session_secret, target)
+        response.delete_cookie(OIDC_COOKIE, path=BASE)
         return response
 
     async def logout(request: Request) -> Response:
@@ -238,10 +406,18 @@ def create_console(
         async def page(session: auth.Session) -> Response:
             moment = clock.now()
             figures = await asyncio.to_thread(overview, store, now=moment)
+            charts = await asyncio.to_thread(activity, store, now=moment)
             flash = pages.notice(request.query_params.get("notice"))
             return _html(
                 pages.overview_page(
-                    figures, judge(figures, now=moment), now=moment, session=session, flash=flash
+                    figures,
+                    judge(figures, now=moment),
+                    now=moment,
+                    session=session,
+                    flash=flash,
+                    activity=charts,
+                    usage=list(options.api_usage()) if options.api_usage else [],
+                    tokens=_tokens(options.token_health),
                 )
             )
 
@@ -254,9 +430,20 @@ def create_console(
             status = SyncStatus(status_text) if status_text in _STATUSES else None
             offset_text = request.query_params.get("offset", "0")
             offset = int(offset_text) if offset_text.isdigit() and len(offset_text) < 9 else 0
+            direction_text = request.query_params.get("direction", "")
+            direction = direction_text if direction_text in _DIRECTIONS else ""
+            stage = request.query_params.get("stage", "")[:MAX_STAGE_LENGTH]
             found = await asyncio.to_thread(
-                search_links, store, query=query, status=status, offset=offset, limit=PAGE_SIZE
+                search_links,
+                store,
+                query=query,
+                status=status,
+                direction=direction or None,
+                stage=stage or None,
+                offset=offset,
+                limit=PAGE_SIZE,
             )
+            choices = await stage_choices()
             return _html(
                 pages.deals_page(
                     found,
@@ -264,10 +451,30 @@ def create_console(
                     status=status.value if status else "",
                     now=clock.now(),
                     session=session,
+                    direction=direction,
+                    stage=stage,
+                    stages=choices,
                 )
             )
 
         return await guarded(request, page)
+
+    async def compare(key: str, session: auth.Session) -> PlanReport | str:
+        """The explain stage's report, or why it could not be made (for the page)."""
+        assert options.explain is not None
+        try:
+            return await asyncio.wait_for(options.explain(key), EXPLAIN_SECONDS)
+        except TimeoutError:
+            return (
+                f"Reading both sides took longer than {EXPLAIN_SECONDS:g} s; try again, or run "
+                f"`cosell plan {key}`."
+            )
+        except Exception as exc:  # noqa: BLE001 - a side that is down is shown, not a 500
+            log.warning("console.compare_failed", user=session.user, key=key, error=str(exc))
+            return (
+                f"Both sides could not be read ({type(exc).__name__}: {str(exc)[:300]}). "
+                "`cosell check` says which connection fails."
+            )
 
     async def deal_route(request: Request) -> Response:
         link_id = request.path_params["link_id"]
@@ -292,6 +499,14 @@ def create_console(
                     record_url = (
                         f"{instance.rstrip('/')}/lightning/r/{link.sobject}/{link.record_id}/view"
                     )
+            keys: list[str] = []
+            if link.referral_id:
+                keys.append(referral_key(link.referral_id))
+            if link.record_id:
+                keys.append(record_key(link.sobject, link.record_id))
+            comparison: PlanReport | str | None = None
+            if request.query_params.get("compare") == "1" and options.explain and keys:
+                comparison = await compare(keys[0], session)
             return _html(
                 pages.deal_page(
                     found,
@@ -301,6 +516,8 @@ def create_console(
                     referral_url=referral_url,
                     record_url=record_url,
                     can_retry=notify is not None and bool(link.referral_id or link.record_id),
+                    can_compare=options.explain is not None and bool(keys),
+                    comparison=comparison,
                 )
             )
 
@@ -400,6 +617,8 @@ def create_console(
             Route("/", overview_route, methods=["GET"]),
             Route("/login", login, methods=["GET", "POST"]),
             Route("/logout", logout, methods=["POST"]),
+            Route("/oidc/start", oidc_start, methods=["GET"]),
+            Route("/oidc/callback", oidc_callback, methods=["GET"]),
             Route("/console.css", css, methods=["GET"]),
             Route("/deals", deals_route, methods=["GET"]),
             Route("/deals/{link_id}", deal_route, methods=["GET"]),
@@ -410,6 +629,9 @@ def create_console(
 
 
 _STATUSES: Final = frozenset(s.value for s in SyncStatus)
+_DIRECTIONS: Final = frozenset({*DIRECTIONS, "unknown"})
+STAGES_SECONDS: Final = 60.0  # how long the deals filter's list of stages is reused
+MAX_STAGE_LENGTH: Final = 100  # a status/substatus pair is a few dozen characters
 
 
 @cache
@@ -448,12 +670,25 @@ async def _form(request: Request) -> dict[str, str]:
     return dict(pairs)
 
 
+def _tokens(source: TokenSource | None) -> list[TokenHealth]:
+    if source is None:
+        return []
+    try:
+        return list(source())
+    except Exception as exc:  # noqa: BLE001 - an unreadable token file must not hide the page
+        log.warning("console.token_health_unreadable", error=f"{type(exc).__name__}: {exc}")
+        return []
+
+
 def _is_id(link_id: str) -> bool:
     return len(link_id) == 32 and all(c in "0123456789abcdef" for c in link_id)
 
 
 def _next(request: Request) -> str:
-    target = request.query_params.get("next", "")
+    return _safe_next(request.query_params.get("next", ""))
+
+
+def _safe_next(target: str) -> str:
     # Only a path of the console: never another site (an open redirect).
     if target.startswith(f"{BASE}/") and not target.startswith("//") and "\\" not in target:
         return target

@@ -274,10 +274,37 @@ def encode_session(session: Session, secret: bytes) -> str:
     return f"{payload}.{_signature(secret, payload)}"
 
 
-def decode_session(cookie: str | None, users: Users, *, now: float) -> Session | None:
+def sso_user(name: str, role: Role, tenant: str) -> User:
+    """A user signed in with Entra ID: not in the users file; their sessions carry the tenant."""
+    return User(name=name, role=role, password_hash=f"sso:{tenant.lower()}")
+
+
+def seal(secret: bytes, text: str) -> str:
+    """`text` signed with HMAC-SHA256 under `secret` (readable, not forgeable)."""
+    payload = _b64(text.encode())
+    return f"{payload}.{_signature(secret, payload)}"
+
+
+def unseal(secret: bytes, value: str | None) -> str | None:
+    """The text `seal` signed, or None when `value` is missing or forged."""
+    if not value or "." not in value or len(value) > 4096:
+        return None
+    payload, signature = value.rsplit(".", 1)
+    if not hmac.compare_digest(_signature(secret, payload), signature):
+        return None
+    try:
+        return _unb64(payload).decode()
+    except (ValueError, UnicodeDecodeError):
+        return None
+
+
+def decode_session(
+    cookie: str | None, users: Users, *, now: float, sso_tenant: str | None = None
+) -> Session | None:
     """The session a cookie carries, or None if it is missing, forged, expired or outdated.
 
-    A session is outdated when its user was removed, or their password or role changed.
+    A session is outdated when its user was removed, or their password or role changed. A
+    session of an Entra ID sign-in is valid while single sign-on is on for the same tenant.
     """
     if not cookie or "." not in cookie or len(cookie) > 4096:
         return None
@@ -295,6 +322,11 @@ def decode_session(cookie: str | None, users: Users, *, now: float) -> Session |
         )
     except (ValueError, KeyError, TypeError):
         return None
+    if session.expires <= now:
+        return None
+    sso = sso_user(session.user, session.role, sso_tenant) if sso_tenant is not None else None
+    if sso is not None and session.fingerprint == sso.fingerprint:
+        return session
     user = users.users.get(session.user)
     if user is None or user.fingerprint != session.fingerprint or user.role is not session.role:
         return None

@@ -9,13 +9,18 @@ from __future__ import annotations
 import json
 from datetime import datetime
 from html import escape
-from typing import Final
+from typing import TYPE_CHECKING, Final
 from urllib.parse import urlencode
 
 from cosell.server.console.auth import Session
 from cosell.server.console.health import Health, advice
-from cosell.store.console_queries import Deal, LinkPage, LinkRow, Overview
+from cosell.server.console.usage import ApiUsage
+from cosell.store.console_queries import Activity, Bucket, Deal, LinkPage, LinkRow, Overview
 from cosell.store.types import SyncStatus
+from cosell.tokenhealth import TokenHealth
+
+if TYPE_CHECKING:  # the explain stage's types only; the service passes the function
+    from cosell.sync.run.explain import PlanReport
 
 BASE: Final = "/console"
 
@@ -71,8 +76,23 @@ cursor:pointer}.btn.secondary{background:#fff;color:var(--brand);border:1px soli
 .login{max-width:380px;margin:8vh auto;background:var(--card);border:1px solid var(--line);
 border-radius:10px;padding:1.5rem}.login label{display:block;margin:.8rem 0 .2rem}
 .login input{width:100%}.login .btn{width:100%;margin-top:1.2rem}
+a.btn{display:inline-block;text-align:center;text-decoration:none}
+.btn.microsoft{background:#2f2f2f}.login .or{text-align:center;margin:1rem 0 0}
 .actions{display:flex;flex-wrap:wrap;gap:.6rem;margin:.6rem 0}
 .kv{display:grid;grid-template-columns:max-content 1fr;gap:.3rem 1rem}
+.charts{display:grid;grid-template-columns:repeat(auto-fit,minmax(280px,1fr));gap:.8rem;
+margin-top:.8rem}.chart{margin:0}.chart figcaption{display:flex;justify-content:space-between;
+flex-wrap:wrap;gap:.3rem;margin-bottom:.4rem}.chart .sum{color:var(--muted);font-size:.85rem}
+.chart svg{width:100%;height:90px;display:block}.chart rect.synced{fill:#2456a6}
+.chart rect.errors{fill:var(--bad)}.chart rect.hit{fill:transparent}
+.chart g.bar:hover rect.hit{fill:rgba(36,86,166,.08)}
+.chart .ticks{display:flex;justify-content:space-between;color:var(--muted);font-size:.75rem}
+#comparison tr.write td{background:#e9f0fc}#comparison tr.conflict td{background:#fff4e0}
+#comparison tr.refused td,#comparison tr.held td{background:#fde8e7}
+#comparison tr.differs td.action{color:var(--muted)}
+.meter{width:100%;max-width:320px;height:8px;display:block;margin:.2rem 0}
+.meter rect.track{fill:var(--line)}.meter.ok rect.used{fill:var(--ok)}
+.meter.warn rect.used{fill:var(--warn)}.meter.bad rect.used{fill:var(--bad)}
 @media (max-width:700px){.wide{display:none}main{padding:.6rem}h1{font-size:1.2rem}
 header .who{margin-left:0;width:100%}}
 """
@@ -157,10 +177,24 @@ def notice(code: str | None, text: str | None = None) -> str:
 
 
 def login_page(
-    *, error: str | None, login_token: str, ready: bool, user: str = "", next_path: str = ""
+    *,
+    error: str | None,
+    login_token: str,
+    ready: bool,
+    user: str = "",
+    next_path: str = "",
+    sso: bool = False,
 ) -> str:
-    """The sign-in form (or why no one can sign in yet)."""
-    if not ready:
+    """The sign-in form (or why no one can sign in yet), and Microsoft sign-in when set up."""
+    microsoft = ""
+    if sso:
+        microsoft = (
+            f'<a class="btn microsoft" id="sso" href="{BASE}/oidc/start?'
+            f'{_e(urlencode({"next": next_path}))}">Sign in with Microsoft</a>'
+        )
+    if not ready and sso:
+        form = ""
+    elif not ready:
         form = (
             "<p>No console user exists yet. On the server, run</p>"
             '<p class="mono">cosell console set-password --user admin</p>'
@@ -179,12 +213,136 @@ def login_page(
             '<button class="btn" type="submit">Sign in</button></form>'
         )
     error_html = f'<div class="notice bad" role="alert">{_e(error)}</div>' if error else ""
-    body = f'<div class="login"><h1>Sign in to the cosell console</h1>{error_html}{form}</div>'
+    divider = '<p class="or muted">or with a console password</p>' if sso and form else ""
+    body = (
+        f'<div class="login"><h1>Sign in to the cosell console</h1>{error_html}{microsoft}'
+        f"{divider}{form}</div>"
+    )
     return layout("Sign in", body, session=None)
 
 
+def sign_in_refused_page(title: str, text: str) -> str:
+    """Why a sign-in with Microsoft was refused, and the way back to the sign-in page."""
+    body = (
+        f'<div class="login" id="refused"><h1>{_e(title)}</h1>'
+        f'<div class="notice bad" role="alert">{_e(text)}</div>'
+        f'<a class="btn" href="{BASE}/login" id="back">Back to sign-in</a></div>'
+    )
+    return layout(title, body, session=None)
+
+
+def chart(buckets: list[Bucket], *, ident: str, label: str, hourly: bool) -> str:
+    """A bar chart (inline SVG, no script): synced changes stacked on errors, per bucket."""
+    width, height, gap = 24, 80, 4
+    top = max([b.synced + b.errors for b in buckets] + [1])
+    bars = []
+    for index, bucket in enumerate(buckets):
+        x = index * (width + gap)
+        synced_h = round(height * bucket.synced / top)
+        errors_h = round(height * bucket.errors / top)
+        when_text = f"{bucket.start:%H}:00" if hourly else f"{bucket.start:%a %d %b}"
+        title = f"{when_text}: {bucket.synced} synced, {bucket.errors} errors"
+        bars.append(
+            f'<g class="bar" data-synced="{bucket.synced}" data-errors="{bucket.errors}">'
+            f"<title>{_e(title)}</title>"
+            f'<rect x="{x}" y="{height - synced_h - errors_h}" width="{width}" '
+            f'height="{synced_h}" class="synced"/>'
+            f'<rect x="{x}" y="{height - errors_h}" width="{width}" height="{errors_h}" '
+            'class="errors"/>'
+            f'<rect x="{x}" y="0" width="{width}" height="{height}" class="hit"/></g>'
+        )
+    total = len(buckets) * (width + gap) - gap
+    first = buckets[0].start if buckets else None
+    ticks = ""
+    if first is not None:
+        ends = (f"{first:%H}:00", "now") if hourly else (f"{first:%d %b}", "today")
+        ticks = f'<div class="ticks"><span>{ends[0]}</span><span>{ends[1]}</span></div>'
+    synced = sum(b.synced for b in buckets)
+    errors = sum(b.errors for b in buckets)
+    return (
+        f'<figure class="chart card" id="{ident}"><figcaption><span class="label">{_e(label)}'
+        f'</span> <span class="sum">{synced:,} synced · {errors:,} errors</span></figcaption>'
+        f'<svg viewBox="0 0 {total} {height}" preserveAspectRatio="none" role="img" '
+        f'aria-label="{_e(label)}: {synced} synced, {errors} errors">{"".join(bars)}</svg>'
+        f"{ticks}</figure>"
+    )
+
+
+def _usage_row(usage: ApiUsage, now: datetime) -> str:
+    cap = usage.cap
+    if usage.used is not None and cap:
+        ratio = usage.used / cap
+        share = min(1.0, ratio)
+        level = "bad" if ratio >= 1 else "warn" if ratio >= 0.8 else "ok"
+        against = "cosell's budget" if usage.budget else "the org's limit"
+        meter = (
+            f'<svg class="meter {level}" viewBox="0 0 100 6" preserveAspectRatio="none" '
+            f'data-share="{share:.3f}" aria-hidden="true"><rect width="100" height="6" '
+            f'class="track"/><rect width="{share * 100:.1f}" height="6" class="used"/></svg>'
+            f"<div>{usage.used:,} of {cap:,} ({ratio:.0%} of {against}) in 24 h, reported "
+            f"{when(usage.observed_at, now)}</div>"
+        )
+        if usage.budget and usage.limit:
+            meter += f'<div class="muted">org limit {usage.limit:,}</div>'
+    elif usage.side == "partner_center":
+        meter = (
+            '<div class="muted">Partner Center publishes no daily budget; it throttles per '
+            "tenant (429 with Retry-After, counted here).</div>"
+        )
+    else:
+        meter = '<div class="muted">Not reported yet (the first API call reports it).</div>'
+    calls = "—" if usage.calls is None else f"{usage.calls:,}"
+    return (
+        f'<tr id="usage-{usage.side}"><td>{_e(usage.label)}</td><td>{meter}</td>'
+        f'<td class="calls">{calls}</td><td class="throttled">{usage.throttled:,}</td></tr>'
+    )
+
+
+def _token_row(token: TokenHealth) -> str:
+    if token.problem:
+        state, text = "Error", token.problem
+    elif token.warning:
+        state, text = "Pending", token.warning
+    else:
+        state, text = "Synced", "nothing: the sign-in is usable"
+    shown = {"Error": "unusable", "Pending": "expires soon", "Synced": "ok"}[state]
+    return (
+        f'<tr id="token-{token.side}"><td>{_e(token.label)}</td>'
+        f'<td><span class="badge {state}">{shown}</span></td>'
+        f"<td>{_e(token.summary())}</td><td>{_e(text)}</td></tr>"
+    )
+
+
+def connections_section(usage: list[ApiUsage], tokens: list[TokenHealth], now: datetime) -> str:
+    """Both sides' API usage against their budgets, and both connections' token health."""
+    parts = []
+    if usage:
+        rows = "".join(_usage_row(u, now) for u in usage)
+        parts.append(
+            "<h2>API usage</h2><div class='scroll'><table id='api-usage'><thead><tr>"
+            "<th>API</th><th>Usage against the budget</th><th>Calls since start</th>"
+            f"<th>Throttled</th></tr></thead><tbody>{rows}</tbody></table></div>"
+        )
+    if tokens:
+        rows = "".join(_token_row(t) for t in tokens)
+        parts.append(
+            "<h2>Connections' sign-in</h2><div class='scroll'><table id='tokens'><thead><tr>"
+            "<th>Connection</th><th>Token</th><th class='wide'>How it signs in</th>"
+            f"<th>What to do</th></tr></thead><tbody>{rows}</tbody></table></div>"
+        )
+    return "".join(parts)
+
+
 def overview_page(
-    overview: Overview, health: Health, *, now: datetime, session: Session, flash: str
+    overview: Overview,
+    health: Health,
+    *,
+    now: datetime,
+    session: Session,
+    flash: str,
+    activity: Activity | None = None,
+    usage: list[ApiUsage] | None = None,
+    tokens: list[TokenHealth] | None = None,
 ) -> str:
     """Health, links by status, errors, pending work, the inbox and the pollers."""
     reasons = "".join(f"<li>{_e(r)}</li>" for r in health.reasons)
@@ -229,9 +387,18 @@ def overview_page(
             f'{csrf_field(session)}<button class="btn" type="submit" id="retry-errors">'
             f"Retry every deal in Error ({errors:,})</button></form>"
         )
+    charts = ""
+    if activity is not None:
+        charts = (
+            "<div class='charts'>"
+            + chart(activity.hours, ident="chart-24h", label="Last 24 hours", hourly=True)
+            + chart(activity.days, ident="chart-7d", label="Last 7 days", hourly=False)
+            + "</div>"
+        )
     body = (
         f"{flash}<h1>Overview</h1>{banner}<div class='cards'>{status_cards}</div>"
-        f"<h2>Activity</h2><div class='cards'>{figures}</div>{action}"
+        f"<h2>Activity</h2><div class='cards'>{figures}</div>{action}{charts}"
+        f"{connections_section(usage or [], tokens or [], now)}"
         "<h2>Change sources</h2><div class='scroll'><table><thead><tr><th>Cursor</th>"
         f"<th>Last run</th></tr></thead><tbody>{cursors}</tbody></table></div>"
     )
@@ -250,27 +417,56 @@ def _card(
     )
 
 
-def deals_page(page: LinkPage, *, query: str, status: str, now: datetime, session: Session) -> str:
-    """The searchable, filtered, paged list of links."""
-    options = "".join(
-        f'<option value="{v}"{" selected" if v == status else ""}>{label}</option>'
-        for v, label in [("", "Every status")] + [(s.value, s.value) for s in SyncStatus]
+def _options(choices: list[tuple[str, str]], chosen: str) -> str:
+    return "".join(
+        f'<option value="{_e(v)}"{" selected" if v == chosen else ""}>{_e(label)}</option>'
+        for v, label in choices
     )
+
+
+def deals_page(
+    page: LinkPage,
+    *,
+    query: str,
+    status: str,
+    now: datetime,
+    session: Session,
+    direction: str = "",
+    stage: str = "",
+    stages: list[str] | None = None,
+) -> str:
+    """The searchable, filtered (status, direction, stage), paged list of links."""
+    statuses = _options([("", "Every status")] + [(s.value, s.value) for s in SyncStatus], status)
+    directions = _options(
+        [
+            ("", "Both directions"),
+            ("Incoming", "Incoming (from Microsoft)"),
+            ("Outgoing", "Outgoing (shared by you)"),
+            ("unknown", "Direction unknown"),
+        ],
+        direction,
+    )
+    known = list(stages or [])
+    if stage and stage not in known:
+        known.append(stage)
+    stage_options = _options([("", "Every stage")] + [(s, s) for s in known], stage)
     form = (
         f'<form class="search" method="get" action="{BASE}/deals" role="search">'
         f'<input type="search" name="q" id="q" value="{_e(query)}" '
         'placeholder="Deal, customer, referral id, opportunity id, status" '
         'aria-label="Search deals">'
-        f'<select name="status" id="status" aria-label="Sync status">{options}</select>'
+        f'<select name="status" id="status" aria-label="Sync status">{statuses}</select>'
+        f'<select name="direction" id="direction" aria-label="Direction">{directions}</select>'
+        f'<select name="stage" id="stage" aria-label="Stage">{stage_options}</select>'
         '<button class="btn" type="submit">Search</button></form>'
     )
     rows = "".join(_deal_row(row, now) for row in page.rows) or (
-        '<tr><td colspan="6" class="muted">No deal matches.</td></tr>'
+        '<tr><td colspan="8" class="muted">No deal matches.</td></tr>'
     )
     first = page.offset + 1 if page.rows else 0
     last = page.offset + len(page.rows)
     pager = f'<div class="pager"><span id="range">{first:,}&ndash;{last:,} of {page.total:,}</span>'
-    params = {"q": query, "status": status}
+    params = {"q": query, "status": status, "direction": direction, "stage": stage}
     if page.offset > 0:
         previous = urlencode({**params, "offset": max(0, page.offset - page.limit)})
         pager += f'<a href="{BASE}/deals?{previous}" rel="prev">Previous</a>'
@@ -280,7 +476,8 @@ def deals_page(page: LinkPage, *, query: str, status: str, now: datetime, sessio
     pager += "</div>"
     table = (
         "<div class='scroll'><table id='deals'><thead><tr><th>Deal</th>"
-        "<th class='wide'>Customer</th><th>Status</th><th class='wide'>Referral</th>"
+        "<th class='wide'>Customer</th><th>Status</th><th class='wide'>Direction</th>"
+        "<th class='wide'>Stage</th><th class='wide'>Referral</th>"
         "<th class='wide'>Salesforce</th><th>Changed</th></tr></thead>"
         f"<tbody>{rows}</tbody></table></div>"
     )
@@ -293,6 +490,8 @@ def _deal_row(row: LinkRow, now: datetime) -> str:
     return (
         f'<tr><td><a href="{BASE}/deals/{_e(row.id)}">{_e(name)}</a></td>'
         f"<td class='wide'>{_e(row.customer or '—')}</td><td>{badge(row.sync_status)}</td>"
+        f"<td class='wide direction'>{_e(row.direction or '—')}</td>"
+        f"<td class='wide stage'>{_e(row.stage or '—')}</td>"
         f"<td class='wide mono'>{_e(row.referral_id or '—')}</td>"
         f"<td class='wide mono'>{_e(row.sobject)} {_e(row.record_id or '—')}</td>"
         f"<td>{when(row.updated_at, now)}</td></tr>"
@@ -316,8 +515,13 @@ def deal_page(
     referral_url: str | None,
     record_url: str | None,
     can_retry: bool,
+    can_compare: bool = False,
+    comparison: PlanReport | str | None = None,
 ) -> str:
-    """One link: ids and links out, the last error and advice, base, conflicts, audit."""
+    """One link: ids and links out, the last error and advice, base, conflicts, audit.
+
+    On request (`comparison`), both sides' values now beside the base (`compare_section`).
+    """
     link = deal.link
     title = link.name or link.referral_id or link.record_id or link.id
     outside = []
@@ -393,6 +597,7 @@ def deal_page(
     body = (
         f"{flash}<p><a href='{BASE}/deals'>← Deals</a></p><h1 id='deal-name'>{_e(title)}</h1>"
         f"<div class='actions'>{' · '.join(outside)}</div>{facts}{error}{actions}"
+        f"{compare_section(link.id, can_compare, comparison)}"
         f"<h2>Base values{saved if deal.base else ''}</h2><div class='scroll'><table id='base'>"
         f"<thead><tr><th>Field</th><th>Value both sides agreed on</th></tr></thead>"
         f"<tbody>{base_rows}</tbody></table></div>{conflict_table}"
@@ -400,6 +605,78 @@ def deal_page(
         f"<th>What happened</th></tr></thead><tbody>{audit}</tbody></table></div>"
     )
     return layout(str(title), body, session=session, active="deals")
+
+
+_ACTION_CLASS: Final = (
+    ("conflict", "conflict"),
+    ("refused", "refused"),
+    ("held", "held"),
+    ("write to", "write"),
+    ("create in", "write"),
+    ("differs", "differs"),
+)
+
+
+def _action_class(action: str) -> str:
+    return next((css for prefix, css in _ACTION_CLASS if action.startswith(prefix)), "same")
+
+
+def compare_section(link_id: str, can_compare: bool, comparison: PlanReport | str | None) -> str:
+    """Both sides' values now beside the base, and what the next reconcile would do.
+
+    The values come from the explain stage (`cosell plan`), read only when asked for: two API
+    reads, nothing written.
+    """
+    if not can_compare:
+        return ""
+    heading = "<h2 id='compare'>Both sides now</h2>"
+    ask = (
+        f'<a class="btn secondary" id="compare-now" href="{BASE}/deals/{_e(link_id)}'
+        '?compare=1#compare">'
+        + ("Read both sides again" if comparison is not None else "Compare both sides now")
+        + "</a>"
+    )
+    if comparison is None:
+        return (
+            f"{heading}<p class='muted'>Reads the referral and the record now (two API calls, "
+            "nothing written) and shows them beside the base, as <span class='mono'>cosell "
+            f"plan</span> does.</p><div class='actions'>{ask}</div>"
+        )
+    if isinstance(comparison, str):
+        return (
+            f'{heading}<div class="error-box" id="compare-error"><p>{_e(comparison)}</p></div>'
+            f"<div class='actions'>{ask}</div>"
+        )
+    rows = (
+        "".join(
+            f"<tr class='{_action_class(row.action)}' data-field='{_e(row.field)}'>"
+            f"<td class='mono'>{_e(row.field)}</td><td>{_value(row.partner_center)}</td>"
+            f"<td>{_value(row.salesforce)}</td><td>{_value(row.base)}</td>"
+            f"<td class='action'>{_e(row.action)}</td></tr>"
+            for row in comparison.rows
+        )
+        or '<tr><td colspan="5" class="muted">No mapped field to compare.</td></tr>'
+    )
+    outcome = comparison.outcome
+    writes = len(comparison.partner_center_operations)
+    updates = sum(len(fields) for fields in comparison.salesforce_updates.values())
+    summary = (
+        f"<p id='compare-outcome'>The next reconcile: <strong>{_e(outcome.result)}</strong>"
+        f"{' — ' + _e(outcome.message) if outcome.message else ''}. "
+        f"{writes} Partner Center change(s), {updates} Salesforce field(s) to write; "
+        "nothing was written.</p>"
+    )
+    base_note = (
+        ""
+        if comparison.has_base
+        else ("<p class='muted'>No base yet: on the first reconcile each field's owner wins.</p>")
+    )
+    return (
+        f"{heading}{summary}{base_note}<div class='scroll'><table id='comparison'><thead><tr>"
+        "<th>Field</th><th>Partner Center</th><th>Salesforce</th><th>Base</th>"
+        f"<th>Next reconcile</th></tr></thead><tbody>{rows}</tbody></table></div>"
+        f"<div class='actions'>{ask}</div>"
+    )
 
 
 def _side(side: str) -> str:

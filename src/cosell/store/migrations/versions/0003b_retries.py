@@ -1,7 +1,7 @@
 """Retries: a parked link's own retry schedule (how many retries so far, when the next is due).
 
 Revision ID: 0003b
-Revises: 0002
+Revises: 0003
 Create Date: 2026-12-08
 
 A link parked for a reason that can go away (a refusal Partner Center or Salesforce may stop
