@@ -530,3 +530,35 @@ async def test_a_failed_preflight_pauses_the_side_parks_nothing_and_a_probe_resu
     assert (await world.seller.opportunity(opportunity))["Amount"] == 77000
     assert (await served.readyz())[0] == 200
     assert world.store.deal_counts().pending == 0
+
+
+async def test_a_deal_whose_record_stays_locked_is_retried_not_parked_and_pauses_nothing(
+    served: Served, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Transient trouble of one deal on a healthy side (every write answered UNABLE_TO_LOCK_ROW,
+    # reads fine): retried with backoff, then held until the next poll tick, never parked, and
+    # the side is not paused (a probe after the last retry finds it answering).
+    world = served.world
+    deals = await deals_in_sync(served, count=1)
+    [(opportunity, referral)] = deals.pairs.items()
+    with capture_logs() as events:
+        await set_faults(world, "salesforce", lock_row_fraction=1.0)
+        try:
+            await world.microsoft.edit(
+                referral, [{"op": "replace", "path": "/details/dealValue", "value": 88000}]
+            )
+            for _ in range(FAULT_TICKS):
+                await served.tick()
+                no_link_parked(world)
+                assert not engine_circuit_open(served, "salesforce")
+            assert (await served.readyz())[0] == 200
+            assert world.store.deal_counts().pending == 1  # the change waits, counted
+        finally:
+            await set_faults(world, "salesforce", lock_row_fraction=0.0)
+        for _ in range(HEAL_TICKS):
+            await served.tick()
+    assert (await world.seller.opportunity(opportunity))["Amount"] == 88000
+    assert world.store.deal_counts().pending == 0
+    changes, tracebacks = warnings_and_tracebacks(events, caplog.records)
+    assert changes == []
+    assert tracebacks == []

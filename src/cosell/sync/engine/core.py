@@ -63,16 +63,26 @@ while the reconcile runs (a throttled call may wait minutes in place). A key who
 lease is held elsewhere is not reconciled by this workflow: a single-key workflow waits and
 tries again (bounded); a batch leaves the key out and notifies it, so it runs after the holder.
 
-**Retries.** Retriable errors (`partnercenter.errors.RetriableError`,
-`salesforce.errors.RetriableError`, `sync.errors.RetriableSyncError`) are caught inside the
-step and retried by the workflow with capped exponential backoff and full jitter, never less
-than the server's `Retry-After` (`BackoffPolicy`), on the injected clock. After the last
-attempt the key's link is parked in Error with the message and the workflow ends; its own
-retry schedule (`plan.retry`) tries it again, as does its next change or the sweep. Terminal
-errors are parked by the reconcile itself and come back as an `error` outcome. Any other
-exception (a bug) is logged with its traceback and parks the key (or the batch's keys) at once,
-without retries and without a retry schedule (it waits for a change or the sweep): that key
-fails, everything else keeps syncing. Steps return values, never raise, so nothing depends on pickling exceptions.
+**Retries, and failures by scope.** Every exception out of a reconcile is sorted by
+`plan.scope.scope_of`: a *transient* one (a timeout, a 503, a lock, 412s in a row) is
+retried by the workflow with capped exponential backoff and full jitter, never less than the
+server's `Retry-After` (`BackoffPolicy`), on the injected clock. After the last attempt the
+side is probed once (`trip_unreachable`): when it does not answer its circuit opens; either way
+the key is *held* (`Store.hold_keys`), not parked, and tried again at the next poll tick. A
+*global* one (credentials or sign-in refused, a permission missing, the mapping does not fit
+the org, throttling; `run.park` raises `SideFailureError` for those instead of parking) opens
+that side's circuit at once (`breaker.Breaker`) and holds the key. While a side's circuit is
+open, or all sync is paused (`Store.set_pause`), no reconcile calls anything: its keys are
+held; the side is not polled (its cursor stays) and the sweep waits. Every poll tick first
+`heal`s: it probes the open sides that are due (`io.preflight.check_side`, at most once per
+`EngineOptions.probe_interval`), closes those that answer, and once nothing stops sync
+notifies the held keys. A *per-deal* error that escapes the reconcile parks the key, and its
+own retry schedule (`plan.retry`) tries it again, as does its next change or the sweep; any
+other exception (a bug) is logged with its traceback, once, and parks the key (or the batch's
+keys) at once, without retries and without a retry schedule: that key fails, everything else
+keeps syncing. Steps return values, never raise, so nothing depends on pickling exceptions. A
+worker started in the background runs the preflight (`run_preflight`: both connections and the
+mapping against the org's describe) before it syncs anything; a side that fails starts paused.
 
 **The webhook inbox.** The service answers a callback once its event is committed to the
 store's inbox (nothing else on that path), then calls `inbox_recorded()`. A worker's background
@@ -405,9 +415,28 @@ class Engine:
         self._breaker.trip(scope)
         return True
 
-    def trip_unreachable(self, side: str, message: str) -> None:
-        """Open the side's circuit: it kept failing through every retry."""
-        self._breaker.trip(unreachable(side, message))
+    async def trip_unreachable(self, side: str, message: str) -> bool:
+        """A key kept failing transiently on `side` through every retry: is the side down?
+
+        Unless its circuit is open already, the side is probed once (`check_side`): when the
+        probe fails the side is unreachable and its circuit opens; when it passes the side is
+        healthy and the failure is this deal's passing trouble (a row lock, a slow record):
+        nothing opens. Either way the caller holds the key, so it is tried again at the next
+        poll tick, never parked.
+
+        Returns:
+            True when the side's circuit is open.
+        """
+        if self._breaker.is_open(side):
+            return True
+        try:
+            await check_side(self._context(), side)
+        except Exception as exc:  # noqa: BLE001 - a failed probe is the side's answer
+            scope = scope_of(exc)
+            self._breaker.trip(scope if scope.is_global else unreachable(side, message))
+            return True
+        log.info("%s answers; a deal's transient failure is retried at the next poll", side)
+        return False
 
     def hold(self, keys: Sequence[Key], side: str) -> None:
         """Keep the keys waiting for `side` (or `PAUSED`) instead of parking them."""
@@ -984,7 +1013,8 @@ class Engine:
             failures += 1
             if failures >= policy.max_attempts:
                 if attempt.side is not None:
-                    # Still failing after every retry: the side is unreachable, not this deal.
+                    # Still failing after every retry: the side's problem (it is paused) or a
+                    # passing one of this deal on a healthy side; held either way, not parked.
                     await workflows.trip_step(attempt.side, attempt.message or "no answer")
                     await workflows.hold_step([key], attempt.side)
                     return workflows.held_outcome(key, attempt.message)
@@ -1090,7 +1120,8 @@ class Engine:
                 )
             failures += 1
             if attempt.kind == "retry" and failures >= policy.max_attempts and attempt.side:
-                # Still failing after every retry: the side is unreachable, not these deals.
+                # Still failing after every retry: the side's problem (it is paused) or a
+                # passing one of these deals on a healthy side; held either way, not parked.
                 await workflows.trip_step(attempt.side, attempt.message or "no answer")
                 left = [k for k in keys if k not in attempt.busy and k not in attempt.held]
                 await workflows.hold_step(left, attempt.side)

@@ -80,8 +80,8 @@ class Runtime(Protocol):
         """Open the side's circuit for `error` when it is a side's; False for a bug."""
         ...
 
-    def trip_unreachable(self, side: str, message: str) -> None:
-        """Open the side's circuit: it kept failing through every retry."""
+    async def trip_unreachable(self, side: str, message: str) -> bool:
+        """Probe a side a key kept failing on; open its circuit when it is down."""
         ...
 
     async def run_key(self, key: str, *, owner: str) -> Outcome:
@@ -214,9 +214,9 @@ async def hold_step(keys: list[str], side: str) -> None:
 
 
 @DBOS.step(name="cosell.trip_step")
-async def trip_step(side: str, message: str) -> None:
-    """Open the side's circuit: it stayed unreachable through every retry."""
-    _runtime().trip_unreachable(side, message)
+async def trip_step(side: str, message: str) -> bool:
+    """Probe a side a key kept failing on; open its circuit when it is down (True)."""
+    return await _runtime().trip_unreachable(side, message)
 
 
 @DBOS.step(name="cosell.backoff_step")

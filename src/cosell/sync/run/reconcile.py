@@ -26,12 +26,14 @@ Level-triggered: our own writes leave both sides equal to the new base, so the e
 write (a webhook, a poller seeing our change) plans nothing and writes nothing, and running a
 reconcile again after a crash at any point finishes the job.
 
-Errors: a refused change (refusal) or a terminal API error is *parked*: the link and the
-opportunity get sync status `Error` and a message that says what to fix; the key is tried
-again on its next change (child rows and the account included) or sweep, and a parked terminal
-error on its own retry schedule as well (`plan.retry`); a reconcile that meets the same error
-again before its retry is due writes nothing. Retriable errors (throttling, outages) are raised for the engine to retry with
-backoff.
+Errors: a refused change (refusal) or a terminal API error of the deal is *parked*: the link
+and the opportunity get sync status `Error` and a message that says what to fix; the key is
+tried again on its next change (child rows and the account included) or sweep, and a parked
+terminal error on its own retry schedule as well (`plan.retry`); a reconcile that meets the
+same error again before its retry is due writes nothing. A terminal error that is the
+connection's (credentials, a permission, a mapping that does not fit the org: `plan.scope`) is
+never parked: `run.park` raises `SideFailureError` and the engine pauses that side. Retriable
+errors (throttling, outages) are raised for the engine to retry with backoff.
 
 With lead sync, lead referrals get a Lead instead, and links still on a Lead (and
 `salesforce:Lead:<id>` keys) are reconciled by `leads.py` until the Lead is converted.
