@@ -26,7 +26,7 @@ from cosell.mapping.model import OPPORTUNITY, OpportunityFields
 from cosell.mapping.types import STAGE_FIELD, Value
 from cosell.partnercenter.models import Referral
 from cosell.store.types import Link, SyncStatus
-from cosell.sync.plan import deadlines, notes_history
+from cosell.sync.plan import automation, deadlines, notes_history
 from cosell.sync.plan.audit import (
     describe_plan,
 )
@@ -231,6 +231,7 @@ def decide(
     microsoft_side: MicrosoftSide | None = None,
     keep_notes: bool = True,
     hold_wins: bool = True,
+    modified_by_us: bool = False,
 ) -> Decision:
     """Merge both sides against the link's base and turn everything that changed into writes.
 
@@ -246,6 +247,9 @@ def decide(
         keep_notes: add the Partner Center notes history (`cosell plan` shows fields only).
         hold_wins: hold a win until 72 hours after creation (`[sync]
             hold_wins_for_registration`).
+        modified_by_us: the opportunity was last modified by cosell's integration user, so a
+            field differing from the base was rewritten by the org's automation
+            (`automation.adopt`).
 
     Returns:
         The decision: what to write each way, the new base, the audit message, the notes.
@@ -254,7 +258,10 @@ def decide(
     pc_values = partner_center_values(mapping, referral)
     sf_values = salesforce_values(mapping, sides.records)
     state = ReferralState.of(sides.referral, now=now, hold_wins=hold_wins)
-    plan = merge(pc_values, sf_values, base, mapping.rules(), state)
+    adoption = automation.adopt(
+        mapping.rules(), pc_values, sf_values, base, modified_by_us=modified_by_us
+    )
+    plan = merge(adoption.partner_center, sf_values, base, mapping.rules(), state)
     plan = with_seen_stamp(keep_markers(plan, base), sides.referral.updated_date_time)
     extended = plan_collections(
         mapping.collections, sides.referral, referral, sides.opportunity, base, plan
@@ -286,11 +293,15 @@ def decide(
     )
     if own:
         writes[OPPORTUNITY] = {**writes.get(OPPORTUNITY, {}), **own}
+    if writes or extended.children is not None:  # the next reconcile knows what we wrote
+        plan = replace(plan, new_base=automation.with_written(plan.new_base, plan.to_salesforce))
     # A refusal or a notice already shown on the link is not news: no audit entry for it.
     news = (refusal or notice) != link.last_error
     message = describe_plan(plan if news else replace(plan, refusals=(), held=()), base)
     if warning and news:
         message = "; ".join(m for m in (message, f"warning: {warning}") if m)
+    if adoption.message:
+        message = "; ".join(m for m in (message, adoption.message) if m)
     decision = Decision(
         plan=plan,
         base=base,

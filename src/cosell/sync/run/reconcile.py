@@ -94,6 +94,7 @@ from cosell.sync.plan.errors import ConcurrentEditsError
 from cosell.sync.plan.keys import KeyRef
 from cosell.sync.plan.leads import LEAD
 from cosell.sync.plan.limits import MAX_ATTEMPTS
+from cosell.sync.plan.org_refusals import INVALID_FIELD, refused_object
 from cosell.sync.plan.outcome import (
     SKIPPED,
     Outcome,
@@ -103,6 +104,7 @@ from cosell.sync.plan.sides import Sides, differs, records_of, status_text
 from cosell.sync.run import creates, leads
 from cosell.sync.run.park import park
 from cosell.sync.run.record import record
+from cosell.sync.run.refused import salesforce_refusal
 
 log = structlog.get_logger(__name__)
 
@@ -233,11 +235,14 @@ async def reconcile_link(
                 record=sides.opportunity,
             )
         except sf_errors.TerminalError as exc:
+            why = await salesforce_refusal(
+                ctx, exc, OPPORTUNITY, calls, record_id=str(sides.opportunity["Id"])
+            )
             return await park(
                 ctx,
                 key,
                 link,
-                f"Salesforce refused the update: {exc}",
+                f"Salesforce refused the update: {why}",
                 calls,
                 record=sides.opportunity,
             )
@@ -272,7 +277,19 @@ def decide_link(
         microsoft_side=microsoft_side,
         keep_notes=keep_notes,
         hold_wins=ctx.hold_wins,
+        modified_by_us=modified_by_us(ctx, sides.opportunity),
     )
+
+
+def modified_by_us(ctx: SyncContext, opportunity: Mapping[str, Any]) -> bool:
+    """Whether the record's last modification was cosell's own (its integration user's).
+
+    Automation the write triggered runs in the same transaction, as the same user.
+    """
+    token = ctx.salesforce.session.current
+    ours = token.user_id if token is not None else None
+    theirs = opportunity.get("LastModifiedById")
+    return bool(ours and isinstance(theirs, str) and theirs[:15] == ours[:15])
 
 
 async def with_children(
@@ -324,6 +341,8 @@ async def load(ctx: SyncContext, key: Key, link: Link, calls: ApiCalls) -> Sides
             record=opportunity,
         )
     if isinstance(rows, sf_errors.TerminalError):
+        if (rows.error_code or "").upper() == INVALID_FIELD:  # hidden by FLS: every deal's
+            await salesforce_refusal(ctx, rows, refused_object(rows, OPPORTUNITY), calls)
         why = (
             str(rows)  # the connection's problem, said the same way on every record
             if isinstance(rows, sf_errors.SignInRefusedError)
