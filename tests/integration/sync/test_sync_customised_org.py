@@ -238,3 +238,123 @@ async def test_a_hidden_field_is_the_connection_problem_not_the_deal(org: World)
     assert raised.value.fields == ("Referral_Visibility__c",)
     assert "hides Opportunity.Referral_Visibility__c" in str(raised.value)
     assert (await world.seller.opportunity(opp_id))["Partner_Center_Sync_Status__c"] == "Synced"
+
+
+async def test_a_duplicate_rule_links_the_existing_account_and_contact(org: World) -> None:
+    # The org holds the customer under another spelling of the country (cosell's own match is
+    # on Name + postal code + country, so it would create one), and the customer contact under
+    # another account: the org's duplicate rules match both.
+    account_id = await org.seller.create_account("Tailspin Toys", BillingCountry="USA")
+    contact_id = await org.seller.create(
+        "Contact", {"LastName": "Customer", "Email": "ana@tailspin.example"}
+    )
+    profile = {
+        "name": "Tailspin Toys",
+        "address": {
+            "addressLine1": "1 Main St",
+            "city": "Redmond",
+            "state": "WA",
+            "postalCode": "98052",
+            "country": "US",
+        },
+        "team": [{"firstName": "Ana", "lastName": "Customer", "email": "ana@tailspin.example"}],
+    }
+    sent = await org.microsoft.send_co_sell(customerProfile=profile)
+    outcome = await reconcile_key(org.ctx, org.referral_key(sent["id"]))
+    assert outcome.result == "created", outcome
+    [opportunity] = await org.opportunities_for(sent["id"])
+    assert opportunity["AccountId"] == account_id
+    roles = [
+        r
+        for r in org.sf_sandbox.store.rows("OpportunityContactRole", include_deleted=False)
+        if r["OpportunityId"] == opportunity["Id"]
+    ]
+    assert [r["ContactId"] for r in roles] == [contact_id]
+    accounts = [
+        a
+        for a in org.sf_sandbox.store.rows("Account", include_deleted=False)
+        if a["Name"] == "Tailspin Toys"
+    ]
+    assert len(accounts) == 1  # no duplicate made
+    said = org.store.audit(outcome.link_id or "")[0].message
+    assert f"linked the existing account {account_id}" in said
+    assert "Standard_Account_Duplicate_Rule" in said
+    assert f"contact {contact_id}" in said
+    assert "Standard_Contact_Duplicate_Rule" in said
+    assert "linked the existing account" in opportunity["Audit__c"]
+
+
+async def test_automation_rewriting_a_written_field_is_adopted_without_a_second_write(
+    org: World,
+) -> None:
+    # The org's Next_Step_From_Stage Flow rewrites NextStep (the notes here) whenever the stage
+    # changes; each stage cosell writes is followed by the org's rewrite.
+    opp_id, rid = await incoming(org)
+    written: list[int] = []
+    steps = (
+        ("Active", "Accepted", "Needs Analysis", "sent to Partner Center: notes"),
+        ("Closed", "Won", "Closed Won", "kept as agreed: notes"),  # a won referral takes no edit
+    )
+    for status, substatus, stage, adopted in steps:
+        if substatus == "Won":
+            org.tick(72 * 3600)
+        await pc_status(org, rid, status, substatus)
+        before = await org.calls()
+        assert (await reconcile_key(org.ctx, org.referral_key(rid))).result == "synced"
+        org.tick()
+        # The echo of cosell's write (a change event of the opportunity) adopts the rewrite.
+        adoption = await reconcile_key(org.ctx, org.opportunity_key(opp_id))
+        org.tick()
+        for key in (org.referral_key(rid), org.opportunity_key(opp_id)):  # and it settles
+            settled = await reconcile_key(org.ctx, key)
+            assert settled.result == "unchanged", settled
+        spent = await org.calls() - before
+        written.append(spent.salesforce_writes)
+        opportunity = await org.seller.opportunity(opp_id)
+        assert opportunity["StageName"] == stage
+        assert opportunity["NextStep"] == f"Follow up: {stage}"
+        entry = org.store.audit(adoption.link_id or "")[0].message
+        assert "Salesforce automation rewrote 1 field(s) after cosell's write" in entry
+        assert adopted in entry
+        notes = (await org.microsoft.referral(rid))["details"]["notes"]
+        if substatus == "Won":  # kept: no error for the seller, nothing sent
+            assert notes == "Follow up: Needs Analysis"
+            assert opportunity["Partner_Center_Sync_Status__c"] == "Synced"
+            assert spent.partner_center_writes == 0
+        else:  # notes flow both ways: Partner Center gets the org's value, its one write
+            assert notes == f"Follow up: {stage}"
+            assert spent.partner_center_writes == 1
+    assert written == [1, 1]  # one Salesforce write per change, not two
+
+
+async def test_automation_on_a_one_way_field_is_kept_as_agreed(org: World) -> None:
+    # Notes flowing only to Salesforce: the org's rewrite stays, nothing is written anywhere,
+    # and the next Partner Center change of the notes is written once, with no conflict.
+    text = fitted_text()
+    notes = text.index("salesforce: Opportunity.NextStep")
+    text = text[:notes] + text[notes:].replace("direction: both", "direction: to_salesforce", 1)
+    world = remapped(org, text)
+    opp_id, rid = await incoming(world)
+    await pc_status(world, rid, "Active", "Accepted")
+    assert (await reconcile_key(world.ctx, world.referral_key(rid))).result == "synced"
+    world.tick()
+    before = await world.calls()
+    adoption = await reconcile_key(world.ctx, world.opportunity_key(opp_id))
+    assert adoption.result == "unchanged"
+    assert (await world.calls() - before).writes == 0
+    for key in (world.referral_key(rid), world.opportunity_key(opp_id)):  # it stays agreed
+        assert (await reconcile_key(world.ctx, key)).result == "unchanged"
+    assert (await world.calls() - before).writes == 0
+    entry = world.store.audit(adoption.link_id or "")[0].message
+    assert "kept as agreed: notes" in entry
+    assert (await world.microsoft.referral(rid))["details"]["notes"] != "Follow up: Needs Analysis"
+    await world.microsoft.edit(
+        rid, [{"op": "replace", "path": "/details/notes", "value": "call the CFO"}]
+    )
+    world.tick()
+    before = await world.calls()
+    outcome = await reconcile_key(world.ctx, world.referral_key(rid))
+    assert outcome.result == "synced", outcome
+    assert (await world.calls() - before).salesforce_writes >= 1
+    assert (await world.seller.opportunity(opp_id))["NextStep"] == "call the CFO"
+    assert world.store.conflicts(outcome.link_id) == []

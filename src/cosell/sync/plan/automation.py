@@ -7,20 +7,27 @@ triggering the rewrite again) or report a conflict on every later change.
 
 How it is recognised, without any extra call: the opportunity was last modified by cosell's
 integration user (`LastModifiedById`, read with the record; automation runs in the same
-transaction as the write that triggered it, as that user), yet a field cosell's last write set
-(`WRITTEN_MARKER` in the base, saved with that write) differs from the base the write recorded,
-while Partner Center still holds the base. cosell wrote the base value, and nobody else
-modified the record since, so that difference is the org's. A field cosell did not write in
-its last write is never adopted (a seller's edit that a refusal kept from Partner Center stays
-the seller's), and a seller's edit after cosell's write makes the seller the last modifier.
+transaction as the write that triggered it, as that user), yet a mapped field differs from the
+base, while Partner Center still holds the base, and that field agreed with the base right
+after cosell's last write (`SETTLED_MARKER`, saved with that write, lists the fields that did
+not: a seller's change refused or held, a change against the field's direction). Nobody else
+modified the record since, so the difference is the org's, whichever field it rewrote (a Flow
+on the stage may set the next step). A seller's edit after cosell's write makes the seller the
+last modifier, and a base saved without a Salesforce write keeps the marker as it was.
+Residual case: a write the org refused parks the deal and writes its status without saving a
+base; a seller's edit made before it could then read as the org's (for a field that flows to
+Partner Center this changes only the audit's wording).
 
 What is done, per field:
 
 - a field that flows to Partner Center: the org's value is a Salesforce change like any other,
   and is sent (one write to the other side, then both agree: no second Salesforce write);
-- a field that flows only to Salesforce: the org's value becomes the agreed base, with no
-  write anywhere. cosell's value stays in Partner Center; the next real change there is
-  written once and is no conflict.
+- a field that flows only to Salesforce, or whose org value Partner Center would refuse or
+  hold (a closed referral takes no edits): the org's value becomes the agreed base, with no
+  write anywhere and no error for the seller to clear (nobody asked for it). cosell's value
+  stays in Partner Center and in the base; the org's is remembered beside it (`ALIAS_PREFIX`)
+  as agreeing with it, so later reconciles see nothing to do, and the next real change on
+  either side is merged as usual (written once, no conflict).
 
 Each adoption is named in the audit entry (counted per field), so an admin sees what the
 automation changed. Pure.
@@ -28,29 +35,50 @@ automation changed. Pure.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
 from cosell.mapping.types import STAGE_FIELD, FieldRule, Value
-from cosell.sync.plan.rules import same_stage
+from cosell.sync.plan.rules import ReferralState, hold_reason, refusal_reason, same_stage
 
-WRITTEN_MARKER = "~salesforce.written"
-"""Reserved base key: the mapped fields cosell's last Salesforce write set, comma-separated."""
+ALIAS_PREFIX = "~salesforce.kept."
+"""Reserved base keys: `ALIAS_PREFIX + field` holds the org's value of a kept field, which
+agrees with the base's value of the field until either side changes it."""
+
+SETTLED_MARKER = "~salesforce.unsettled"
+"""Reserved base key, saved when cosell writes to Salesforce: the mapped fields (comma-separated,
+possibly none) whose Salesforce value still differed from the new base after that write."""
 
 
-def written_fields(base: Mapping[str, Value] | None) -> frozenset[str]:
-    """The fields cosell's last Salesforce write set, as the base remembers them."""
-    text = (base or {}).get(WRITTEN_MARKER)
-    return frozenset(text.split(",")) if isinstance(text, str) and text else frozenset()
+def unsettled_fields(base: Mapping[str, Value] | None) -> frozenset[str] | None:
+    """The fields left unsettled by cosell's last Salesforce write (None: no write known)."""
+    text = (base or {}).get(SETTLED_MARKER)
+    if not isinstance(text, str):
+        return None
+    return frozenset(text.split(",")) if text else frozenset()
 
 
-def with_written(new_base: Mapping[str, Value], fields: Iterable[str]) -> dict[str, Value]:
-    """`new_base` remembering the mapped fields this reconcile writes to Salesforce."""
-    marked = {k: v for k, v in new_base.items() if k != WRITTEN_MARKER}
-    names = sorted(fields)
-    if names:
-        marked[WRITTEN_MARKER] = ",".join(names)
-    return marked
+def with_settled(
+    new_base: Mapping[str, Value],
+    salesforce: Mapping[str, Value],
+    to_salesforce: Mapping[str, Value],
+    rules: Sequence[FieldRule],
+) -> dict[str, Value]:
+    """`new_base` remembering which fields Salesforce will still differ on after this write.
+
+    Args:
+        new_base: the plan's new base.
+        salesforce: Salesforce's canonical values as read.
+        to_salesforce: the values this reconcile writes to Salesforce.
+        rules: one rule per mapped field.
+    """
+    after = {**salesforce, **to_salesforce}
+    unsettled = []
+    for rule in rules:
+        same = same_stage if rule.name == STAGE_FIELD else _equal
+        if rule.name not in new_base or not same(after.get(rule.name), new_base[rule.name]):
+            unsettled.append(rule.name)
+    return {**new_base, SETTLED_MARKER: ",".join(sorted(unsettled))}
 
 
 @dataclass(frozen=True)
@@ -58,13 +86,16 @@ class Adoption:
     """What the merge should see once the org's rewrites are adopted.
 
     Attributes:
-        partner_center: Partner Center's values, with a one-way field's value replaced by the
-            org's (so that the merge agrees on it and writes nothing).
-        adopted: the fields the automation rewrote, sorted.
+        salesforce: Salesforce's values for the merge: a kept field's org value replaced by
+            the base (so that the merge agrees on it and writes nothing either way).
+        aliases: field -> the org's value kept as agreeing with the base (`ALIAS_PREFIX`
+            markers of the new base; a field leaves when either side changes it).
+        adopted: the fields the automation rewrote since cosell's last write, sorted.
         sent: of those, the ones whose org value goes on to Partner Center.
     """
 
-    partner_center: Mapping[str, Value]
+    salesforce: Mapping[str, Value]
+    aliases: Mapping[str, Value] = field(default_factory=dict)
     adopted: tuple[str, ...] = ()
     sent: tuple[str, ...] = ()
 
@@ -84,12 +115,18 @@ class Adoption:
             f"({'; '.join(parts)}); not written back"
         )
 
+    def new_base(self, new_base: Mapping[str, Value]) -> dict[str, Value]:
+        """The plan's new base with the aliases still in force (and no other)."""
+        kept = {k: v for k, v in new_base.items() if not k.startswith(ALIAS_PREFIX)}
+        return {**kept, **{ALIAS_PREFIX + name: v for name, v in self.aliases.items()}}
+
 
 def adopt(
     rules: Sequence[FieldRule],
     partner_center: Mapping[str, Value],
     salesforce: Mapping[str, Value],
     base: Mapping[str, Value] | None,
+    state: ReferralState,
     *,
     modified_by_us: bool,
 ) -> Adoption:
@@ -99,33 +136,48 @@ def adopt(
         rules: one rule per mapped field.
         partner_center: Partner Center's canonical values.
         salesforce: Salesforce's canonical values.
-        base: the base cosell's last reconcile saved, with `WRITTEN_MARKER` (None: none yet,
-            nothing to adopt).
+        base: the base cosell's last reconcile saved, with `SETTLED_MARKER` and the aliases
+            (None: none yet, nothing to adopt).
+        state: the referral's state, for Partner Center's rules on the values sent.
         modified_by_us: the record's last modification was made by cosell's integration user.
 
     Returns:
         The values for the merge and what was adopted.
     """
-    written = written_fields(base)
-    if not modified_by_us or not base or not written:
-        return Adoption(partner_center)
-    values = dict(partner_center)
+    if not base:
+        return Adoption(salesforce)
+    unsettled = unsettled_fields(base) if modified_by_us else None
+    values = dict(salesforce)
+    aliases: dict[str, Value] = {}
     adopted: list[str] = []
     sent: list[str] = []
     for rule in sorted(rules, key=lambda r: r.name):
         name = rule.name
-        if name not in base or name not in written:
+        if name not in base:
             continue
         same = same_stage if name == STAGE_FIELD else _equal
-        org, agreed = salesforce.get(name), base[name]
-        if same(org, agreed) or not same(partner_center.get(name), agreed):
-            continue  # not rewritten, or Partner Center changed too: the merge decides
+        org, agreed, current = salesforce.get(name), base[name], partner_center.get(name)
+        alias = ALIAS_PREFIX + name
+        if alias in base and same(org, base[alias]):  # adopted before, unchanged since
+            values[name] = agreed  # a Partner Center change is then the only change
+            if same(current, agreed):
+                aliases[name] = org
+            continue
+        if not same(current, agreed) or same(org, agreed):
+            continue  # Partner Center changed (the merge decides), or nothing to adopt
+        if unsettled is None or name in unsettled:
+            continue  # someone else's change, or one cosell saw before its write
         adopted.append(name)
-        if rule.to_partner_center:
+        if (
+            rule.to_partner_center
+            and refusal_reason(rule, org, current, state) is None
+            and hold_reason(rule, org, state) is None
+        ):
             sent.append(name)
         else:
-            values[name] = org
-    return Adoption(values, tuple(adopted), tuple(sent))
+            aliases[name] = org
+            values[name] = agreed
+    return Adoption(values, aliases, tuple(adopted), tuple(sent))
 
 
 def _equal(one: Value, other: Value) -> bool:

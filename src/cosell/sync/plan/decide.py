@@ -259,10 +259,11 @@ def decide(
     sf_values = salesforce_values(mapping, sides.records)
     state = ReferralState.of(sides.referral, now=now, hold_wins=hold_wins)
     adoption = automation.adopt(
-        mapping.rules(), pc_values, sf_values, base, modified_by_us=modified_by_us
+        mapping.rules(), pc_values, sf_values, base, state, modified_by_us=modified_by_us
     )
-    plan = merge(adoption.partner_center, sf_values, base, mapping.rules(), state)
+    plan = merge(pc_values, adoption.salesforce, base, mapping.rules(), state)
     plan = with_seen_stamp(keep_markers(plan, base), sides.referral.updated_date_time)
+    plan = replace(plan, new_base=adoption.new_base(plan.new_base))
     extended = plan_collections(
         mapping.collections, sides.referral, referral, sides.opportunity, base, plan
     )
@@ -294,7 +295,10 @@ def decide(
     if own:
         writes[OPPORTUNITY] = {**writes.get(OPPORTUNITY, {}), **own}
     if writes or extended.children is not None:  # the next reconcile knows what we wrote
-        plan = replace(plan, new_base=automation.with_written(plan.new_base, plan.to_salesforce))
+        settled = automation.with_settled(
+            plan.new_base, adoption.salesforce, plan.to_salesforce, mapping.rules()
+        )
+        plan = replace(plan, new_base=settled)
     # A refusal or a notice already shown on the link is not news: no audit entry for it.
     news = (refusal or notice) != link.last_error
     message = describe_plan(plan if news else replace(plan, refusals=(), held=()), base)

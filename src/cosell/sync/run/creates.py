@@ -746,6 +746,8 @@ async def _upsert(
             f"created the opportunity from referral {item.referral.id} "
             f"({status_text(item.referral)})"
         )
+        if item.linked:  # the account a duplicate rule matched (the contacts come later)
+            message += f"; linked the existing {', '.join(item.linked)} instead of a duplicate"
         item.opportunity.update(
             {
                 fields.referral_id: item.referral.id,
