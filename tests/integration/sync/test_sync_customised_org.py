@@ -358,3 +358,30 @@ async def test_automation_on_a_one_way_field_is_kept_as_agreed(org: World) -> No
     assert (await world.calls() - before).salesforce_writes >= 1
     assert (await world.seller.opportunity(opp_id))["NextStep"] == "call the CFO"
     assert world.store.conflicts(outcome.link_id) == []
+
+
+async def test_a_duplicate_rule_links_the_existing_lead(org: World) -> None:
+    org.ctx.lead_sync = True
+    referral = await org.microsoft.send_lead()
+    email = referral["customerProfile"]["team"][0]["email"]
+    lead_id = await org.seller.create(
+        "Lead", {"LastName": "Known", "Company": "Known Co", "Email": email}
+    )
+    other = await org.seller.create(
+        "Lead", {"LastName": "Other", "Company": "Other Co", "Email": "someone@else.example"}
+    )
+    outcome = await reconcile_key(org.ctx, org.referral_key(referral["id"]))
+    assert outcome.result == "created", outcome
+    assert f"linked the existing Lead {lead_id}" in (outcome.message or "")
+    assert "Standard_Lead_Duplicate_Rule" in (outcome.message or "")
+    assert [row["Id"] for row in await org.leads_for(referral["id"])] == [lead_id]
+    link = org.store.link_for_referral(referral["id"])
+    assert link is not None
+    assert (link.sobject, link.record_id) == ("Lead", lead_id)
+    lead = await org.seller.read("Lead", lead_id)
+    assert lead["Partner_Center_Sync_Status__c"] == "Synced"
+    assert lead["LastName"] == "Known"  # the seller's values stay until the next reconcile
+    assert (await org.seller.read("Lead", other))["Referral_Identifier__c"] is None
+    org.tick()
+    again = await reconcile_key(org.ctx, org.referral_key(referral["id"]))
+    assert again.result in ("synced", "unchanged"), again
