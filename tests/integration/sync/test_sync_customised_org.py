@@ -23,14 +23,32 @@ from cosell.sync.plan.errors import GlobalSyncError, OrgFieldAccessError
 from cosell.sync.run.reconcile import reconcile_key
 from cosell_sandbox.salesforce.orgprofile import load_profile, record_type_id
 
-EXAMPLE = Path(__file__).resolve().parents[3] / "sandbox" / "examples" / "customised-org.yaml"
+EXAMPLES = Path(__file__).resolve().parents[3] / "sandbox" / "examples"
+EXAMPLE = EXAMPLES / "customised-org.yaml"
+MAPPING = EXAMPLES / "customised-org-mapping.yaml"
 
 
 def fitted_text(*, remove_visibility: bool = True) -> str:
-    """The default mapping with the fixes `cosell check` asks for in the example org."""
-    text = (
-        default_mapping_text()
-        .replace("salesforce: Opportunity.Description", "salesforce: Opportunity.NextStep")
+    """The mapping shipped for the example org (`cosell check`'s fixes), as text.
+
+    `remove_visibility=False`: with the default mapping's visibility field put back.
+    """
+    text = MAPPING.read_text(encoding="utf-8")
+    if remove_visibility:
+        return text
+    default = default_mapping_text()
+    lines = default.splitlines()
+    index = next(i for i, line in enumerate(lines) if "Opportunity.Referral_Visibility__c" in line)
+    start = max(i for i in range(index) if lines[i].startswith("  - name:"))
+    end = next(i for i in range(index, len(lines)) if lines[i].startswith("  - name:"))
+    field = "\n".join(lines[start:end]) + "\n"
+    return text.replace("\n  - name: deal_type\n", "\n" + field + "  - name: deal_type\n", 1)
+
+
+def test_the_shipped_mapping_is_the_default_with_the_fixes_check_asks_for() -> None:
+    text = default_mapping_text()
+    fixed = (
+        text.replace("salesforce: Opportunity.Description", "salesforce: Opportunity.NextStep")
         .replace("  active_stage: Qualification", "  active_stage: Needs Analysis")
         .replace(
             "\nfields:\n",
@@ -38,13 +56,8 @@ def fitted_text(*, remove_visibility: bool = True) -> str:
             1,
         )
     )
-    if not remove_visibility:
-        return text
-    lines = text.splitlines()
-    index = next(i for i, line in enumerate(lines) if "Opportunity.Referral_Visibility__c" in line)
-    start = max(i for i in range(index) if lines[i].startswith("  - name:"))
-    end = next(i for i in range(index, len(lines)) if lines[i].startswith("  - name:"))
-    return "\n".join(lines[:start] + lines[end:]) + "\n"
+    shipped = fitted_text(remove_visibility=False)
+    assert shipped.split("version: 1", 1)[1] == fixed.split("version: 1", 1)[1]
 
 
 def remapped(world: World, text: str) -> World:
