@@ -213,3 +213,10 @@ def test_the_empty_deal_type_rides_in_the_same_write_as_the_other_fields() -> No
     base = {k: v for k, v in agreed.items() if k != "deal_type"}
     plan = merge(pc, base | {"deal_type": None}, base, mapping.rules(), ACTIVE)
     assert plan.to_salesforce == {"name": "Contoso - Azure", "deal_type": "Partner-led"}
+
+
+def test_the_visibility_is_read_whatever_the_order_of_the_fields() -> None:
+    # The deal type maps the consent path too; the shipped mapping lists visibility first.
+    fields = _deal("Private", None, True)
+    reordered = [fields[2], fields[1], fields[0], *fields[3:]]
+    assert deal_problems(reordered) == deal_problems(fields) != []

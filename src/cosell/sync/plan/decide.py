@@ -26,7 +26,7 @@ from cosell.mapping.model import OPPORTUNITY, OpportunityFields
 from cosell.mapping.types import STAGE_FIELD, Value
 from cosell.partnercenter.models import Referral
 from cosell.store.types import Link, SyncStatus
-from cosell.sync.plan import automation, deadlines, notes_history
+from cosell.sync.plan import automation, deadlines, deal_type, notes_history
 from cosell.sync.plan.audit import (
     describe_plan,
 )
@@ -267,7 +267,7 @@ def decide(
     extended = plan_collections(
         mapping.collections, sides.referral, referral, sides.opportunity, base, plan
     )
-    plan = extended.plan
+    plan = deal_type.consistent(extended.plan, mapping.rules(), pc_values, sf_values, base)
     operations = (
         partner_center_operations(mapping, plan.to_partner_center, referral)
         if plan.to_partner_center
