@@ -123,6 +123,7 @@ async def test_an_unknown_record_type_is_the_connection_problem(org: World) -> N
     assert "'Partner' is not an Opportunity record type" in str(raised.value)
     assert "Partner_Deal" in str(raised.value)
     assert await world.opportunities_for(sent["id"]) == []
+    assert world.store.link_for_referral(sent["id"]) is None  # nothing half-made
 
 
 async def test_a_stage_outside_the_sales_process_parks_that_deal_with_the_allowed_stages(

@@ -578,6 +578,7 @@ async def create_opportunities(
     outcomes: dict[Key, Outcome] = {}
     work: list[_NewOpportunity] = []
     store = ctx.store
+    record_type_id = await creates_record_type_id(ctx)  # before any link: it may not fit
     for key, referral, link in items:
         assert referral.id is not None
         try:
@@ -624,7 +625,6 @@ async def create_opportunities(
             )
         )
     if work:
-        record_type_id = await creates_record_type_id(ctx)
         await _accounts(ctx, work, calls)
         await _upsert(ctx, work, calls, record_type_id)
         await _contacts(ctx, [w for w in work if w.failure is None], calls)
