@@ -20,6 +20,7 @@ from sync_world import World, build_world
 
 from cosell.mapping.loader import default_mapping_text, parse_mapping
 from cosell.sync.plan.errors import GlobalSyncError, OrgFieldAccessError
+from cosell.sync.run.batch import reconcile_batch
 from cosell.sync.run.reconcile import reconcile_key
 from cosell_sandbox.salesforce.orgprofile import load_profile, record_type_id
 
@@ -252,6 +253,12 @@ async def test_a_hidden_field_is_the_connection_problem_not_the_deal(org: World)
     assert raised.value.fields == ("Referral_Visibility__c",)
     assert "hides Opportunity.Referral_Visibility__c" in str(raised.value)
     assert (await world.seller.opportunity(opp_id))["Partner_Center_Sync_Status__c"] == "Synced"
+    # A batch (a sweep, a backfill) reads every deal with one query: the same, once.
+    second, _ = await incoming(org)
+    keys = [world.opportunity_key(opp_id), world.opportunity_key(second)]
+    with pytest.raises(OrgFieldAccessError):
+        await reconcile_batch(world.ctx, keys)
+    assert [lk.last_error for lk in world.store.links() if lk.last_error] == []
 
 
 async def test_a_duplicate_rule_links_the_existing_account_and_contact(org: World) -> None:

@@ -94,7 +94,6 @@ from cosell.sync.plan.errors import ConcurrentEditsError
 from cosell.sync.plan.keys import KeyRef
 from cosell.sync.plan.leads import LEAD
 from cosell.sync.plan.limits import MAX_ATTEMPTS
-from cosell.sync.plan.org_refusals import INVALID_FIELD, refused_object
 from cosell.sync.plan.outcome import (
     SKIPPED,
     Outcome,
@@ -341,8 +340,6 @@ async def load(ctx: SyncContext, key: Key, link: Link, calls: ApiCalls) -> Sides
             record=opportunity,
         )
     if isinstance(rows, sf_errors.TerminalError):
-        if (rows.error_code or "").upper() == INVALID_FIELD:  # hidden by FLS: every deal's
-            await salesforce_refusal(ctx, rows, refused_object(rows, OPPORTUNITY), calls)
         why = (
             str(rows)  # the connection's problem, said the same way on every record
             if isinstance(rows, sf_errors.SignInRefusedError)

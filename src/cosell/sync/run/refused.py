@@ -12,9 +12,9 @@ from __future__ import annotations
 import structlog
 
 from cosell.salesforce import errors as sf_errors
-from cosell.salesforce.schema import ObjectDescription
 from cosell.sync.io.context import ApiCalls, SyncContext
-from cosell.sync.plan.org_refusals import RESTRICTED_PICKLIST, deal_refusal, org_wide
+from cosell.sync.io.org_access import raise_if_org_wide
+from cosell.sync.plan.org_refusals import RESTRICTED_PICKLIST, deal_refusal
 
 log = structlog.get_logger(__name__)
 
@@ -46,11 +46,7 @@ async def salesforce_refusal(
     Raises:
         OrgFieldAccessError: field-level security refuses the field for every record.
     """
-    description = await _description(ctx, sobject)
-    wide = org_wide(error, sobject, description, creating=creating)
-    if wide is not None:
-        log.error("sync.org_field_access", sobject=sobject, fields=wide.fields, error=str(wide))
-        raise wide from error
+    description = await raise_if_org_wide(ctx, error, sobject, creating=creating)
     if (error.error_code or "").upper() != RESTRICTED_PICKLIST or not error.fields:
         return deal_refusal(error, sobject)
     field = error.fields[0]
@@ -75,11 +71,3 @@ async def salesforce_refusal(
             except sf_errors.SalesforceError as exc:  # the message is still useful without them
                 log.warning("sync.refusal.values_unread", sobject=sobject, error=str(exc))
     return deal_refusal(error, sobject, allowed=allowed, record_type=record_type)
-
-
-async def _description(ctx: SyncContext, sobject: str) -> ObjectDescription | None:
-    try:
-        return await ctx.salesforce.describe(sobject)
-    except sf_errors.SalesforceError as exc:
-        log.warning("sync.refusal.describe_unread", sobject=sobject, error=str(exc))
-        return None
