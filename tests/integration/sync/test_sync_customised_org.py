@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 from sync_world import World, build_world
 
+from cosell.commands.status import collect, report_json
 from cosell.mapping.loader import default_mapping_text, parse_mapping
 from cosell.sync.plan.errors import GlobalSyncError, OrgFieldAccessError
 from cosell.sync.run.batch import reconcile_batch
@@ -186,6 +187,9 @@ async def test_a_validation_rule_parks_that_deal_with_its_field_and_message(org:
     assert opportunity["StageName"] == "Needs Analysis"
     assert opportunity["Partner_Center_Sync_Status__c"] == "Error"
     assert message in org.store.audit(outcome.link_id or "")[0].message
+    # `cosell status` lists it, alone, with the org's message.
+    report = report_json(collect(org.store, clock=org.clock))
+    assert [(e["record_id"], e["error"]) for e in report["errors"]] == [(opp_id, message)]
     # Meeting it again tries the write once (the rule may pass now) and rewrites no status;
     # the other deal keeps syncing.
     before = await org.calls()
