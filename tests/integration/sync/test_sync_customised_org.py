@@ -338,6 +338,7 @@ async def test_automation_rewriting_a_written_field_is_adopted_without_a_second_
         opportunity = await org.seller.opportunity(opp_id)
         assert opportunity["StageName"] == stage
         assert opportunity["NextStep"] == f"Follow up: {stage}"
+        assert adoption.adopted == 1  # counted (the service's cosell_automation_adopted_total)
         entry = org.store.audit(adoption.link_id or "")[0].message
         assert "Salesforce automation rewrote 1 field(s) after cosell's write" in entry
         assert adopted in entry

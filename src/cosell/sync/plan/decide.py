@@ -108,6 +108,8 @@ class Decision:
             sync status Pending when nothing is refused; None when nothing waits.
         wake_at: when to reconcile the key again although nothing changes, or None.
         notes: the ContentNotes to create first (Microsoft's notes, the notes history).
+        adopted: the fields the org's automation rewrote after cosell's last write, adopted
+            (`automation.adopt`).
     """
 
     plan: Plan
@@ -123,6 +125,7 @@ class Decision:
     waiting: str | None = None
     wake_at: datetime | None = None
     notes: tuple[Note, ...] = ()
+    adopted: tuple[str, ...] = ()
 
     def written(self, stamp: datetime | None) -> Decision:
         """The decision whose base holds the referral's stamp as our Partner Center write left it.
@@ -318,6 +321,7 @@ def decide(
         children=extended.children,
         waiting=None if refusal else notice,
         wake_at=deadlines.wake_at(plan, sides.referral, now),
+        adopted=adoption.adopted,
     )
     if microsoft_side is not None:
         decision = _with_microsoft(decision, microsoft_side, sides)

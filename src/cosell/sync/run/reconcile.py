@@ -463,6 +463,7 @@ def outcome_of(
         message=message,
         api_calls=calls.total,
         dry_run=dry_run,
+        adopted=len(decision.adopted),
     )
 
 
