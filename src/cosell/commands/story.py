@@ -59,6 +59,8 @@ from cosell_sandbox.partnercenter.app import PartnerCenterSandbox
 from cosell_sandbox.partnercenter.app import SandboxOptions as PartnerCenterOptions
 from cosell_sandbox.partnercenter.errors import PartnerCenterSandboxError
 from cosell_sandbox.salesforce.app import SalesforceSandbox
+from cosell_sandbox.salesforce.app import SandboxOptions as SalesforceOptions
+from cosell_sandbox.salesforce.orgprofile import OrgProfileError, load_profile, record_type_id
 from cosell_sandbox.serving import Listener, listen, make_server
 
 POLL_SECONDS: Final = 0.05  # how often a step looks at the other side
@@ -478,6 +480,119 @@ async def _won(world: World, console: Console, opportunity_id: str, referral_id:
     )
 
 
+# ---- the customised org's story (`--org-profile`) ---------------------------------------
+
+CUSTOMER = "Fabrikam Retail"
+CUSTOMER_EMAIL = "ana.customer@fabrikam-retail.example"
+ORG_ACTIVE = "Needs Analysis"  # the example mapping's active stage (Partner Deal's process)
+ORG_RECORD_TYPE = "Partner_Deal"  # the example mapping's record_type
+
+
+async def play_customised_story(world: World, console: Console) -> bool:
+    """The story in the example customised org; True when every step synced.
+
+    Written for `sandbox/examples/customised-org.yaml` with `customised-org-mapping.yaml`:
+
+    1. Microsoft sends a referral for a customer the org already has (under another spelling
+       of the country, so only the org's duplicate rules see it): the opportunity is linked to
+       the existing account and contact, is a Partner Deal, and has the required Region.
+    2. The seller accepts it; the org's Flow rewrites the next step on the stage change, and the
+       Flow's value reaches Partner Center as the notes (cosell adopts it, never fights it).
+    """
+    found = await _known_customer(world, console)
+    if found is None:
+        return False
+    return await _flow_rewrites(world, console, *found)
+
+
+async def _known_customer(world: World, console: Console) -> tuple[str, str] | None:
+    address = {"BillingStreet": "1 Main St", "BillingCity": "Redmond", "BillingState": "WA"}
+    account = await world.seller_create(
+        "Account",
+        {"Name": CUSTOMER, "BillingPostalCode": "98052", "BillingCountry": "USA", **address},
+    )
+    contact = await world.seller_create(
+        "Contact", {"LastName": "Customer", "FirstName": "Ana", "Email": CUSTOMER_EMAIL}
+    )
+    profile = {
+        "name": CUSTOMER,
+        "address": {
+            "addressLine1": "1 Main St",
+            "city": "Redmond",
+            "state": "WA",
+            "postalCode": "98052",
+            "country": "US",
+        },
+        "team": [{"firstName": "Ana", "lastName": "Customer", "email": CUSTOMER_EMAIL}],
+    }
+    body = {"kind": "co-sell", "name": f"{CUSTOMER} - Azure migration", "customerProfile": profile}
+    referral_id = str((await world.microsoft("POST", "referrals/incoming", body))["id"])
+    partner_deal = record_type_id("Opportunity", ORG_RECORD_TYPE)
+    found: list[str] = []
+
+    async def probe() -> Seen:
+        record_id = world.opportunity_of(referral_id)
+        if record_id is None:
+            return Seen(False, "no opportunity yet")
+        opp = await world.record("Opportunity", record_id)
+        roles = [
+            row
+            for row in world.salesforce.store.rows("OpportunityContactRole", include_deleted=False)
+            if row.get("OpportunityId") == record_id
+        ]
+        ok = (
+            opp.get("AccountId") == account
+            and [r.get("ContactId") for r in roles] == [contact]
+            and opp.get("RecordTypeId") == partner_deal
+            and bool(opp.get("Region__c"))
+        )
+        if ok:
+            found.append(record_id)
+        same = "the existing" if opp.get("AccountId") == account else "a new"
+        kind = ORG_RECORD_TYPE if opp.get("RecordTypeId") == partner_deal else "another"
+        return Seen(
+            ok,
+            f"opportunity on {same} account {CUSTOMER!r}, {len(roles)} contact role(s), "
+            f"record type {kind}, Region {opp.get('Region__c')}",
+        )
+
+    ok = await world.step(
+        console,
+        "Microsoft shares a referral for a customer the org already has",
+        f"a Microsoft seller sent a co-sell referral for {CUSTOMER!r} (Partner Center); the "
+        "org has the account (country 'USA') and the contact, guarded by duplicate rules",
+        f"an opportunity on the existing account and contact, record type {ORG_RECORD_TYPE}, "
+        "with the required Region from the mapping's defaults",
+        probe,
+    )
+    return (found[0], referral_id) if ok else None
+
+
+async def _flow_rewrites(
+    world: World, console: Console, opportunity_id: str, referral_id: str
+) -> bool:
+    await world.seller_update("Opportunity", opportunity_id, {"StageName": ORG_ACTIVE})
+    rewritten = f"Follow up: {ORG_ACTIVE}"
+
+    async def probe() -> Seen:
+        referral = world.referral(referral_id)
+        now = f"{referral.get('status')}/{referral.get('substatus')}"
+        notes = (referral.get("details") or {}).get("notes")
+        return Seen(
+            now == "Active/Accepted" and notes == rewritten,
+            f"Partner Center referral is {now}, notes {notes!r}",
+        )
+
+    return await world.step(
+        console,
+        "The seller accepts it; the org's Flow rewrites the next step",
+        f"the seller moved the opportunity to {ORG_ACTIVE} (Salesforce); the org's "
+        f"Next_Step_From_Stage Flow set the next step to {rewritten!r}",
+        f"the referral Active/Accepted in Partner Center, with the notes {rewritten!r}",
+        probe,
+    )
+
+
 # ---- running it ----------------------------------------------------------------------------
 
 
@@ -527,7 +642,13 @@ def _settings(
 
 
 async def run_demo(
-    console: Console, *, directory: Path, step_timeout: float, keep_running: bool
+    console: Console,
+    *,
+    directory: Path,
+    step_timeout: float,
+    keep_running: bool,
+    org_profile: Path | None = None,
+    mapping: Path | None = None,
 ) -> bool:
     """Start everything, play the story, print the summary; True when every step synced.
 
@@ -536,18 +657,33 @@ async def run_demo(
         directory: the store's and DBOS's directory.
         step_timeout: seconds each step may take to sync.
         keep_running: after the story, print the URLs and serve until Ctrl-C.
+        org_profile: customise the Salesforce sandbox with this profile and play the
+            customised-org story (`play_customised_story`) instead.
+        mapping: the mapping file (None: the shipped one).
     """
     pc_listener, sf_listener, service_listener = listen(0), listen(0), listen(0)
     clock = OffsetClock()  # one clock for all: "three days later" moves everyone on
     partner_center = PartnerCenterSandbox(
         base_url=pc_listener.base_url, options=PartnerCenterOptions(), clock=clock
     )
-    salesforce = SalesforceSandbox(base_url=sf_listener.base_url, clock=clock)
+    try:
+        profile = load_profile(org_profile) if org_profile is not None else None
+    except OrgProfileError as exc:
+        raise DemoError(str(exc)) from exc
+    salesforce = SalesforceSandbox(
+        base_url=sf_listener.base_url,
+        clock=clock,
+        options=SalesforceOptions(org_profile=profile),
+    )
     running: list[_Running] = []
     try:
         running.append(await _start(partner_center.app, pc_listener, "Partner Center sandbox"))
         running.append(await _start(salesforce.app, sf_listener, "Salesforce sandbox"))
         settings = _settings(partner_center, salesforce, directory, service_listener)
+        if mapping is not None:
+            settings = settings.model_copy(
+                update={"sync": settings.sync.model_copy(update={"mapping_file": mapping})}
+            )
         async with httpx.AsyncClient(timeout=HTTP_TIMEOUT) as http:
             ca = await http.get(partner_center.info()["ca_certificate_url"])
             ca.raise_for_status()
@@ -565,7 +701,8 @@ async def run_demo(
                     )
                     with Store.open(settings.store.url, clock=clock) as store:
                         world = World(partner_center, salesforce, store, http, step_timeout)
-                        synced = await play_story(world, console)
+                        story = play_customised_story if profile is not None else play_story
+                        synced = await story(world, console)
                         _summary(console, world.results, synced)
                     if keep_running:
                         _print_urls(console, partner_center, salesforce, service_listener, settings)
@@ -632,7 +769,13 @@ def _print_urls(
         )
 
 
-def play(*, keep_running: bool, step_timeout: float) -> bool:
+def play(
+    *,
+    keep_running: bool,
+    step_timeout: float,
+    org_profile: Path | None = None,
+    mapping: Path | None = None,
+) -> bool:
     """`cosell demo`: set up, play the story, clean up; True when every step synced."""
     configure_logging("console", level=logging.WARNING)
     console = Console(highlight=False)
@@ -644,7 +787,12 @@ def play(*, keep_running: bool, step_timeout: float) -> bool:
     try:
         return asyncio.run(
             run_demo(
-                console, directory=directory, step_timeout=step_timeout, keep_running=keep_running
+                console,
+                directory=directory,
+                step_timeout=step_timeout,
+                keep_running=keep_running,
+                org_profile=org_profile,
+                mapping=mapping,
             )
         )
     except KeyboardInterrupt:
@@ -657,4 +805,4 @@ def play(*, keep_running: bool, step_timeout: float) -> bool:
             shutil.rmtree(directory, ignore_errors=True)
 
 
-__all__: Sequence[str] = ("DemoError", "play", "play_story", "run_demo")
+__all__: Sequence[str] = ("DemoError", "play", "play_customised_story", "play_story", "run_demo")

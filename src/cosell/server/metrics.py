@@ -11,6 +11,9 @@ share counters). Counters are incremented where the outcome is known:
   time from a change's timestamp (`ResourceChangeUtcDate` of the webhook that announced it)
   to the end of the reconcile that carried it; changes found by the pollers have no reliable
   timestamp of their own and are not measured;
+- `cosell_automation_adopted_total`: by `ObservedReconciler` too, the fields the org's
+  after-save automation rewrote after cosell's write and cosell adopted without writing back
+  (a customised org's Flows; a steady rise is normal, a burst says a Flow fights the mapping);
 - `cosell_api_calls_total{api}` / `cosell_api_errors_total{api,kind}`: by whoever sends the
   HTTP requests (`cosell serve` counts at the clients' transports).
 
@@ -88,6 +91,11 @@ class Metrics:
         )
         self.reconciles = Counter(
             "cosell_reconciles", "Keys reconciled, by result.", ["result"], registry=registry
+        )
+        self.automation_adopted = Counter(
+            "cosell_automation_adopted",
+            "Fields the org's after-save automation rewrote after cosell's write, adopted.",
+            registry=registry,
         )
         self.api_calls = Counter(
             "cosell_api_calls", "HTTP requests sent, by API.", ["api"], registry=registry
@@ -273,6 +281,8 @@ class ObservedReconciler:
         now = self._clock.now()
         for item in outcomes:
             self._metrics.reconciles.labels(result=item.result).inc()
+            if item.adopted:
+                self._metrics.automation_adopted.inc(item.adopted)
             lag: float | None = None
             changed_at = self._changes.pop(item.key, None) if item.result in _CARRIED else None
             if changed_at is not None:

@@ -64,3 +64,33 @@ def test_a_step_that_does_not_sync_says_what_it_expected_and_exits_1(tmp_path: P
     assert STEP_LINE.search(result.stdout) is None
     assert SECRET_SHAPES.findall(result.stdout + result.stderr) == []
     assert list(tmp_path.glob("cosell-demo-*")) == []
+
+
+def test_the_customised_org_story_plays_with_the_example_profile(tmp_path: Path) -> None:
+    examples = SRC.parent / "sandbox" / "examples"
+    result = _demo(
+        tmp_path,
+        "--org-profile",
+        str(examples / "customised-org.yaml"),
+        "--mapping",
+        str(examples / "customised-org-mapping.yaml"),
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    steps = STEP_LINE.findall(result.stdout)
+    assert [int(number) for number, _, _ in steps] == [1, 2], result.stdout
+    text = " ".join(result.stdout.split())
+    assert "opportunity on the existing account 'Fabrikam Retail', 1 contact role(s)" in text
+    assert "record type Partner_Deal, Region EMEA" in text
+    assert "Partner Center referral is Active/Accepted, notes 'Follow up: Needs Analysis'" in text
+    assert "Every step synced (2 steps)." in result.stdout
+    assert SECRET_SHAPES.findall(output) == []
+
+
+def test_an_unreadable_org_profile_is_refused_with_its_problem(tmp_path: Path) -> None:
+    profile = tmp_path / "profile.yaml"
+    profile.write_text("validation_rules: [{object: Nope}]\n", encoding="utf-8")
+    result = _demo(tmp_path, "--org-profile", str(profile), timeout=60)
+    assert result.returncode == 1
+    assert "Error:" in result.stderr
+    assert "Traceback" not in result.stdout + result.stderr

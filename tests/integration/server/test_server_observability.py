@@ -169,3 +169,19 @@ async def test_a_check_that_hangs_fails_with_its_timeout_and_names_must_be_uniqu
     assert body["checks"]["slow"] == {"ok": False, "detail": "no answer within 0.01 s"}
     with pytest.raises(ValueError, match="unique"):
         Readiness([Check("a", hangs), Check("a", hangs)], clock=ManualClock())
+
+
+async def test_fields_adopted_from_the_orgs_automation_are_counted() -> None:
+    class _Adopting:
+        async def reconcile_key(self, ctx: object, key: Key, /) -> Outcome:
+            return Outcome(key=key, link_id="L1", result="synced", adopted=2)
+
+        async def reconcile_batch(self, ctx: object, keys: Sequence[Key], /) -> list[Outcome]:
+            return [Outcome(key=k, link_id=None, result="unchanged", adopted=1) for k in keys]
+
+    metrics = Metrics()
+    observed = ObservedReconciler(_Adopting(), metrics, ManualClock())  # type: ignore[arg-type]
+    assert _value(metrics, "cosell_automation_adopted_total") == 0
+    await observed.reconcile_key(None, Key("referral:a"))  # type: ignore[arg-type]
+    await observed.reconcile_batch(None, [Key("referral:b")])  # type: ignore[arg-type]
+    assert _value(metrics, "cosell_automation_adopted_total") == 3

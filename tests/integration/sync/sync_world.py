@@ -29,6 +29,7 @@ import httpx
 
 from cosell.clock import ManualClock
 from cosell.mapping import load_mapping
+from cosell.mapping.model import Mapping as Mapping_
 from cosell.partnercenter.auth import (
     AppCredentials,
     InMemoryRefreshTokenStore,
@@ -324,8 +325,19 @@ def make_salesforce_client(
 
 
 @asynccontextmanager
-async def build_world(directory: Path, key_dir: Path, **pc_options: Any) -> AsyncIterator[World]:
-    """Both sandboxes in process, the real clients and a store in `directory`, on one ManualClock."""
+async def build_world(
+    directory: Path,
+    key_dir: Path,
+    *,
+    org_profile: Any = None,
+    mapping: Mapping_ | None = None,
+    **pc_options: Any,
+) -> AsyncIterator[World]:
+    """Both sandboxes in process, the real clients and a store in `directory`, on one ManualClock.
+
+    `org_profile` customises the Salesforce sandbox (`cosell_sandbox.salesforce.orgprofile`);
+    `mapping` replaces the default mapping.
+    """
     clock = ManualClock()
     hooks = httpx.AsyncClient(transport=httpx.MockTransport(lambda _: httpx.Response(200)))
     pc_sandbox = PartnerCenterSandbox(
@@ -335,7 +347,9 @@ async def build_world(directory: Path, key_dir: Path, **pc_options: Any) -> Asyn
         webhook_client=hooks,
     )
     sf_sandbox = SalesforceSandbox(
-        base_url=SF_BASE, clock=clock, options=SfOptions(seed=1, key_dir=key_dir)
+        base_url=SF_BASE,
+        clock=clock,
+        options=SfOptions(seed=1, key_dir=key_dir, org_profile=org_profile),
     )
     pc_info = pc_sandbox.info()
     sf_info = dict(sf_sandbox.info())
@@ -347,7 +361,7 @@ async def build_world(directory: Path, key_dir: Path, **pc_options: Any) -> Asyn
         partner_center=make_referrals_client(pc_http, entra, pc_info, clock, seed=3),
         salesforce=make_salesforce_client(sf_http, sf_info, clock),
         store=store,
-        mapping=load_mapping(),
+        mapping=mapping if mapping is not None else load_mapping(),
         clock=clock,
     )
     partner_user = make_referrals_client(pc_http, entra, pc_info, clock, seed=4)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -11,7 +12,8 @@ from cosell.mapping import load_mapping
 from cosell.mapping.convert import partner_center_values, salesforce_values
 from cosell.mapping.model import Mapping
 from cosell.mapping.types import Direction, FieldRule, Owner, Value
-from cosell.sync.plan.merge import ReferralState, merge
+from cosell.sync.plan.deal_type import consistent
+from cosell.sync.plan.merge import Plan, ReferralState, Refusal, merge
 from cosell.sync.plan.rules import deal_problems, deal_type_refusal, refusal_reason, value_problem
 
 SF = Owner.SALESFORCE
@@ -213,3 +215,60 @@ def test_the_empty_deal_type_rides_in_the_same_write_as_the_other_fields() -> No
     base = {k: v for k, v in agreed.items() if k != "deal_type"}
     plan = merge(pc, base | {"deal_type": None}, base, mapping.rules(), ACTIVE)
     assert plan.to_salesforce == {"name": "Contoso - Azure", "deal_type": "Partner-led"}
+
+
+def test_the_visibility_is_read_whatever_the_order_of_the_fields() -> None:
+    # The deal type maps the consent path too; the shipped mapping lists visibility first.
+    fields = _deal("Private", None, True)
+    reordered = [fields[2], fields[1], fields[0], *fields[3:]]
+    assert deal_problems(reordered) == deal_problems(fields) != []
+
+
+def _consistent(
+    pc: dict[str, Value], sf: dict[str, Value], refusals: tuple[Refusal, ...] = ()
+) -> Plan:
+    rules = [VISIBLE, HELP, DEAL]
+    base = dict(pc)
+    plan = merge(pc, sf, base, rules, ACTIVE)
+    plan = replace(plan, refusals=(*plan.refusals, *refusals))
+    if refusals:  # the collections refused the help: it is not sent
+        sent = {k: v for k, v in plan.to_partner_center.items() if k != "help"}
+        plan = replace(plan, to_partner_center=sent)
+    return consistent(plan, rules, pc, sf, base)
+
+
+def test_an_update_sends_the_sharing_fields_together_or_not_at_all() -> None:
+    partner_led = {"deal_type": "Partner-led", "help": None, "visibility": True}
+    # Co-sell without help: nothing of the group is sent, the base keeps the old type.
+    plan = _consistent(partner_led, {**partner_led, "deal_type": "Co-sell"})
+    assert plan.to_partner_center == {}
+    assert plan.new_base["deal_type"] == "Partner-led"
+    [refusal] = plan.refusals
+    assert refusal.reason.startswith("a Co-sell deal asks Microsoft for help")
+    # With the help: both go.
+    both = {**partner_led, "deal_type": "Co-sell", "help": "GeneralOrOther"}
+    plan = _consistent(partner_led, both)
+    assert plan.to_partner_center == {"deal_type": "Co-sell", "help": "GeneralOrOther"}
+    # The help refused elsewhere (no solution yet): the deal type waits with it.
+    waiting = Refusal("help", "GeneralOrOther", "needs a Microsoft Solution.")
+    plan = _consistent(partner_led, both, (waiting,))
+    assert plan.to_partner_center == {}
+    [refusal] = plan.refusals
+    assert refusal.reason.startswith("needs a Microsoft Solution. The deal type change waits")
+
+
+def test_help_asked_alone_brings_the_co_sell_type_back_in_the_same_plan() -> None:
+    partner_led = {"deal_type": "Partner-led", "help": None, "visibility": True}
+    plan = _consistent(partner_led, {**partner_led, "help": "GeneralOrOther"})
+    assert plan.to_partner_center == {"help": "GeneralOrOther"}
+    assert plan.to_salesforce == {"deal_type": "Co-sell"}
+    assert plan.new_base["deal_type"] == "Co-sell"
+    assert plan.refusals == ()
+
+
+def test_a_private_deal_made_visible_on_an_update_is_refused() -> None:
+    private = {"deal_type": "Private", "help": None, "visibility": False}
+    plan = _consistent(private, {**private, "visibility": True})
+    assert plan.to_partner_center == {}
+    [refusal] = plan.refusals
+    assert refusal.reason.startswith("a Private deal is not shared with Microsoft sellers")

@@ -12,7 +12,12 @@ from cosell.partnercenter import errors as pc
 from cosell.salesforce import errors as sf
 from cosell.store import Store
 from cosell.sync.engine.breaker import Breaker
-from cosell.sync.plan.errors import ConcurrentEditsError, SideFailureError
+from cosell.sync.plan.errors import (
+    ConcurrentEditsError,
+    GlobalSyncError,
+    OrgFieldAccessError,
+    SideFailureError,
+)
 from cosell.sync.plan.scope import (
     BUG,
     GLOBAL,
@@ -44,6 +49,27 @@ from cosell.sync.plan.scope import (
             "salesforce",
         ),
         (sf.ValidationError("No such column", error_code="INVALID_FIELD"), GLOBAL, "salesforce"),
+        # Not writable on this record (a locked stage, a record type): the deal's; a field
+        # the integration user can never write comes as OrgFieldAccessError (`run.refused`).
+        (
+            sf.FieldNotWritableError(
+                "Unable to create/update fields: Amount",
+                error_code="INVALID_FIELD_FOR_INSERT_UPDATE",
+            ),
+            PER_DEAL,
+            "salesforce",
+        ),
+        (
+            OrgFieldAccessError(
+                "Opportunity.Description is hidden from cosell's user",
+                sobject="Opportunity",
+                fields=("Description",),
+                hidden=True,
+            ),
+            GLOBAL,
+            "salesforce",
+        ),
+        (GlobalSyncError("record type Partner missing", side="salesforce"), GLOBAL, "salesforce"),
         (
             sf.QueryError("sObject type 'X__c' is not supported", error_code="INVALID_TYPE"),
             GLOBAL,

@@ -20,9 +20,12 @@ from typing import Any
 from cosell.mapping.model import OPPORTUNITY
 from cosell.partnercenter.client import odata_string
 from cosell.partnercenter.models import Referral, ReferralId
+from cosell.salesforce import errors as sf_errors
 from cosell.salesforce.values import soql_in
 from cosell.sync.io.context import ApiCalls, SyncContext
+from cosell.sync.io.org_access import raise_if_org_wide
 from cosell.sync.plan.limits import BATCH_SIZE
+from cosell.sync.plan.org_refusals import INVALID_FIELD, refused_object
 from cosell.sync.plan.sides import opportunity_fields, subqueries
 
 # Ids per Partner Center list call when a batch reads referrals by id: 50 GUID comparisons
@@ -59,6 +62,10 @@ async def read_opportunities(
 
     Returns:
         The rows found (deleted ones are not), in no particular order.
+
+    Raises:
+        OrgFieldAccessError: field-level security hides a field of the query from the
+            integration user (every read would fail the same way).
     """
     id_list = sorted(set(ids))
     ref_list = sorted(set(referral_ids))
@@ -75,7 +82,12 @@ async def read_opportunities(
             clauses.append(f"{ctx.fields.referral_id} IN {soql_in(chunk)}")
         soql = f"SELECT {select} FROM {OPPORTUNITY} WHERE {' OR '.join(clauses)}"  # noqa: S608 - soql_in
         calls.salesforce += 1
-        rows.extend([row async for row in ctx.salesforce.query(soql)])
+        try:
+            rows.extend([row async for row in ctx.salesforce.query(soql)])
+        except sf_errors.TerminalError as exc:
+            if (exc.error_code or "").upper() == INVALID_FIELD:  # FLS hides a mapped field
+                await raise_if_org_wide(ctx, exc, refused_object(exc, OPPORTUNITY))
+            raise
     return rows
 
 

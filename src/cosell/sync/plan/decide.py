@@ -26,7 +26,7 @@ from cosell.mapping.model import OPPORTUNITY, OpportunityFields
 from cosell.mapping.types import STAGE_FIELD, Value
 from cosell.partnercenter.models import Referral
 from cosell.store.types import Link, SyncStatus
-from cosell.sync.plan import deadlines, notes_history
+from cosell.sync.plan import automation, deadlines, deal_type, notes_history
 from cosell.sync.plan.audit import (
     describe_plan,
 )
@@ -108,6 +108,8 @@ class Decision:
             sync status Pending when nothing is refused; None when nothing waits.
         wake_at: when to reconcile the key again although nothing changes, or None.
         notes: the ContentNotes to create first (Microsoft's notes, the notes history).
+        adopted: the fields the org's automation rewrote after cosell's last write, adopted
+            (`automation.adopt`).
     """
 
     plan: Plan
@@ -123,6 +125,7 @@ class Decision:
     waiting: str | None = None
     wake_at: datetime | None = None
     notes: tuple[Note, ...] = ()
+    adopted: tuple[str, ...] = ()
 
     def written(self, stamp: datetime | None) -> Decision:
         """The decision whose base holds the referral's stamp as our Partner Center write left it.
@@ -231,6 +234,7 @@ def decide(
     microsoft_side: MicrosoftSide | None = None,
     keep_notes: bool = True,
     hold_wins: bool = True,
+    modified_by_us: bool = False,
 ) -> Decision:
     """Merge both sides against the link's base and turn everything that changed into writes.
 
@@ -246,6 +250,9 @@ def decide(
         keep_notes: add the Partner Center notes history (`cosell plan` shows fields only).
         hold_wins: hold a win until 72 hours after creation (`[sync]
             hold_wins_for_registration`).
+        modified_by_us: the opportunity was last modified by cosell's integration user, so a
+            field differing from the base was rewritten by the org's automation
+            (`automation.adopt`).
 
     Returns:
         The decision: what to write each way, the new base, the audit message, the notes.
@@ -254,12 +261,16 @@ def decide(
     pc_values = partner_center_values(mapping, referral)
     sf_values = salesforce_values(mapping, sides.records)
     state = ReferralState.of(sides.referral, now=now, hold_wins=hold_wins)
-    plan = merge(pc_values, sf_values, base, mapping.rules(), state)
+    adoption = automation.adopt(
+        mapping.rules(), pc_values, sf_values, base, state, modified_by_us=modified_by_us
+    )
+    plan = merge(pc_values, adoption.salesforce, base, mapping.rules(), state)
     plan = with_seen_stamp(keep_markers(plan, base), sides.referral.updated_date_time)
+    plan = replace(plan, new_base=adoption.new_base(plan.new_base))
     extended = plan_collections(
         mapping.collections, sides.referral, referral, sides.opportunity, base, plan
     )
-    plan = extended.plan
+    plan = deal_type.consistent(extended.plan, mapping.rules(), pc_values, sf_values, base)
     operations = (
         partner_center_operations(mapping, plan.to_partner_center, referral)
         if plan.to_partner_center
@@ -286,11 +297,18 @@ def decide(
     )
     if own:
         writes[OPPORTUNITY] = {**writes.get(OPPORTUNITY, {}), **own}
+    if writes or extended.children is not None:  # the next reconcile knows what we wrote
+        settled = automation.with_settled(
+            plan.new_base, adoption.salesforce, plan.to_salesforce, mapping.rules()
+        )
+        plan = replace(plan, new_base=settled)
     # A refusal or a notice already shown on the link is not news: no audit entry for it.
     news = (refusal or notice) != link.last_error
     message = describe_plan(plan if news else replace(plan, refusals=(), held=()), base)
     if warning and news:
         message = "; ".join(m for m in (message, f"warning: {warning}") if m)
+    if adoption.message:
+        message = "; ".join(m for m in (message, adoption.message) if m)
     decision = Decision(
         plan=plan,
         base=base,
@@ -303,6 +321,7 @@ def decide(
         children=extended.children,
         waiting=None if refusal else notice,
         wake_at=deadlines.wake_at(plan, sides.referral, now),
+        adopted=adoption.adopted,
     )
     if microsoft_side is not None:
         decision = _with_microsoft(decision, microsoft_side, sides)

@@ -33,6 +33,8 @@ class Outcome:
         api_calls: API calls made (both sides). In a batch, the shared reads are counted on
             the batch's first outcome, so the sum over a batch is the batch's cost.
         dry_run: nothing was written; the outcome says what would have been.
+        adopted: fields the org's after-save automation rewrote after cosell's last write,
+            adopted without a write back (`automation.py`; counted by the service's metrics).
     """
 
     key: str
@@ -43,3 +45,4 @@ class Outcome:
     message: str | None = None
     api_calls: int = 0
     dry_run: bool = False
+    adopted: int = 0

@@ -339,7 +339,8 @@ def deal_problems(values: list[tuple[FieldRule, Value]]) -> list[str]:
     Returns:
         One sentence per problem (what to fill or change); empty when none.
     """
-    by_path = {rule.path: value for rule, value in values}
+    # The deal type maps the consent path too: by path, only the other fields.
+    by_path = {rule.path: value for rule, value in values if rule.kind != DEAL_TYPE_KIND}
     deal = next((v for r, v in values if r.kind == DEAL_TYPE_KIND), None)
     help_code = by_path.get("inviteContext/assistanceRequestCode")
     asks_help = help_code is not None and help_code not in ("Unknown", "None")

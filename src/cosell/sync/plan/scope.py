@@ -23,7 +23,7 @@ from typing import Final
 
 from cosell.partnercenter import errors as pc
 from cosell.salesforce import errors as sf
-from cosell.sync.plan.errors import RetriableSyncError, SideFailureError
+from cosell.sync.plan.errors import GlobalSyncError, RetriableSyncError, SideFailureError
 
 GLOBAL: Final = "global"
 PER_DEAL: Final = "per_deal"
@@ -83,6 +83,14 @@ def scope_of(error: BaseException) -> Scope:
     """
     if isinstance(error, SideFailureError):
         return error.scope
+    if isinstance(error, GlobalSyncError):  # e.g. a field the org hides from cosell's user
+        return Scope(
+            GLOBAL,
+            side=error.side,
+            cause=str(error),
+            fix="correct the org or the mapping as said; sync resumes by itself when a probe "
+            "passes",
+        )
     if isinstance(error, pc.PartnerCenterError):
         return _partner_center(error)
     if isinstance(error, sf.SalesforceError):
@@ -175,7 +183,9 @@ def _salesforce(error: sf.SalesforceError) -> Scope:
             fix="check [salesforce] consumer_key, consumer_secret and the integration user "
             "(cosell check), or run cosell connect salesforce",
         )
-    if isinstance(error, sf.AccessDeniedError | sf.FieldNotWritableError):
+    # A field not writable on one record is that deal's (`run.refused`); a field the
+    # integration user can never write is raised as `OrgFieldAccessError` (GlobalSyncError).
+    if isinstance(error, sf.AccessDeniedError):
         return Scope(
             GLOBAL,
             side=side,

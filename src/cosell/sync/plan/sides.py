@@ -46,6 +46,7 @@ _OWN_FIELDS = (
     "Name",
     "AccountId",
     "LastModifiedDate",
+    "LastModifiedById",  # cosell's own user: the org's automation rewrote (`automation.py`)
     "SystemModstamp",
 )
 

@@ -49,6 +49,7 @@ from cosell.sync.run.reconcile import (
     reconcile_link,
 )
 from cosell.sync.run.record import record
+from cosell.sync.run.refused import salesforce_refusal
 
 
 @dataclass
@@ -416,11 +417,20 @@ async def _send_chunk(
         if conflict:
             singles.append(item.key)
         elif failed:
+            error = failed[0].error
+            assert error is not None
+            why = await salesforce_refusal(
+                ctx,
+                error,
+                ACCOUNT if failed[0].reference_id.startswith("a") else OPPORTUNITY,
+                item.calls,
+                record_id=str(item.sides.opportunity["Id"]),
+            )
             outcomes[item.key] = await park(
                 ctx,
                 item.key,
                 item.link,
-                f"Salesforce refused the update: {failed[0].error}",
+                f"Salesforce refused the update: {why}",
                 item.calls,
                 record=item.sides.opportunity,
                 error=failed[0].error,

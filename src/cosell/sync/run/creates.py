@@ -49,11 +49,13 @@ from cosell.mapping import (
     salesforce_updates,
     salesforce_values,
 )
+from cosell.mapping.check import creates_record_type
 from cosell.mapping.model import ACCOUNT, OPPORTUNITY
 from cosell.mapping.types import Value
 from cosell.partnercenter import errors as pc_errors
 from cosell.partnercenter.models import Member, NewReferral, Referral, ReferralDirection
 from cosell.salesforce import errors as sf_errors
+from cosell.salesforce.client import SaveResult
 from cosell.salesforce.values import soql_in
 from cosell.store.types import Key, KeyFormatError, Link, Record, SyncStatus, canonical_record_id
 from cosell.sync.io import child_rows
@@ -71,6 +73,7 @@ from cosell.sync.plan.creates import (
     with_collections,
 )
 from cosell.sync.plan.decide import stamped
+from cosell.sync.plan.errors import GlobalSyncError
 from cosell.sync.plan.outcome import CREATED, ERROR, SKIPPED, Outcome
 from cosell.sync.plan.record import parked_record, synced_record
 from cosell.sync.plan.sets import CONTACT_ROLE, HELP
@@ -83,6 +86,7 @@ from cosell.sync.plan.sides import (
 from cosell.sync.run import leads
 from cosell.sync.run.park import park, raise_if_global
 from cosell.sync.run.record import record
+from cosell.sync.run.refused import salesforce_refusal
 
 log = structlog.get_logger(__name__)
 
@@ -542,6 +546,7 @@ class _NewOpportunity:
     created: bool = False
     contact: str | None = None
     failure: str | None = None
+    linked: list[str] = field(default_factory=list)  # existing records a duplicate rule matched
     children_base: dict[str, Value] = field(default_factory=dict)
     fresh: bool = False  # its link was made by this batch (no audit trail yet)
 
@@ -573,6 +578,7 @@ async def create_opportunities(
     outcomes: dict[Key, Outcome] = {}
     work: list[_NewOpportunity] = []
     store = ctx.store
+    record_type_id = await creates_record_type_id(ctx)  # before any link: it may not fit
     for key, referral, link in items:
         assert referral.id is not None
         try:
@@ -620,7 +626,7 @@ async def create_opportunities(
         )
     if work:
         await _accounts(ctx, work, calls)
-        await _upsert(ctx, work, calls)
+        await _upsert(ctx, work, calls, record_type_id)
         await _contacts(ctx, [w for w in work if w.failure is None], calls)
         made = [(str(w.record_id), w.referral) for w in work if w.failure is None and w.created]
         bases = await child_rows.create_children(ctx, made, calls)
@@ -656,12 +662,21 @@ async def _accounts(ctx: SyncContext, work: list[_NewOpportunity], calls: ApiCal
         if item.failure is None and account_match(item.account) not in found:
             missing.setdefault(account_match(item.account), item.account)
     refused: dict[tuple[str, str, str], str] = {}
+    linked: dict[tuple[str, str, str], str] = {}
     if missing:
         calls.salesforce += 1
         results = await ctx.salesforce.create_many(ACCOUNT, list(missing.values()))
         for customer, result in zip(missing, results, strict=True):
             if result.success and result.id:
                 found[customer] = str(result.id)
+                continue
+            matched = duplicate_match(result)
+            if matched is not None:  # the org has this customer: link it, as an admin would
+                found[customer], linked[customer] = matched
+            elif result.errors:
+                refused[customer] = await salesforce_refusal(
+                    ctx, result.errors[0], ACCOUNT, calls, creating=True
+                )
             else:
                 raise_if_global(result.errors[0] if result.errors else None)
                 refused[customer] = failed_item(result)
@@ -671,9 +686,56 @@ async def _accounts(ctx: SyncContext, work: list[_NewOpportunity], calls: ApiCal
             item.account_id = found.get(customer)
             if item.account_id is None:
                 item.failure = f"the account could not be created: {refused.get(customer)}"
+            elif customer in linked:
+                item.linked.append(f"account {item.account_id} ({linked[customer]})")
 
 
-async def _upsert(ctx: SyncContext, work: list[_NewOpportunity], calls: ApiCalls) -> None:
+def duplicate_match(result: SaveResult) -> tuple[str, str] | None:
+    """The record a duplicate rule matched when it refused a create, and how to say so.
+
+    A blocking rule and an alerting one (`allowSave`, sent without the duplicate rule header)
+    refuse alike; either way the org already holds the customer, so cosell links the first
+    record the rule matched (`duplicateResult`'s order) instead of failing. None: the result
+    is no duplicate refusal, or it names no record.
+    """
+    error = result.errors[0] if result.errors else None
+    if not isinstance(error, sf_errors.DuplicatesDetectedError) or not error.matched_ids:
+        return None
+    rule = error.duplicate_rule or "a duplicate rule"
+    others = len(error.matched_ids) - 1
+    more = f", {others} more matched" if others else ""
+    return str(error.matched_ids[0]), f"matched by the org's {rule}{more}"
+
+
+async def creates_record_type_id(ctx: SyncContext) -> str | None:
+    """The id of the mapping's `record_type` for new opportunities (None: the user's default).
+
+    Resolved from describe's `recordTypeInfos` (cached by the client for `describe_ttl`, so
+    one describe serves every create).
+
+    Raises:
+        GlobalSyncError: the org has no such record type available to the integration user
+            (the mapping does not fit the org: every create would fail).
+    """
+    if ctx.mapping.record_type is None:
+        return None
+    description = await ctx.salesforce.describe(OPPORTUNITY)
+    chosen = creates_record_type(ctx.mapping, description)
+    if chosen is None:
+        known = ", ".join(i.developer_name for i in description.record_type_infos if not i.master)
+        raise GlobalSyncError(
+            f"the mapping's record_type {ctx.mapping.record_type!r} is not an Opportunity "
+            "record type available to cosell's integration user "
+            f"(available: {known or 'none'}): correct `record_type` in the mapping or assign "
+            "the record type to the integration user's profile (`cosell mapping check`)",
+            side="salesforce",
+        )
+    return chosen.record_type_id
+
+
+async def _upsert(
+    ctx: SyncContext, work: list[_NewOpportunity], calls: ApiCalls, record_type_id: str | None
+) -> None:
     ready = [w for w in work if w.failure is None]
     if not ready:
         return
@@ -685,6 +747,8 @@ async def _upsert(ctx: SyncContext, work: list[_NewOpportunity], calls: ApiCalls
             f"created the opportunity from referral {item.referral.id} "
             f"({status_text(item.referral)})"
         )
+        if item.linked:  # the account a duplicate rule matched (the contacts come later)
+            message += f"; linked the existing {', '.join(item.linked)} instead of a duplicate"
         item.opportunity.update(
             {
                 fields.referral_id: item.referral.id,
@@ -693,6 +757,7 @@ async def _upsert(ctx: SyncContext, work: list[_NewOpportunity], calls: ApiCalls
                 fields.referral_link: ctx.referral_link(item.referral.id),
                 fields.partner_center_status: status_text(item.referral),
                 fields.sync_status: SyncStatus.SYNCED.value,
+                **({"RecordTypeId": record_type_id} if record_type_id else {}),
                 fields.audit: render_audit_field(
                     [line(ctx.clock.now(), message)],
                     [] if item.fresh else ctx.store.audit(item.link.id, limit=AUDIT_ENTRIES),
@@ -712,6 +777,16 @@ async def _upsert(ctx: SyncContext, work: list[_NewOpportunity], calls: ApiCalls
             item.record_id = str(result.id)
             item.created = bool(result.created)
             made.append(item)
+        elif result.errors:
+            why = await salesforce_refusal(
+                ctx,
+                result.errors[0],
+                OPPORTUNITY,
+                calls,
+                record_type_id=record_type_id,
+                creating=True,
+            )
+            item.failure = f"Salesforce refused the opportunity: {why}"
         else:
             raise_if_global(result.errors[0] if result.errors else None)
             item.failure = f"Salesforce refused the opportunity: {failed_item(result)}"
@@ -757,12 +832,16 @@ async def _contacts(ctx: SyncContext, work: list[_NewOpportunity], calls: ApiCal
                 "Title": member.title,
             }
             new.setdefault(who, {k: v for k, v in contact.items() if v is not None})
+    linked: dict[tuple[str, str], str] = {}
     if new:
         calls.salesforce += 1
         results = await ctx.salesforce.create_many("Contact", list(new.values()))
         for who, result in zip(new, results, strict=True):
+            matched = None if result.success else duplicate_match(result)
             if result.success and result.id:
                 found[who] = str(result.id)
+            elif matched is not None:  # the org has this person: link the contact it matched
+                found[who], linked[who] = matched
             else:
                 log.warning("sync.create.contact_refused", error=failed_item(result))
     roles = []
@@ -782,6 +861,8 @@ async def _contacts(ctx: SyncContext, work: list[_NewOpportunity], calls: ApiCal
         if contact_id is None or item.record_id is None:
             continue
         item.contact = person_name(member.first_name, last_name)
+        if who in linked:
+            item.linked.append(f"contact {contact_id} ({linked[who]})")
         if (item.record_id, contact_id) not in existing:
             roles.append(
                 {
@@ -824,6 +905,8 @@ def _finish_new(ctx: SyncContext, item: _NewOpportunity) -> tuple[Outcome, Recor
     )
     if item.contact:
         message += f"; contact {item.contact}"
+    if item.linked:
+        message += "; linked the existing " + ", ".join(item.linked) + " instead of a duplicate"
     done = Record(
         link.id,
         link={"sync_status": SyncStatus.SYNCED, "last_error": None, "last_synced_at": now},

@@ -100,6 +100,7 @@ from cosell.sync.plan.sides import (
 )
 from cosell.sync.run.park import park, raise_if_global
 from cosell.sync.run.record import record
+from cosell.sync.run.refused import salesforce_refusal
 
 log = structlog.get_logger(__name__)
 
@@ -254,28 +255,35 @@ async def create_lead(
     }
     store.record_create_intent(link.id, side="salesforce", external_reference=referral.id)
     calls.salesforce += 1
+    matched: str | None = None
     try:
-        upserted = await ctx.salesforce.upsert(LEAD, fields.referral_id, referral.id, body)
+        upserted_id = str(
+            (await ctx.salesforce.upsert(LEAD, fields.referral_id, referral.id, body)).id
+        )
     except sf_errors.TerminalError as exc:
         raise_if_global(exc)
-        problem = (
-            f"cannot create the Lead for referral {referral.id}: Salesforce refused it: {exc}. "
-            "Fix the lead section's defaults or the org's validation rules; it is retried "
-            "by itself and on the next change"
-        )
-        record(ctx, [parked_record(link, problem, now=ctx.clock.now())])
-        return Outcome(key, link.id, ERROR, message=problem, api_calls=calls.total)
+        linked = await _link_duplicate(ctx, exc, referral.id, body, calls)
+        if isinstance(linked, str):
+            problem = (
+                f"cannot create the Lead for referral {referral.id}: Salesforce refused it: "
+                f"{linked}"
+            )
+            record(ctx, [parked_record(link, problem, now=ctx.clock.now())])
+            return Outcome(key, link.id, ERROR, message=problem, api_calls=calls.total)
+        upserted_id, matched = linked
+        message += f"; linked the existing Lead {upserted_id} ({matched}) instead of a duplicate"
     ctx.failpoint("after-lead-upsert")
     written = salesforce_values(_lead_mapping(ctx), {LEAD: body})
     done = Record(
         link.id,
         link={
-            "record_id": str(upserted.id),
+            "record_id": upserted_id,
             "sync_status": SyncStatus.SYNCED,
             "last_error": None,
             "last_synced_at": ctx.clock.now(),
         },
-        snapshot=stamped(agreed_values(values, written), referral),
+        # A linked Lead kept its own values: nothing agreed yet, the next reconcile merges them.
+        snapshot=stamped({} if matched else agreed_values(values, written), referral),
         audit=((message, {"api_calls": calls.total}),),
         resolve_intent=True,
     )
@@ -283,6 +291,56 @@ async def create_lead(
     return Outcome(
         key, link.id, CREATED, to_salesforce=values, message=message, api_calls=calls.total
     )
+
+
+async def _link_duplicate(
+    ctx: SyncContext,
+    error: sf_errors.TerminalError,
+    referral_id: str,
+    body: dict[str, Any],
+    calls: ApiCalls,
+) -> tuple[str, str] | str:
+    """Link the Lead a duplicate rule matched instead of creating one, as an admin would.
+
+    The matched Lead (the first of `duplicateResult`) gets the referral id and cosell's own
+    fields only; its seller-entered values stay, and the next reconcile merges them with the
+    referral. A Lead already linked to another referral is not taken.
+
+    Returns:
+        (the Lead's id, how it was matched), or the message to park the referral with.
+    """
+    if not isinstance(error, sf_errors.DuplicatesDetectedError) or not error.matched_ids:
+        return await salesforce_refusal(ctx, error, LEAD, calls, creating=True)
+    lead_id = str(error.matched_ids[0])
+    fields = ctx.fields
+    calls.salesforce += 1
+    try:
+        existing = await ctx.salesforce.get(LEAD, lead_id, [fields.referral_id])
+        if existing.get(fields.referral_id) not in (None, "", referral_id):
+            return (
+                f"the org's duplicate rule matched Lead {lead_id}, which is already synced with "
+                f"referral {existing[fields.referral_id]}: merge the two Leads in Salesforce, "
+                "or ask the admin about the duplicate rule"
+            )
+        own = {k: v for k, v in body.items() if k in _own_lead_fields(ctx)}
+        calls.salesforce += 1
+        await ctx.salesforce.update(LEAD, lead_id, {**own, fields.referral_id: referral_id})
+    except sf_errors.TerminalError as exc:
+        return await salesforce_refusal(ctx, exc, LEAD, calls, record_id=lead_id)
+    rule = error.duplicate_rule or "a duplicate rule"
+    return lead_id, f"matched by the org's {rule}"
+
+
+def _own_lead_fields(ctx: SyncContext) -> set[str]:
+    fields = ctx.fields
+    return {
+        fields.sync,
+        fields.referral_link,
+        fields.partner_center_status,
+        fields.sync_status,
+        fields.sync_error,
+        fields.audit,
+    }
 
 
 # -- reconcile ------------------------------------------------------------------------------

@@ -106,6 +106,7 @@ from cosell.sync.plan.sides import Sides, differs, records_of, status_text
 from cosell.sync.run import creates, leads
 from cosell.sync.run.park import park, raise_if_global
 from cosell.sync.run.record import record
+from cosell.sync.run.refused import salesforce_refusal
 
 log = structlog.get_logger(__name__)
 
@@ -239,11 +240,14 @@ async def reconcile_link(
                 error=exc,
             )
         except sf_errors.TerminalError as exc:
+            why = await salesforce_refusal(
+                ctx, exc, OPPORTUNITY, calls, record_id=str(sides.opportunity["Id"])
+            )
             return await park(
                 ctx,
                 key,
                 link,
-                f"Salesforce refused the update: {exc}",
+                f"Salesforce refused the update: {why}",
                 calls,
                 record=sides.opportunity,
                 error=exc,
@@ -279,7 +283,19 @@ def decide_link(
         microsoft_side=microsoft_side,
         keep_notes=keep_notes,
         hold_wins=ctx.hold_wins,
+        modified_by_us=modified_by_us(ctx, sides.opportunity),
     )
+
+
+def modified_by_us(ctx: SyncContext, opportunity: Mapping[str, Any]) -> bool:
+    """Whether the record's last modification was cosell's own (its integration user's).
+
+    Automation the write triggered runs in the same transaction, as the same user.
+    """
+    token = ctx.salesforce.session.current
+    ours = token.user_id if token is not None else None
+    theirs = opportunity.get("LastModifiedById")
+    return bool(ours and isinstance(theirs, str) and theirs[:15] == ours[:15])
 
 
 async def with_children(
@@ -458,6 +474,7 @@ def outcome_of(
         message=message,
         api_calls=calls.total,
         dry_run=dry_run,
+        adopted=len(decision.adopted),
     )
 
 
