@@ -259,9 +259,9 @@ class PubSubClient:
         )
         return Subscription(self, method, metadata, topic, replay, batch, token)
 
-    async def invalidate(self, token: Token) -> None:
-        """A stream was refused `UNAUTHENTICATED` with `token`: get a new one."""
-        await self._session.refresh(token)
+    async def refresh_token(self) -> None:
+        """A stream was refused `UNAUTHENTICATED`: get a new access token for the next one."""
+        await self._session.refresh(self._session.current)
 
 
 class Subscription:

@@ -114,7 +114,7 @@ from cosell import __version__
 from cosell.clock import Clock
 from cosell.config import Settings
 from cosell.store.types import Key, KeyFormatError, SyncStatus, parse_key, referral_key
-from cosell.sync.engine import system_database, workflows
+from cosell.sync.engine import streamstate, system_database, workflows
 from cosell.sync.engine.backoff import RETRIABLE_ERRORS
 from cosell.sync.engine.config import (
     BATCH_QUEUE,
@@ -815,7 +815,12 @@ class Engine:
         )
 
     async def run_poll(self, side: str) -> int:
-        """The body of the poll workflows: enqueue what changed, then store the cursor."""
+        """The body of the poll workflows: enqueue what changed, then store the cursor.
+
+        A Salesforce poll is skipped while a live CDC stream covers that side (`streamstate`).
+        """
+        if side != "partner_center" and streamstate.covers(self._store, self._clock.now()):
+            return 0
         found = await workflows.poll_step(side)
         await self._notify_from_workflow(found.keys)
         if side == "partner_center":

@@ -601,3 +601,31 @@ def reserve_port(port: int, host: str = "127.0.0.1") -> socket.socket:
             exc.errno, f"cannot listen on {host}:{port}: {exc.strerror}; pick another port"
         ) from exc
     return sock
+
+
+class PubSubServer:
+    """The service on a reserved loopback port, as `serving.serve_all` runs it."""
+
+    def __init__(self, service: PubSubService, port: int = 0, host: str = "127.0.0.1") -> None:
+        self._service = service
+        self._host = host
+        self._reserved: socket.socket | None = reserve_port(port, host)
+        self.port = int(self._reserved.getsockname()[1])
+        self.endpoint = f"{host}:{self.port}"
+
+    async def start(self) -> None:
+        """Serve on the reserved port, then release the reservation."""
+        try:
+            await self._service.start(self.port, self._host)
+        finally:
+            self.release()
+
+    def release(self) -> None:
+        """Close the reserving socket (the server holds the port, or it is given up)."""
+        if self._reserved is not None:
+            self._reserved.close()
+            self._reserved = None
+
+    async def stop(self) -> None:
+        """Stop serving."""
+        await self._service.stop()
