@@ -247,3 +247,26 @@ async def test_a_stranger_token_is_refused(sandbox: Any, client: SalesforceClien
     finally:
         await sandbox.pubsub.stop()
     assert SessionExpiredError  # the client's name for this refusal (see error_from_rpc)
+
+
+async def test_duplicated_events_carry_the_same_replay_id(
+    pubsub: PubSubClient, http: httpx.AsyncClient
+) -> None:
+    await control(http, "PUT", "cdc", {"duplicate": True})
+    await new_opportunity(http)
+    subscription = await pubsub.subscribe(OPPORTUNITIES, Replay.earliest())
+    first, second = await events_of(subscription, 2)
+    assert first.replay_id == second.replay_id
+    assert first.header == second.header
+    await subscription.close()
+
+
+async def test_the_all_changes_channel_carries_only_selected_objects(
+    pubsub: PubSubClient, http: httpx.AsyncClient
+) -> None:
+    await control(http, "POST", "records/Account", {"Name": "Not selected"})
+    await new_opportunity(http)
+    subscription = await pubsub.subscribe(ALL, Replay.earliest())
+    (event,) = await events_of(subscription, 1)
+    assert event.header.entity_name == "Opportunity"
+    await subscription.close()

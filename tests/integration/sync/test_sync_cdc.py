@@ -13,6 +13,7 @@ import asyncio
 import itertools
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -47,11 +48,35 @@ class Notifier:
         return await pollers.poll_salesforce(self.world.ctx.salesforce, cursor)
 
 
+class StreamClock:
+    """The world's time for the stream, with waits that do not move it.
+
+    The stream's backoff and heartbeat waits are recorded and cut to a brief yield (the
+    world's `ManualClock.sleep` would move everyone's time on by each wait: sessions and
+    retention would run away while the test watches).
+    """
+
+    def __init__(self, world: World) -> None:
+        self._world = world
+        self.sleeps: list[float] = []
+
+    def now(self) -> datetime:
+        return self._world.clock.now()
+
+    def monotonic(self) -> float:
+        return self._world.clock.monotonic()
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        await asyncio.sleep(0.01)  # let the stream's I/O run; the world's time stays put
+
+
 @dataclass
 class Running:
     stream: ChangeStream
     notifier: Notifier
     pubsub: PubSubClient
+    clock: StreamClock
 
 
 @pytest.fixture
@@ -59,15 +84,16 @@ async def cdc(world: World) -> AsyncIterator[Running]:
     port = await world.sf_sandbox.pubsub.start(0)
     pubsub = PubSubClient(f"127.0.0.1:{port}", world.ctx.salesforce.session, tls=False)
     notifier = Notifier(world)
+    clock = StreamClock(world)
     stream = ChangeStream(
         notifier,
         store=world.store,
         pubsub=pubsub,
         salesforce=world.ctx.salesforce,
-        clock=world.clock,
+        clock=clock,
         options=ChangeStreamOptions(poll_interval=30.0),
     )
-    yield Running(stream, notifier, pubsub)
+    yield Running(stream, notifier, pubsub, clock)
     await stream.stop()
     await pubsub.close()
     await world.sf_sandbox.pubsub.stop()
@@ -202,6 +228,9 @@ async def test_a_stream_outage_falls_back_to_polling_and_returns(
     # The service comes back; the stream resubscribes after its backoff and takes over.
     await control(world, "PUT", "cdc", {"down": False})
     await until(lambda: streamstate.covers(world.store, world.clock.now()), "the stream back")
+    backoffs = [s for s in cdc.clock.sleeps if s != 30.0]  # 30 s: the heartbeat's
+    assert backoffs
+    assert all(0.5 <= s <= 300 for s in backoffs)  # capped, jittered, never zero
     polls = cdc.notifier.polls
     await world.seller.edit("Opportunity", opportunity_id, {"Amount": 3200})
     await until(lambda: _equals(deal_value(world, referral_id), 3200), "the edit after it")
