@@ -204,6 +204,12 @@ class ChangeStream:
                 self._went_down(str(exc))
                 if not isinstance(exc, RetriableError):
                     log.warning("cdc.refused", error=str(exc))
+            except Exception as exc:  # a bug must not end the change source: log it, go on
+                failures += 1
+                log.exception("cdc.failed")
+                self._went_down(
+                    f"the change stream failed ({type(exc).__name__}: {exc}); see the log"
+                )
             await self._clock.sleep(self._backoff(failures))
 
     def _backoff(self, failures: int) -> float:
@@ -225,9 +231,9 @@ class ChangeStream:
             self.options.channel, replay, batch=self.options.batch
         )
         self.counts.subscribes += 1
+        stream = aiter(subscription)
+        first = asyncio.ensure_future(anext(stream))
         try:
-            stream = aiter(subscription)
-            first = asyncio.ensure_future(anext(stream))
             await asyncio.sleep(0)  # the first FetchRequest goes out before the catch-up reads
             if catch_up:
                 await self.catch_up()

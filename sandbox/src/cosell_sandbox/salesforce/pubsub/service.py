@@ -271,7 +271,8 @@ class PubSubService:
     async def start(self, port: int, host: str = "127.0.0.1") -> int:
         """Serve on `host:port` (0: any free port) on the running loop; returns the port."""
         self._loop = asyncio.get_running_loop()
-        server = grpc.aio.server()
+        # No SO_REUSEPORT: a second sandbox on a taken port must fail, not share it silently.
+        server = grpc.aio.server(options=(("grpc.so_reuseport", 0),))
         server.add_generic_rpc_handlers((self.handler(),))
         bound = server.add_insecure_port(f"{host}:{port}")
         if bound == 0:
@@ -587,12 +588,11 @@ def _rpc_id() -> str:
 
 
 def reserve_port(port: int, host: str = "127.0.0.1") -> socket.socket:
-    """Reserve `host:port` (0: a free one) for the gRPC server, which binds it with SO_REUSEPORT.
+    """Bind `host:port` (0: a free one) to learn the port and to fail early if it is taken.
 
-    The socket is bound, not listening; close it once the server has bound the port.
+    The socket is closed just before the gRPC server binds the same port (`PubSubServer`).
     """
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     try:
         sock.bind((host, port))
     except OSError as exc:
@@ -614,11 +614,9 @@ class PubSubServer:
         self.endpoint = f"{host}:{self.port}"
 
     async def start(self) -> None:
-        """Serve on the reserved port, then release the reservation."""
-        try:
-            await self._service.start(self.port, self._host)
-        finally:
-            self.release()
+        """Release the reservation and serve on its port."""
+        self.release()
+        await self._service.start(self.port, self._host)
 
     def release(self) -> None:
         """Close the reserving socket (the server holds the port, or it is given up)."""
