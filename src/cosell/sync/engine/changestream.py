@@ -27,7 +27,7 @@ While the stream delivers in order with no gap, the poller's cursor is moved up 
 commit time of the last handled event, so that a catch-up reads only the last few seconds.
 
 **Fallback.** While the stream is open the task keeps `cdc:stream` in the store marked live
-until a little past the next poll; the engine's scheduled Salesforce poll skips its run while
+until two poll intervals (and some slack) ahead; the engine's scheduled Salesforce poll skips its run while
 that mark is fresh (`covers`). When the stream fails (dropped, refused, Salesforce down) the
 mark says down with the reason, so the scheduled poll runs again at its interval, and the
 task subscribes again with capped exponential backoff and jitter on the injected clock. The
@@ -70,6 +70,7 @@ OBJECTS = (OPPORTUNITY, LEAD, *CHILD_PARENTS)
 """The objects whose change events cosell needs (`cosell check` verifies each one's topic)."""
 MAX_BACKOFF_SECONDS = 300.0  # a refused or down stream is retried at least every 5 minutes
 FIRST_BACKOFF_SECONDS = 1.0
+LIVE_SLACK_SECONDS = 10.0  # see `_live_for`
 MAX_CATCH_UP_POLLS = 20  # a catch-up reads at most 20 poll pages (200,000 rows) before moving on
 
 
@@ -354,10 +355,15 @@ class ChangeStream:
 
     def _set_state(self, state: str, *, error: str | None = None) -> None:
         now = self._clock.now()
-        until = now + timedelta(seconds=2 * self.options.poll_interval) if state == "live" else None
+        until = now + self._live_for() if state == "live" else None
         self._store.set_cursor(
             STATE_CURSOR, StreamState(state=state, since=now, live_until=until, error=error).dump()
         )
+
+    def _live_for(self) -> timedelta:
+        # Two poll intervals, plus slack for a heartbeat that runs late on a busy machine: a
+        # mark that lapses while the stream is fine costs a needless poll, nothing worse.
+        return timedelta(seconds=2 * self.options.poll_interval + LIVE_SLACK_SECONDS)
 
     def _went_live(self) -> None:
         self._live = True
@@ -388,7 +394,7 @@ class ChangeStream:
                     StreamState(
                         state="live",
                         since=since,
-                        live_until=now + timedelta(seconds=2 * self.options.poll_interval),
+                        live_until=now + self._live_for(),
                     ).dump(),
                 )
 
