@@ -26,5 +26,5 @@ def test_cdc_latency_measures_both_ways(bench: Any) -> None:
     for row in rows.values():
         assert row["changes"] == 2
         assert 0 < row["p50_s"] <= row["p95_s"] <= row["max_s"]
-    assert rows["cdc"]["idle_sf_calls"] == 0  # nothing changed: the stream costs no call
-    assert rows["poll"]["idle_sf_calls"] >= 1  # the poller asks every second
+    assert rows["cdc"]["idle_sf_polls"] == 0  # nothing changed: noticing that costs no call
+    assert rows["poll"]["idle_sf_polls"] >= 1  # the poller asks every second
