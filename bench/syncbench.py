@@ -93,12 +93,15 @@ class HarnessOptions:
         workers: how many `cosell serve` processes share the store.
         store: a PostgreSQL server URL (a database is created on it for the run), or None for
             a SQLite file (one worker only).
+        changes: how the service notices Salesforce changes: `poll` or `cdc` (the Salesforce
+            sandbox then serves its Pub/Sub API and the settings say `changes = "cdc"`).
     """
 
     latency_ms: float
     poll_interval: int
     workers: int = 1
     store: str | None = None
+    changes: str = "poll"
 
     def validate(self) -> None:
         """Check the options.
@@ -373,6 +376,10 @@ async def running(options: HarnessOptions, directory: Path) -> AsyncIterator[Wor
         stack.push_async_callback(_stop_servers, servers)
         servers.append(await _start_server(pc_calls, pc_listener, "Partner Center sandbox"))
         servers.append(await _start_server(sf_calls, sf_listener, "Salesforce sandbox"))
+        if options.changes == "cdc":
+            pubsub_port = await salesforce.pubsub.start(0)
+            salesforce.pubsub_endpoint = f"127.0.0.1:{pubsub_port}"
+            stack.push_async_callback(salesforce.pubsub.stop)
         store_url = (
             f"sqlite:///{directory / 'cosell.db'}"
             if options.store is None

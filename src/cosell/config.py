@@ -188,6 +188,13 @@ class SalesforceSettings(_Section):
             orgs, or My Domain.
         token_url: the My Domain URL or token endpoint (default: `login_url`).
         api_version: the REST API version, e.g. `62.0`.
+        changes: how cosell notices Salesforce changes: `poll` (SystemModstamp queries every
+            `[sync] poll_interval_seconds`) or `cdc` (Change Data Capture over the Pub/Sub API,
+            with the poller as the fallback while the stream is down).
+        channel: the CDC channel: `/data/ChangeEvents` (every selected object) or a custom
+            channel such as `/data/Cosell__chn`.
+        pubsub_endpoint: the Pub/Sub API's `host:port`.
+        pubsub_tls: whether the Pub/Sub channel uses TLS (always, but for a local sandbox).
     """
 
     auth: Literal["jwt", "client_credentials", "refresh_token", "password"] = "jwt"
@@ -202,6 +209,20 @@ class SalesforceSettings(_Section):
     login_url: str = LOGIN_URL
     token_url: str | None = None
     api_version: str = DEFAULT_API_VERSION
+    changes: Literal["poll", "cdc"] = "poll"
+    channel: str = "/data/ChangeEvents"
+    pubsub_endpoint: str = "api.pubsub.salesforce.com:7443"
+    pubsub_tls: bool = True
+
+    @field_validator("channel")
+    @classmethod
+    def _channel(cls, value: str) -> str:
+        if not re.match(r"^/data/[A-Za-z][A-Za-z0-9_]*$", value):
+            raise ValueError(
+                f"{value!r} is not a change event channel such as /data/ChangeEvents or "
+                "/data/Cosell__chn"
+            )
+        return value
 
     @field_validator("login_url", "token_url")
     @classmethod
@@ -667,6 +688,15 @@ class Settings(_Section):
                     "login_url": sf_info["login_url"],
                     "token_url": sf_info["token_url"],
                     "api_version": sf_info["api_version"],
+                    **(
+                        {
+                            "changes": "cdc",
+                            "pubsub_endpoint": sf_info["pubsub_endpoint"],
+                            "pubsub_tls": False,
+                        }
+                        if sf_info.get("pubsub_endpoint")
+                        else {}
+                    ),
                 },
                 "store": {"url": store_url},
                 "server": {

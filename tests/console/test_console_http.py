@@ -282,6 +282,23 @@ def test_the_overview_shows_api_usage_against_budgets_and_token_health(
     assert "ok" in page.split('id="token-salesforce"', 1)[1].split("</tr>", 1)[0]
 
 
+def test_a_change_stream_down_degrades_health_with_its_reason(
+    client: TestClient, deals: Deals, store: Store
+) -> None:
+    from datetime import UTC, datetime
+
+    from cosell.sync.engine.streamstate import STATE_CURSOR, StreamState
+
+    since = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
+    down = StreamState(state="down", since=since, error="the event bus is unavailable")
+    store.set_cursor(STATE_CURSOR, down.dump())
+    sign_in(client, "reader", VIEWER_PASSWORD)
+    page = client.get("/console/").text
+    assert 'class="banner degraded"' in page
+    assert "Salesforce change events (CDC) are down" in page
+    assert "the event bus is unavailable" in page
+
+
 def test_deals_are_searched_by_name_customer_ids_and_status(
     client: TestClient, deals: Deals
 ) -> None:

@@ -14,6 +14,7 @@ import contextlib
 import socket
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import typer
 import uvicorn
@@ -75,10 +76,27 @@ def make_server(app: ASGIApp, listener: Listener, *, log_level: str = "warning")
     return uvicorn.Server(config)
 
 
+class Service(Protocol):
+    """A server that is not an ASGI app (the Pub/Sub API's gRPC server), run beside the apps."""
+
+    async def start(self) -> None:
+        """Start serving on the running loop."""
+        ...
+
+    async def stop(self) -> None:
+        """Stop serving."""
+        ...
+
+
 async def serve_all(
-    apps: Sequence[tuple[ASGIApp, Listener]], *, log_level: str = "warning"
+    apps: Sequence[tuple[ASGIApp, Listener]],
+    *,
+    log_level: str = "warning",
+    services: Sequence[Service] = (),
 ) -> None:
-    """Serve every app on its listener until interrupted (Ctrl-C or SIGTERM)."""
+    """Serve every app on its listener (and every service) until interrupted (Ctrl-C, SIGTERM)."""
+    for service in services:
+        await service.start()
     servers = [(make_server(app, lst, log_level=log_level), lst) for app, lst in apps]
     tasks = [asyncio.create_task(srv.serve(sockets=[lst.sock])) for srv, lst in servers]
     try:
@@ -90,9 +108,16 @@ async def serve_all(
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        for service in services:
+            await service.stop()
 
 
-def run_forever(apps: Sequence[tuple[ASGIApp, Listener]], *, log_level: str = "warning") -> None:
+def run_forever(
+    apps: Sequence[tuple[ASGIApp, Listener]],
+    *,
+    log_level: str = "warning",
+    services: Sequence[Service] = (),
+) -> None:
     """Blocking form of `serve_all`, for CLI commands."""
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve_all(apps, log_level=log_level))
+        asyncio.run(serve_all(apps, log_level=log_level, services=services))

@@ -116,7 +116,7 @@ def test_cli_prints_one_json_line_and_serves(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     served: list[Any] = []
-    monkeypatch.setattr(command, "run_forever", lambda apps: served.append(apps))
+    monkeypatch.setattr(command, "run_forever", lambda apps, **_: served.append(apps))
     result = runner.invoke(
         cli_app,
         [
@@ -146,7 +146,7 @@ def test_cli_prints_one_json_line_and_serves(
 
 
 def test_cli_refuses_a_taken_port(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(command, "run_forever", lambda apps: None)
+    monkeypatch.setattr(command, "run_forever", lambda apps, **_: None)
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen(1)
@@ -164,7 +164,7 @@ def test_cli_refuses_bad_fault_fractions() -> None:
 
 def test_cli_without_json_adds_a_hint(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     served: list[Any] = []
-    monkeypatch.setattr(command, "run_forever", lambda apps: served.append(apps))
+    monkeypatch.setattr(command, "run_forever", lambda apps, **_: served.append(apps))
     data = str(tmp_path / "s.db")
     result = runner.invoke(
         cli_app, ["sandbox", "salesforce", "--port", "0", "--single-currency", "--data", data]
@@ -192,7 +192,7 @@ def test_close_removes_a_temporary_key_directory() -> None:
 
 async def test_cli_serves_a_customised_org(monkeypatch: pytest.MonkeyPatch) -> None:
     served: list[Any] = []
-    monkeypatch.setattr(command, "run_forever", lambda apps: served.append(apps))
+    monkeypatch.setattr(command, "run_forever", lambda apps, **_: served.append(apps))
     result = runner.invoke(
         cli_app,
         ["sandbox", "salesforce", "--port", "0", "--json", "--org-profile", EXAMPLE_PROFILE],

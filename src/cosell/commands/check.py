@@ -79,6 +79,9 @@ _SYMBOLS = {
 }  # an en dash
 
 
+_STREAM_PROBE_SECONDS = 2.0  # a refused Subscribe answers at once; an open one stays quiet
+
+
 @dataclass(frozen=True)
 class CheckLine:
     """One line of the checklist.
@@ -179,6 +182,7 @@ class Checklist:
                 "Partner Center",
                 "Salesforce",
                 "Permission set",
+                "Change events",
                 "Mapping",
                 "Webhooks",
             ):
@@ -193,6 +197,7 @@ class Checklist:
             mapping = self._load_mapping(settings)
             await self._schema(settings, clients, mapping)
             await self._permission_set(clients)
+            await self._change_events(settings, clients)
             self._mapping(mapping, clients, lead_sync=settings.sync.lead_sync)
             await self._webhooks(settings, pc_http)
         return self.lines
@@ -446,6 +451,64 @@ class Checklist:
                 "Salesforce",
                 f"schema: the {count} fields cosell needs on {', '.join(sorted(needed))} exist",
             )
+
+    async def _change_events(self, settings: Settings, clients: _Clients) -> None:
+        """With `changes = "cdc"`: a topic per needed object, the channel, and a stream opens."""
+        sf = settings.salesforce
+        if sf.changes != "cdc":
+            self._add(
+                "pass",
+                "Change events",
+                'Salesforce changes are polled ([salesforce] changes = "poll")',
+            )
+            return
+        if clients.salesforce is None:
+            self._add("skip", "Change events", "not checked", "not signed in to Salesforce")
+            return
+        from cosell.salesforce.errors import SalesforceError
+        from cosell.salesforce.pubsub.client import PubSubClient, Replay
+        from cosell.sync.engine.changestream import OBJECTS
+
+        objects = [o for o in OBJECTS if o != "Lead" or settings.sync.lead_sync]
+        pubsub = PubSubClient(sf.pubsub_endpoint, clients.salesforce.session, tls=sf.pubsub_tls)
+        try:
+            missing = []
+            for obj in objects:
+                topic = f"/data/{obj.removesuffix('__c') + '__' if obj.endswith('__c') else obj}ChangeEvent"
+                try:
+                    await pubsub.get_topic(topic)
+                except SalesforceError as exc:
+                    missing.append(obj)
+                    self._add("fail", "Change events", f"{obj}: {exc.message}", exc.hint or None)
+            if not missing:
+                self._add("pass", "Change events", f"CDC is on for {', '.join(objects)}")
+            try:
+                subscription = await pubsub.subscribe(sf.channel, Replay.latest(), batch=1)
+                try:
+                    stream = aiter(subscription)
+                    opened = asyncio.ensure_future(anext(stream))
+                    done, _ = await asyncio.wait({opened}, timeout=_STREAM_PROBE_SECONDS)
+                    if done:
+                        opened.result()  # an answer: events or an error
+                    else:
+                        opened.cancel()
+                finally:
+                    await subscription.close()
+            except SalesforceError as exc:
+                self._add(
+                    "fail",
+                    "Change events",
+                    f"the stream on {sf.channel} does not open: {exc.message}",
+                    exc.hint or None,
+                )
+            else:
+                self._add(
+                    "pass",
+                    "Change events",
+                    f"a stream on {sf.channel} opens at {sf.pubsub_endpoint}",
+                )
+        finally:
+            await pubsub.close()
 
     async def _permission_set(self, clients: _Clients) -> None:
         from cosell.salesforce.errors import AccessDeniedError as SalesforceAccessDeniedError

@@ -129,6 +129,16 @@ login_url = "{login_url}"
 # token_url = "https://yourcompany.my.salesforce.com"
 # The REST API version cosell calls.
 api_version = "{api_version}"
+# How cosell notices Salesforce changes: "poll" (SystemModstamp queries every
+# [sync] poll_interval_seconds) or "cdc" (Change Data Capture over the Pub/Sub API, in
+# about half a second; select the objects in Setup > Integrations > Change Data Capture, then
+# run cosell check). The poller covers while the change stream is down.
+changes = "poll"
+# The CDC channel: every selected object, or a custom channel such as "/data/Cosell__chn".
+# channel = "/data/ChangeEvents"
+# The Pub/Sub API endpoint, and whether it is reached over TLS (always, but for a sandbox).
+# pubsub_endpoint = "api.pubsub.salesforce.com:7443"
+# pubsub_tls = true
 
 [store]
 # Where cosell keeps links, base snapshots, the audit and its queue. A SQLite file for one

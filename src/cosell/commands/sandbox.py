@@ -106,6 +106,12 @@ def up_command(
     sf_port: int = typer.Option(
         8620, "--sf-port", help="Loopback port of the Salesforce sandbox; 0 picks a free one."
     ),
+    pubsub_port: int | None = typer.Option(
+        None,
+        "--pubsub-port",
+        help="Loopback port of the Salesforce sandbox's Pub/Sub API (gRPC, change events); "
+        "0 picks a free one. Default: the next port after --sf-port (any free one when that is 0).",
+    ),
     data_dir: Path | None = typer.Option(  # noqa: B008 - typer reads options from defaults
         None,
         "--data-dir",
@@ -186,10 +192,32 @@ def up_command(
         )
     except (PartnerCenterDataError, SandboxDataError, OrgProfileError) as exc:
         raise _fail(str(exc), listeners) from None
+    from cosell_sandbox.salesforce.pubsub.service import PubSubServer
+
     try:
-        _serve(partner_center, salesforce, listeners, write_config, json_output=json_output)
-    finally:
+        pubsub = PubSubServer(salesforce.pubsub, _pubsub_port(pubsub_port, sf_port))
+    except OSError as exc:
         salesforce.close()
+        raise _fail(str(exc).replace("another port", "another --pubsub-port"), listeners) from None
+    salesforce.pubsub_endpoint = pubsub.endpoint
+    try:
+        _serve(
+            partner_center,
+            salesforce,
+            listeners,
+            write_config,
+            json_output=json_output,
+            pubsub=pubsub,
+        )
+    finally:
+        pubsub.release()
+        salesforce.close()
+
+
+def _pubsub_port(pubsub_port: int | None, sf_port: int) -> int:
+    if pubsub_port is not None:
+        return pubsub_port
+    return sf_port + 1 if sf_port else 0
 
 
 def _serve(
@@ -199,6 +227,7 @@ def _serve(
     write_config: Path | None,
     *,
     json_output: bool,
+    pubsub: Any,
 ) -> None:
     pc_info, sf_info = partner_center.info(), salesforce.info()
     if write_config is not None:
@@ -212,6 +241,7 @@ def _serve(
             f" control API {pc_info['control_api']})\n"
             f"  Salesforce      {sf_info['base_url']}  (instance {sf_info['instance_url']},"
             f" control API {sf_info['control_api']})\n"
+            f"  Pub/Sub API     {sf_info['pubsub_endpoint']}  (gRPC, Change Data Capture)\n"
             + (f"  Settings        {write_config}\n" if write_config else "")
             + "The JSON line above has working credentials for both"
             + (f"; state {state}" if not partner_center.options.data_path else "")
@@ -220,7 +250,9 @@ def _serve(
     from cosell_sandbox.serving import run_forever
 
     pc_listener, sf_listener = listeners
-    run_forever([(partner_center.app, pc_listener), (salesforce.app, sf_listener)])
+    run_forever(
+        [(partner_center.app, pc_listener), (salesforce.app, sf_listener)], services=[pubsub]
+    )
 
 
 def _write_settings(

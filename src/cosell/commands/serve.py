@@ -418,6 +418,9 @@ async def build_service(
             options=EngineOptions.from_settings(settings),
             reconciler=observed,
         )
+        worker: Any = engine
+        if settings.salesforce.changes == "cdc":
+            worker = _with_change_stream(engine, settings, store=store, ctx=shared, clock=clock)
         verifier = SignatureVerifier(
             cert_http,
             allowed_certificate_urls=settings.server.allowed_certificate_urls,
@@ -455,7 +458,7 @@ async def build_service(
             settings=settings.server,
             verifier=verifier,
             store=store,
-            engine=engine,
+            engine=worker,
             readiness=readiness,
             metrics=metrics,
             queue_depth=queue_depth,
@@ -490,6 +493,32 @@ def build_alert_watch(settings: Settings, *, store: Store, clock: Clock) -> Any:
     if watch is not None:
         log.info("alerts.on", channels=watch.alerter.channels)
     return watch
+
+
+def _with_change_stream(
+    engine: Any, settings: Settings, *, store: Any, ctx: SyncContext, clock: Clock
+) -> Any:
+    """The engine, with the CDC change stream started and stopped along with it."""
+    from cosell.sync.engine.changestream import (
+        ChangeStreamOptions,
+        WithChangeStream,
+        change_stream_for,
+    )
+
+    stream, pubsub = change_stream_for(
+        engine,
+        store=store,
+        salesforce=ctx.salesforce,
+        clock=clock,
+        endpoint=settings.salesforce.pubsub_endpoint,
+        tls=settings.salesforce.pubsub_tls,
+        options=ChangeStreamOptions(
+            channel=settings.salesforce.channel,
+            poll_interval=float(settings.sync.poll_interval_seconds),
+            lead_sync=ctx.lead_sync,
+        ),
+    )
+    return WithChangeStream(engine, stream, pubsub)
 
 
 async def _watch_token_health(watch: TokenHealthWatch, clock: Clock) -> None:

@@ -257,6 +257,22 @@ def _last_sweep(summary: StoreSummary) -> datetime | None:
     return None
 
 
+def _change_stream(summary: StoreSummary) -> dict[str, Any]:
+    """How Salesforce changes arrive: the CDC stream's stored state, or polling only."""
+    from cosell.sync.engine.streamstate import STATE_CURSOR, StreamState
+
+    found = next((c for c in summary.cursors if c.name == STATE_CURSOR), None)
+    state = StreamState.load(found.value) if found is not None else None
+    if state is None:
+        return {"source": "poll"}
+    return {
+        "source": "cdc" if state.state == "live" else "poll (CDC stream down)",
+        "stream": state.state,
+        "since": state.since.isoformat(),
+        "error": state.error,
+    }
+
+
 def _error_entry(link: Link, now: datetime) -> dict[str, Any]:
     return {
         "link_id": link.id,
@@ -304,6 +320,7 @@ def report_json(report: StatusReport) -> dict[str, Any]:
             "newest_audit_at": _iso(summary.newest_audit_at),
         },
         "last_sweep": {"at": _iso(sweep), "recorded": sweep is not None},
+        "salesforce_changes": _change_stream(summary),
         "inbox": {
             "pending": summary.inbox_pending,
             "oldest_received_at": _iso(summary.oldest_event_at),
@@ -433,6 +450,13 @@ def render(report: StatusReport, console: Console) -> None:
     lag.add_row("Oldest Pending link", _age(now, summary.oldest_pending_at, missing="none Pending"))
     lag.add_row("Last link brought in sync", _age(now, summary.last_synced_at))
     lag.add_row("Newest audit entry", _age(now, summary.newest_audit_at))
+    stream = _change_stream(summary)
+    if "stream" in stream:
+        since = datetime.fromisoformat(stream["since"])
+        text = f"{stream['source']} since {_age(now, since)}"
+        lag.add_row(
+            "Salesforce changes", text + (f": {stream['error']}" if stream["error"] else "")
+        )
     sweep = _last_sweep(summary)
     lag.add_row(
         "Last sweep",

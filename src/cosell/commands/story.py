@@ -679,6 +679,9 @@ async def run_demo(
     try:
         running.append(await _start(partner_center.app, pc_listener, "Partner Center sandbox"))
         running.append(await _start(salesforce.app, sf_listener, "Salesforce sandbox"))
+        # Salesforce's changes reach cosell over CDC (the sandbox's Pub/Sub API, gRPC).
+        pubsub_port = await salesforce.pubsub.start(0)
+        salesforce.pubsub_endpoint = f"127.0.0.1:{pubsub_port}"
         settings = _settings(partner_center, salesforce, directory, service_listener)
         if mapping is not None:
             settings = settings.model_copy(
@@ -696,7 +699,8 @@ async def run_demo(
                     await _register(settings)
                     console.print(
                         f"[dim]  Partner Center sandbox  {pc_listener.base_url}\n"
-                        f"  Salesforce sandbox      {sf_listener.base_url}\n"
+                        f"  Salesforce sandbox      {sf_listener.base_url} (change events over gRPC at "
+                        f"{salesforce.pubsub_endpoint})\n"
                         f"  cosell                  {service_listener.base_url}[/]\n"
                     )
                     with Store.open(settings.store.url, clock=clock) as store:
@@ -715,6 +719,7 @@ async def run_demo(
         return synced
     finally:
         await _stop(running)
+        await salesforce.pubsub.stop()
         salesforce.close()
 
 

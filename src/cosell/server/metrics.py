@@ -20,7 +20,8 @@ share counters). Counters are incremented where the outcome is known:
 Gauges are read from the store when Prometheus scrapes (`StoreCollector`): links by status,
 each counted once as `cosell status` counts them (`Store.deal_counts`), each side's circuit
 (`cosell_circuit_open`), a pause of all sync (`cosell_sync_paused`), conflicts recorded, inbox
-events pending; `cosell_queue_depth` (reconciles waiting to
+events pending, `cosell_salesforce_change_stream_up` (with `[salesforce] changes = "cdc"`: 1
+while the stream is live); `cosell_queue_depth` (reconciles waiting to
 start) is set by the `/metrics` handler just before rendering, from an async source.
 """
 
@@ -40,6 +41,7 @@ from prometheus_client.registry import Collector
 from cosell.clock import Clock
 from cosell.store import tables as t
 from cosell.store.types import Key
+from cosell.sync.engine.streamstate import stream_state
 from cosell.sync.plan import outcome as results
 
 if TYPE_CHECKING:
@@ -236,6 +238,13 @@ class StoreCollector(Collector):
         yield GaugeMetricFamily(
             "cosell_inbox_pending", "Webhook events recorded and not yet enqueued.", value=pending
         )
+        stream = stream_state(self._store)
+        if stream is not None:  # `[salesforce] changes = "cdc"` ran here
+            yield GaugeMetricFamily(
+                "cosell_salesforce_change_stream_up",
+                "1 while Salesforce changes arrive over CDC, 0 while the poller covers for it.",
+                value=1 if stream.state == "live" else 0,
+            )
 
 
 class ObservedReconciler:

@@ -163,6 +163,37 @@ def test_a_registration_elsewhere_or_without_the_events(served: Served, tmp_path
     assert any("not at [server] public_url" in line and "--overwrite" in line for line in failures)
 
 
+def test_change_events_enabled_for_each_object_and_the_stream_opens(
+    served: Served, registered: str, tmp_path: Path
+) -> None:
+    config = write_settings(tmp_path / "cosell.toml", _settings(served, registered))
+    status, lines = _check(config)
+    assert status == 0, "\n".join(lines)
+    enabled, opens = _marked(lines, "✓", "Change events")
+    assert "Opportunity, OpportunityContactRole, Microsoft_Solution__c" in enabled
+    assert "/data/ChangeEvents opens" in opens
+
+
+def test_an_object_without_cdc_is_named_with_the_fix(
+    served: Served, registered: str, tmp_path: Path
+) -> None:
+    cdc = f"{served.sf['control_api']}/cdc"
+    httpx.put(cdc, json={"entities": ["Opportunity", "Lead"]}, timeout=10).raise_for_status()
+    try:
+        config = write_settings(tmp_path / "cosell.toml", _settings(served, registered))
+        status, lines = _check(config)
+    finally:
+        everything = ["Opportunity", "Lead", "OpportunityContactRole", "Microsoft_Solution__c"]
+        httpx.put(cdc, json={"entities": everything}, timeout=10).raise_for_status()
+    assert status == 1
+    failed = _marked(lines, "✗", "Change events")
+    assert [line.split(":", 2)[1].strip() for line in failed] == [
+        "OpportunityContactRole",
+        "Microsoft_Solution__c",
+    ]
+    assert "Setup > Integrations > Change Data Capture" in "\n".join(lines)
+
+
 def test_settings_that_do_not_load_skip_everything_else(tmp_path: Path) -> None:
     config = tmp_path / "cosell.toml"
     config.write_text('[salesforce]\nauth = "magic"\n', encoding="utf-8")
@@ -171,7 +202,7 @@ def test_settings_that_do_not_load_skip_everything_else(tmp_path: Path) -> None:
     assert "✗ Settings: invalid settings:" in result.output
     assert "salesforce.auth: must be one of" in result.output
     skipped = [line for line in result.output.splitlines() if line.startswith(SKIP)]
-    assert len(skipped) == 6
+    assert len(skipped) == 7
     assert all("the settings do not load" in line for line in skipped)
 
 

@@ -59,6 +59,9 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
     env = _env(
         COSELL_SYNC__POLL_INTERVAL_SECONDS="1",
         COSELL_SYNC__SWEEP_INTERVAL_SECONDS="2",
+        # The Salesforce poller's queries are this test's clock (and what would show a retry
+        # storm), so Salesforce changes are polled here rather than streamed (CDC).
+        COSELL_SALESFORCE__CHANGES="poll",
         COSELL_PARTNER_CENTER__REFRESH_TOKEN_FILE="pc-token.json",
     )
     deployment: Deployment | None = None

@@ -302,3 +302,14 @@ def test_secret_files_that_cannot_be_used_say_which_key(tmp_path: Path) -> None:
     text = TOML.replace('client_secret = "pc-secret"', 'client_secret_file = "empty"')
     with pytest.raises(ConfigError, match="is empty"):
         Settings.load(write(tmp_path, text), environ={})
+
+
+def test_salesforce_changes_default_to_polling_and_the_channel_is_checked() -> None:
+    from cosell.config import SalesforceSettings
+
+    settings = SalesforceSettings()
+    assert settings.changes == "poll"
+    assert settings.channel == "/data/ChangeEvents"
+    assert SalesforceSettings(changes="cdc", channel="/data/Cosell__chn").channel.endswith("__chn")
+    with pytest.raises(ValueError, match="not a change event channel"):
+        SalesforceSettings(channel="ChangeEvents")

@@ -301,6 +301,13 @@ class SalesforceSandbox:
             self.seed_org()
             self._save_everything()
         self.store.on_commit.append(self._persist)
+        from cosell_sandbox.salesforce.pubsub.service import PubSubService
+
+        self.pubsub = PubSubService(self)
+        """The Pub/Sub API (gRPC) over the change log; served by `pubsub.start(port)`."""
+        self.pubsub_endpoint: str | None = None
+        """`host:port` of the served Pub/Sub API, once known (it goes into `info()`)."""
+        self.store.on_commit.append(lambda _tx: self.pubsub.wake())
         self.app = self._build_app()
 
     # ----------------------------------------------------------------- public
@@ -328,6 +335,7 @@ class SalesforceSandbox:
             "integration_user_id": self.integration_user_id,
             "seller_user_id": self.seller_user_id,
             "seller_username": SELLER_USERNAME,
+            "pubsub_endpoint": self.pubsub_endpoint,
         }
 
     def actor(self, user_id: str, *, origin: str = "") -> Actor:

@@ -99,6 +99,40 @@ class ChangeLog:
         self._events.extend(events)
         return events
 
+    def append_gap(
+        self,
+        entity_name: str,
+        change_type: str,
+        record_ids: list[str],
+        *,
+        committed_at: datetime,
+        commit_millis: int,
+    ) -> ChangeEvent:
+        """Append a gap event (GAP_CREATE ... GAP_UNDELETE, or GAP_OVERFLOW): a header only.
+
+        Salesforce sends one when it could not describe a change (a gap) or when one
+        transaction changed more records than it describes (an overflow, no record ids).
+        """
+        self.commit_number += 1
+        self._last_replay_id += _COMMIT_GAP + 1
+        header = {
+            "entityName": entity_name,
+            "recordIds": list(record_ids),
+            "changeType": change_type,
+            "changeOrigin": "",
+            "transactionKey": f"gap-{self.commit_number:08x}",
+            "sequenceNumber": 1,
+            "commitTimestamp": commit_millis,
+            "commitNumber": self.commit_number,
+            "commitUser": "",
+            "changedFields": [],
+            "nulledFields": [],
+            "diffFields": [],
+        }
+        event = ChangeEvent(self._last_replay_id, committed_at, {"ChangeEventHeader": header})
+        self._events.append(event)
+        return event
+
     def prune(self, now: datetime) -> None:
         """Drop events older than the retention window."""
         cutoff = now - RETENTION
@@ -141,6 +175,11 @@ class ChangeLog:
     def latest_replay_id(self) -> int:
         """The highest replay id handed out (0 before the first change)."""
         return self._last_replay_id
+
+    @property
+    def dropped_through(self) -> int:
+        """Replay ids at or below this have been dropped (retention, reset); 0 when none."""
+        return self._dropped_through
 
     @property
     def earliest_replay_id(self) -> int | None:

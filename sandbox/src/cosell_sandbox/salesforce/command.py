@@ -22,6 +22,12 @@ def salesforce_command(
     port: int = typer.Option(
         8620, "--port", "-p", help="Loopback TCP port to serve on; 0 picks a free port."
     ),
+    pubsub_port: int | None = typer.Option(
+        None,
+        "--pubsub-port",
+        help="Loopback TCP port of the Pub/Sub API (gRPC change events); 0 picks a free port. "
+        "Default: --port + 1 (any free port when --port is 0).",
+    ),
     data: Path | None = typer.Option(  # noqa: B008 - typer reads options from defaults
         None,
         "--data",
@@ -118,6 +124,17 @@ def salesforce_command(
     except (SandboxDataError, OrgProfileError) as exc:
         listener.sock.close()
         raise usage_error(str(exc)) from None
+    from cosell_sandbox.salesforce.pubsub.service import PubSubServer
+
+    try:
+        pubsub = PubSubServer(
+            sandbox.pubsub, pubsub_port if pubsub_port is not None else (port + 1 if port else 0)
+        )
+    except OSError as exc:
+        listener.sock.close()
+        sandbox.close()
+        raise usage_error(str(exc).replace("another port", "another --pubsub-port")) from None
+    sandbox.pubsub_endpoint = pubsub.endpoint
     info = sandbox.info()
     typer.echo(json.dumps(info))
     if not json_output:
@@ -126,11 +143,13 @@ def salesforce_command(
             f"  Instance URL    {info['instance_url']} (REST API v31.0 to v{info['api_version']})\n"
             f"  Token endpoint  {info['token_url']}\n"
             f"  Control API     {info['control_api']}\n"
+            f"  Pub/Sub API     {info['pubsub_endpoint']} (gRPC, Change Data Capture)\n"
             f"  Log in as       {info['username']}\n"
             f"  State           {data if data else 'in memory (use --data FILE to keep it)'}\n"
             "The JSON line above has working credentials. Press Ctrl-C to stop."
         )
     try:
-        run_forever([(sandbox.app, listener)])
+        run_forever([(sandbox.app, listener)], services=[pubsub])
     finally:
+        pubsub.release()
         sandbox.close()

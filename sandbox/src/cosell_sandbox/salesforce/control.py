@@ -15,6 +15,9 @@ Routes, all under `/control`:
 | GET    /control/changes?after=&limit=&entity=   | change events after a replay id (CDC-shaped)   |
 | POST   /control/sessions/expire                 | every access token issued so far stops working |
 | POST   /control/clock/advance {"seconds": n}    | move the sandbox clock forward                 |
+| GET/PUT /control/cdc {entities, permission, down, duplicate} | the Pub/Sub API's CDC settings and faults |
+| POST   /control/cdc/drop                         | end every open Subscribe stream (UNAVAILABLE)  |
+| POST   /control/cdc/gap {entity, changeType, recordIds} | append a GAP_* or GAP_OVERFLOW event   |
 | GET    /control/faults                          | the injected faults                            |
 | PUT    /control/faults {name: value, ...}       | change some of them (validated, all or none)   |
 | GET    /control/stats                           | calls served per method, route and status      |
@@ -253,6 +256,62 @@ def control_router(sandbox: SalesforceSandbox) -> APIRouter:
         except OrgProfileError as exc:
             raise _bad_request(str(exc)) from None
         return Response(status_code=204)
+
+    @router.get("/cdc")
+    async def get_cdc() -> dict[str, Any]:
+        return sandbox.pubsub.settings.wire()
+
+    @router.put("/cdc")
+    async def put_cdc(request: Request) -> dict[str, Any]:
+        body = await body_of(request)
+        settings = sandbox.pubsub.settings
+        if not isinstance(body, dict) or set(body) - {
+            "entities",
+            "permission",
+            "down",
+            "duplicate",
+        }:
+            raise _bad_request(
+                "send a JSON object with any of entities (object names), permission, down, duplicate"
+            )
+        entities = body.get("entities", sorted(settings.entities))
+        if not isinstance(entities, list) or not all(isinstance(e, str) for e in entities):
+            raise _bad_request('entities must be a list of object names, e.g. ["Opportunity"]')
+        unknown = [e for e in entities if sandbox.schema.sobject(e) is None]
+        if unknown:
+            raise _bad_request(f"no such object: {', '.join(unknown)}")
+        for flag in ("permission", "down", "duplicate"):
+            if flag in body and not isinstance(body[flag], bool):
+                raise _bad_request(f"{flag} must be true or false")
+        settings.entities = set(entities)
+        settings.permission = body.get("permission", settings.permission)
+        settings.down = body.get("down", settings.down)
+        settings.duplicate = body.get("duplicate", settings.duplicate)
+        if settings.down:
+            sandbox.pubsub.drop_streams()
+        return settings.wire()
+
+    @router.post("/cdc/drop")
+    async def drop_streams() -> dict[str, int]:
+        return {"dropped": sandbox.pubsub.drop_streams()}
+
+    @router.post("/cdc/gap", status_code=201)
+    async def gap(request: Request) -> dict[str, Any]:
+        body = await body_of(request)
+        if not isinstance(body, dict):
+            raise _bad_request("send a JSON object: entity, changeType, recordIds")
+        entity = body.get("entity")
+        change_type = body.get("changeType", "GAP_UPDATE")
+        record_ids = body.get("recordIds", [])
+        if not isinstance(entity, str) or sandbox.schema.sobject(entity) is None:
+            raise _bad_request("entity must name an object, e.g. Opportunity")
+        if not isinstance(record_ids, list) or not all(isinstance(r, str) for r in record_ids):
+            raise _bad_request("recordIds must be a list of record ids")
+        try:
+            event = sandbox.pubsub.inject_gap(entity, str(change_type), record_ids)
+        except ValueError as exc:
+            raise _bad_request(str(exc)) from None
+        return event.wire()
 
     @router.post("/reset", status_code=204)
     async def reset() -> Response:

@@ -6,7 +6,8 @@ Health is `healthy`, `degraded` or `failing`, with every reason that made it so:
 failing    a quarter or more of the links (at least 5) in Error; a webhook event pending
            for over 30 min (the inbox drainer is stuck); a change pending for over 2 h
 degraded   any link in Error; a webhook event pending for over 5 min; a change pending
-           for over 15 min; 5 or more errors in the last 24 h
+           for over 15 min; 5 or more errors in the last 24 h; the Salesforce change
+           stream (CDC) down
 healthy    none of these
 ```
 """
@@ -18,6 +19,7 @@ from datetime import datetime, timedelta
 from typing import Final
 
 from cosell.store.console_queries import Overview
+from cosell.sync.engine.streamstate import STATE_CURSOR, StreamState
 
 HEALTHY: Final = "healthy"
 DEGRADED: Final = "degraded"
@@ -64,6 +66,12 @@ def judge(overview: Overview, *, now: datetime) -> Health:
             failing.append(message)
         elif pending_age > timedelta(minutes=15):
             degraded.append(message)
+    stream = next((c for c in overview.cursors if c.name == STATE_CURSOR), None)
+    state = StreamState.load(stream.value) if stream is not None else None
+    if state is not None and state.state == "down":
+        degraded.append(
+            f"Salesforce change events (CDC) are down, the poller covers meanwhile: {state.error}"
+        )
     if overview.errors_24h >= 5:
         degraded.append(f"{overview.errors_24h} reconcile errors in the last 24 h")
     if failing:

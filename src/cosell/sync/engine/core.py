@@ -135,7 +135,7 @@ from cosell import __version__
 from cosell.clock import Clock
 from cosell.config import Settings
 from cosell.store.types import Key, KeyFormatError, SyncStatus, parse_key, referral_key
-from cosell.sync.engine import system_database, workflows
+from cosell.sync.engine import streamstate, system_database, workflows
 from cosell.sync.engine.breaker import Breaker
 from cosell.sync.engine.config import (
     BATCH_QUEUE,
@@ -1186,10 +1186,13 @@ class Engine:
         While the polled side's circuit is open it is not polled and its cursor stays: the
         first poll after it is back finds every change made meanwhile. The other side is
         polled as usual: what it finds is held (Pending, shown in `cosell status`) until the
-        failing side is back or sync resumes, then notified by `heal`.
+        failing side is back or sync resumes, then notified by `heal`. A Salesforce poll is
+        also skipped while a live CDC stream covers that side (`streamstate`).
         """
         await self.heal()
         if self._breaker.is_open(PARTNER_CENTER if side == "partner_center" else SALESFORCE):
+            return 0
+        if side != "partner_center" and streamstate.covers(self._store, self._clock.now()):
             return 0
         found = await workflows.poll_step(side)
         if found is None:
