@@ -137,11 +137,16 @@ class Worker:
         )
         worker = cls(number, process)
         assert process.stdout is not None
+        line = b""
         try:
             async with asyncio.timeout(START_TIMEOUT):
-                line = await process.stdout.readline()
+                # The engine's start logs first (the preflight signs in to both sides).
+                while line.decode().strip() != READY:
+                    line = await process.stdout.readline()
+                    if not line:
+                        break
         except TimeoutError:
-            line = b""
+            pass
         if line.decode().strip() != READY:
             await worker.kill()
             raise ScaleOutError(f"worker {number} did not start (it said {line!r})")
