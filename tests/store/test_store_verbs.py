@@ -147,6 +147,24 @@ def test_create_link_refuses_bad_arguments(store: Store) -> None:
         store.create_link(sobject=OPP, record_id="006")
 
 
+def test_create_links_makes_a_page_of_links_in_one_go(store: Store) -> None:
+    before = store.create_link(sobject=OPP, referral_id=REFERRAL)
+    made = store.create_links([(OPP, REFERRAL, "e1"), (OPP, REFERRAL_2, None)])
+    assert [link.referral_id for link in made] == [REFERRAL, REFERRAL_2]
+    assert made[0].id == before.id  # idempotent, as `create_link`
+    assert made[0].engagement_id == "e1"  # the missing engagement id filled in
+    assert made[1].sync_status is SyncStatus.PENDING
+    assert store.link_for_referral(REFERRAL_2) == made[1]
+    assert store.create_links([]) == []
+
+
+def test_create_links_makes_none_when_one_conflicts(store: Store) -> None:
+    store.create_link(sobject="Lead", referral_id=REFERRAL)
+    with pytest.raises(LinkConflictError):
+        store.create_links([(OPP, REFERRAL_2, None), (OPP, REFERRAL, None)])
+    assert store.link_for_referral(REFERRAL_2) is None  # one transaction: nothing made
+
+
 def test_update_link(store: Store, clock: ManualClock) -> None:
     link = store.create_link(sobject=OPP, record_id=OPP_ID)
     clock.advance(60)
@@ -445,6 +463,24 @@ def test_record_events_in_one_transaction_and_complete_them_by_row_id(store: Sto
 
 
 # -- create intents ---------------------------------------------------------------------------
+
+
+def test_record_create_intents_records_them_all_or_none(store: Store) -> None:
+    one = store.create_link(sobject=OPP, referral_id=REFERRAL)
+    two = store.create_link(sobject=OPP, referral_id=REFERRAL_2)
+    store.record_create_intents([(one.id, "salesforce", REFERRAL), (two.id, "salesforce", "x")])
+    store.record_create_intents([(one.id, "salesforce", REFERRAL)])  # the same again: no-op
+    assert [store.create_intent(i).external_reference for i in (one.id, two.id)] == [  # type: ignore[union-attr]
+        REFERRAL,
+        "x",
+    ]
+    store.resolve_create_intent(two.id)
+    with pytest.raises(StoreError, match="already has an unresolved create intent"):
+        store.record_create_intents([(two.id, "salesforce", "y"), (one.id, "salesforce", "z")])
+    assert store.create_intent(two.id) is None  # the batch failed whole
+    with pytest.raises(ValueError, match="side"):
+        store.record_create_intents([(one.id, "elsewhere", "z")])
+    store.record_create_intents([])
 
 
 def test_create_intents(store: Store, clock: ManualClock) -> None:

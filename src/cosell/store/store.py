@@ -467,63 +467,112 @@ class Store:
         if record_id is None and referral_id is None:
             raise ValueError("a link needs a record id, a referral id, or both")
         check_sobject(sobject)
-        if record_id is not None:
-            record_id = canonical_record_id(record_id)
         now = self._now()
         with self._write() as connection:
-            statement = (
-                _insert(self._dialect, t.links)
-                .values(
-                    id=self._new_link_id(),
-                    tenant=self._tenant,
+            return self._create_link(
+                connection,
+                now,
+                sobject=sobject,
+                record_id=record_id,
+                referral_id=referral_id,
+                engagement_id=engagement_id,
+            )
+
+    def create_links(self, links: Sequence[tuple[str, str, str | None]]) -> list[Link]:
+        """`create_link` for many referrals at once, in one transaction (a backfill's page).
+
+        Args:
+            links: (sobject, referral id, engagement id or None) of each link to make.
+
+        Returns:
+            The links, in the order given.
+
+        Raises:
+            LinkConflictError: as `create_link`; then none of them is made.
+        """
+        for sobject, _, _ in links:
+            check_sobject(sobject)
+        if not links:
+            return []
+        now = self._now()
+        with self._write() as connection:
+            return [
+                self._create_link(
+                    connection,
+                    now,
+                    sobject=sobject,
+                    record_id=None,
                     referral_id=referral_id,
                     engagement_id=engagement_id,
-                    sobject=sobject,
-                    record_id=record_id,
-                    sync_status=SyncStatus.PENDING.value,
-                    last_error=None,
-                    created_at=now,
-                    updated_at=now,
-                    last_synced_at=None,
                 )
-                .on_conflict_do_nothing()
-                .returning(t.links.c.id)
+                for sobject, referral_id, engagement_id in links
+            ]
+
+    def _create_link(
+        self,
+        connection: sa.Connection,
+        now: datetime,
+        *,
+        sobject: str,
+        record_id: str | None,
+        referral_id: str | None,
+        engagement_id: str | None,
+    ) -> Link:
+        if record_id is not None:
+            record_id = canonical_record_id(record_id)
+        statement = (
+            _insert(self._dialect, t.links)
+            .values(
+                id=self._new_link_id(),
+                tenant=self._tenant,
+                referral_id=referral_id,
+                engagement_id=engagement_id,
+                sobject=sobject,
+                record_id=record_id,
+                sync_status=SyncStatus.PENDING.value,
+                last_error=None,
+                created_at=now,
+                updated_at=now,
+                last_synced_at=None,
             )
-            inserted = connection.execute(statement).first() is not None
-            by_referral = (
-                None
-                if referral_id is None
-                else self._one_link(connection, t.links.c.referral_id == referral_id)
+            .on_conflict_do_nothing()
+            .returning(t.links.c.id)
+        )
+        inserted = connection.execute(statement).first() is not None
+        by_referral = (
+            None
+            if referral_id is None
+            else self._one_link(connection, t.links.c.referral_id == referral_id)
+        )
+        by_record = (
+            None
+            if record_id is None
+            else self._one_link(
+                connection, t.links.c.sobject == sobject, t.links.c.record_id == record_id
             )
-            by_record = (
-                None
-                if record_id is None
-                else self._one_link(
-                    connection, t.links.c.sobject == sobject, t.links.c.record_id == record_id
-                )
+        )
+        link = by_referral or by_record
+        assert link is not None, "the insert or its conflict left a row"
+        if inserted:
+            return link
+        if by_referral is not None and by_record is not None and by_referral.id != by_record.id:
+            raise LinkConflictError(
+                f"referral {referral_id} is linked to {_describe(by_referral)} and "
+                f"{sobject} {record_id} to {_describe(by_record)}: they cannot be linked to "
+                "each other until one of those links is removed"
             )
-            link = by_referral or by_record
-            assert link is not None, "the insert or its conflict left a row"
-            if inserted:
-                return link
-            if by_referral is not None and by_record is not None and by_referral.id != by_record.id:
-                raise LinkConflictError(
-                    f"referral {referral_id} is linked to {_describe(by_referral)} and "
-                    f"{sobject} {record_id} to {_describe(by_record)}: they cannot be linked to "
-                    "each other until one of those links is removed"
-                )
-            self._check_same(link, sobject=sobject, record_id=record_id, referral_id=referral_id)
-            fill: dict[str, Any] = {}
-            if referral_id is not None and link.referral_id is None:
-                fill["referral_id"] = referral_id
-            if record_id is not None and link.record_id is None:
-                fill["record_id"] = record_id
-            if engagement_id is not None and link.engagement_id is None:
-                fill["engagement_id"] = engagement_id
-            if not fill:
-                return link
-            fill["updated_at"] = now
-            return self._update(connection, link.id, fill)
+        self._check_same(link, sobject=sobject, record_id=record_id, referral_id=referral_id)
+        fill: dict[str, Any] = {}
+        if referral_id is not None and link.referral_id is None:
+            fill["referral_id"] = referral_id
+        if record_id is not None and link.record_id is None:
+            fill["record_id"] = record_id
+        if engagement_id is not None and link.engagement_id is None:
+            fill["engagement_id"] = engagement_id
+        if not fill:
+            return link
+        fill["updated_at"] = now
+        return self._update(connection, link.id, fill)
 
     @staticmethod
     def _check_same(
@@ -1078,29 +1127,50 @@ class Store:
             StoreError: When a different intent is already recorded for the link.
             ValueError: For an unknown side.
         """
-        if side not in SIDES:
-            raise ValueError(f"a create intent's side is one of {SIDES}, not {side!r}")
+        self.record_create_intents([(link_id, side, external_reference)])
+
+    def record_create_intents(self, intents: Sequence[tuple[str, str, str]]) -> None:
+        """`record_create_intent` for many links in one transaction (a batch of creates).
+
+        Args:
+            intents: (link id, side, external reference) of each.
+
+        Raises:
+            LinkNotFoundError, StoreError, ValueError: as `record_create_intent`; then none
+                of them is recorded.
+        """
+        for _, side, _ in intents:
+            if side not in SIDES:
+                raise ValueError(f"a create intent's side is one of {SIDES}, not {side!r}")
+        if not intents:
+            return
         with self._write() as connection:
-            self._require_link(connection, link_id)
-            connection.execute(
-                _insert(self._dialect, t.create_intents)
-                .values(
-                    link_id=link_id,
-                    tenant=self._tenant,
-                    side=side,
-                    external_reference=external_reference,
-                    created_at=self._now(),
-                )
-                .on_conflict_do_nothing()
+            for link_id, side, external_reference in intents:
+                self._record_create_intent(connection, link_id, side, external_reference)
+
+    def _record_create_intent(
+        self, connection: sa.Connection, link_id: str, side: str, external_reference: str
+    ) -> None:
+        self._require_link(connection, link_id)
+        connection.execute(
+            _insert(self._dialect, t.create_intents)
+            .values(
+                link_id=link_id,
+                tenant=self._tenant,
+                side=side,
+                external_reference=external_reference,
+                created_at=self._now(),
             )
-            existing = self._intent(connection, link_id)
-            assert existing is not None
-            if (existing.side, existing.external_reference) != (side, external_reference):
-                raise StoreError(
-                    f"link {link_id} already has an unresolved create intent on {existing.side} "
-                    f"(reference {existing.external_reference}): recover or resolve it before "
-                    "recording another"
-                )
+            .on_conflict_do_nothing()
+        )
+        existing = self._intent(connection, link_id)
+        assert existing is not None
+        if (existing.side, existing.external_reference) != (side, external_reference):
+            raise StoreError(
+                f"link {link_id} already has an unresolved create intent on {existing.side} "
+                f"(reference {existing.external_reference}): recover or resolve it before "
+                "recording another"
+            )
 
     def _intent(self, connection: sa.Connection, link_id: str) -> CreateIntent | None:
         row = connection.execute(
