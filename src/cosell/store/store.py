@@ -808,36 +808,61 @@ class Store:
         connection: sa.Connection,
         link_id: str | None,
         entries: Sequence[tuple[str, Mapping[str, Any] | None]],
+        *,
+        more: Sequence[tuple[str, Sequence[tuple[str, Mapping[str, Any] | None]]]] = (),
     ) -> None:
-        if not entries:
-            return
+        """Add audit entries (`link_id`'s, then each of `more`'s) in one insert; trim each link.
+
+        Each link keeps its newest `AUDIT_ENTRIES_KEPT` entries.
+        """
         at = self._now()
-        connection.execute(
-            t.audit.insert(),
-            [
-                {
-                    "tenant": self._tenant,
-                    "link_id": link_id,
-                    "at": at,
-                    "message": message,
-                    "details": _json_document(details or {}, what="audit details"),
-                }
-                for message, details in entries
-            ],
+        rows = [
+            {
+                "tenant": self._tenant,
+                "link_id": owner,
+                "at": at,
+                "message": message,
+                "details": _json_document(details or {}, what="audit details"),
+            }
+            for owner, some in ((link_id, entries), *more)
+            for message, details in some
+        ]
+        if not rows:
+            return
+        connection.execute(t.audit.insert(), rows)
+        owners: list[str | None] = list(
+            dict.fromkeys(o for o, some in ((link_id, entries), *more) if some)
         )
-        same_link = sa.and_(
-            t.audit.c.tenant == self._tenant,
-            t.audit.c.link_id.is_(None) if link_id is None else t.audit.c.link_id == link_id,
-        )
+        if None in owners:
+            self._trim_audit(connection, None)
+        linked = [owner for owner in owners if owner is not None]
+        if linked:
+            self._trim_audit(connection, linked)
+
+    def _trim_audit(self, connection: sa.Connection, link_ids: Sequence[str] | None) -> None:
+        """Keep the newest `AUDIT_ENTRIES_KEPT` entries of each link (None: of no link)."""
+        newer = t.audit.alias("newer")
+        which: sa.ColumnElement[bool]
+        same_link: sa.ColumnElement[bool]
+        if link_ids is None:
+            which = t.audit.c.link_id.is_(None)
+            same_link = newer.c.link_id.is_(None)
+        else:
+            which = t.audit.c.link_id.in_(link_ids)
+            same_link = newer.c.link_id == t.audit.c.link_id
         oldest_kept = (
-            sa.select(t.audit.c.id)
-            .where(same_link)
-            .order_by(t.audit.c.id.desc())
+            sa.select(newer.c.id)
+            .where(newer.c.tenant == self._tenant, same_link)
+            .order_by(newer.c.id.desc())
             .offset(AUDIT_ENTRIES_KEPT - 1)
             .limit(1)
             .scalar_subquery()
         )
-        connection.execute(t.audit.delete().where(same_link, t.audit.c.id < oldest_kept))
+        connection.execute(
+            t.audit.delete().where(
+                t.audit.c.tenant == self._tenant, which, t.audit.c.id < oldest_kept
+            )
+        )
 
     def audit(self, link_id: str | None, *, limit: int = 50) -> list[AuditEntry]:
         """A link's audit trail, newest first (None: the entries about no particular link)."""
@@ -1318,6 +1343,25 @@ class Store:
         if not records:
             return []
         changes = [self._link_values(**record.link) if record.link else None for record in records]
+        now = self._now()
+        # Set-based after the links: one statement per table for the whole batch, not one per
+        # record (a backfill page records 100-200 links). A link recorded twice ends as it did
+        # row by row: its last snapshot and wake-up, every audit entry in order.
+        snapshots: dict[str, Any] = {}
+        audits: list[tuple[str, Sequence[tuple[str, Mapping[str, Any] | None]]]] = []
+        wakeups: dict[str, datetime] = {}
+        resolved: list[str] = []
+        for record in records:
+            if record.snapshot is not None:
+                snapshots[record.link_id] = _json_document(record.snapshot, what="a snapshot")
+            if record.audit:
+                audits.append((record.link_id, record.audit))
+            if record.wakeup is not None:
+                key, due_at = record.wakeup
+                wakeups.pop(key, None)
+                wakeups[key] = due_at
+            if record.resolve_intent:
+                resolved.append(record.link_id)
         with self._write() as connection:
             links = []
             for record, values in zip(records, changes, strict=True):
@@ -1325,14 +1369,49 @@ class Store:
                     links.append(self._update(connection, record.link_id, values))
                 else:
                     links.append(self._locked_link(connection, record.link_id))
-                if record.snapshot is not None:
-                    self._save_snapshot(connection, record.link_id, record.snapshot)
                 self._record_conflicts(connection, record.link_id, record.conflicts)
-                self._record_audit(connection, record.link_id, record.audit)
-                if record.wakeup is not None:
-                    self._set_wakeup(connection, *record.wakeup)
-                if record.resolve_intent:
-                    self._resolve_create_intent(connection, record.link_id)
+            if snapshots:
+                statement = _insert(self._dialect, t.snapshots)
+                connection.execute(
+                    statement.on_conflict_do_update(
+                        index_elements=[t.snapshots.c.link_id],
+                        set_={
+                            "field_values": statement.excluded.field_values,
+                            "saved_at": statement.excluded.saved_at,
+                        },
+                    ),
+                    [
+                        {
+                            "link_id": link_id,
+                            "tenant": self._tenant,
+                            "field_values": document,
+                            "saved_at": now,
+                        }
+                        for link_id, document in snapshots.items()
+                    ],
+                )
+            if audits:
+                (first, entries), *more = audits
+                self._record_audit(connection, first, entries, more=more)
+            if wakeups:
+                statement = _insert(self._dialect, t.wakeups)
+                connection.execute(
+                    statement.on_conflict_do_update(
+                        index_elements=[t.wakeups.c.tenant, t.wakeups.c.key],
+                        set_={"due_at": statement.excluded.due_at},
+                    ),
+                    [
+                        {"tenant": self._tenant, "key": key, "due_at": due_at}
+                        for key, due_at in wakeups.items()
+                    ],
+                )
+            if resolved:
+                connection.execute(
+                    t.create_intents.delete().where(
+                        t.create_intents.c.tenant == self._tenant,
+                        t.create_intents.c.link_id.in_(resolved),
+                    )
+                )
             return links
 
     def due_wakeups(self, *, limit: int = 500) -> list[tuple[str, datetime]]:
