@@ -11,6 +11,7 @@ from cosell.store import (
     AUDIT_ENTRIES_KEPT,
     LinkConflictError,
     LinkNotFoundError,
+    Record,
     Store,
     StoreError,
     SyncStatus,
@@ -145,6 +146,24 @@ def test_create_link_refuses_bad_arguments(store: Store) -> None:
         store.create_link(sobject="Opp:ortunity", record_id=OPP_ID)
     with pytest.raises(ValueError, match="not a Salesforce record id"):
         store.create_link(sobject=OPP, record_id="006")
+
+
+def test_create_links_makes_a_page_of_links_in_one_go(store: Store) -> None:
+    before = store.create_link(sobject=OPP, referral_id=REFERRAL)
+    made = store.create_links([(OPP, REFERRAL, "e1"), (OPP, REFERRAL_2, None)])
+    assert [link.referral_id for link in made] == [REFERRAL, REFERRAL_2]
+    assert made[0].id == before.id  # idempotent, as `create_link`
+    assert made[0].engagement_id == "e1"  # the missing engagement id filled in
+    assert made[1].sync_status is SyncStatus.PENDING
+    assert store.link_for_referral(REFERRAL_2) == made[1]
+    assert store.create_links([]) == []
+
+
+def test_create_links_makes_none_when_one_conflicts(store: Store) -> None:
+    store.create_link(sobject="Lead", referral_id=REFERRAL)
+    with pytest.raises(LinkConflictError):
+        store.create_links([(OPP, REFERRAL_2, None), (OPP, REFERRAL, None)])
+    assert store.link_for_referral(REFERRAL_2) is None  # one transaction: nothing made
 
 
 def test_update_link(store: Store, clock: ManualClock) -> None:
@@ -447,6 +466,24 @@ def test_record_events_in_one_transaction_and_complete_them_by_row_id(store: Sto
 # -- create intents ---------------------------------------------------------------------------
 
 
+def test_record_create_intents_records_them_all_or_none(store: Store) -> None:
+    one = store.create_link(sobject=OPP, referral_id=REFERRAL)
+    two = store.create_link(sobject=OPP, referral_id=REFERRAL_2)
+    store.record_create_intents([(one.id, "salesforce", REFERRAL), (two.id, "salesforce", "x")])
+    store.record_create_intents([(one.id, "salesforce", REFERRAL)])  # the same again: no-op
+    assert [store.create_intent(i).external_reference for i in (one.id, two.id)] == [  # type: ignore[union-attr]
+        REFERRAL,
+        "x",
+    ]
+    store.resolve_create_intent(two.id)
+    with pytest.raises(StoreError, match="already has an unresolved create intent"):
+        store.record_create_intents([(two.id, "salesforce", "y"), (one.id, "salesforce", "z")])
+    assert store.create_intent(two.id) is None  # the batch failed whole
+    with pytest.raises(ValueError, match="side"):
+        store.record_create_intents([(one.id, "elsewhere", "z")])
+    store.record_create_intents([])
+
+
 def test_create_intents(store: Store, clock: ManualClock) -> None:
     link = store.create_link(sobject=OPP, record_id=OPP_ID)
     assert store.create_intent(link.id) is None
@@ -493,3 +530,57 @@ def test_times_are_stored_as_utc_from_any_aware_clock(database_url: str, tenant:
         assert not store.claim("k", owner="b", ttl_seconds=60)
         clock.advance(1)
         assert store.claim("k", owner="b", ttl_seconds=60)
+
+
+def test_record_writes_a_batch_set_based_and_ends_as_row_by_row_would(
+    store: Store, clock: ManualClock
+) -> None:
+    one = store.create_link(sobject=OPP, referral_id=REFERRAL)
+    two = store.create_link(sobject=OPP, referral_id=REFERRAL_2)
+    store.record_create_intents([(one.id, "salesforce", REFERRAL), (two.id, "salesforce", "x")])
+    for n in range(AUDIT_ENTRIES_KEPT - 1):
+        store.record_audit(one.id, f"old {n}")
+    soon, later = clock.now() + timedelta(hours=1), clock.now() + timedelta(hours=2)
+    linked = store.record(
+        [
+            Record(
+                one.id,
+                link={"sync_status": SyncStatus.SYNCED},
+                snapshot={"Name": "first"},
+                audit=(("a1", None), ("a2", {"n": 1})),
+                wakeup=(referral_key(REFERRAL), soon),
+                resolve_intent=True,
+            ),
+            Record(two.id, snapshot={"Name": "two"}, audit=(("b1", None),)),
+            Record(  # the same link again in the batch: its last snapshot and wake-up win
+                one.id,
+                snapshot={"Name": "second"},
+                audit=(("a3", None),),
+                wakeup=(referral_key(REFERRAL), later),
+            ),
+        ]
+    )
+    assert [link.id for link in linked] == [one.id, two.id, one.id]
+    assert linked[0].sync_status is SyncStatus.SYNCED
+    assert store.snapshots([one.id, two.id]) == {
+        one.id: {"Name": "second"},
+        two.id: {"Name": "two"},
+    }
+    kept = store.audit(one.id, limit=AUDIT_ENTRIES_KEPT + 10)
+    assert len(kept) == AUDIT_ENTRIES_KEPT  # trimmed once, to the newest
+    assert [e.message for e in kept[:3]] == ["a3", "a2", "a1"]
+    assert kept[1].details == {"n": 1}
+    assert [e.message for e in store.audit(two.id)] == ["b1"]
+    assert store.wakeup(referral_key(REFERRAL)) == later
+    assert store.create_intent(one.id) is None  # resolved
+    assert store.create_intent(two.id) is not None  # not asked to be
+
+
+def test_record_of_a_missing_link_records_nothing(store: Store) -> None:
+    one = store.create_link(sobject=OPP, referral_id=REFERRAL)
+    with pytest.raises(LinkNotFoundError):
+        store.record(
+            [Record(one.id, snapshot={"Name": "x"}, audit=(("a", None),)), Record("0" * 32)]
+        )
+    assert store.snapshot(one.id) is None
+    assert store.audit(one.id) == []

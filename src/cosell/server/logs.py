@@ -16,6 +16,7 @@ body, so a callback's content cannot leak either.
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import sys
@@ -33,15 +34,30 @@ _SECRET_NAME = re.compile(
 # Credentials that travel inside text: `Bearer <token>`, `Signature <b64>`, `scheme://user:pw@`.
 _SECRET_IN_TEXT = re.compile(r"(?i)\b(bearer|signature)\s+[A-Za-z0-9._~+/=-]{8,}")
 _PASSWORD_IN_URL = re.compile(r"(://[^:/@\s]*:)[^@\s]*@")
+_DOTTED_I: Final = str.maketrans({"\u0131": "i", "\u0130": "i"})
 _MAX_DEPTH = 8  # log fields nest a level or two; deeper structures are masked whole
 
 
 def _masked_text(text: str) -> str:
-    text = _SECRET_IN_TEXT.sub(lambda m: f"{m.group(1)} {MASK}", text)
-    return _PASSWORD_IN_URL.sub(rf"\1{MASK}@", text)
+    # Cheap tests first: most texts (an event name, a path, a key) hold neither pattern. The
+    # folding finds every spelling the case-blind pattern does (dotless and dotted I match `i` there).
+    folded = text.translate(_DOTTED_I).casefold()
+    if "bearer" in folded or "signature" in folded:
+        text = _SECRET_IN_TEXT.sub(lambda m: f"{m.group(1)} {MASK}", text)
+    if "@" in text and "://" in text:
+        text = _PASSWORD_IN_URL.sub(rf"\1{MASK}@", text)
+    return text
+
+
+@functools.lru_cache(maxsize=4096)
+def _secret_name(name: str) -> bool:
+    """Whether a field named `name` holds a secret (field names repeat: the answer is kept)."""
+    return _SECRET_NAME.search(name) is not None
 
 
 def _masked(value: Any, depth: int = 0) -> Any:
+    if value is None or type(value) in (int, float, bool):
+        return value
     if isinstance(value, SecretStr):
         return MASK
     if isinstance(value, str):
@@ -50,7 +66,7 @@ def _masked(value: Any, depth: int = 0) -> Any:
         return MASK if isinstance(value, Mapping | list | tuple) else value
     if isinstance(value, Mapping):
         return {
-            key: MASK if _SECRET_NAME.search(str(key)) else _masked(item, depth + 1)
+            key: MASK if _secret_name(str(key)) else _masked(item, depth + 1)
             for key, item in value.items()
         }
     if isinstance(value, list | tuple):
@@ -67,7 +83,7 @@ def redact_secrets(
             if isinstance(event_dict[key], str):
                 event_dict[key] = _masked_text(event_dict[key])
             continue
-        event_dict[key] = MASK if _SECRET_NAME.search(key) else _masked(event_dict[key])
+        event_dict[key] = MASK if _secret_name(key) else _masked(event_dict[key])
     return event_dict
 
 

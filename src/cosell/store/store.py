@@ -480,64 +480,113 @@ class Store:
         if record_id is None and referral_id is None:
             raise ValueError("a link needs a record id, a referral id, or both")
         check_sobject(sobject)
-        if record_id is not None:
-            record_id = canonical_record_id(record_id)
         now = self._now()
         with self._write() as connection:
-            statement = (
-                _insert(self._dialect, t.links)
-                .values(
-                    id=self._new_link_id(),
-                    tenant=self._tenant,
+            return self._create_link(
+                connection,
+                now,
+                sobject=sobject,
+                record_id=record_id,
+                referral_id=referral_id,
+                engagement_id=engagement_id,
+            )
+
+    def create_links(self, links: Sequence[tuple[str, str, str | None]]) -> list[Link]:
+        """`create_link` for many referrals at once, in one transaction (a backfill's page).
+
+        Args:
+            links: (sobject, referral id, engagement id or None) of each link to make.
+
+        Returns:
+            The links, in the order given.
+
+        Raises:
+            LinkConflictError: as `create_link`; then none of them is made.
+        """
+        for sobject, _, _ in links:
+            check_sobject(sobject)
+        if not links:
+            return []
+        now = self._now()
+        with self._write() as connection:
+            return [
+                self._create_link(
+                    connection,
+                    now,
+                    sobject=sobject,
+                    record_id=None,
                     referral_id=referral_id,
                     engagement_id=engagement_id,
-                    sobject=sobject,
-                    record_id=record_id,
-                    sync_status=SyncStatus.PENDING.value,
-                    last_error=None,
-                    created_at=now,
-                    updated_at=now,
-                    last_synced_at=None,
-                    direction=_direction(referral_id, record_id),
                 )
-                .on_conflict_do_nothing()
-                .returning(t.links.c.id)
+                for sobject, referral_id, engagement_id in links
+            ]
+
+    def _create_link(
+        self,
+        connection: sa.Connection,
+        now: datetime,
+        *,
+        sobject: str,
+        record_id: str | None,
+        referral_id: str | None,
+        engagement_id: str | None,
+    ) -> Link:
+        if record_id is not None:
+            record_id = canonical_record_id(record_id)
+        statement = (
+            _insert(self._dialect, t.links)
+            .values(
+                id=self._new_link_id(),
+                tenant=self._tenant,
+                referral_id=referral_id,
+                engagement_id=engagement_id,
+                sobject=sobject,
+                record_id=record_id,
+                sync_status=SyncStatus.PENDING.value,
+                last_error=None,
+                created_at=now,
+                updated_at=now,
+                last_synced_at=None,
+                direction=_direction(referral_id, record_id),
             )
-            inserted = connection.execute(statement).first() is not None
-            by_referral = (
-                None
-                if referral_id is None
-                else self._one_link(connection, t.links.c.referral_id == referral_id)
+            .on_conflict_do_nothing()
+            .returning(t.links.c.id)
+        )
+        inserted = connection.execute(statement).first() is not None
+        by_referral = (
+            None
+            if referral_id is None
+            else self._one_link(connection, t.links.c.referral_id == referral_id)
+        )
+        by_record = (
+            None
+            if record_id is None
+            else self._one_link(
+                connection, t.links.c.sobject == sobject, t.links.c.record_id == record_id
             )
-            by_record = (
-                None
-                if record_id is None
-                else self._one_link(
-                    connection, t.links.c.sobject == sobject, t.links.c.record_id == record_id
-                )
+        )
+        link = by_referral or by_record
+        assert link is not None, "the insert or its conflict left a row"
+        if inserted:
+            return link
+        if by_referral is not None and by_record is not None and by_referral.id != by_record.id:
+            raise LinkConflictError(
+                f"referral {referral_id} is linked to {_describe(by_referral)} and "
+                f"{sobject} {record_id} to {_describe(by_record)}: they cannot be linked to "
+                "each other until one of those links is removed"
             )
-            link = by_referral or by_record
-            assert link is not None, "the insert or its conflict left a row"
-            if inserted:
-                return link
-            if by_referral is not None and by_record is not None and by_referral.id != by_record.id:
-                raise LinkConflictError(
-                    f"referral {referral_id} is linked to {_describe(by_referral)} and "
-                    f"{sobject} {record_id} to {_describe(by_record)}: they cannot be linked to "
-                    "each other until one of those links is removed"
-                )
-            self._check_same(link, sobject=sobject, record_id=record_id, referral_id=referral_id)
-            fill: dict[str, Any] = {}
-            if referral_id is not None and link.referral_id is None:
-                fill["referral_id"] = referral_id
-            if record_id is not None and link.record_id is None:
-                fill["record_id"] = record_id
-            if engagement_id is not None and link.engagement_id is None:
-                fill["engagement_id"] = engagement_id
-            if not fill:
-                return link
-            fill["updated_at"] = now
-            return self._update(connection, link.id, fill)
+        self._check_same(link, sobject=sobject, record_id=record_id, referral_id=referral_id)
+        fill: dict[str, Any] = {}
+        if referral_id is not None and link.referral_id is None:
+            fill["referral_id"] = referral_id
+        if record_id is not None and link.record_id is None:
+            fill["record_id"] = record_id
+        if engagement_id is not None and link.engagement_id is None:
+            fill["engagement_id"] = engagement_id
+        if not fill:
+            return link
+        fill["updated_at"] = now
+        return self._update(connection, link.id, fill)
 
     @staticmethod
     def _check_same(
@@ -773,36 +822,61 @@ class Store:
         connection: sa.Connection,
         link_id: str | None,
         entries: Sequence[tuple[str, Mapping[str, Any] | None]],
+        *,
+        more: Sequence[tuple[str, Sequence[tuple[str, Mapping[str, Any] | None]]]] = (),
     ) -> None:
-        if not entries:
-            return
+        """Add audit entries (`link_id`'s, then each of `more`'s) in one insert; trim each link.
+
+        Each link keeps its newest `AUDIT_ENTRIES_KEPT` entries.
+        """
         at = self._now()
-        connection.execute(
-            t.audit.insert(),
-            [
-                {
-                    "tenant": self._tenant,
-                    "link_id": link_id,
-                    "at": at,
-                    "message": message,
-                    "details": _json_document(details or {}, what="audit details"),
-                }
-                for message, details in entries
-            ],
+        rows = [
+            {
+                "tenant": self._tenant,
+                "link_id": owner,
+                "at": at,
+                "message": message,
+                "details": _json_document(details or {}, what="audit details"),
+            }
+            for owner, some in ((link_id, entries), *more)
+            for message, details in some
+        ]
+        if not rows:
+            return
+        connection.execute(t.audit.insert(), rows)
+        owners: list[str | None] = list(
+            dict.fromkeys(o for o, some in ((link_id, entries), *more) if some)
         )
-        same_link = sa.and_(
-            t.audit.c.tenant == self._tenant,
-            t.audit.c.link_id.is_(None) if link_id is None else t.audit.c.link_id == link_id,
-        )
+        if None in owners:
+            self._trim_audit(connection, None)
+        linked = [owner for owner in owners if owner is not None]
+        if linked:
+            self._trim_audit(connection, linked)
+
+    def _trim_audit(self, connection: sa.Connection, link_ids: Sequence[str] | None) -> None:
+        """Keep the newest `AUDIT_ENTRIES_KEPT` entries of each link (None: of no link)."""
+        newer = t.audit.alias("newer")
+        which: sa.ColumnElement[bool]
+        same_link: sa.ColumnElement[bool]
+        if link_ids is None:
+            which = t.audit.c.link_id.is_(None)
+            same_link = newer.c.link_id.is_(None)
+        else:
+            which = t.audit.c.link_id.in_(link_ids)
+            same_link = newer.c.link_id == t.audit.c.link_id
         oldest_kept = (
-            sa.select(t.audit.c.id)
-            .where(same_link)
-            .order_by(t.audit.c.id.desc())
+            sa.select(newer.c.id)
+            .where(newer.c.tenant == self._tenant, same_link)
+            .order_by(newer.c.id.desc())
             .offset(AUDIT_ENTRIES_KEPT - 1)
             .limit(1)
             .scalar_subquery()
         )
-        connection.execute(t.audit.delete().where(same_link, t.audit.c.id < oldest_kept))
+        connection.execute(
+            t.audit.delete().where(
+                t.audit.c.tenant == self._tenant, which, t.audit.c.id < oldest_kept
+            )
+        )
 
     def audit(self, link_id: str | None, *, limit: int = 50) -> list[AuditEntry]:
         """A link's audit trail, newest first (None: the entries about no particular link)."""
@@ -1092,29 +1166,50 @@ class Store:
             StoreError: When a different intent is already recorded for the link.
             ValueError: For an unknown side.
         """
-        if side not in SIDES:
-            raise ValueError(f"a create intent's side is one of {SIDES}, not {side!r}")
+        self.record_create_intents([(link_id, side, external_reference)])
+
+    def record_create_intents(self, intents: Sequence[tuple[str, str, str]]) -> None:
+        """`record_create_intent` for many links in one transaction (a batch of creates).
+
+        Args:
+            intents: (link id, side, external reference) of each.
+
+        Raises:
+            LinkNotFoundError, StoreError, ValueError: as `record_create_intent`; then none
+                of them is recorded.
+        """
+        for _, side, _ in intents:
+            if side not in SIDES:
+                raise ValueError(f"a create intent's side is one of {SIDES}, not {side!r}")
+        if not intents:
+            return
         with self._write() as connection:
-            self._require_link(connection, link_id)
-            connection.execute(
-                _insert(self._dialect, t.create_intents)
-                .values(
-                    link_id=link_id,
-                    tenant=self._tenant,
-                    side=side,
-                    external_reference=external_reference,
-                    created_at=self._now(),
-                )
-                .on_conflict_do_nothing()
+            for link_id, side, external_reference in intents:
+                self._record_create_intent(connection, link_id, side, external_reference)
+
+    def _record_create_intent(
+        self, connection: sa.Connection, link_id: str, side: str, external_reference: str
+    ) -> None:
+        self._require_link(connection, link_id)
+        connection.execute(
+            _insert(self._dialect, t.create_intents)
+            .values(
+                link_id=link_id,
+                tenant=self._tenant,
+                side=side,
+                external_reference=external_reference,
+                created_at=self._now(),
             )
-            existing = self._intent(connection, link_id)
-            assert existing is not None
-            if (existing.side, existing.external_reference) != (side, external_reference):
-                raise StoreError(
-                    f"link {link_id} already has an unresolved create intent on {existing.side} "
-                    f"(reference {existing.external_reference}): recover or resolve it before "
-                    "recording another"
-                )
+            .on_conflict_do_nothing()
+        )
+        existing = self._intent(connection, link_id)
+        assert existing is not None
+        if (existing.side, existing.external_reference) != (side, external_reference):
+            raise StoreError(
+                f"link {link_id} already has an unresolved create intent on {existing.side} "
+                f"(reference {existing.external_reference}): recover or resolve it before "
+                "recording another"
+            )
 
     def _intent(self, connection: sa.Connection, link_id: str) -> CreateIntent | None:
         row = connection.execute(
@@ -1262,6 +1357,25 @@ class Store:
         if not records:
             return []
         changes = [self._link_values(**record.link) if record.link else None for record in records]
+        now = self._now()
+        # Set-based after the links: one statement per table for the whole batch, not one per
+        # record (a backfill page records 100-200 links). A link recorded twice ends as it did
+        # row by row: its last snapshot and wake-up, every audit entry in order.
+        snapshots: dict[str, Any] = {}
+        audits: list[tuple[str, Sequence[tuple[str, Mapping[str, Any] | None]]]] = []
+        wakeups: dict[str, datetime] = {}
+        resolved: list[str] = []
+        for record in records:
+            if record.snapshot is not None:
+                snapshots[record.link_id] = _json_document(record.snapshot, what="a snapshot")
+            if record.audit:
+                audits.append((record.link_id, record.audit))
+            if record.wakeup is not None:
+                key, due_at = record.wakeup
+                wakeups.pop(key, None)
+                wakeups[key] = due_at
+            if record.resolve_intent:
+                resolved.append(record.link_id)
         with self._write() as connection:
             links = []
             for record, values in zip(records, changes, strict=True):
@@ -1269,14 +1383,49 @@ class Store:
                     links.append(self._update(connection, record.link_id, values))
                 else:
                     links.append(self._locked_link(connection, record.link_id))
-                if record.snapshot is not None:
-                    self._save_snapshot(connection, record.link_id, record.snapshot)
                 self._record_conflicts(connection, record.link_id, record.conflicts)
-                self._record_audit(connection, record.link_id, record.audit)
-                if record.wakeup is not None:
-                    self._set_wakeup(connection, *record.wakeup)
-                if record.resolve_intent:
-                    self._resolve_create_intent(connection, record.link_id)
+            if snapshots:
+                statement = _insert(self._dialect, t.snapshots)
+                connection.execute(
+                    statement.on_conflict_do_update(
+                        index_elements=[t.snapshots.c.link_id],
+                        set_={
+                            "field_values": statement.excluded.field_values,
+                            "saved_at": statement.excluded.saved_at,
+                        },
+                    ),
+                    [
+                        {
+                            "link_id": link_id,
+                            "tenant": self._tenant,
+                            "field_values": document,
+                            "saved_at": now,
+                        }
+                        for link_id, document in snapshots.items()
+                    ],
+                )
+            if audits:
+                (first, entries), *more = audits
+                self._record_audit(connection, first, entries, more=more)
+            if wakeups:
+                statement = _insert(self._dialect, t.wakeups)
+                connection.execute(
+                    statement.on_conflict_do_update(
+                        index_elements=[t.wakeups.c.tenant, t.wakeups.c.key],
+                        set_={"due_at": statement.excluded.due_at},
+                    ),
+                    [
+                        {"tenant": self._tenant, "key": key, "due_at": due_at}
+                        for key, due_at in wakeups.items()
+                    ],
+                )
+            if resolved:
+                connection.execute(
+                    t.create_intents.delete().where(
+                        t.create_intents.c.tenant == self._tenant,
+                        t.create_intents.c.link_id.in_(resolved),
+                    )
+                )
             return links
 
     def due_wakeups(self, *, limit: int = 500) -> list[tuple[str, datetime]]:

@@ -62,6 +62,24 @@ def test_redact_masks_credentials_inside_text_the_message_included() -> None:
     assert out["note"] == "signature checked"  # words stay; only a credential-like run goes
 
 
+@pytest.mark.parametrize(
+    ("text", "masked"),
+    [
+        ("BEARER abcdefgh123", f"BEARER {MASK}"),
+        ("\u017fignature abcdefgh123", f"\u017fignature {MASK}"),  # long s: `s` to the pattern
+        ("s\u0130gnature abcdefgh123", f"s\u0130gnature {MASK}"),  # dotted capital I
+        ("token s\u0131gnature abcdefgh123", f"token s\u0131gnature {MASK}"),  # dotless i
+        ("redis://:pw@cache:6379", f"redis://:{MASK}@cache:6379"),
+        ("a@b but no scheme", "a@b but no scheme"),
+        ("plain text", "plain text"),
+    ],
+)
+def test_redact_masks_every_spelling_the_patterns_match(text: str, masked: str) -> None:
+    """The quick pre-checks before the patterns miss nothing the patterns themselves match."""
+    out = redact_secrets(None, "info", {"event": text, "detail": text, "n": 3, "none": None})
+    assert (out["event"], out["detail"], out["n"], out["none"]) == (masked, masked, 3, None)
+
+
 @pytest.fixture
 def captured() -> Iterator[io.StringIO]:
     root = logging.getLogger()

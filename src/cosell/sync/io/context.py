@@ -177,14 +177,17 @@ def build_context(
     mapping_file = settings.sync.mapping_file
     mapping = load_mapping(Path(mapping_file) if mapping_file else None)
     owned: list[httpx.AsyncClient | httpx.Client] = []
+    # One TLS context for the clients made here: loading the CA bundle costs ~0.1-0.25 s of CPU
+    # each time (what `cosell plan` and `cosell sync` start-ups spent three times over).
+    tls = httpx.create_ssl_context() if pc_http is None or sf_http is None or pc.route_to else True
     if pc_http is None:
-        pc_http = httpx.AsyncClient()
+        pc_http = httpx.AsyncClient(verify=tls)
         owned.append(pc_http)
     if sf_http is None:
-        sf_http = httpx.AsyncClient()
+        sf_http = httpx.AsyncClient(verify=tls)
         owned.append(sf_http)
     if msal_http_client is None and pc.route_to:
-        routed = httpx.Client()
+        routed = httpx.Client(verify=tls)
         owned.append(routed)
         msal_http_client = RoutingHttpClient(pc.route_to, routed)
     tokens = partner_center_tokens(settings, clock=clock, msal_http_client=msal_http_client)

@@ -577,6 +577,9 @@ async def create_opportunities(
     """
     outcomes: dict[Key, Outcome] = {}
     work: list[_NewOpportunity] = []
+    ready: list[
+        tuple[Key, Referral, Link | None, dict[str, Value], dict[str, Any], dict[str, Any]]
+    ] = []
     store = ctx.store
     record_type_id = await creates_record_type_id(ctx)  # before any link: it may not fit
     for key, referral, link in items:
@@ -603,25 +606,28 @@ async def create_opportunities(
                 dry_run=True,
             )
             continue
-        fresh = link is None  # a new link: no audit trail to read for its Audit__c
-        if link is None:
-            link = store.create_link(
-                sobject=OPPORTUNITY, referral_id=referral.id, engagement_id=referral.engagement_id
-            )
         opportunity = {
             k: v
             for k, v in (records.get(OPPORTUNITY) or {}).items()
             if k not in ("Id", ctx.fields.referral_id)
         }
+        ready.append((key, referral, link, values, opportunity, dict(records.get(ACCOUNT) or {})))
+    # The new links first, all in one store transaction (before any create is called).
+    made_links = iter(
+        store.create_links(
+            [(OPPORTUNITY, str(r.id), r.engagement_id) for _, r, link, *_ in ready if link is None]
+        )
+    )
+    for key, referral, link, values, opportunity, account in ready:
         work.append(
             _NewOpportunity(
                 key,
                 referral,
-                link,
+                next(made_links) if link is None else link,
                 values,
                 opportunity,
-                dict(records.get(ACCOUNT) or {}),
-                fresh=fresh,
+                account,
+                fresh=link is None,  # a new link: no audit trail to read for its Audit__c
             )
         )
     if work:
@@ -764,10 +770,11 @@ async def _upsert(
                 ),
             }
         )
-        ctx.store.record_create_intent(
-            item.link.id, side=SALESFORCE, external_reference=item.referral.id
-        )
         bodies.append(item.opportunity)
+    # Every create intent before the upsert, in one store transaction.
+    ctx.store.record_create_intents(
+        [(item.link.id, SALESFORCE, str(item.referral.id)) for item in ready]
+    )
     calls.salesforce += 1
     results = await ctx.salesforce.upsert_many(OPPORTUNITY, fields.referral_id, bodies)
     ctx.failpoint("after-opportunity-upsert")
