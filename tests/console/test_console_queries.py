@@ -82,7 +82,7 @@ def test_overview_counts_links_errors_of_the_day_and_the_inbox(
     any_store.record_audit(deals.failing.id, "error: HTTP 503 from Salesforce")
     any_store.record_event(source="partner-center", event_id="e", key="referral:x", payload=b"{}")
     figures = overview(any_store, now=clock.now())
-    assert figures.links_by_status == {"Synced": 61, "Pending": 1, "Error": 1}
+    assert figures.links_by_status == {"Synced": 61, "Pending": 1, "Error": 1, "Paused": 0}
     assert figures.total_links == 63
     assert figures.errors_24h == 1  # the seeded error is over 24 h old
     assert figures.inbox_pending == 1
