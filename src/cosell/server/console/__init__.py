@@ -10,8 +10,9 @@ GET  /console/                   overview: health and why, links by status, erro
                                  charts of synced changes and errors (24 h, 7 days), both
                                  sides' API usage against their budgets, token health
 GET  /console/deals?q=&status=&direction=&stage=&offset=
-                                 every link, searched and filtered (sync status, direction,
-                                 stage), 50 a page (LIMIT/OFFSET)
+                                 every link, searched and filtered (status as counted:
+                                 Synced, Pending, Held, Error, Paused; direction; stage), 50
+                                 a page (LIMIT/OFFSET)
 GET  /console/deals/{link id}    one deal: ids, links to Partner Center and Salesforce, the
                                  last error and what to do, base values, conflicts, audit;
                                  with ?compare=1 also both sides' values now beside the base
@@ -72,7 +73,14 @@ from cosell.server.console.health import judge
 from cosell.server.console.sso import SsoOptions
 from cosell.server.console.usage import TokenSource, UsageSource
 from cosell.store import Link, LinkNotFoundError, Store, StoreError, SyncStatus
-from cosell.store.console_queries import activity, deal, overview, search_links, stages
+from cosell.store.console_queries import (
+    STATES,
+    activity,
+    deal,
+    overview,
+    search_links,
+    stages,
+)
 from cosell.store.types import DIRECTIONS, record_key, referral_key
 from cosell.tokenhealth import TokenHealth
 
@@ -444,7 +452,7 @@ def create_console(
         async def page(session: auth.Session) -> Response:
             query = request.query_params.get("q", "")[:200]
             status_text = request.query_params.get("status", "")
-            status = SyncStatus(status_text) if status_text in _STATUSES else None
+            status = status_text if status_text in STATES else ""
             offset_text = request.query_params.get("offset", "0")
             offset = int(offset_text) if offset_text.isdigit() and len(offset_text) < 9 else 0
             direction_text = request.query_params.get("direction", "")
@@ -454,7 +462,7 @@ def create_console(
                 search_links,
                 store,
                 query=query,
-                status=status,
+                status=status or None,
                 direction=direction or None,
                 stage=stage or None,
                 offset=offset,
@@ -465,7 +473,7 @@ def create_console(
                 pages.deals_page(
                     found,
                     query=query,
-                    status=status.value if status else "",
+                    status=status,
                     now=clock.now(),
                     session=session,
                     direction=direction,
@@ -729,7 +737,6 @@ def create_console(
     )
 
 
-_STATUSES: Final = frozenset(s.value for s in SyncStatus)
 _DIRECTIONS: Final = frozenset({*DIRECTIONS, "unknown"})
 STAGES_SECONDS: Final = 60.0  # how long the deals filter's list of stages is reused
 MAX_STAGE_LENGTH: Final = 100  # a status/substatus pair is a few dozen characters
