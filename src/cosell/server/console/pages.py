@@ -77,6 +77,7 @@ font-weight:600;border:1px solid}
 .badge.Held{color:var(--warn);border-color:#f0c983;background:#fff}
 .banner.paused{background:#eeeffc;border-color:#b9bce6;display:flex;flex-wrap:wrap;gap:.6rem;
 align-items:center}.banner.paused form{margin-left:auto}
+.banner.paused strong{text-transform:none}
 .circuit.open{border-color:#eeaaa6;background:#fde8e7}.circuit.closed{border-color:#a9d8b8}
 .scroll{overflow-x:auto;background:var(--card);border:1px solid var(--line);border-radius:8px}
 table{border-collapse:collapse;width:100%}th,td{text-align:left;padding:.5rem .7rem;
