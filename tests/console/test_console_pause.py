@@ -91,7 +91,7 @@ def test_pausing_all_sync_uses_the_store_verb_audits_who_and_shows_a_banner_ever
 
 
 def test_pausing_one_deal_shows_it_paused_counts_it_and_filters_by_it(
-    operator: TestClient, store: Store, deals: Deals
+    operator: TestClient, store: Store, deals: Deals, notified: Notified
 ) -> None:
     page = operator.get(f"/console/deals/{deals.synced.id}")
     assert 'id="pause"' in page.text
@@ -99,6 +99,7 @@ def test_pausing_one_deal_shows_it_paused_counts_it_and_filters_by_it(
         f"/console/deals/{deals.synced.id}/pause", data={"csrf": csrf_of(page.text)}
     )
     assert answer.headers["location"] == f"/console/deals/{deals.synced.id}?notice=paused"
+    assert notified.keys == ["referral:ref-contoso"]  # the engine holds it, the record shows it
     shown = operator.get(f"/console/deals/{deals.synced.id}").text
     assert '<span class="badge Paused">Paused</span>' in shown
     assert "paused by admin since" in shown

@@ -25,7 +25,9 @@ POST /console/deals/{id}/sync    operator: reconcile the deal now and wait (`cos
 POST /console/pause | /resume    operator: pause / resume all sync (`Store.set_pause`, the verb
                                  `cosell pause` / `cosell resume` call; optional `reason`)
 POST /console/deals/{id}/pause | /resume
-                                 operator: pause / resume sync of one deal (the same verb)
+                                 operator: pause / resume sync of one deal (the same verb); a
+                                 pause also notifies the deal's key, so the engine holds it
+                                 and writes Paused on the Salesforce record at once
 GET  /console/console.css        the stylesheet
 ```
 
@@ -607,6 +609,8 @@ def create_console(
                     return _no_deal(session)
                 verb = "paused" if paused else "resumed"
                 log.info(f"console.{verb}", user=session.user, link=link_id, changed=changed)
+                if changed and paused and link_id is not None and notify is not None:
+                    await _show_pause(store, link_id, notify)
                 code = (verb if link_id else f"{verb}-all") if changed else "unchanged"
                 target = f"{BASE}/deals/{link_id}" if link_id else f"{BASE}/"
                 return _redirect(f"{target}?notice={code}")
@@ -825,6 +829,21 @@ def _not_queued(exc: Exception, session: auth.Session, *, done: int = 0) -> Resp
         ),
         503,
     )
+
+
+async def _show_pause(store: Store, link_id: str, notify: Notify) -> None:
+    """Let the engine meet the paused deal's key now, so its record says Paused at once.
+
+    The engine holds the key and writes Paused on the record (`run.park.show_paused`). The
+    pause stands whether or not this is queued.
+    """
+    link = await asyncio.to_thread(store.get_link, link_id)
+    if link is None or not link.keys:
+        return
+    try:
+        await notify(link.keys[0])
+    except Exception as exc:  # noqa: BLE001 - the record shows it at the deal's next change
+        log.warning("console.pause_not_shown", link=link_id, error=str(exc))
 
 
 def _keep(running: asyncio.Future[bool]) -> None:
