@@ -121,6 +121,14 @@ def shoot(browser: Any, name: str) -> None:
     assert browser.save_screenshot(str(ARTIFACTS / f"{name}.png"))
 
 
+def shoot_whole(browser: Any, name: str) -> None:
+    """A screenshot of the whole page at 1280 wide (for the README), then back to 1280x800."""
+    height = int(browser.execute_script("return document.documentElement.scrollHeight"))
+    browser.set_window_size(1280, min(max(height + 140, 800), 2400))
+    shoot(browser, name)
+    browser.set_window_size(1280, 800)
+
+
 def arrive(browser: Any, where: Callable[[str], bool], what: str) -> None:
     """Wait until a click's or a submit's navigation has landed and the new page has loaded.
 
@@ -339,7 +347,7 @@ def test_circuits_pause_and_resume_all_sync_and_one_deal_and_re_sync_it(
         assert text_of(browser, "#health strong") == "Failing"
         assert "Salesforce is paused by its circuit breaker" in text_of(browser, "#health")
         assert "Oldest unsynced change" in text_of(browser, "#oldest")
-        shoot(browser, "11-overview-circuit-open")
+        shoot_whole(browser, "11-overview-circuit-open")
 
         browser.get(f"{served}/console/deals")
         Select(browser.find_element(By.ID, "status")).select_by_value("Held")
@@ -364,14 +372,14 @@ def test_circuits_pause_and_resume_all_sync_and_one_deal_and_re_sync_it(
             assert "Salesforce release weekend" in banner
             if path == "/console/":
                 assert "all sync paused by admin" in text_of(browser, "#health")
-                shoot(browser, "13-paused-banner")
+                shoot_whole(browser, "13-paused-banner")
 
         # pause, then resume, one deal
         browser.find_element(By.ID, "pause").click()
         arrive(browser, lambda url: url.endswith("?notice=paused"), "the paused deal")
         assert text_of(browser, "#status .badge") == "Paused"
         assert "paused by admin since" in text_of(browser, "#status")
-        shoot(browser, "14-deal-paused")
+        shoot_whole(browser, "14-deal-paused")
         browser.get(f"{served}/console/deals?status=Paused")
         rows = browser.find_elements(By.CSS_SELECTOR, "#deals tbody tr")
         assert [r.find_element(By.CSS_SELECTOR, ".badge").text for r in rows] == ["Paused"]
@@ -390,7 +398,7 @@ def test_circuits_pause_and_resume_all_sync_and_one_deal_and_re_sync_it(
         arrive(browser, lambda url: url.endswith("?notice=synced"), "the re-synced deal")
         assert synced_now.keys == [["referral:ref-fabrikam"]]
         assert "sync requested by admin (console)" in text_of(browser, "#audit tbody tr")
-        shoot(browser, "15-deal-retry-schedule")
+        shoot_whole(browser, "15-deal-retry-schedule")
 
         # resume all sync from the banner
         browser.find_element(By.ID, "resume-all").click()
