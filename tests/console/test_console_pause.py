@@ -22,11 +22,9 @@ from console_kit import (
 from starlette.testclient import TestClient
 
 from cosell.clock import ManualClock
-from cosell.commands.status import collect, report_json
 from cosell.server.console.health import DEGRADED, FAILING, judge
-from cosell.server.metrics import Metrics
 from cosell.store import Circuit, Store, SyncStatus
-from cosell.store.console_queries import overview, search_links
+from cosell.store.console_queries import overview
 from cosell.store.types import referral_key
 
 
@@ -217,29 +215,3 @@ def test_health_is_failing_for_an_open_circuit_and_degraded_while_paused(
     assert failing.state == FAILING
     assert "Partner Center is paused by its circuit breaker" in failing.reasons[0]
     assert "invalid_client" in failing.reasons[0]
-
-
-def _metric_counts(store: Store) -> dict[str, int]:
-    text = Metrics(store).render().decode()
-    return {
-        status: int(float(value))
-        for status, value in re.findall(r'^cosell_links\{status="(\w+)"\} (\S+)$', text, re.M)
-    }
-
-
-def test_the_overview_counts_what_cosell_status_and_metrics_count(
-    store: Store, clock: ManualClock, deals: Deals
-) -> None:
-    store.set_pause(deals.synced.id, paused=True, by="bob")
-    store.set_pause(deals.failing.id, paused=True, by="bob")  # Paused wins over Error
-    store.update_link(deals.others[0].id, sync_status=SyncStatus.ERROR, last_error="x")
-    store.hold_keys([referral_key("ref-bulk-002")], side="partner_center")
-    figures = overview(store, now=clock.now())
-    status = report_json(collect(store, clock=clock))["links"]
-    assert figures.links_by_status == {"Synced": 58, "Pending": 2, "Error": 1, "Paused": 2}
-    assert {**figures.links_by_status, "total": figures.total_links} == status
-    assert _metric_counts(store) == figures.links_by_status
-    assert figures.total_links == 63
-    # and the deals filter finds as many as each card says
-    for name, count in figures.links_by_status.items():
-        assert search_links(store, status=name).total == count, name
