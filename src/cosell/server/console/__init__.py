@@ -33,7 +33,8 @@ GET  /console/console.css        the stylesheet
 
 Every page but the sign-in form and the stylesheet needs a session (else a redirect to the
 sign-in form); every POST needs the session's CSRF token (else 403) and, for an action, the
-operator role (else 403). Each action is recorded in the deal's audit trail with who did it.
+operator role (else 403). Each action is recorded in the audit with who did it (the
+deal's trail; a pause or resume of all sync in the entries of no deal, as `cosell pause`'s).
 Ten failed sign-ins from one address for one user within 15 minutes answer 429 until the
 oldest of them is 15 minutes old (`auth.SignInThrottle`).
 Sessions and users: `cosell.server.console.auth`; Entra sign-in: `cosell.server.console.sso`.
