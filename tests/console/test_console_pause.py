@@ -215,3 +215,17 @@ def test_health_is_failing_for_an_open_circuit_and_degraded_while_paused(
     assert failing.state == FAILING
     assert "Partner Center is paused by its circuit breaker" in failing.reasons[0]
     assert "invalid_client" in failing.reasons[0]
+
+
+def test_a_long_pause_by_hand_stays_degraded(
+    store: Store, clock: ManualClock, deals: Deals
+) -> None:
+    store.update_link(deals.failing.id, sync_status=SyncStatus.SYNCED, last_error=None)
+    store.set_pause(None, paused=True, by="alice")
+    store.hold_keys([referral_key("ref-bulk-000")], side="paused")
+    clock.advance(3 * 3600)
+    health = judge(overview(store, now=clock.now()), now=clock.now())
+    assert health.state == DEGRADED
+    assert any(r.startswith("a change has been pending for 3 h") for r in health.reasons)
+    store.set_pause(None, paused=False, by="alice")  # not paused: the same wait is failing
+    assert judge(overview(store, now=clock.now()), now=clock.now()).state == FAILING

@@ -3,10 +3,12 @@
 Health is `healthy`, `degraded` or `failing`, with every reason that made it so:
 
 ```
-failing    a side's circuit is open (its cause and fix are the reason); a quarter or more of the links (at least 5) in Error; a webhook event pending
-           for over 30 min (the inbox drainer is stuck); a change pending for over 2 h
-degraded   all sync paused by hand (`cosell pause`: by whom, since when, why); any link in Error; a webhook event pending for over 5 min; a change pending
-           for over 15 min; 5 or more errors in the last 24 h
+failing    a side's circuit is open (its cause and fix are the reason); a quarter or more
+           of the links (at least 5) in Error; a webhook event pending for over 30 min (the
+           inbox drainer is stuck); a change unsynced for over 2 h (unless all sync is paused)
+degraded   all sync paused by hand (`cosell pause`: by whom, since when, why); any link in
+           Error; a webhook event pending for over 5 min; a change unsynced (pending, or held
+           by a circuit or a pause) for over 15 min; 5 or more errors in the last 24 h
 healthy    none of these
 ```
 """
@@ -75,9 +77,9 @@ def judge(overview: Overview, *, now: datetime) -> Health:
     pending_age = _age(now, oldest)
     if pending_age is not None:
         message = f"a change has been pending for {_minutes(pending_age)}"
-        if pending_age > timedelta(hours=2):
+        if pending_age > timedelta(hours=2) and paused is None:
             failing.append(message)
-        elif pending_age > timedelta(minutes=15):
+        elif pending_age > timedelta(minutes=15):  # while paused by hand, waiting is expected
             degraded.append(message)
     if overview.errors_24h >= 5:
         degraded.append(f"{overview.errors_24h} reconcile errors in the last 24 h")
