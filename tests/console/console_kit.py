@@ -53,6 +53,18 @@ class Notified:
         return first
 
 
+@dataclass
+class SyncedNow:
+    """A stand-in for the engine's `run_keys` (what `cosell sync KEY` runs): records the keys."""
+
+    keys: list[list[str]] = field(default_factory=list)
+    ok: bool = True
+
+    async def __call__(self, keys: list[str]) -> bool:
+        self.keys.append(list(keys))
+        return self.ok
+
+
 def seed(store: Store, clock: ManualClock) -> Deals:
     """Three named deals (Synced with a conflict, Error, Pending) and 60 more Synced ones.
 
@@ -157,7 +169,11 @@ def tokens(clock: ManualClock) -> list[TokenHealth]:
 
 
 def console_app(
-    store: Store, clock: ManualClock, users_file: Path, notify: Notify | None
+    store: Store,
+    clock: ManualClock,
+    users_file: Path,
+    notify: Notify | None,
+    sync_now: SyncedNow | None = None,
 ) -> Starlette:
     async def salesforce_base() -> str | None:
         return SF_INSTANCE
@@ -168,6 +184,7 @@ def console_app(
         salesforce_base=salesforce_base,
         api_usage=lambda: usage(clock),
         token_health=lambda: tokens(clock),
+        sync_now=sync_now,
     )
     console = create_console(store=store, clock=clock, options=options, notify=notify)
     return Starlette(routes=[Mount("/console", app=console)])

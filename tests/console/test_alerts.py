@@ -316,3 +316,60 @@ def _closed_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+async def test_a_side_s_circuit_opening_and_closing_each_send_one_alert(
+    store: Store,
+    clock: ManualClock,
+    deals: Deals,
+    webhook: tuple[str, list[dict[str, str]]],
+) -> None:
+    from cosell.store import Circuit
+
+    url, received = webhook
+    watch = watch_of(store, clock, [url], [])
+    await watch.check()
+    assert [r["title"] for r in received] == ["cosell sync is degraded"]  # one deal in Error
+
+    def circuit(side: str, state: str) -> Circuit:
+        opened = state == "open"
+        return Circuit(
+            side=side,
+            state=state,
+            cause="the org refused the login (invalid_grant)" if opened else "",
+            fix="renew the certificate, then wait for the next probe" if opened else "",
+            since=clock.now(),
+            next_probe_at=clock.now() + timedelta(minutes=1) if opened else None,
+        )
+
+    store.set_circuit(circuit("salesforce", "open"))  # degraded -> failing: folded in
+    clock.advance(60)
+    assert [a.title for a in await watch.check()] == ["cosell sync is failing (was degraded)"]
+    assert "Salesforce's circuit opened" in received[-1]["message"]
+    assert "invalid_grant" in received[-1]["message"]
+    assert "renew the certificate" in received[-1]["message"]
+
+    store.set_circuit(circuit("partner_center", "open"))  # still failing: its own alert
+    clock.advance(60)
+    opened = await watch.check()
+    assert [a.kind for a in opened] == ["circuit"]
+    assert received[-1]["type"] == "failure"
+    assert "Partner Center's circuit opened" in received[-1]["message"]
+    assert "Salesforce" not in received[-1]["message"]
+
+    for _ in range(3):  # the same circuits read again: nothing
+        clock.advance(60)
+        assert await watch.check() == []
+
+    store.set_circuit(circuit("salesforce", "closed"))  # Partner Center's still open
+    clock.advance(60)
+    closed = await watch.check()
+    assert [a.kind for a in closed] == ["circuit"]
+    assert received[-1]["type"] == "success"
+    assert "Salesforce's circuit closed" in received[-1]["message"]
+
+    store.set_circuit(circuit("partner_center", "closed"))  # failing -> degraded
+    clock.advance(60)
+    assert [a.title for a in await watch.check()] == ["cosell sync is degraded (was failing)"]
+    assert "Partner Center's circuit closed" in received[-1]["message"]
+    assert len(received) == 5

@@ -1,4 +1,4 @@
-"""The console in headless Chromium (Selenium): sign in, overview, search, one deal, retry.
+"""The console in headless Chromium (Selenium): sign in, overview, search, one deal, act on it.
 
 The console is served by uvicorn on a loopback port over a seeded SQLite store; the actions'
 notify is the recording stand-in for `Engine.notify` (`console_kit.Notified`). Each page is
@@ -25,13 +25,15 @@ from console_kit import (
     OPERATOR_PASSWORD,
     Deals,
     Notified,
+    SyncedNow,
     console_app,
     sso_console_app,
     sso_options,
 )
 
 from cosell.clock import ManualClock
-from cosell.store import Store
+from cosell.store import Circuit, Store
+from cosell.store.types import referral_key
 from cosell_sandbox.partnercenter.app import PartnerCenterSandbox, SandboxOptions
 from cosell_sandbox.partnercenter.identity import OTHER_TENANT_ID
 
@@ -119,6 +121,14 @@ def shoot(browser: Any, name: str) -> None:
     assert browser.save_screenshot(str(ARTIFACTS / f"{name}.png"))
 
 
+def shoot_whole(browser: Any, name: str) -> None:
+    """A screenshot of the whole page at 1280 wide (for the README), then back to 1280x800."""
+    height = int(browser.execute_script("return document.documentElement.scrollHeight"))
+    browser.set_window_size(1280, min(max(height + 140, 800), 2400))
+    shoot(browser, name)
+    browser.set_window_size(1280, 800)
+
+
 def arrive(browser: Any, where: Callable[[str], bool], what: str) -> None:
     """Wait until a click's or a submit's navigation has landed and the new page has loaded.
 
@@ -157,8 +167,8 @@ def test_sign_in_overview_search_open_and_retry_a_deal(
     for _ in range(4):
         store.record_audit(deals.synced.id, "synced 1 field", details={"api_calls": 2})
     browser.get(f"{served}/console/")
-    summary = store.summary().links_by_status
-    for status in ("Synced", "Pending", "Error"):
+    summary = store.deal_counts().as_dict()  # what `cosell status` and /metrics count
+    for status in ("Synced", "Pending", "Error", "Paused"):
         shown = text_of(browser, f"#count-{status} .value").replace(",", "")
         assert int(shown) == summary[status]
     assert text_of(browser, "#health strong") == "Degraded"  # as shown: text-transform capitalizes
@@ -285,3 +295,113 @@ def test_deals_filter_by_direction_and_stage(browser: Any, served: str, deals: D
     selected = Select(browser.find_element(By.ID, "stage")).first_selected_option
     assert selected.get_attribute("value") == "Closed/Won"
     shoot(browser, "3b-deals-filtered")
+
+
+def sign_in_browser(browser: Any, served: str) -> None:
+    from selenium.webdriver.common.by import By
+
+    browser.get(f"{served}/console/login")
+    browser.find_element(By.ID, "username").send_keys("admin")
+    browser.find_element(By.ID, "password").send_keys(OPERATOR_PASSWORD)
+    browser.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    arrive(browser, lambda url: "/console/login" not in url, "a signed-in page")
+
+
+def test_circuits_pause_and_resume_all_sync_and_one_deal_and_re_sync_it(
+    browser: Any,
+    store: Store,
+    clock: ManualClock,
+    users_file: Path,
+    notified: Notified,
+    deals: Deals,
+) -> None:
+    from datetime import timedelta
+
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    synced_now = SyncedNow()
+    store.set_circuit(
+        Circuit(
+            side="salesforce",
+            state="open",
+            cause="Salesforce does not answer (connection refused)",
+            fix="check that the org is reachable; sync resumes by itself",
+            since=clock.now(),
+            next_probe_at=clock.now() + timedelta(minutes=2),
+        )
+    )
+    store.hold_keys([referral_key("ref-bulk-004")], side="salesforce")
+    store.update_link(deals.failing.id, retries=2, retry_at=clock.now() + timedelta(minutes=15))
+    app = console_app(store, clock, users_file, notified, synced_now)
+    with serving(app, _listening()) as served:
+        sign_in_browser(browser, served)
+        browser.get(f"{served}/console/")
+        card = text_of(browser, "#circuit-salesforce")
+        assert "circuit open" in card
+        assert "connection refused" in card
+        assert "check that the org is reachable" in card
+        assert "Next probe:" in card
+        assert "(in 2 min)" in card
+        assert "circuit closed" in text_of(browser, "#circuit-partner_center")
+        assert text_of(browser, "#health strong") == "Failing"
+        assert "Salesforce is paused by its circuit breaker" in text_of(browser, "#health")
+        assert "Oldest unsynced change" in text_of(browser, "#oldest")
+        shoot_whole(browser, "11-overview-circuit-open")
+
+        browser.get(f"{served}/console/deals")
+        Select(browser.find_element(By.ID, "status")).select_by_value("Held")
+        browser.find_element(By.CSS_SELECTOR, "form.search button[type=submit]").click()
+        arrive(browser, lambda url: "status=Held" in url, "the held deals")
+        rows = browser.find_elements(By.CSS_SELECTOR, "#deals tbody tr")
+        assert [r.find_element(By.TAG_NAME, "a").text for r in rows] == ["Bulk deal 004"]
+        assert "Pending" in rows[0].text
+        assert "held" in rows[0].text
+        shoot(browser, "12-deals-held")
+
+        # pause all sync from the overview, with a reason
+        browser.get(f"{served}/console/")
+        browser.find_element(By.ID, "pause-reason").send_keys("Salesforce release weekend")
+        browser.find_element(By.ID, "pause-all").click()
+        arrive(browser, lambda url: url.endswith("?notice=paused-all"), "the paused overview")
+        assert [(p.target, p.by) for p in store.pauses()] == [(None, "admin")]
+        for path in ("/console/", "/console/deals", f"/console/deals/{deals.synced.id}"):
+            browser.get(f"{served}{path}")
+            banner = text_of(browser, "#paused-banner")
+            assert "All sync is paused by admin since" in banner, path
+            assert "Salesforce release weekend" in banner
+            if path == "/console/":
+                assert "all sync paused by admin" in text_of(browser, "#health")
+                shoot_whole(browser, "13-paused-banner")
+
+        # pause, then resume, one deal
+        browser.find_element(By.ID, "pause").click()
+        arrive(browser, lambda url: url.endswith("?notice=paused"), "the paused deal")
+        assert text_of(browser, "#status .badge") == "Paused"
+        assert "paused by admin since" in text_of(browser, "#status")
+        shoot_whole(browser, "14-deal-paused")
+        browser.get(f"{served}/console/deals?status=Paused")
+        rows = browser.find_elements(By.CSS_SELECTOR, "#deals tbody tr")
+        assert [r.find_element(By.CSS_SELECTOR, ".badge").text for r in rows] == ["Paused"]
+        assert "Contoso cloud migration" in rows[0].text
+        browser.get(f"{served}/console/deals/{deals.synced.id}")
+        browser.find_element(By.ID, "resume").click()
+        arrive(browser, lambda url: url.endswith("?notice=resumed"), "the resumed deal")
+        assert text_of(browser, "#status .badge") == "Synced"
+        assert [p.target for p in store.pauses()] == [None]
+
+        # the retry schedule, and re-sync now
+        browser.get(f"{served}/console/deals/{deals.failing.id}")
+        assert "(in 15 min)" in text_of(browser, "#retry-at")
+        assert text_of(browser, "#retries") == "2"
+        browser.find_element(By.ID, "sync").click()
+        arrive(browser, lambda url: url.endswith("?notice=synced"), "the re-synced deal")
+        assert synced_now.keys == [["referral:ref-fabrikam"]]
+        assert "sync requested by admin (console)" in text_of(browser, "#audit tbody tr")
+        shoot_whole(browser, "15-deal-retry-schedule")
+
+        # resume all sync from the banner
+        browser.find_element(By.ID, "resume-all").click()
+        arrive(browser, lambda url: url.endswith("?notice=resumed-all"), "the resumed overview")
+        assert browser.find_elements(By.ID, "paused-banner") == []
+        assert store.pauses() == []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import secrets
 from collections.abc import Iterator
 from datetime import timedelta
@@ -11,6 +12,8 @@ import pytest
 from console_kit import seed
 
 from cosell.clock import ManualClock
+from cosell.commands.status import collect, report_json
+from cosell.server.metrics import Metrics
 from cosell.store import Store, SyncStatus
 from cosell.store.console_queries import (
     MAX_PAGE_SIZE,
@@ -20,6 +23,7 @@ from cosell.store.console_queries import (
     search_links,
     stages,
 )
+from cosell.store.types import referral_key
 
 
 @pytest.fixture(
@@ -82,7 +86,7 @@ def test_overview_counts_links_errors_of_the_day_and_the_inbox(
     any_store.record_audit(deals.failing.id, "error: HTTP 503 from Salesforce")
     any_store.record_event(source="partner-center", event_id="e", key="referral:x", payload=b"{}")
     figures = overview(any_store, now=clock.now())
-    assert figures.links_by_status == {"Synced": 61, "Pending": 1, "Error": 1}
+    assert figures.links_by_status == {"Synced": 61, "Pending": 1, "Error": 1, "Paused": 0}
     assert figures.total_links == 63
     assert figures.errors_24h == 1  # the seeded error is over 24 h old
     assert figures.inbox_pending == 1
@@ -178,3 +182,31 @@ def test_links_are_filtered_by_direction_and_stage_with_the_paging(
     assert names(any_store, "fabrikam") == ["Fabrikam 50% deal"]
     assert search_links(any_store, query="fabrikam", stage="Closed/Won").total == 0
     assert stages(any_store) == ["Active/Accepted", "Closed/Won", "New/Pending", "Qualify"]
+
+
+def _metric_counts(store: Store) -> dict[str, int]:
+    text = Metrics(store).render().decode()
+    return {
+        status: int(float(value))
+        for status, value in re.findall(r'^cosell_links\{status="(\w+)"\} (\S+)$', text, re.M)
+    }
+
+
+def test_the_overview_counts_what_cosell_status_and_metrics_count(
+    any_store: Store, clock: ManualClock
+) -> None:
+    store = any_store
+    deals = seed(store, clock)
+    store.set_pause(deals.synced.id, paused=True, by="bob")
+    store.set_pause(deals.failing.id, paused=True, by="bob")  # Paused wins over Error
+    store.update_link(deals.others[0].id, sync_status=SyncStatus.ERROR, last_error="x")
+    store.hold_keys([referral_key("ref-bulk-002")], side="partner_center")
+    figures = overview(store, now=clock.now())
+    status = report_json(collect(store, clock=clock))["links"]
+    assert figures.links_by_status == {"Synced": 58, "Pending": 2, "Error": 1, "Paused": 2}
+    assert {**figures.links_by_status, "total": figures.total_links} == status
+    assert _metric_counts(store) == figures.links_by_status
+    assert figures.total_links == 63
+    # and the deals filter finds as many as each card says
+    for name, count in figures.links_by_status.items():
+        assert search_links(store, status=name).total == count, name

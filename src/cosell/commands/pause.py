@@ -4,7 +4,10 @@ Without a KEY the whole sync pauses: `cosell serve` writes nothing to either sid
 nothing, and every change that arrives meanwhile waits as Pending (its key is *held* in the
 store); `/readyz` answers unready with who paused it; `cosell status` shows it. With KEYs
 (`referral:<id>`, `salesforce:Opportunity:<id>`, or a link id from `cosell status --json`)
-only those deals pause: shown as Paused, never written, their changes held.
+only those deals pause: shown as Paused, never written, their changes held; the service
+writes Paused (who, since when, why) in the record's Partner Center Sync Status when it meets
+the deal's key (at its next change; the console's Pause this deal does it at once), and the
+first reconcile after the resume writes the status back.
 
 `cosell resume` lifts the pause; the running service notifies the held keys at its next poll
 tick, so every change made during the pause is synced with no other command. Each pause and

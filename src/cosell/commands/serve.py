@@ -353,6 +353,11 @@ def console_app(
             return None
         return str(token.instance_url)
 
+    async def sync_now(keys: list[str]) -> bool:
+        # `cosell sync KEY`'s path: the engine's run_keys, in the foreground.
+        summary = await engine.run_keys(keys)
+        return summary.ok
+
     public_url = settings.server.public_url or ""
     options = ConsoleOptions(
         users_file=settings.server.console_users_file,
@@ -363,6 +368,7 @@ def console_app(
         api_usage=(lambda: api_usage(metrics, ctx)) if metrics is not None else None,
         token_health=lambda: token_health(settings, clock=clock),
         explain=lambda key: explain(ctx, Key(key)),
+        sync_now=sync_now,
     )
     return create_console(store=store, clock=clock, options=options, notify=engine.notify)
 

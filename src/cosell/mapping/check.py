@@ -37,6 +37,7 @@ from __future__ import annotations
 import difflib
 from collections.abc import Callable, Iterable
 from collections.abc import Mapping as AbcMapping
+from typing import Final
 
 from cosell.mapping.model import (
     ACCOUNT,
@@ -90,6 +91,9 @@ PARTNER_CENTER_KINDS: dict[type, frozenset[str]] = {
     StageTransform: frozenset({"enum"}),
 }
 """The kinds of referral member (see `referral_paths`) each transform can read and write."""
+
+SYNC_STATUS_VALUES: Final = ("Synced", "Pending", "Error", "Paused")
+"""What cosell writes in the sync status field (Paused: `cosell pause KEY`, the console)."""
 
 _OWN_TYPES = {
     "sync": frozenset({"boolean"}),
@@ -472,6 +476,14 @@ class _Checker:
                     loc,
                     f"{where} is a {found.type} field; the {role} field must be one of: "
                     f"{', '.join(sorted(_OWN_TYPES[role]))}",
+                )
+            missing = [v for v in SYNC_STATUS_VALUES if v not in found.active_values]
+            if role == "sync_status" and found.type == "picklist" and missing:
+                self.add(
+                    loc,
+                    f"{where} lacks the picklist value(s) {', '.join(missing)}: cosell writes "
+                    f"{', '.join(SYNC_STATUS_VALUES)} there (Paused for a deal paused by hand); "
+                    "deploy cosell's metadata again (`cosell salesforce metadata`) or add them",
                 )
             if role == "referral_id" and not found.external_id:
                 self.add(

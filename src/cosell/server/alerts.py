@@ -15,6 +15,10 @@ What is sent (`AlertPolicy.observe`):
   once, with the reasons. The same state read again sends nothing. The first reading sends
   only when it is not healthy (a restart does not hide a failure, and a healthy start is not
   news).
+- **A side's circuit breaker opening or closing** (a global failure of Partner Center or
+  Salesforce: credentials, permission, mapping, outage): one alert per change, with the cause
+  and the fix, or the recovery. The first reading sends only for an open circuit. When a
+  change of health is announced in the same reading, the circuit's news is folded into it.
 - **Deals newly in Error** and **a connection's token close to expiry or unusable** are
   gathered into one digest, sent at most every `[alerts] digest_minutes`. A deal is announced
   once while it stays in Error (again only after it has left Error and come back); a token's
@@ -29,7 +33,7 @@ scheme, never its URL, which holds a secret) until it delivers again.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Final
@@ -37,13 +41,13 @@ from typing import TYPE_CHECKING, Final
 import structlog
 
 from cosell.clock import Clock
-from cosell.server.console.health import FAILING, HEALTHY, Health, judge
+from cosell.server.console.health import FAILING, HEALTHY, SIDE_NAMES, Health, judge
 from cosell.store.console_queries import overview, search_links
 from cosell.store.types import SyncStatus
 
 if TYPE_CHECKING:
     from cosell.config import Settings
-    from cosell.store import Store
+    from cosell.store import Circuit, Store
     from cosell.tokenhealth import TokenHealth
 
 log = structlog.get_logger("cosell.alerts")
@@ -88,6 +92,7 @@ class Reading:
     health: Health
     error_deals: Sequence[ErrorDeal] = ()
     tokens: Sequence[TokenHealth] = ()
+    circuits: Mapping[str, Circuit] = field(default_factory=dict)
 
 
 @dataclass
@@ -107,16 +112,22 @@ class AlertPolicy:
     _pending_deals: list[ErrorDeal] = field(default_factory=list)
     _pending_tokens: list[str] = field(default_factory=list)
     _last_digest: datetime | None = None
+    _open: dict[str, Circuit] | None = None
+    _circuit_news: list[str] = field(default_factory=list)
 
     def observe(self, reading: Reading, *, now: datetime) -> list[Alert]:
         """The alerts this reading calls for (often none)."""
         self._note_deals(reading.error_deals)
         self._note_tokens(reading.tokens)
+        self._note_circuits(reading.circuits)
         alerts: list[Alert] = []
         previous, self.state = self.state, reading.health.state
         if previous != self.state and not (previous is None and self.state == HEALTHY):
             alerts.append(self._health_alert(previous, reading.health))
             self._pending_deals, self._pending_tokens = [], []
+        elif self._circuit_news:
+            alerts.append(self._circuit_alert())
+        self._circuit_news = []
         due = self._last_digest is None or now - self._last_digest >= self.digest_every
         if due and (self._pending_deals or self._pending_tokens):
             alerts.append(self._digest())
@@ -133,6 +144,33 @@ class AlertPolicy:
         # A deal that left Error is forgotten: coming back is news again.
         self._announced = current
 
+    def _note_circuits(self, circuits: Mapping[str, Circuit]) -> None:
+        now_open = {side: c for side, c in circuits.items() if c.is_open}
+        before = self._open
+        self._open = now_open
+        for side, circuit in sorted(now_open.items()):
+            if before is None or side not in before:
+                name = SIDE_NAMES.get(side, side)
+                self._circuit_news.append(
+                    f"{name}'s circuit opened: its sync is paused. Cause: {circuit.cause}. "
+                    f"Fix: {circuit.fix}"
+                )
+        for side in sorted(before or {}):
+            if side not in now_open:
+                name = SIDE_NAMES.get(side, side)
+                self._circuit_news.append(
+                    f"{name}'s circuit closed: its sync has resumed, and what waited is synced."
+                )
+
+    def _circuit_alert(self) -> Alert:
+        opened = [news for news in self._circuit_news if "opened" in news]
+        if opened:
+            title, level = "cosell: a side's sync is paused by its circuit breaker", FAILURE
+        else:
+            title, level = "cosell: a side's sync resumed (circuit closed)", SUCCESS
+        body = "\n".join(f"- {news}" for news in self._circuit_news)
+        return Alert("circuit", title, body + self._link(), level)
+
     def _note_tokens(self, tokens: Sequence[TokenHealth]) -> None:
         for token in tokens:
             news = token.problem or token.warning
@@ -146,7 +184,7 @@ class AlertPolicy:
         return f"\n\nConsole: {self.console_url}{path}" if self.console_url else ""
 
     def _news(self) -> str:
-        lines: list[str] = []
+        lines: list[str] = [f"- {news}" for news in self._circuit_news]
         if self._pending_deals:
             lines.append(f"{len(self._pending_deals)} deal(s) newly in Error:")
             for deal in self._pending_deals[:NAMES_SHOWN]:
@@ -277,7 +315,9 @@ def read_health(
         ErrorDeal(row.id, row.name or row.referral_id or row.record_id or row.id)
         for row in errors.rows
     ]
-    return Reading(judge(figures, now=now), deals, tokens() if tokens else ())
+    return Reading(
+        judge(figures, now=now), deals, tokens() if tokens else (), circuits=figures.circuits
+    )
 
 
 class AlertWatch:

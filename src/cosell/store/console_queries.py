@@ -16,7 +16,7 @@ matching links).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Final
 
@@ -25,12 +25,23 @@ from sqlalchemy import exc
 
 from cosell.store import tables as t
 from cosell.store.database import unavailable
-from cosell.store.store import CursorState, Store
+from cosell.store.store import (
+    CIRCUIT_SIDES,
+    Circuit,
+    CursorState,
+    DealCounts,
+    Pause,
+    Store,
+    deal_bucket,
+    link_is_held,
+)
 from cosell.store.types import AuditEntry, ConflictRecord, JsonScalar, LinkId, SyncStatus
 
 ERROR_PREFIX: Final = "error: "  # how reconciles word an audit entry about a failure
 MAX_PAGE_SIZE: Final = 200
 MAX_QUERY_LENGTH: Final = 200
+HELD: Final = "Held"  # the deals filter's "Pending, held by an open circuit"
+STATES: Final = ("Synced", "Pending", HELD, "Error", "Paused")  # the deals filter's choices
 
 
 @dataclass(frozen=True)
@@ -46,6 +57,10 @@ class Overview:
         inbox_pending: webhook events received and not yet handled.
         oldest_event_at: when the oldest of those arrived.
         cursors: every stored cursor (the pollers' positions and when they last ran).
+        deals: every link counted once (`Store.deal_counts`: what `cosell status` and
+            `/metrics` count); `links_by_status` is these counts by name.
+        circuits: each side's circuit as the engine stored it (absent: closed).
+        pauses: the pauses in force (all sync first).
     """
 
     links_by_status: dict[str, int]
@@ -56,6 +71,14 @@ class Overview:
     inbox_pending: int
     oldest_event_at: datetime | None
     cursors: tuple[CursorState, ...]
+    deals: DealCounts | None = None
+    circuits: dict[str, Circuit] = field(default_factory=dict)
+    pauses: tuple[Pause, ...] = ()
+
+    @property
+    def all_paused(self) -> Pause | None:
+        """The pause of all sync in force, or None."""
+        return next((p for p in self.pauses if p.target is None), None)
 
 
 @dataclass(frozen=True)
@@ -74,6 +97,15 @@ class LinkRow:
     last_synced_at: datetime | None
     direction: str | None = None
     stage: str | None = None
+    state: str = ""
+    held: bool = False
+    retries: int = 0
+    retry_at: datetime | None = None
+
+    @property
+    def shown_state(self) -> str:
+        """What the deal's badge says: its place in the counts (else its sync status)."""
+        return self.state or self.sync_status
 
 
 @dataclass(frozen=True)
@@ -97,6 +129,7 @@ class Deal:
     base_saved_at: datetime | None
     audit: list[AuditEntry]
     conflicts: list[ConflictRecord]
+    pause: Pause | None = None
 
 
 def _run(store: Store, read: Any) -> Any:
@@ -122,16 +155,19 @@ def overview(store: Store, *, now: datetime) -> Overview:
         ).scalar()
         return int(count or 0)
 
-    by_status = dict(summary.links_by_status)
+    deals = store.deal_counts()
     return Overview(
-        links_by_status=by_status,
-        total_links=sum(by_status.values()),
+        links_by_status=deals.as_dict(),
+        total_links=deals.total,
         errors_24h=_run(store, read),
         oldest_pending_at=summary.oldest_pending_at,
         last_synced_at=summary.last_synced_at,
         inbox_pending=summary.inbox_pending,
         oldest_event_at=summary.oldest_event_at,
         cursors=summary.cursors,
+        deals=deals,
+        circuits=store.circuits(),
+        pauses=tuple(store.pauses()),
     )
 
 
@@ -243,6 +279,10 @@ def _row(row: Any) -> LinkRow:
         last_synced_at=row.last_synced_at,
         direction=row.direction,
         stage=row.stage,
+        state=row.state,
+        held=bool(row.held),
+        retries=int(row.retries or 0),
+        retry_at=row.retry_at,
     )
 
 
@@ -250,7 +290,7 @@ def search_links(
     store: Store,
     *,
     query: str = "",
-    status: SyncStatus | None = None,
+    status: SyncStatus | str | None = None,
     direction: str | None = None,
     stage: str | None = None,
     offset: int = 0,
@@ -263,7 +303,8 @@ def search_links(
         query: matched (case-insensitive, anywhere) against the deal name, the customer, the
             referral id, the Salesforce record id, the engagement id and the link id; a sync
             status's name matches the links in that status.
-        status: only links in this sync status.
+        status: only links in this place of the counts (`Store.deal_counts`: Synced,
+            Pending, Error, Paused), or `Held` (Pending, held by a side's open circuit).
         direction: only links of this direction (`Incoming`, `Outgoing`; `unknown`: neither).
         stage: only links whose base holds this stage (Partner Center status/substatus).
         offset: links skipped (the page's start).
@@ -275,8 +316,13 @@ def search_links(
     links = t.links.c
     name, customer = _name_columns()
     where: list[sa.ColumnElement[bool]] = [links.tenant == store.tenant]
-    if status is not None:
-        where.append(links.sync_status == status.value)
+    state = deal_bucket(store.tenant)
+    held = link_is_held(store.tenant, sides=CIRCUIT_SIDES)
+    wanted = status.value if isinstance(status, SyncStatus) else status
+    if wanted == HELD:
+        where.extend([state == "Pending", held])
+    elif wanted:
+        where.append(state == wanted)
     if direction == "unknown":
         where.append(links.direction.is_(None))
     elif direction:
@@ -297,9 +343,9 @@ def search_links(
                 links.id,
             )
         ]
-        statuses = [s.value for s in SyncStatus if s.value.lower() == text.lower()]
-        if statuses:
-            matches.append(links.sync_status == statuses[0])
+        named = [name for name in STATES if name.lower() == text.lower() and name != HELD]
+        if named:
+            matches.append(state == named[0])
         where.append(sa.or_(*matches))
     joined = t.links.outerjoin(t.snapshots, t.snapshots.c.link_id == links.id)
     limit = max(1, min(limit, MAX_PAGE_SIZE))
@@ -318,6 +364,10 @@ def search_links(
             links.last_synced_at,
             links.direction,
             _stage().label("stage"),
+            state.label("state"),
+            held.label("held"),
+            links.retries,
+            links.retry_at,
             sa.func.count().over().label("total"),
         )
         .select_from(joined)
@@ -361,6 +411,10 @@ def deal(
             links.last_synced_at,
             links.direction,
             _stage().label("stage"),
+            deal_bucket(store.tenant).label("state"),
+            link_is_held(store.tenant, sides=CIRCUIT_SIDES).label("held"),
+            links.retries,
+            links.retry_at,
             t.snapshots.c.field_values,
             t.snapshots.c.saved_at,
         )
@@ -382,10 +436,13 @@ def deal(
         base_saved_at=row.saved_at,
         audit=store.audit(link_id, limit=audit_limit),
         conflicts=store.conflicts(link_id, limit=conflict_limit),
+        pause=next((p for p in store.pauses() if p.target == link_id), None),
     )
 
 
 __all__ = [
+    "HELD",
+    "STATES",
     "Activity",
     "Bucket",
     "Deal",

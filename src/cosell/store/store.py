@@ -1625,19 +1625,7 @@ class Store:
         """
         links = t.links.c
         mine = links.tenant == self._tenant
-        paused = sa.select(t.pauses.c.target).where(t.pauses.c.tenant == self._tenant)
-        held = sa.select(t.held_keys.c.key).where(t.held_keys.c.tenant == self._tenant)
-        referral_key_col = sa.literal("referral:") + links.referral_id
-        record_key_col = (
-            sa.literal("salesforce:") + links.sobject + sa.literal(":") + links.record_id
-        )
-        is_held = sa.or_(referral_key_col.in_(held), record_key_col.in_(held))
-        bucket = sa.case(
-            (links.id.in_(paused), "Paused"),
-            (links.sync_status == SyncStatus.ERROR.value, "Error"),
-            (sa.or_(links.sync_status == SyncStatus.PENDING.value, is_held), "Pending"),
-            else_="Synced",
-        ).label("bucket")
+        bucket = deal_bucket(self._tenant).label("bucket")
         with self._read() as connection:
             rows = connection.execute(
                 sa.select(bucket, sa.func.count()).where(mine).group_by(bucket)
@@ -1801,6 +1789,42 @@ class Store:
 
 
 ALL_SYNC: Final = "*"  # the pauses row that pauses all sync
+CIRCUIT_SIDES: Final = ("partner_center", "salesforce")  # held_keys.side of an open circuit
+
+
+def link_is_paused(tenant: str) -> sa.ColumnElement[bool]:
+    """True for a link (of `t.links`) whose deal is paused by hand."""
+    paused = sa.select(t.pauses.c.target).where(t.pauses.c.tenant == tenant)
+    return t.links.c.id.in_(paused)
+
+
+def link_is_held(tenant: str, *, sides: Sequence[str] | None = None) -> sa.ColumnElement[bool]:
+    """True for a link one of whose keys is held (for one of `sides`, or for anything)."""
+    links = t.links.c
+    held = sa.select(t.held_keys.c.key).where(t.held_keys.c.tenant == tenant)
+    if sides is not None:
+        held = held.where(t.held_keys.c.side.in_(list(sides)))
+    referral = sa.literal("referral:") + links.referral_id
+    record = sa.literal("salesforce:") + links.sobject + sa.literal(":") + links.record_id
+    return sa.or_(referral.in_(held), record.in_(held))
+
+
+def deal_bucket(tenant: str) -> sa.ColumnElement[str]:
+    """A link's place in `Store.deal_counts`: Paused, else Error, else Pending, else Synced.
+
+    The one definition `cosell status`, `/metrics` and the console's overview and deal
+    filter count by.
+    """
+    links = t.links.c
+    return sa.case(
+        (link_is_paused(tenant), "Paused"),
+        (links.sync_status == SyncStatus.ERROR.value, "Error"),
+        (
+            sa.or_(links.sync_status == SyncStatus.PENDING.value, link_is_held(tenant)),
+            "Pending",
+        ),
+        else_="Synced",
+    )
 
 
 @dataclass(frozen=True)

@@ -134,6 +134,28 @@ async def test_repeated_notifications_write_nothing(
     assert (after - before).writes == 0
 
 
+async def test_a_deal_paused_by_hand_is_held_and_its_record_says_paused_until_resumed(
+    engine: Engine, world: World, story: dict[str, str]
+) -> None:
+    key = record_key("Opportunity", story["opportunity"])
+    link = world.store.link_for_record("Opportunity", story["opportunity"])
+    assert link is not None
+    world.store.set_pause(link.id, paused=True, by="ada", reason="legal review")
+    held = await engine.run_keys([key])  # the path of `cosell sync KEY`
+    assert not held.ok
+    shown = await world.seller.opportunity(story["opportunity"])
+    assert shown["Partner_Center_Sync_Status__c"] == "Paused"
+    assert "Sync paused by ada" in shown["Partner_Center_Sync_Error__c"]
+    assert "legal review" in shown["Partner_Center_Sync_Error__c"]
+    world.store.set_pause(link.id, paused=False, by="ada")
+    world.tick(30)
+    resumed = await engine.run_keys([key])
+    assert resumed.ok, resumed.errors
+    shown = await world.seller.opportunity(story["opportunity"])
+    assert shown["Partner_Center_Sync_Status__c"] == "Synced"
+    assert shown["Partner_Center_Sync_Error__c"] is None
+
+
 async def test_an_incremental_pass_carries_an_edit(
     engine: Engine, world: World, story: dict[str, str]
 ) -> None:

@@ -414,3 +414,25 @@ def test_record_type_sales_process_against_the_stage_table() -> None:
     assert "did you mean Enterprise_Deal" in problem
     clean = [p.message for p in check_mapping(enterprise, describe)]
     assert any("the org has no Opportunity record types: remove record_type" in p for p in clean)
+
+
+def test_a_sync_status_picklist_without_paused_is_reported() -> None:
+    def without_paused(name: str) -> ObjectDescription:
+        obj = SCHEMA.sobject(name)
+        if obj is None:
+            raise KeyError(name)
+        raw = describe_sobject(obj, api_version="62.0")
+        for found in raw["fields"]:
+            if found["name"] == "Partner_Center_Sync_Status__c":
+                found["picklistValues"] = [
+                    v for v in found["picklistValues"] if v["value"] != "Paused"
+                ]
+        return ObjectDescription.model_validate(raw)
+
+    assert check_mapping(load_mapping(), describe) == []  # the shipped metadata has it
+    problems = [p.message for p in check_mapping(load_mapping(), without_paused)]
+    assert problems == [
+        "Opportunity.Partner_Center_Sync_Status__c lacks the picklist value(s) Paused: cosell "
+        "writes Synced, Pending, Error, Paused there (Paused for a deal paused by hand); deploy "
+        "cosell's metadata again (`cosell salesforce metadata`) or add them"
+    ]

@@ -165,6 +165,7 @@ def test_opportunity_fields_match_the_data_model(project: Path) -> None:
         "Synced",
         "Pending",
         "Error",
+        "Paused",  # a deal paused by hand (cosell pause KEY, the console)
     ]
     assert status.findtext(f"{M}valueSet/{M}restricted") == "true"
     deal_type = found["Deal_Type__c"]

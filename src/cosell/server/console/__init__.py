@@ -10,8 +10,9 @@ GET  /console/                   overview: health and why, links by status, erro
                                  charts of synced changes and errors (24 h, 7 days), both
                                  sides' API usage against their budgets, token health
 GET  /console/deals?q=&status=&direction=&stage=&offset=
-                                 every link, searched and filtered (sync status, direction,
-                                 stage), 50 a page (LIMIT/OFFSET)
+                                 every link, searched and filtered (status as counted:
+                                 Synced, Pending, Held, Error, Paused; direction; stage), 50
+                                 a page (LIMIT/OFFSET)
 GET  /console/deals/{link id}    one deal: ids, links to Partner Center and Salesforce, the
                                  last error and what to do, base values, conflicts, audit;
                                  with ?compare=1 also both sides' values now beside the base
@@ -19,12 +20,21 @@ GET  /console/deals/{link id}    one deal: ids, links to Partner Center and Sale
                                  stage: two reads, nothing written)
 POST /console/deals/{id}/retry   operator: queue a reconcile of the deal now
 POST /console/retry-errors       operator: queue a reconcile of every deal in Error
+POST /console/deals/{id}/sync    operator: reconcile the deal now and wait (`cosell sync KEY`'s
+                                 path: the engine's `run_keys`)
+POST /console/pause | /resume    operator: pause / resume all sync (`Store.set_pause`, the verb
+                                 `cosell pause` / `cosell resume` call; optional `reason`)
+POST /console/deals/{id}/pause | /resume
+                                 operator: pause / resume sync of one deal (the same verb); a
+                                 pause also notifies the deal's key, so the engine holds it
+                                 and writes Paused on the Salesforce record at once
 GET  /console/console.css        the stylesheet
 ```
 
 Every page but the sign-in form and the stylesheet needs a session (else a redirect to the
 sign-in form); every POST needs the session's CSRF token (else 403) and, for an action, the
-operator role (else 403). Each action is recorded in the deal's audit trail with who did it.
+operator role (else 403). Each action is recorded in the audit with who did it (the
+deal's trail; a pause or resume of all sync in the entries of no deal, as `cosell pause`'s).
 Ten failed sign-ins from one address for one user within 15 minutes answer 429 until the
 oldest of them is 15 minutes old (`auth.SignInThrottle`).
 Sessions and users: `cosell.server.console.auth`; Entra sign-in: `cosell.server.console.sso`.
@@ -65,8 +75,15 @@ from cosell.server.console import auth, pages
 from cosell.server.console.health import judge
 from cosell.server.console.sso import SsoOptions
 from cosell.server.console.usage import TokenSource, UsageSource
-from cosell.store import Link, Store, StoreError, SyncStatus
-from cosell.store.console_queries import activity, deal, overview, search_links, stages
+from cosell.store import Link, LinkNotFoundError, Store, StoreError, SyncStatus
+from cosell.store.console_queries import (
+    STATES,
+    activity,
+    deal,
+    overview,
+    search_links,
+    stages,
+)
 from cosell.store.types import DIRECTIONS, record_key, referral_key
 from cosell.tokenhealth import TokenHealth
 
@@ -102,6 +119,12 @@ SalesforceBase = Callable[[], Awaitable[str | None]]
 Explain = Callable[[str], Awaitable["PlanReport"]]
 """`cosell.sync.run.explain.explain` bound to the service's context: what `cosell plan` prints."""
 
+SyncNow = Callable[[list[str]], Awaitable[bool]]
+"""`Engine.run_keys` bound to the service's engine: reconcile keys now; True when all is well."""
+
+SYNC_SECONDS: Final = 20.0  # a re-sync slower than this goes on; the page says it is running
+_RUNNING: set[asyncio.Future[bool]] = set()  # re-syncs that outlived their request
+
 EXPLAIN_SECONDS: Final = 30.0  # two reads; a side slower than this is reported, not waited on
 
 
@@ -119,6 +142,8 @@ class ConsoleOptions:
         api_usage: both sides' API usage, for the overview (None: not shown).
         token_health: both connections' token health, for the overview (None: not shown).
         explain: compares a deal's two sides with its base on request (None: not offered).
+        sync_now: reconciles keys now, in the foreground (the engine's `run_keys`, what
+            `cosell sync KEY` runs); True when every key ended in sync (None: not offered).
     """
 
     users_file: Path
@@ -129,6 +154,7 @@ class ConsoleOptions:
     api_usage: UsageSource | None = None
     token_health: TokenSource | None = None
     explain: Explain | None = None
+    sync_now: SyncNow | None = None
 
 
 def _html(body: str, status: int = 200) -> HTMLResponse:
@@ -395,6 +421,8 @@ def create_console(
         if session is None:
             return to_login(request)
         try:
+            pauses = await asyncio.to_thread(store.pauses)
+            pages.PAUSED_ALL.set(next((p for p in pauses if p.target is None), None))
             return await page(session)
         except StoreError as error:
             log.warning("console.store_unavailable", error=str(error))
@@ -427,7 +455,7 @@ def create_console(
         async def page(session: auth.Session) -> Response:
             query = request.query_params.get("q", "")[:200]
             status_text = request.query_params.get("status", "")
-            status = SyncStatus(status_text) if status_text in _STATUSES else None
+            status = status_text if status_text in STATES else ""
             offset_text = request.query_params.get("offset", "0")
             offset = int(offset_text) if offset_text.isdigit() and len(offset_text) < 9 else 0
             direction_text = request.query_params.get("direction", "")
@@ -437,7 +465,7 @@ def create_console(
                 search_links,
                 store,
                 query=query,
-                status=status,
+                status=status or None,
                 direction=direction or None,
                 stage=stage or None,
                 offset=offset,
@@ -448,7 +476,7 @@ def create_console(
                 pages.deals_page(
                     found,
                     query=query,
-                    status=status.value if status else "",
+                    status=status,
                     now=clock.now(),
                     session=session,
                     direction=direction,
@@ -516,6 +544,7 @@ def create_console(
                     referral_url=referral_url,
                     record_url=record_url,
                     can_retry=notify is not None and bool(link.referral_id or link.record_id),
+                    can_sync=options.sync_now is not None and bool(keys),
                     can_compare=options.explain is not None and bool(keys),
                     comparison=comparison,
                 )
@@ -523,9 +552,11 @@ def create_console(
 
         return await guarded(request, page)
 
-    async def acting(
-        request: Request, act: Callable[[auth.Session, Notify], Awaitable[Response]]
+    async def operating(
+        request: Request, act: Callable[[auth.Session, dict[str, str]], Awaitable[Response]]
     ) -> Response:
+        """An operator's action: a session, its CSRF token and the operator role, else 403."""
+
         async def page(session: auth.Session) -> Response:
             form = await _form(request)
             if not auth.csrf_ok(session, _field(form.get("csrf"))):
@@ -536,6 +567,14 @@ def create_console(
                 return _refused(
                     "Your role (viewer) cannot act; ask an operator, or sign in as one.", session
                 )
+            return await act(session, form)
+
+        return await guarded(request, page)
+
+    async def acting(
+        request: Request, act: Callable[[auth.Session, Notify], Awaitable[Response]]
+    ) -> Response:
+        async def page(session: auth.Session, _: dict[str, str]) -> Response:
             if notify is None:
                 return _html(
                     pages.message_page(
@@ -547,7 +586,77 @@ def create_console(
                 )
             return await act(session, notify)
 
-        return await guarded(request, page)
+        return await operating(request, page)
+
+    def pause_route(*, paused: bool, one: bool) -> Callable[[Request], Awaitable[Response]]:
+        """Pause or resume all sync, or one deal: `Store.set_pause`, as `cosell pause` does."""
+
+        async def route(request: Request) -> Response:
+            link_id = request.path_params.get("link_id") if one else None
+
+            async def act(session: auth.Session, form: dict[str, str]) -> Response:
+                if link_id is not None and not _is_id(link_id):
+                    return _no_deal(session)
+                reason = " ".join(form.get("reason", "").split())[:200] or None
+                try:
+                    changed = await asyncio.to_thread(
+                        store.set_pause,
+                        link_id,
+                        paused=paused,
+                        by=session.user,
+                        reason=reason if paused else None,
+                    )
+                except LinkNotFoundError:
+                    return _no_deal(session)
+                verb = "paused" if paused else "resumed"
+                log.info(f"console.{verb}", user=session.user, link=link_id, changed=changed)
+                if changed and paused and link_id is not None and notify is not None:
+                    await _show_pause(store, link_id, notify)
+                code = (verb if link_id else f"{verb}-all") if changed else "unchanged"
+                target = f"{BASE}/deals/{link_id}" if link_id else f"{BASE}/"
+                return _redirect(f"{target}?notice={code}")
+
+            return await operating(request, act)
+
+        return route
+
+    async def sync_route(request: Request) -> Response:
+        """Re-sync one deal now: the engine's `run_keys`, the path of `cosell sync KEY`."""
+        link_id = request.path_params["link_id"]
+
+        async def act(session: auth.Session, _: dict[str, str]) -> Response:
+            sync_now = options.sync_now
+            if sync_now is None:
+                return _html(
+                    pages.message_page(
+                        "No engine",
+                        "This console runs without the sync engine, so nothing can be synced.",
+                        session=session,
+                    ),
+                    409,
+                )
+            link = await asyncio.to_thread(store.get_link, link_id) if _is_id(link_id) else None
+            if link is None or not link.keys:
+                return _no_deal(session)
+            await asyncio.to_thread(
+                store.record_audit,
+                link.id,
+                f"sync requested by {session.user} (console)",
+                details={"by": session.user, "action": "console sync"},
+            )
+            running = asyncio.ensure_future(sync_now([link.keys[0]]))
+            try:
+                ok = await asyncio.wait_for(asyncio.shield(running), SYNC_SECONDS)
+            except TimeoutError:
+                _keep(running)
+                return _redirect(f"{BASE}/deals/{link.id}?notice=sync-running")
+            except Exception as exc:  # noqa: BLE001 - the engine failed: say so, not a 500
+                return _not_queued(exc, session)
+            log.info("console.sync", user=session.user, link=link.id, ok=ok)
+            done = "synced" if ok else "sync-failed"
+            return _redirect(f"{BASE}/deals/{link.id}?notice={done}")
+
+        return await operating(request, act)
 
     async def retry_route(request: Request) -> Response:
         link_id = request.path_params["link_id"]
@@ -624,11 +733,15 @@ def create_console(
             Route("/deals/{link_id}", deal_route, methods=["GET"]),
             Route("/deals/{link_id}/retry", retry_route, methods=["POST"]),
             Route("/retry-errors", retry_errors_route, methods=["POST"]),
+            Route("/pause", pause_route(paused=True, one=False), methods=["POST"]),
+            Route("/resume", pause_route(paused=False, one=False), methods=["POST"]),
+            Route("/deals/{link_id}/pause", pause_route(paused=True, one=True), methods=["POST"]),
+            Route("/deals/{link_id}/resume", pause_route(paused=False, one=True), methods=["POST"]),
+            Route("/deals/{link_id}/sync", sync_route, methods=["POST"]),
         ]
     )
 
 
-_STATUSES: Final = frozenset(s.value for s in SyncStatus)
 _DIRECTIONS: Final = frozenset({*DIRECTIONS, "unknown"})
 STAGES_SECONDS: Final = 60.0  # how long the deals filter's list of stages is reused
 MAX_STAGE_LENGTH: Final = 100  # a status/substatus pair is a few dozen characters
@@ -716,6 +829,34 @@ def _not_queued(exc: Exception, session: auth.Session, *, done: int = 0) -> Resp
             session=session,
         ),
         503,
+    )
+
+
+async def _show_pause(store: Store, link_id: str, notify: Notify) -> None:
+    """Let the engine meet the paused deal's key now, so its record says Paused at once.
+
+    The engine holds the key and writes Paused on the record (`run.park.show_paused`). The
+    pause stands whether or not this is queued.
+    """
+    link = await asyncio.to_thread(store.get_link, link_id)
+    if link is None or not link.keys:
+        return
+    try:
+        await notify(link.keys[0])
+    except Exception as exc:  # noqa: BLE001 - the record shows it at the deal's next change
+        log.warning("console.pause_not_shown", link=link_id, error=str(exc))
+
+
+def _keep(running: asyncio.Future[bool]) -> None:
+    # A re-sync that outlives its request runs on; keep a reference until it ends.
+    _RUNNING.add(running)
+    running.add_done_callback(_RUNNING.discard)
+
+
+def _no_deal(session: auth.Session) -> Response:
+    return _html(
+        pages.message_page("No such deal", "There is no deal with this id.", session=session),
+        404,
     )
 
 

@@ -3,11 +3,13 @@
 Health is `healthy`, `degraded` or `failing`, with every reason that made it so:
 
 ```
-failing    a quarter or more of the links (at least 5) in Error; a webhook event pending
-           for over 30 min (the inbox drainer is stuck); a change pending for over 2 h
-degraded   any link in Error; a webhook event pending for over 5 min; a change pending
-           for over 15 min; 5 or more errors in the last 24 h; the Salesforce change
-           stream (CDC) down
+failing    a side's circuit is open (its cause and fix are the reason); a quarter or more
+           of the links (at least 5) in Error; a webhook event pending for over 30 min (the
+           inbox drainer is stuck); a change unsynced for over 2 h (unless all sync is paused)
+degraded   all sync paused by hand (`cosell pause`: by whom, since when, why); any link in
+           Error; a webhook event pending for over 5 min; a change unsynced (pending, or held
+           by a circuit or a pause) for over 15 min; 5 or more errors in the last 24 h; the
+           Salesforce change stream (CDC) down
 healthy    none of these
 ```
 """
@@ -24,6 +26,7 @@ from cosell.sync.engine.streamstate import STATE_CURSOR, StreamState
 HEALTHY: Final = "healthy"
 DEGRADED: Final = "degraded"
 FAILING: Final = "failing"
+SIDE_NAMES: Final = {"partner_center": "Partner Center", "salesforce": "Salesforce"}
 
 
 @dataclass(frozen=True)
@@ -47,6 +50,19 @@ def judge(overview: Overview, *, now: datetime) -> Health:
     """Health from the overview's figures (see the module docstring)."""
     failing: list[str] = []
     degraded: list[str] = []
+    for side, circuit in sorted(overview.circuits.items()):
+        if circuit.is_open:
+            failing.append(
+                f"{SIDE_NAMES.get(side, side)} is paused by its circuit breaker since "
+                f"{circuit.since:%Y-%m-%d %H:%M} UTC: {circuit.cause} — {circuit.fix}"
+            )
+    paused = overview.all_paused
+    if paused is not None:
+        why = f": {paused.reason}" if paused.reason else ""
+        degraded.append(
+            f"all sync paused by {paused.by} since {paused.since:%Y-%m-%d %H:%M} UTC{why} "
+            "(`cosell resume` or the console resumes it)"
+        )
     errors = overview.links_by_status.get("Error", 0)
     if errors:
         share = errors / max(overview.total_links, 1)
@@ -59,12 +75,13 @@ def judge(overview: Overview, *, now: datetime) -> Health:
             failing.append(message)
         elif event_age > timedelta(minutes=5):
             degraded.append(message)
-    pending_age = _age(now, overview.oldest_pending_at)
+    oldest = overview.deals.oldest_unsynced_at if overview.deals else overview.oldest_pending_at
+    pending_age = _age(now, oldest)
     if pending_age is not None:
         message = f"a change has been pending for {_minutes(pending_age)}"
-        if pending_age > timedelta(hours=2):
+        if pending_age > timedelta(hours=2) and paused is None:
             failing.append(message)
-        elif pending_age > timedelta(minutes=15):
+        elif pending_age > timedelta(minutes=15):  # while paused by hand, waiting is expected
             degraded.append(message)
     stream = next((c for c in overview.cursors if c.name == STATE_CURSOR), None)
     state = StreamState.load(stream.value) if stream is not None else None

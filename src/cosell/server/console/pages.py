@@ -7,22 +7,37 @@ script at all, so the Content-Security-Policy forbids every script.
 from __future__ import annotations
 
 import json
+from contextvars import ContextVar
 from datetime import datetime
 from html import escape
 from typing import TYPE_CHECKING, Final
 from urllib.parse import urlencode
 
 from cosell.server.console.auth import Session
-from cosell.server.console.health import Health, advice
+from cosell.server.console.health import SIDE_NAMES, Health, advice
 from cosell.server.console.usage import ApiUsage
-from cosell.store.console_queries import Activity, Bucket, Deal, LinkPage, LinkRow, Overview
-from cosell.store.types import SyncStatus
+from cosell.store import Circuit, Pause
+from cosell.store.console_queries import (
+    HELD,
+    STATES,
+    Activity,
+    Bucket,
+    Deal,
+    LinkPage,
+    LinkRow,
+    Overview,
+)
 from cosell.tokenhealth import TokenHealth
 
 if TYPE_CHECKING:  # the explain stage's types only; the service passes the function
     from cosell.sync.run.explain import PlanReport
 
 BASE: Final = "/console"
+COUNTED: Final = ("Synced", "Pending", "Error", "Paused")  # `Store.deal_counts`, each link once
+
+PAUSED_ALL: ContextVar[Pause | None] = ContextVar("console_paused_all", default=None)
+"""The pause of all sync in force while a page renders (the console sets it per request);
+`layout` shows it in a banner on every page."""
 
 CSS: Final = """
 :root{--ink:#1b2330;--muted:#5b6675;--line:#dfe3e8;--bg:#f5f7fa;--card:#fff;--brand:#2456a6;
@@ -58,6 +73,12 @@ font-weight:600;border:1px solid}
 .badge.Synced{color:var(--ok);border-color:#a9d8b8;background:#e8f5ec}
 .badge.Pending{color:var(--warn);border-color:#f0c983;background:#fff4e0}
 .badge.Error{color:var(--bad);border-color:#eeaaa6;background:#fde8e7}
+.badge.Paused{color:#4b4f8a;border-color:#b9bce6;background:#eeeffc}
+.badge.Held{color:var(--warn);border-color:#f0c983;background:#fff}
+.banner.paused{background:#eeeffc;border-color:#b9bce6;display:flex;flex-wrap:wrap;gap:.6rem;
+align-items:center}.banner.paused form{margin-left:auto}
+.banner.paused strong{text-transform:none}
+.circuit.open{border-color:#eeaaa6;background:#fde8e7}.circuit.closed{border-color:#a9d8b8}
 .scroll{overflow-x:auto;background:var(--card);border:1px solid var(--line);border-radius:8px}
 table{border-collapse:collapse;width:100%}th,td{text-align:left;padding:.5rem .7rem;
 border-bottom:1px solid var(--line);vertical-align:top}th{font-size:.8rem;color:var(--muted);
@@ -101,6 +122,14 @@ _NOTICES: Final = {
     "retried": "A retry of this deal was queued; the page shows its result once it has run.",
     "already": "A reconcile of this deal was already waiting; it will run shortly.",
     "signed-out": "You are signed out.",
+    "paused-all": "All sync is paused: nothing is written to either side until it is resumed.",
+    "resumed-all": "All sync resumed: what waited is synced at the service's next poll.",
+    "paused": "Sync of this deal is paused: its changes wait until it is resumed.",
+    "resumed": "Sync of this deal resumed: what waited is synced at the service's next poll.",
+    "unchanged": "Nothing changed: it was already so.",
+    "synced": "The deal was synced now; the page shows the result.",
+    "sync-failed": "The deal was reconciled now but did not end in sync; the page says why.",
+    "sync-running": "The sync of this deal is still running; reload the page in a moment.",
 }
 
 
@@ -114,7 +143,14 @@ def when(value: datetime | None, now: datetime) -> str:
         return "—"
     seconds = int((now - value).total_seconds())
     if seconds < 0:
-        ago = "in the future"
+        ahead = -seconds
+        ago = (
+            f"in {ahead} s"
+            if ahead < 60
+            else f"in {ahead // 60} min"
+            if ahead < 3600
+            else f"in {ahead // 3600} h"
+        )
     elif seconds < 60:
         ago = f"{seconds} s ago"
     elif seconds < 3600:
@@ -151,7 +187,27 @@ def layout(title: str, body: str, *, session: Session | None, active: str = "") 
         '<meta name="viewport" content="width=device-width,initial-scale=1">'
         f"<title>{_e(title)} · cosell</title>"
         f'<link rel="stylesheet" href="{BASE}/console.css"></head><body>'
-        f'<header><span class="brand">cosell</span>{nav}</header><main>{body}</main></body></html>'
+        f'<header><span class="brand">cosell</span>{nav}</header><main>'
+        f"{paused_banner(session)}{body}</main></body></html>"
+    )
+
+
+def paused_banner(session: Session | None) -> str:
+    """While all sync is paused: who paused it, since when, why (and, for an operator, Resume)."""
+    paused = PAUSED_ALL.get()
+    if paused is None or session is None:
+        return ""
+    why = f" — {_e(paused.reason)}" if paused.reason else ""
+    resume = ""
+    if session.can_act:
+        resume = (
+            f'<form method="post" action="{BASE}/resume">{csrf_field(session)}'
+            '<button class="btn" type="submit" id="resume-all">Resume all sync</button></form>'
+        )
+    return (
+        f'<div class="banner paused" id="paused-banner" role="status"><span>'
+        f"<strong>All sync is paused</strong> by {_e(paused.by)} since "
+        f"{paused.since:%Y-%m-%d %H:%M} UTC{why}. Changes wait as Pending.</span>{resume}</div>"
     )
 
 
@@ -344,24 +400,30 @@ def overview_page(
     usage: list[ApiUsage] | None = None,
     tokens: list[TokenHealth] | None = None,
 ) -> str:
-    """Health, links by status, errors, pending work, the inbox and the pollers."""
+    """Health, deals counted once, each side's circuit, errors, pending work, the pollers."""
+    oldest = overview.deals.oldest_unsynced_at if overview.deals else overview.oldest_pending_at
+    circuits = "".join(circuit_card(side, overview.circuits.get(side), now) for side in SIDE_NAMES)
     reasons = "".join(f"<li>{_e(r)}</li>" for r in health.reasons)
     banner = (
         f'<div class="banner {health.state}" id="health"><strong>{health.state}</strong>'
         f"{f'<ul>{reasons}</ul>' if reasons else ' — every link is in sync or on its way.'}</div>"
     )
     status_cards = "".join(
-        f'<a class="card link" href="{BASE}/deals?{urlencode({"status": status.value})}" '
-        f'id="count-{status.value}">'
-        f'<div class="label">{badge(status.value)}</div>'
-        f'<div class="value">{overview.links_by_status.get(status.value, 0):,}</div>'
+        f'<a class="card link" href="{BASE}/deals?{urlencode({"status": status})}" '
+        f'id="count-{status}">'
+        f'<div class="label">{badge(status)}</div>'
+        f'<div class="value">{overview.links_by_status.get(status, 0):,}</div>'
         '<div class="sub">links</div></a>'
-        for status in SyncStatus
+        for status in COUNTED
     )
     figures = (
         _card("Errors in the last 24 h", f"{overview.errors_24h:,}", "reconcile failures", "errors")
         + _card(
-            "Oldest pending change", when(overview.oldest_pending_at, now), "", "oldest", raw=True
+            "Oldest unsynced change",
+            when(oldest, now),
+            "pending, held by a circuit or a pause",
+            "oldest",
+            raw=True,
         )
         + _card(
             "Webhook inbox",
@@ -379,13 +441,21 @@ def overview_page(
         )
         or '<tr><td colspan="2" class="muted">No poller has run yet.</td></tr>'
     )
-    errors = overview.links_by_status.get(SyncStatus.ERROR.value, 0)
+    errors = overview.links_by_status.get("Error", 0)
     action = ""
     if session.can_act and errors:
         action = (
             f'<form method="post" action="{BASE}/retry-errors" class="actions">'
             f'{csrf_field(session)}<button class="btn" type="submit" id="retry-errors">'
             f"Retry every deal in Error ({errors:,})</button></form>"
+        )
+    if session.can_act and overview.all_paused is None:
+        action += (
+            f'<form method="post" action="{BASE}/pause" class="actions">{csrf_field(session)}'
+            '<input type="text" name="reason" id="pause-reason" maxlength="200" '
+            'placeholder="Why (shown to everyone)" aria-label="Why pause">'
+            '<button class="btn secondary" type="submit" id="pause-all">Pause all sync'
+            "</button></form>"
         )
     charts = ""
     if activity is not None:
@@ -397,12 +467,34 @@ def overview_page(
         )
     body = (
         f"{flash}<h1>Overview</h1>{banner}<div class='cards'>{status_cards}</div>"
+        f"<h2>Sides</h2><div class='cards' id='circuits'>{circuits}</div>"
         f"<h2>Activity</h2><div class='cards'>{figures}</div>{action}{charts}"
         f"{connections_section(usage or [], tokens or [], now)}"
         "<h2>Change sources</h2><div class='scroll'><table><thead><tr><th>Cursor</th>"
         f"<th>Last run</th></tr></thead><tbody>{cursors}</tbody></table></div>"
     )
     return layout("Overview", body, session=session, active="overview")
+
+
+def circuit_card(side: str, circuit: Circuit | None, now: datetime) -> str:
+    """A side's circuit breaker: closed (syncing), or open with its cause, fix and next probe."""
+    name = SIDE_NAMES.get(side, side)
+    if circuit is None or not circuit.is_open:
+        since = f"since {when(circuit.since, now)}" if circuit else "never opened"
+        return (
+            f'<div class="card circuit closed" id="circuit-{side}"><div class="label">{name}'
+            '</div><div class="value small"><span class="badge Synced">syncing</span> circuit '
+            f'closed</div><div class="sub">{since}</div></div>'
+        )
+    return (
+        f'<div class="card circuit open" id="circuit-{side}"><div class="label">{name}</div>'
+        '<div class="value small"><span class="badge Error">paused</span> circuit open since '
+        f"{when(circuit.since, now)}</div>"
+        f'<div class="cause"><strong>Cause:</strong> {_e(circuit.cause)}</div>'
+        f'<div class="fix"><strong>Fix:</strong> {_e(circuit.fix)}</div>'
+        f'<div class="sub probe">Next probe: {when(circuit.next_probe_at, now)}; sync resumes '
+        "by itself when it succeeds.</div></div>"
+    )
 
 
 def _card(
@@ -436,7 +528,10 @@ def deals_page(
     stages: list[str] | None = None,
 ) -> str:
     """The searchable, filtered (status, direction, stage), paged list of links."""
-    statuses = _options([("", "Every status")] + [(s.value, s.value) for s in SyncStatus], status)
+    labels = {HELD: "Pending (held by an open circuit)"}
+    statuses = _options(
+        [("", "Every status")] + [(name, labels.get(name, name)) for name in STATES], status
+    )
     directions = _options(
         [
             ("", "Both directions"),
@@ -489,12 +584,27 @@ def _deal_row(row: LinkRow, now: datetime) -> str:
     name = row.name or row.referral_id or row.record_id or row.id
     return (
         f'<tr><td><a href="{BASE}/deals/{_e(row.id)}">{_e(name)}</a></td>'
-        f"<td class='wide'>{_e(row.customer or '—')}</td><td>{badge(row.sync_status)}</td>"
+        f"<td class='wide'>{_e(row.customer or '—')}</td><td>{badge(row.shown_state)}"
+        f"{held_mark(row)}</td>"
         f"<td class='wide direction'>{_e(row.direction or '—')}</td>"
         f"<td class='wide stage'>{_e(row.stage or '—')}</td>"
         f"<td class='wide mono'>{_e(row.referral_id or '—')}</td>"
         f"<td class='wide mono'>{_e(row.sobject)} {_e(row.record_id or '—')}</td>"
         f"<td>{when(row.updated_at, now)}</td></tr>"
+    )
+
+
+def held_mark(row: LinkRow) -> str:
+    """A note beside a Pending deal whose change waits for a side's open circuit."""
+    if row.held and row.shown_state == "Pending":
+        return ' <span class="badge Held" title="waits for a side\'s circuit to close">held</span>'
+    return ""
+
+
+def _action(link_id: str, verb: str, label: str, session: Session, css: str) -> str:
+    return (
+        f'<form method="post" action="{BASE}/deals/{_e(link_id)}/{verb}">{csrf_field(session)}'
+        f'<button class="{css}" type="submit" id="{verb}">{_e(label)}</button></form>'
     )
 
 
@@ -516,6 +626,7 @@ def deal_page(
     record_url: str | None,
     can_retry: bool,
     can_compare: bool = False,
+    can_sync: bool = False,
     comparison: PlanReport | str | None = None,
 ) -> str:
     """One link: ids and links out, the last error and advice, base, conflicts, audit.
@@ -524,6 +635,19 @@ def deal_page(
     """
     link = deal.link
     title = link.name or link.referral_id or link.record_id or link.id
+    pause_note = ""
+    if deal.pause is not None:
+        why = f": {_e(deal.pause.reason)}" if deal.pause.reason else ""
+        pause_note = (
+            f" <span class='muted' id='paused-by'>paused by {_e(deal.pause.by)} since "
+            f"{deal.pause.since:%Y-%m-%d %H:%M} UTC{why}</span>"
+        )
+    if link.retry_at is not None:
+        retry_at = when(link.retry_at, now)
+    elif link.sync_status == "Error":
+        retry_at = "none scheduled: retried when either side changes, or by Retry"
+    else:
+        retry_at = "—"
     outside = []
     if referral_url:
         outside.append(
@@ -537,7 +661,10 @@ def deal_page(
         )
     facts = (
         "<div class='kv'>"
-        f"<span class='muted'>Status</span><span id='status'>{badge(link.sync_status)}</span>"
+        f"<span class='muted'>Status</span><span id='status'>{badge(link.shown_state)}"
+        f"{held_mark(link)}{pause_note}</span>"
+        f"<span class='muted'>Next automatic retry</span><span id='retry-at'>{retry_at}</span>"
+        f"<span class='muted'>Retries so far</span><span id='retries'>{link.retries}</span>"
         f"<span class='muted'>Customer</span><span>{_e(link.customer or '—')}</span>"
         f"<span class='muted'>Referral id</span><span class='mono'>{_e(link.referral_id or '—')}</span>"
         f"<span class='muted'>Engagement id</span><span class='mono'>{_e(deal.engagement_id or '—')}</span>"
@@ -554,13 +681,18 @@ def deal_page(
             f"{_e(link.last_error)}</strong></p><p>{_e(advice(link.last_error))}</p></div>"
         )
     actions = ""
-    if session.can_act and can_retry:
-        actions = (
-            f'<form method="post" action="{BASE}/deals/{_e(link.id)}/retry" class="actions">'
-            f'{csrf_field(session)}<button class="btn" type="submit" id="retry">'
-            "Retry now</button></form>"
-        )
-    elif not session.can_act:
+    if session.can_act:
+        buttons = []
+        if can_retry:
+            buttons.append(_action(link.id, "retry", "Retry", session, "btn"))
+        if can_sync:
+            buttons.append(_action(link.id, "sync", "Re-sync now", session, "btn"))
+        if deal.pause is None:
+            buttons.append(_action(link.id, "pause", "Pause this deal", session, "btn secondary"))
+        else:
+            buttons.append(_action(link.id, "resume", "Resume this deal", session, "btn"))
+        actions = f"<div class='actions'>{''.join(buttons)}</div>"
+    else:
         actions = '<p class="muted">Viewers cannot act; an operator can retry this deal.</p>'
     base_rows = (
         "".join(

@@ -171,7 +171,7 @@ from cosell.sync.plan.scope import (
     scope_of,
     unreachable,
 )
-from cosell.sync.run.park import park_link, retry_after_sign_in
+from cosell.sync.run.park import park_link, retry_after_sign_in, show_paused
 
 if TYPE_CHECKING:
     from cosell.partnercenter.models import Referral
@@ -874,6 +874,7 @@ class Engine:
         waiting = await asyncio.to_thread(self._held, [key])
         if waiting is not None:  # nothing is called while a side or the deal is paused
             side, message, _ = waiting
+            await self._show_paused(ctx, side, [key])
             return workflows.Attempt("held", side=side, message=message, held=(key,))
         ttl = self._options.lease_seconds
         leased: list[Key] = []
@@ -892,6 +893,13 @@ class Engine:
             if owner is not None:
                 await asyncio.to_thread(self._release, leased, owner)
         return workflows.Attempt("done", outcomes=(outcome,))
+
+    async def _show_paused(self, ctx: SyncContext, side: str, held: Sequence[Key]) -> None:
+        """Keys held for their deal's pause show it on their record (`run.park.show_paused`)."""
+        if side != PAUSED:
+            return
+        for key in held:
+            await show_paused(ctx, key)
 
     def _claim_link(self, key: Key, owner: str, ttl: float) -> list[Key] | None:
         """Lease `key` and the other key of its link, if it has one; the keys leased.
@@ -1068,6 +1076,7 @@ class Engine:
         message: str | None = None
         if waiting is not None:
             side, message, held = waiting
+            await self._show_paused(ctx, side, held)
             if len(held) == len(keys):  # nothing is called while a side is paused
                 return workflows.Attempt("held", side=side, message=message, held=tuple(held))
             keys = [k for k in keys if k not in held]

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Final
 
 from cosell.mapping import Mapping as SyncMapping
 from cosell.mapping import (
@@ -213,6 +213,29 @@ def error_fields(
         fields.sync_status: SyncStatus.ERROR.value,
         fields.sync_error: message[:SYNC_ERROR_LENGTH],
     }
+    return {name: value for name, value in wanted.items() if differs(record.get(name), value)}
+
+
+PAUSED_STATUS: Final = "Paused"
+"""`Partner_Center_Sync_Status__c` of a deal paused by hand (not a link status: the link keeps
+its own; the next reconcile after `cosell resume` writes the status it computes)."""
+
+
+def paused_fields(
+    fields: OpportunityFields,
+    record: Mapping[str, Any],
+    *,
+    by: str,
+    since: datetime,
+    reason: str | None,
+) -> dict[str, Any]:
+    """Cosell's status fields of a record whose deal is paused by hand, where they differ."""
+    why = f": {reason}" if reason else ""
+    message = (
+        f"Sync paused by {by} since {since:%Y-%m-%d %H:%M} UTC{why}. Changes wait; "
+        "`cosell resume` (or the console) resumes it."
+    )
+    wanted = {fields.sync_status: PAUSED_STATUS, fields.sync_error: message[:SYNC_ERROR_LENGTH]}
     return {name: value for name, value in wanted.items() if differs(record.get(name), value)}
 
 

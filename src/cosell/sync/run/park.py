@@ -14,6 +14,7 @@ already so is written: meeting the same error again before the retry is due writ
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
@@ -25,9 +26,11 @@ from cosell.salesforce import errors as sf_errors
 from cosell.store import Store
 from cosell.store.types import Key, Link
 from cosell.sync.io.context import ApiCalls, SyncContext
+from cosell.sync.io.links import link_of
 from cosell.sync.plan.audit import AUDIT_ENTRIES, render_audit_field
-from cosell.sync.plan.decide import error_fields
+from cosell.sync.plan.decide import error_fields, paused_fields
 from cosell.sync.plan.errors import SideFailureError
+from cosell.sync.plan.keys import KeyRef
 from cosell.sync.plan.outcome import ERROR, Outcome
 from cosell.sync.plan.record import parked_record
 from cosell.sync.plan.retry import shown_message
@@ -159,3 +162,40 @@ def retry_after_sign_in(store: Store, refusal: Exception) -> list[Link]:
     if links:
         log.info("sync.sign_in_restored", parked=len(links), error=text)
     return links
+
+
+async def show_paused(ctx: SyncContext, key: Key) -> bool:
+    """Show a deal paused by hand on its Salesforce record: sync status Paused, who and when.
+
+    Called for a key held because its deal is paused (`cosell pause KEY`, the console). Only
+    cosell's own status fields are written, and only when they do not say so already (one read,
+    at most one write; a second call writes nothing, so the write's own change event ends
+    here). Nothing is written while all sync is paused (nothing may be), in a dry run, or for a
+    deal with no record. The next reconcile after `cosell resume` writes the status it computes.
+
+    Returns:
+        True when the record was written.
+    """
+    if ctx.dry_run:
+        return False
+    pauses = await asyncio.to_thread(ctx.store.pauses)  # off the loop, as the engine's reads
+    if any(p.target is None for p in pauses):
+        return False
+    link = await asyncio.to_thread(link_of, ctx.store, KeyRef.parse(key))
+    pause = next((p for p in pauses if link is not None and p.target == link.id), None)
+    if link is None or pause is None or not link.record_id:
+        return False
+    names = [ctx.fields.sync_status, ctx.fields.sync_error]
+    try:
+        record = await ctx.salesforce.get(link.sobject, link.record_id, names)
+        fields = paused_fields(
+            ctx.fields, record, by=pause.by, since=pause.since, reason=pause.reason
+        )
+        if fields:
+            await ctx.salesforce.update(link.sobject, link.record_id, fields)
+    except sf_errors.SalesforceError as exc:  # the deal stays paused; the record says so later
+        log.warning("sync.pause.status_not_written", key=key, error=str(exc))
+        return False
+    if fields:
+        log.info("sync.pause.shown_on_record", key=key, link=link.id, by=pause.by)
+    return bool(fields)
