@@ -169,9 +169,35 @@ def test_change_events_enabled_for_each_object_and_the_stream_opens(
     config = write_settings(tmp_path / "cosell.toml", _settings(served, registered))
     status, lines = _check(config)
     assert status == 0, "\n".join(lines)
-    enabled, opens = _marked(lines, "✓", "Change events")
+    enabled, view_all, opens = _marked(lines, "✓", "Change events")
     assert "Opportunity, OpportunityContactRole, Microsoft_Solution__c" in enabled
+    assert "may receive the events of Opportunity" in view_all
+    assert "View All Records" in view_all
     assert "/data/ChangeEvents opens" in opens
+
+
+def test_a_user_without_view_all_records_is_told_to_assign_cosell_change_events(
+    served: Served, registered: str, tmp_path: Path
+) -> None:
+    # The stream still opens (Salesforce filters /data/ChangeEvents on delivery): the danger
+    # is a live-looking stream that never carries an Opportunity change.
+    cdc = f"{served.sf['control_api']}/cdc"
+    denied = {"Opportunity": False, "Microsoft_Solution__c": False}
+    httpx.put(cdc, json={"view_all_records": denied}, timeout=10).raise_for_status()
+    try:
+        config = write_settings(tmp_path / "cosell.toml", _settings(served, registered))
+        result = runner.invoke(app, ["check", "--config", str(config)])
+    finally:
+        granted = dict.fromkeys(denied, True)
+        httpx.put(cdc, json={"view_all_records": granted}, timeout=10).raise_for_status()
+    assert result.exit_code == 1, result.output
+    lines = [line for line in result.output.splitlines() if line[:1] in ("✓", "✗", SKIP)]
+    (failed,) = _marked(lines, "✗", "Change events")
+    assert "lacks View All Records on Opportunity, Microsoft_Solution__c" in failed
+    assert "OpportunityContactRole" not in failed
+    flat = " ".join(result.output.split())
+    assert "assign the Cosell_Change_Events permission set to the integration user" in flat
+    assert any("/data/ChangeEvents opens" in line for line in _marked(lines, "✓", "Change events"))
 
 
 def test_an_object_without_cdc_is_named_with_the_fix(
