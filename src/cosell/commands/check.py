@@ -25,8 +25,8 @@ for not checked (with why). The checks, in order:
    permission set.
 5. Permission set: a SOQL query on `PermissionSetAssignment` for the integration user (the
    user id of the Salesforce token's identity URL) and `Cosell_Integration`. Decision: an org
-   that does not let the integration user read that object (`INVALID_TYPE` - the Salesforce
-   sandbox has no such object - or no access) is reported "not checked", with how to check by
+   that does not let the integration user read that object (`INVALID_TYPE` or no
+   access) is reported "not checked", with how to check by
    hand, never as a failure: the user may have the access through a profile, which no query
    can see either.
 6. Mapping: the mapping file loads, and `cosell.mapping.check_mapping` finds no problem

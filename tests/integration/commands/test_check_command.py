@@ -72,10 +72,9 @@ def test_all_green_against_the_sandboxes(served: Served, registered: str, tmp_pa
         "Partner Center: refresh_token",
         "Salesforce: jwt",
     ]
-    # The Salesforce sandbox has no PermissionSetAssignment: reported, not failed.
-    (permission,) = _marked(lines, SKIP, "Permission set")
-    assert "not checked" in permission
-    assert "INVALID_TYPE" in permission
+    # The Salesforce sandbox answers PermissionSetAssignment (PermissionSet.Name).
+    (permission,) = _marked(lines, "✓", "Permission set")
+    assert "Cosell_Integration is assigned to" in permission
 
 
 def test_a_bad_secret_fails_partner_center_and_the_rest_still_runs(
@@ -171,8 +170,10 @@ def test_change_events_enabled_for_each_object_and_the_stream_opens(
     assert status == 0, "\n".join(lines)
     enabled, view_all, opens = _marked(lines, "✓", "Change events")
     assert "Opportunity, OpportunityContactRole, Microsoft_Solution__c" in enabled
-    assert "may receive the events of Opportunity" in view_all
-    assert "View All Records" in view_all
+    assert "may receive the events of Opportunity, Microsoft_Solution__c" in view_all
+    assert "by its permission sets" in view_all  # the SOQL on ObjectPermissions answered
+    (contact_roles,) = _marked(lines, SKIP, "Change events")
+    assert "OpportunityContactRole not checked" in contact_roles
     assert "/data/ChangeEvents opens" in opens
 
 
@@ -194,6 +195,7 @@ def test_a_user_without_view_all_records_is_told_to_assign_cosell_change_events(
     lines = [line for line in result.output.splitlines() if line[:1] in ("✓", "✗", SKIP)]
     (failed,) = _marked(lines, "✗", "Change events")
     assert "lacks View All Records on Opportunity, Microsoft_Solution__c" in failed
+    assert "by its permission sets" in failed  # ObjectPermissions follows the sandbox setting
     assert "OpportunityContactRole" not in failed
     flat = " ".join(result.output.split())
     assert "assign the Cosell_Change_Events permission set to the integration user" in flat

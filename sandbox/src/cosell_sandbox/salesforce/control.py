@@ -302,6 +302,7 @@ def control_router(sandbox: SalesforceSandbox) -> APIRouter:
                 settings.no_view_all.discard(name.lower())
             else:
                 settings.no_view_all.add(name.lower())
+        sandbox.sync_permissions()  # ObjectPermissions shows what delivery enforces
         settings.down = body.get("down", settings.down)
         settings.duplicate = body.get("duplicate", settings.duplicate)
         if settings.down:

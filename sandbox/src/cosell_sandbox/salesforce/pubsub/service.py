@@ -16,7 +16,9 @@ Salesforce's Pub/Sub API does (spec §4.1, §4.2):
   single-object channel (`/data/OpportunityChangeEvent`) the subscription itself is refused
   with `PERMISSION_DENIED`. The API user's View All Records per object is
   `PubSubSettings.view_all_records` (control API `/control/cdc`, default: granted on every
-  object); `permission: false` takes it away on every object.
+  object); `permission: false` takes it away on every object. The same setting shows in SOQL
+  (`ObjectPermissions` of `Cosell_Change_Events`: `SalesforceSandbox.sync_permissions`), so a
+  permission check reads what delivery enforces.
 - **Auth.** Every call carries the metadata `accesstoken` (a session of the REST API: the same
   tokens, the same expiry), `instanceurl` and `tenantid` (the org id); anything else is
   `UNAUTHENTICATED`.
