@@ -390,3 +390,25 @@ def test_mapping_check_against_a_customised_org_and_the_fixes(
     assert result.exit_code == 1
     assert "no record type 'Partner'" in result.output
     assert "did you mean Partner_Deal" in result.output
+
+
+async def test_an_org_that_hides_its_permission_sets_is_judged_by_its_channels() -> None:
+    # No SOQL answer (here: no Salesforce session): the single-object channels that refused the
+    # subscription (PERMISSION_DENIED, as Salesforce checks those at subscription) decide.
+    from cosell.commands.check import Checklist, _Clients
+
+    objects = ["Opportunity", "Lead", "OpportunityContactRole", "Microsoft_Solution__c"]
+    checker = Checklist(None)
+    await checker._view_all_records(_Clients(), objects, ["Lead", "OpportunityContactRole"])
+    marks = [(line.mark, line.text) for line in checker.lines]
+    assert marks[0][0] == "fail"
+    assert "lacks View All Records on Lead (by its single-object channels)" in marks[0][1]
+    assert "Cosell_Change_Events" in str(checker.lines[0].fix)
+    assert marks[1][0] == "skip"
+    assert "OpportunityContactRole not checked" in marks[1][1]
+
+    granted = Checklist(None)
+    await granted._view_all_records(_Clients(), objects, [])
+    (line,) = granted.lines
+    assert line.mark == "pass"
+    assert "Opportunity, Lead, OpportunityContactRole, Microsoft_Solution__c" in line.text
