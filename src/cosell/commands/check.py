@@ -25,10 +25,9 @@ for not checked (with why). The checks, in order:
    permission set.
 5. Permission set: a SOQL query on `PermissionSetAssignment` for the integration user (the
    user id of the Salesforce token's identity URL) and `Cosell_Integration`. Decision: an org
-   that does not let the integration user read that object (`INVALID_TYPE` or no
-   access) is reported "not checked", with how to check by
-   hand, never as a failure: the user may have the access through a profile, which no query
-   can see either.
+   that does not let the integration user read that object (`INVALID_TYPE` or no access) is
+   reported "not checked", with how to check by hand, never as a failure: the user may have
+   the access through a profile, which no query can see either.
 6. Mapping: the mapping file loads, and `cosell.mapping.check_mapping` finds no problem
    against the org's describe of Opportunity and Account (and the picklist values of
    Opportunity's record types, for the sales process of the record type cosell creates with).
