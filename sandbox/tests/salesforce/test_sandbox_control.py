@@ -261,3 +261,47 @@ async def test_faults_are_reproducible_with_a_seed(sf_key_dir: Path) -> None:
     assert first == await statuses(11, sf_key_dir)
     assert set(first) == {200, 503}
     assert first != await statuses(12, sf_key_dir)
+
+
+async def soql(sf: httpx.AsyncClient, query: str) -> list[dict[str, Any]]:
+    response = await sf.get(f"{V}/query", params={"q": query})
+    assert response.status_code == 200, response.text
+    records = response.json()["records"]
+    assert isinstance(records, list)
+    return records
+
+
+async def test_object_permissions_follow_view_all_records(
+    sf: httpx.AsyncClient, sf_client: httpx.AsyncClient, sandbox: SalesforceSandbox
+) -> None:
+    user = sandbox.integration_user_id
+    assigned = await soql(
+        sf,
+        "SELECT PermissionSetId, PermissionSet.Name, PermissionSet.IsOwnedByProfile "
+        f"FROM PermissionSetAssignment WHERE AssigneeId = '{user}'",
+    )
+    names = {row["PermissionSet"]["Name"] for row in assigned}
+    assert {"Cosell_Integration", "Cosell_Change_Events"} <= names
+    assert any(row["PermissionSet"]["IsOwnedByProfile"] for row in assigned)  # the profile's
+    ids = ", ".join(f"'{row['PermissionSetId']}'" for row in assigned)
+    view_all = (
+        "SELECT SobjectType FROM ObjectPermissions WHERE PermissionsViewAllRecords = true "
+        f"AND ParentId IN ({ids}) ORDER BY SobjectType"
+    )
+    granted = [row["SobjectType"] for row in await soql(sf, view_all)]
+    assert granted == ["Lead", "Microsoft_Solution__c", "Opportunity"]
+    assert not await soql(
+        sf, f"SELECT Id FROM PermissionSet WHERE PermissionsViewAllData = true AND Id IN ({ids})"
+    )
+
+    taken = await sf_client.put("/control/cdc", json={"view_all_records": {"Opportunity": False}})
+    assert taken.status_code == 200, taken.text
+    assert [row["SobjectType"] for row in await soql(sf, view_all)] == [
+        "Lead",
+        "Microsoft_Solution__c",
+    ]
+    await sf_client.put("/control/cdc", json={"permission": False})
+    assert await soql(sf, view_all) == []
+    # Setup objects are read-only over the API, as in Salesforce.
+    refused = await sf.post(f"{V}/sobjects/ObjectPermissions/", json={"SobjectType": "Lead"})
+    assert refused.status_code == 400, refused.text

@@ -18,12 +18,16 @@ for not checked (with why). The checks, in order:
    (`cosell.salesforce.metadata`), the mapping's `opportunity` fields, and the mapping's custom
    (`__c`) fields. One line per missing field or object, each saying how to deploy the metadata.
    A missing standard field is the mapping's problem and shows under 5.
+   With `changes = "cdc"`, also whether the integration user receives each object's events:
+   View All Records on it (View All Data: all), read from its permission sets with SOQL, or,
+   where the org does not answer that query, from the single-object channels' refusals
+   (`_view_all_records`). Missing: ✗, naming the objects and the Cosell_Change_Events
+   permission set.
 5. Permission set: a SOQL query on `PermissionSetAssignment` for the integration user (the
    user id of the Salesforce token's identity URL) and `Cosell_Integration`. Decision: an org
-   that does not let the integration user read that object (`INVALID_TYPE` - the Salesforce
-   sandbox has no such object - or no access) is reported "not checked", with how to check by
-   hand, never as a failure: the user may have the access through a profile, which no query
-   can see either.
+   that does not let the integration user read that object (`INVALID_TYPE` or no access) is
+   reported "not checked", with how to check by hand, never as a failure: the user may have
+   the access through a profile, which no query can see either.
 6. Mapping: the mapping file loads, and `cosell.mapping.check_mapping` finds no problem
    against the org's describe of Opportunity and Account (and the picklist values of
    Opportunity's record types, for the sales process of the record type cosell creates with).
@@ -466,22 +470,33 @@ class Checklist:
             self._add("skip", "Change events", "not checked", "not signed in to Salesforce")
             return
         from cosell.salesforce.errors import SalesforceError
-        from cosell.salesforce.pubsub.client import PubSubClient, Replay
+        from cosell.salesforce.pubsub.client import (
+            ChangeEventsPermissionError,
+            PubSubClient,
+            Replay,
+        )
         from cosell.sync.engine.changestream import OBJECTS
 
         objects = [o for o in OBJECTS if o != "Lead" or settings.sync.lead_sync]
         pubsub = PubSubClient(sf.pubsub_endpoint, clients.salesforce.session, tls=sf.pubsub_tls)
         try:
             missing = []
+            refused = []  # single-object channels refused: no View All Records (or Data)
             for obj in objects:
                 topic = f"/data/{obj.removesuffix('__c') + '__' if obj.endswith('__c') else obj}ChangeEvent"
                 try:
-                    await pubsub.get_topic(topic)
+                    info = await pubsub.get_topic(topic)
+                except ChangeEventsPermissionError:
+                    refused.append(obj)
                 except SalesforceError as exc:
                     missing.append(obj)
                     self._add("fail", "Change events", f"{obj}: {exc.message}", exc.hint or None)
+                else:
+                    if not info.can_subscribe:
+                        refused.append(obj)
             if not missing:
                 self._add("pass", "Change events", f"CDC is on for {', '.join(objects)}")
+            await self._view_all_records(clients, objects, refused)
             try:
                 subscription = await pubsub.subscribe(sf.channel, Replay.latest(), batch=1)
                 try:
@@ -509,6 +524,104 @@ class Checklist:
                 )
         finally:
             await pubsub.close()
+
+    async def _view_all_records(
+        self, clients: _Clients, objects: Sequence[str], refused: Sequence[str]
+    ) -> None:
+        """Whether the integration user receives each object's change events.
+
+        Salesforce delivers an object's change events only to a user with View All Records on
+        it (View All Data: every object); on `/data/ChangeEvents` and custom channels the
+        others are silently not delivered, so the stream opening proves nothing. The user's
+        permission sets (the profile's included: `PermissionSetAssignment` lists it too) are
+        read with SOQL; an org that does not answer (`INVALID_TYPE`, no access: the Salesforce
+        sandbox) is judged by its single-object channels (`refused`: `GetTopic` said
+        PERMISSION_DENIED, as Salesforce checks those channels at subscription).
+        """
+        from cosell.salesforce.metadata import CHANGE_EVENTS_PERMISSION_SET
+
+        client = clients.salesforce
+        granted: set[str] | None = None
+        how = "its permission sets"
+        if client is not None and clients.user_id:
+            granted = await self._view_all_by_query(client, clients.user_id, objects)
+        if granted is None:
+            granted = {o for o in objects if o not in refused}
+            how = "its single-object channels"
+        # OpportunityContactRole has no View All Records of its own (it follows Opportunity);
+        # Salesforce documents View All Data for such objects. Not judged when unsure.
+        parentless = [o for o in objects if o == "OpportunityContactRole" and o not in granted]
+        denied = [o for o in objects if o not in granted and o not in parentless]
+        fix = (
+            f"assign the {CHANGE_EVENTS_PERMISSION_SET} permission set to the integration user "
+            f"(sf org assign permset --name {CHANGE_EVENTS_PERMISSION_SET} --target-org <alias> "
+            f"--on-behalf-of {clients.username or '<integration user>'})"
+        )
+        if denied:
+            self._add(
+                "fail",
+                "Change events",
+                f"the integration user lacks View All Records on {', '.join(denied)} (by "
+                f"{how}): Salesforce does not deliver their change events, so cosell would miss "
+                "those changes",
+                fix,
+            )
+        else:
+            shown = [o for o in objects if o not in parentless]
+            self._add(
+                "pass",
+                "Change events",
+                f"the integration user may receive the events of {', '.join(shown)} "
+                f"(View All Records, by {how})",
+            )
+        if parentless:
+            self._add(
+                "skip",
+                "Change events",
+                f"{', '.join(parentless)} not checked: it has no View All Records permission; "
+                "Salesforce documents View All Data for the events of such objects",
+                "if its changes do not arrive, give the integration user View All Data or rely "
+                "on the opportunity's own events",
+            )
+
+    async def _view_all_by_query(
+        self, client: SalesforceClient, user_id: str, objects: Sequence[str]
+    ) -> set[str] | None:
+        """The objects the user has View All Records on, by SOQL (None: the org did not say)."""
+        from cosell.salesforce.errors import SalesforceError
+        from cosell.salesforce.values import soql_quote
+
+        try:
+            assigned = [
+                str(row["PermissionSetId"])
+                async for row in client.query(
+                    "SELECT PermissionSetId FROM PermissionSetAssignment WHERE AssigneeId = "  # noqa: S608
+                    + soql_quote(user_id)
+                )
+            ]
+            if not assigned:
+                return set()
+            ids = ", ".join(soql_quote(i) for i in assigned)
+            view_all_data = [
+                row
+                async for row in client.query(
+                    "SELECT Id FROM PermissionSet WHERE PermissionsViewAllData = true "  # noqa: S608
+                    f"AND Id IN ({ids}) LIMIT 1"
+                )
+            ]
+            if view_all_data:
+                return set(objects)
+            names = ", ".join(soql_quote(o) for o in objects)
+            return {
+                str(row["SobjectType"])
+                async for row in client.query(
+                    "SELECT SobjectType FROM ObjectPermissions WHERE "  # noqa: S608
+                    f"PermissionsViewAllRecords = true AND ParentId IN ({ids}) "
+                    f"AND SobjectType IN ({names})"
+                )
+            }
+        except SalesforceError:  # INVALID_TYPE, no access, or a failure: judge by the channels
+            return None
 
     async def _permission_set(self, clients: _Clients) -> None:
         from cosell.salesforce.errors import AccessDeniedError as SalesforceAccessDeniedError

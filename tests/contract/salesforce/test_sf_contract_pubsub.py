@@ -207,12 +207,47 @@ async def test_an_object_not_selected_for_cdc_is_named(
         await next_batch(aiter(subscription))
 
 
-async def test_a_user_without_the_permission_is_told_what_to_grant(
+async def test_a_user_without_view_all_is_refused_a_single_object_channel(
     pubsub: PubSubClient, http: httpx.AsyncClient
 ) -> None:
     await control(http, "PUT", "cdc", {"permission": False})
-    with pytest.raises(ChangeEventsPermissionError, match="permission set"):
-        await pubsub.get_topic(ALL)
+    with pytest.raises(ChangeEventsPermissionError, match="Cosell_Change_Events"):
+        await pubsub.get_topic(OPPORTUNITIES)
+    with pytest.raises(
+        ChangeEventsPermissionError, match="View All Records permission on Opportunity"
+    ):
+        await next_batch(aiter(await pubsub.subscribe(OPPORTUNITIES, Replay.earliest())))
+    # /data/ChangeEvents takes anyone's subscription (permissions are enforced on delivery).
+    assert (await pubsub.get_topic(ALL)).can_subscribe
+
+
+async def test_events_of_an_object_without_view_all_are_not_delivered_on_the_channel(
+    pubsub: PubSubClient, http: httpx.AsyncClient
+) -> None:
+    settings = await control(http, "PUT", "cdc", {"view_all_records": {"Opportunity": False}})
+    assert settings["view_all_records"]["Opportunity"] is False
+    assert settings["view_all_records"]["Lead"] is True
+    await new_opportunity(http, "Hidden")
+    lead = await control(http, "POST", "records/Lead", {"LastName": "Doe", "Company": "Fabrikam"})
+    await new_opportunity(http, "Hidden too")
+    subscription = await pubsub.subscribe(ALL, Replay.earliest())
+    (event,) = await events_of(subscription, 1)
+    assert event.header.entity_name == "Lead"
+    assert event.header.record_ids == (lead["id"],)
+    # Granted again: the next Opportunity change is delivered on the open stream.
+    await control(http, "PUT", "cdc", {"view_all_records": {"Opportunity": True}})
+    shown = await new_opportunity(http, "Shown")
+    (after,) = await events_of(subscription, 1)
+    assert after.header.record_ids == (shown,)
+    await subscription.close()
+
+
+async def test_view_all_records_names_objects_that_exist(http: httpx.AsyncClient) -> None:
+    answer = await http.put("/control/cdc", json={"view_all_records": {"Nope__c": False}})
+    assert answer.status_code == 400
+    assert "no such object: Nope__c" in answer.text
+    answer = await http.put("/control/cdc", json={"view_all_records": {"Lead": "no"}})
+    assert answer.status_code == 400
 
 
 async def test_an_expired_session_is_refreshed_once(

@@ -72,10 +72,9 @@ def test_all_green_against_the_sandboxes(served: Served, registered: str, tmp_pa
         "Partner Center: refresh_token",
         "Salesforce: jwt",
     ]
-    # The Salesforce sandbox has no PermissionSetAssignment: reported, not failed.
-    (permission,) = _marked(lines, SKIP, "Permission set")
-    assert "not checked" in permission
-    assert "INVALID_TYPE" in permission
+    # The Salesforce sandbox answers PermissionSetAssignment (PermissionSet.Name).
+    (permission,) = _marked(lines, "✓", "Permission set")
+    assert "Cosell_Integration is assigned to" in permission
 
 
 def test_a_bad_secret_fails_partner_center_and_the_rest_still_runs(
@@ -169,9 +168,38 @@ def test_change_events_enabled_for_each_object_and_the_stream_opens(
     config = write_settings(tmp_path / "cosell.toml", _settings(served, registered))
     status, lines = _check(config)
     assert status == 0, "\n".join(lines)
-    enabled, opens = _marked(lines, "✓", "Change events")
+    enabled, view_all, opens = _marked(lines, "✓", "Change events")
     assert "Opportunity, OpportunityContactRole, Microsoft_Solution__c" in enabled
+    assert "may receive the events of Opportunity, Microsoft_Solution__c" in view_all
+    assert "by its permission sets" in view_all  # the SOQL on ObjectPermissions answered
+    (contact_roles,) = _marked(lines, SKIP, "Change events")
+    assert "OpportunityContactRole not checked" in contact_roles
     assert "/data/ChangeEvents opens" in opens
+
+
+def test_a_user_without_view_all_records_is_told_to_assign_cosell_change_events(
+    served: Served, registered: str, tmp_path: Path
+) -> None:
+    # The stream still opens (Salesforce filters /data/ChangeEvents on delivery): the danger
+    # is a live-looking stream that never carries an Opportunity change.
+    cdc = f"{served.sf['control_api']}/cdc"
+    denied = {"Opportunity": False, "Microsoft_Solution__c": False}
+    httpx.put(cdc, json={"view_all_records": denied}, timeout=10).raise_for_status()
+    try:
+        config = write_settings(tmp_path / "cosell.toml", _settings(served, registered))
+        result = runner.invoke(app, ["check", "--config", str(config)])
+    finally:
+        granted = dict.fromkeys(denied, True)
+        httpx.put(cdc, json={"view_all_records": granted}, timeout=10).raise_for_status()
+    assert result.exit_code == 1, result.output
+    lines = [line for line in result.output.splitlines() if line[:1] in ("✓", "✗", SKIP)]
+    (failed,) = _marked(lines, "✗", "Change events")
+    assert "lacks View All Records on Opportunity, Microsoft_Solution__c" in failed
+    assert "by its permission sets" in failed  # ObjectPermissions follows the sandbox setting
+    assert "OpportunityContactRole" not in failed
+    flat = " ".join(result.output.split())
+    assert "assign the Cosell_Change_Events permission set to the integration user" in flat
+    assert any("/data/ChangeEvents opens" in line for line in _marked(lines, "✓", "Change events"))
 
 
 def test_an_object_without_cdc_is_named_with_the_fix(
@@ -362,3 +390,25 @@ def test_mapping_check_against_a_customised_org_and_the_fixes(
     assert result.exit_code == 1
     assert "no record type 'Partner'" in result.output
     assert "did you mean Partner_Deal" in result.output
+
+
+async def test_an_org_that_hides_its_permission_sets_is_judged_by_its_channels() -> None:
+    # No SOQL answer (here: no Salesforce session): the single-object channels that refused the
+    # subscription (PERMISSION_DENIED, as Salesforce checks those at subscription) decide.
+    from cosell.commands.check import Checklist, _Clients
+
+    objects = ["Opportunity", "Lead", "OpportunityContactRole", "Microsoft_Solution__c"]
+    checker = Checklist(None)
+    await checker._view_all_records(_Clients(), objects, ["Lead", "OpportunityContactRole"])
+    marks = [(line.mark, line.text) for line in checker.lines]
+    assert marks[0][0] == "fail"
+    assert "lacks View All Records on Lead (by its single-object channels)" in marks[0][1]
+    assert "Cosell_Change_Events" in str(checker.lines[0].fix)
+    assert marks[1][0] == "skip"
+    assert "OpportunityContactRole not checked" in marks[1][1]
+
+    granted = Checklist(None)
+    await granted._view_all_records(_Clients(), objects, [])
+    (line,) = granted.lines
+    assert line.mark == "pass"
+    assert "Opportunity, Lead, OpportunityContactRole, Microsoft_Solution__c" in line.text

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from cosell.salesforce.metadata import (
+    CHANGE_EVENTS_PERMISSION_SET,
     DEPLOY_INSTRUCTIONS,
     PERMISSION_SET,
     SELLER_PERMISSION_SET,
@@ -82,6 +83,7 @@ def test_the_project_has_the_expected_files(project: Path) -> None:
         f"{base}objects/Microsoft_Solution__c/Microsoft_Solution__c.object-meta.xml",
         f"{base}objects/Microsoft_Solution__c/fields/Opportunity__c.field-meta.xml",
         f"{base}permissionsets/{PERMISSION_SET}.permissionset-meta.xml",
+        f"{base}permissionsets/{CHANGE_EVENTS_PERMISSION_SET}.permissionset-meta.xml",
     }
     assert expected <= names
     assert not any(n.endswith((".py", ".pyc")) or "__pycache__" in n for n in names)
@@ -500,3 +502,32 @@ def test_elements_are_in_metadata_api_order(project: Path) -> None:
 
     for path in xml_files(project):
         check(parse(path), str(path))
+
+
+def test_the_change_events_permission_set_grants_only_view_all_records(project: Path) -> None:
+    from cosell.sync.engine.changestream import OBJECTS
+
+    folder = project / "force-app/main/default/permissionsets"
+    path = folder / f"{CHANGE_EVENTS_PERMISSION_SET}.permissionset-meta.xml"
+    change_events = parse(path)
+    perms = {
+        text(entry, "object"): entry for entry in change_events.findall(M + "objectPermissions")
+    }
+    # Every object of the change source that has a View All Records permission; the contact
+    # role has none (it follows its opportunity), which the comment explains.
+    assert set(perms) == set(OBJECTS) - {"OpportunityContactRole"}
+    assert set(perms) == {"Opportunity", "Lead", "Microsoft_Solution__c"}
+    for name, entry in perms.items():
+        assert flag(entry, "viewAllRecords"), name
+        assert flag(entry, "allowRead"), name  # Salesforce requires read with View All
+        for key in ("allowCreate", "allowEdit", "allowDelete", "modifyAllRecords"):
+            assert not flag(entry, key), (name, key)
+    assert not change_events.findall(M + "fieldPermissions")
+    assert not change_events.findall(M + "userPermissions")
+    assert text(change_events, "label")
+    assert text(change_events, "hasActivationRequired") == "false"
+    raw = path.read_text()
+    assert "Cosell_Integration" in raw, "say why it is separate"
+    assert "OpportunityContactRole" in raw
+    assert "cdc-security-perms" in raw
+    assert CHANGE_EVENTS_PERMISSION_SET in DEPLOY_INSTRUCTIONS

@@ -85,6 +85,12 @@ from cosell_sandbox.salesforce.store import (
 )
 
 API_VERSION = f"{MAX_VERSION}.0"
+
+# The permission sets of the emulated org (`SalesforceSandbox.sync_permissions`).
+PROFILE_PERMISSION_SET = "X00e2I000000001AAA"  # a profile's own set is named after its id
+CHANGE_EVENTS_PERMISSION_SET = "Cosell_Change_Events"
+# The objects Cosell_Change_Events grants View All Records on (OpportunityContactRole has none).
+VIEW_ALL_OBJECTS = ("Opportunity", "Lead", "Microsoft_Solution__c")
 INTEGRATION_USERNAME = "integration@cosell-sandbox.example"
 SELLER_USERNAME = "seller@cosell-sandbox.example"
 _WRITE_METHODS = frozenset({"POST", "PATCH", "PUT", "DELETE"})
@@ -305,6 +311,7 @@ class SalesforceSandbox:
 
         self.pubsub = PubSubService(self)
         """The Pub/Sub API (gRPC) over the change log; served by `pubsub.start(port)`."""
+        self.sync_permissions()  # a data file of an older sandbox has no permission sets
         self.pubsub_endpoint: str | None = None
         """`host:port` of the served Pub/Sub API, once known (it goes into `info()`)."""
         self.store.on_commit.append(lambda _tx: self.pubsub.wake())
@@ -385,6 +392,67 @@ class SalesforceSandbox:
                     user_id=self.integration_user_id,
                 )
 
+    def sync_permissions(self) -> None:
+        """The integration user's permission sets, as SOQL shows them, follow `/control/cdc`.
+
+        The org has the profile's own permission set (`IsOwnedByProfile`, no View All Data),
+        `Cosell_Integration` and `Cosell_Change_Events`, all assigned to the integration user;
+        `Cosell_Change_Events` has one `ObjectPermissions` row per object it covers, whose
+        `PermissionsViewAllRecords` is the Pub/Sub API's `view_all_records` of that object
+        (what delivery enforces). Creates what is missing; idempotent.
+        """
+        names = {"PermissionSet", "PermissionSetAssignment", "ObjectPermissions"}
+        if any(self.schema.sobject(name) is None for name in names):
+            return  # an org profile without them
+        by_name = {
+            str(row["Name"]): str(row["Id"])
+            for row in self.store.rows("PermissionSet", include_deleted=False)
+        }
+        user = self.integration_user_id
+        wanted = (
+            (PROFILE_PERMISSION_SET, "Cosell Integration Profile", True),
+            ("Cosell_Integration", "Cosell Integration", False),
+            (CHANGE_EVENTS_PERMISSION_SET, "Cosell Change Events", False),
+        )
+        for name, label, profile in wanted:
+            if name in by_name:
+                continue
+            by_name[name] = self.store.insert_system(
+                "PermissionSet",
+                {
+                    "Name": name,
+                    "Label": label,
+                    "IsOwnedByProfile": profile,
+                    "PermissionsViewAllData": False,
+                },
+                user_id=user,
+            )
+            self.store.insert_system(
+                "PermissionSetAssignment",
+                {"AssigneeId": user, "PermissionSetId": by_name[name]},
+                user_id=user,
+            )
+        parent = by_name[CHANGE_EVENTS_PERMISSION_SET]
+        rows = {
+            str(row["SobjectType"]): str(row["Id"])
+            for row in self.store.rows("ObjectPermissions", include_deleted=False)
+            if row["ParentId"] == parent
+        }
+        settings = self.pubsub.settings
+        for obj in VIEW_ALL_OBJECTS:
+            values = {
+                "PermissionsRead": True,
+                "PermissionsViewAllRecords": settings.can_view_all(obj),
+            }
+            if obj in rows:
+                self.store.update_system("ObjectPermissions", rows[obj], values)
+            else:
+                self.store.insert_system(
+                    "ObjectPermissions",
+                    {"ParentId": parent, "SobjectType": obj, **values},
+                    user_id=user,
+                )
+
     def set_profile(self, profile: OrgProfile | None) -> None:
         """Make the org the one `profile` describes (None: clean) and reset it (`reset`).
 
@@ -410,6 +478,7 @@ class SalesforceSandbox:
         self.usage.reset()
         self.stats.clear()
         self.seed_org()
+        self.sync_permissions()
         if self._state is not None:
             self._state.wipe()
         self._save_everything()

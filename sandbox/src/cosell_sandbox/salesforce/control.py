@@ -15,7 +15,7 @@ Routes, all under `/control`:
 | GET    /control/changes?after=&limit=&entity=   | change events after a replay id (CDC-shaped)   |
 | POST   /control/sessions/expire                 | every access token issued so far stops working |
 | POST   /control/clock/advance {"seconds": n}    | move the sandbox clock forward                 |
-| GET/PUT /control/cdc {entities, permission, down, duplicate} | the Pub/Sub API's CDC settings and faults |
+| GET/PUT /control/cdc {entities, permission, view_all_records, down, duplicate} | the Pub/Sub API's CDC settings and faults |
 | POST   /control/cdc/drop                         | end every open Subscribe stream (UNAVAILABLE)  |
 | POST   /control/cdc/gap {entity, changeType, recordIds} | append a GAP_* or GAP_OVERFLOW event   |
 | GET    /control/faults                          | the injected faults                            |
@@ -268,12 +268,24 @@ def control_router(sandbox: SalesforceSandbox) -> APIRouter:
         if not isinstance(body, dict) or set(body) - {
             "entities",
             "permission",
+            "view_all_records",
             "down",
             "duplicate",
         }:
             raise _bad_request(
-                "send a JSON object with any of entities (object names), permission, down, duplicate"
+                "send a JSON object with any of entities (object names), permission, "
+                'view_all_records ({"Opportunity": false}), down, duplicate'
             )
+        view_all = body.get("view_all_records", {})
+        if not isinstance(view_all, dict) or not all(
+            isinstance(v, bool) for v in view_all.values()
+        ):
+            raise _bad_request(
+                'view_all_records must map object names to true or false, e.g. {"Lead": false}'
+            )
+        unknown_view_all = [e for e in view_all if sandbox.schema.sobject(e) is None]
+        if unknown_view_all:
+            raise _bad_request(f"no such object: {', '.join(unknown_view_all)}")
         entities = body.get("entities", sorted(settings.entities))
         if not isinstance(entities, list) or not all(isinstance(e, str) for e in entities):
             raise _bad_request('entities must be a list of object names, e.g. ["Opportunity"]')
@@ -285,6 +297,12 @@ def control_router(sandbox: SalesforceSandbox) -> APIRouter:
                 raise _bad_request(f"{flag} must be true or false")
         settings.entities = set(entities)
         settings.permission = body.get("permission", settings.permission)
+        for name, granted in view_all.items():
+            if granted:
+                settings.no_view_all.discard(name.lower())
+            else:
+                settings.no_view_all.add(name.lower())
+        sandbox.sync_permissions()  # ObjectPermissions shows what delivery enforces
         settings.down = body.get("down", settings.down)
         settings.duplicate = body.get("duplicate", settings.duplicate)
         if settings.down:

@@ -1054,6 +1054,84 @@ def _opportunity_stage() -> SObjectSchema:
     return obj
 
 
+def _setup_object(name: str, label: str, plural: str, prefix: str) -> SObjectSchema:
+    return SObjectSchema(
+        name, label, plural, prefix, createable=False, updateable=False, deletable=False
+    )
+
+
+def _permission_set() -> SObjectSchema:
+    """`PermissionSet`: the fields a permission check reads (a profile owns one too)."""
+    obj = _setup_object("PermissionSet", "Permission Set", "Permission Sets", "0PS")
+    fields = [
+        _id(),
+        _string("Name", "Name", 80, read_only=True, name_field=True),
+        _string("Label", "Label", 80, read_only=True),
+        field("IsOwnedByProfile", "Is Owned By Profile", "boolean", read_only=True),
+        field("PermissionsViewAllData", "View All Data", "boolean", read_only=True),
+        *audit_fields(),
+    ]
+    for f in fields:
+        obj.add_field(f)
+    return obj
+
+
+def _permission_set_assignment() -> SObjectSchema:
+    """`PermissionSetAssignment`: which user has which permission set (the profile's too)."""
+    obj = _setup_object(
+        "PermissionSetAssignment",
+        "Permission Set Assignment",
+        "Permission Set Assignments",
+        "0Pa",
+    )
+    fields = [
+        _id(),
+        field(
+            "AssigneeId",
+            "Assignee ID",
+            "reference",
+            read_only=True,
+            reference_to=("User",),
+            relationship_name="Assignee",
+        ),
+        field(
+            "PermissionSetId",
+            "Permission Set ID",
+            "reference",
+            read_only=True,
+            reference_to=("PermissionSet",),
+            relationship_name="PermissionSet",
+        ),
+        *audit_fields(),
+    ]
+    for f in fields:
+        obj.add_field(f)
+    return obj
+
+
+def _object_permissions() -> SObjectSchema:
+    """`ObjectPermissions`: a permission set's access to one object (View All Records...)."""
+    obj = _setup_object("ObjectPermissions", "Object Permissions", "Object Permissions", "110")
+    fields = [
+        _id(),
+        field(
+            "ParentId",
+            "Parent ID",
+            "reference",
+            read_only=True,
+            reference_to=("PermissionSet",),
+            relationship_name="Parent",
+        ),
+        _string("SobjectType", "Sobject Type Name", 40, read_only=True),
+        field("PermissionsRead", "Read", "boolean", read_only=True),
+        field("PermissionsViewAllRecords", "View All Records", "boolean", read_only=True),
+        *audit_fields(),
+    ]
+    for f in fields:
+        obj.add_field(f)
+    return obj
+
+
 def standard_objects(*, multi_currency: bool = True) -> list[SObjectSchema]:
     """Fresh descriptions of the org's standard objects.
 
@@ -1081,6 +1159,9 @@ def standard_objects(*, multi_currency: bool = True) -> list[SObjectSchema]:
         _content_document_link(),
         _note(),
         _opportunity_stage(),
+        _permission_set(),
+        _permission_set_assignment(),
+        _object_permissions(),
     ]
     if multi_currency:
         for obj in objects:

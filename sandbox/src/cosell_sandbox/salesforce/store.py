@@ -731,6 +731,14 @@ class RecordStore:
         self._index_row(obj.name, record_id, row)
         return record_id
 
+    def update_system(self, obj_name: str, record_id: str, values: Mapping[str, Any]) -> None:
+        """Change a seed record's fields (setup the control API changes), no change events."""
+        obj = self.sobject(obj_name)
+        row = self._tables[obj.name][record_id]
+        self._unindex(obj.name, record_id, row)
+        row.update(values)
+        self._index_row(obj.name, record_id, row)
+
     # ----------------------------------------------------------------- persistence
 
     def export_rows(

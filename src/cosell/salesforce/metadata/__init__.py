@@ -20,6 +20,7 @@ from importlib.resources.abc import Traversable
 from pathlib import Path
 
 __all__ = [
+    "CHANGE_EVENTS_PERMISSION_SET",
     "DEPLOY_INSTRUCTIONS",
     "PERMISSION_SET",
     "SELLER_PERMISSION_SET",
@@ -31,6 +32,8 @@ __all__ = [
 
 PERMISSION_SET = "Cosell_Integration"  # the integration user's permission set
 SELLER_PERMISSION_SET = "Cosell_Seller"  # the permission set for sellers
+# Optional: View All Records for the integration user with `changes = "cdc"` (change events).
+CHANGE_EVENTS_PERMISSION_SET = "Cosell_Change_Events"
 
 # Quoted verbatim by README.md in this folder (a test checks it); printed by the CLI.
 DEPLOY_INSTRUCTIONS = """\
@@ -57,7 +60,11 @@ cosell@yourcompany.com). Then, in each org:
   granted; it shows sellers every cosell field but lets them edit only the ones a seller sets
   (do not grant edit on the others in profiles: cosell writes them);
 - add the Microsoft Solutions related list and the new fields to the Opportunity and Lead page
-  layouts.
+  layouts;
+- only with [salesforce] changes = "cdc": also give the integration user the
+  Cosell_Change_Events permission set (sf org assign permset --name Cosell_Change_Events
+  --target-org <alias> --on-behalf-of <integration user>): Salesforce delivers an object's
+  change events only to a user with View All Records on it.
 """
 
 # Package contents that are not part of the Salesforce project.

@@ -73,9 +73,8 @@ class ChangeEventsPermissionError(AccessDeniedError):
     """The integration user may not subscribe to change events."""
 
     default_hint = (
-        "give the integration user the Cosell_Integration permission set (it grants "
-        "View All Data... or at least Read on each object and the Subscribe to change events "
-        "permission), then run cosell check"
+        "assign the Cosell_Change_Events permission set to the integration user (receiving "
+        "an object's change events needs View All Records on it), then run cosell check"
     )
 
 

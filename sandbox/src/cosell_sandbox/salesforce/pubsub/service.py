@@ -6,8 +6,19 @@ Salesforce's Pub/Sub API does (spec §4.1, §4.2):
 - **Topics.** `/data/ChangeEvents` (every object selected for CDC), `/data/<Object>ChangeEvent`
   (one object; `Foo__c` gives `/data/Foo__ChangeEvent`) and custom channels `/data/<Name>__chn`
   (members: the selected objects). An object not selected for CDC has no topic: `GetTopic` and
-  `Subscribe` answer `NOT_FOUND`; a user without the "View All Data"/CDC permission gets
-  `PERMISSION_DENIED` on every topic (`PubSubSettings.permission`).
+  `Subscribe` answer `NOT_FOUND`.
+- **Permissions.** As Salesforce documents them ("Required Permissions for Change Event
+  Subscribers", developer.salesforce.com/docs/platform/change-data-capture/guide/
+  cdc-security-perms.html): receiving an object's change events needs "View All Records" on
+  that object (View All Data covers every object). On `/data/ChangeEvents` and custom channels
+  the permissions are enforced on *delivery*: anyone may subscribe, and events of an object the
+  user lacks View All Records for are silently not delivered (the stream looks live). On a
+  single-object channel (`/data/OpportunityChangeEvent`) the subscription itself is refused
+  with `PERMISSION_DENIED`. The API user's View All Records per object is
+  `PubSubSettings.view_all_records` (control API `/control/cdc`, default: granted on every
+  object); `permission: false` takes it away on every object. The same setting shows in SOQL
+  (`ObjectPermissions` of `Cosell_Change_Events`: `SalesforceSandbox.sync_permissions`), so a
+  permission check reads what delivery enforces.
 - **Auth.** Every call carries the metadata `accesstoken` (a session of the REST API: the same
   tokens, the same expiry), `instanceurl` and `tenantid` (the org id); anything else is
   `UNAUTHENTICATED`.
@@ -81,21 +92,32 @@ class PubSubSettings:
 
     Attributes:
         entities: the objects selected for Change Data Capture.
-        permission: whether the API user may subscribe to change events.
+        permission: False takes View All Records away from the API user on every object
+            (no change event is delivered, single-object channels refuse the subscription).
+        no_view_all: the objects (lower-cased) the API user lacks "View All Records" on.
         down: every call answers `UNAVAILABLE` (an outage of the stream service).
         duplicate: every event is sent twice (at-least-once delivery).
     """
 
     entities: set[str] = field(default_factory=lambda: set(DEFAULT_ENTITIES))
     permission: bool = True
+    no_view_all: set[str] = field(default_factory=set)
     down: bool = False
     duplicate: bool = False
 
+    def can_view_all(self, entity: str) -> bool:
+        """Whether the API user has "View All Records" on `entity` (so receives its events)."""
+        return self.permission and entity.lower() not in self.no_view_all
+
     def wire(self) -> dict[str, Any]:
         """The settings as the control API shows them."""
+        names = {e: e for e in self.no_view_all} | {e.lower(): e for e in self.entities}
         return {
             "entities": sorted(self.entities),
             "permission": self.permission,
+            "view_all_records": {
+                name: self.can_view_all(name) for _, name in sorted(names.items())
+            },
             "down": self.down,
             "duplicate": self.duplicate,
         }
@@ -376,12 +398,16 @@ class PubSubService:
                 "Change Data Capture",
             )
             raise AssertionError("unreachable")  # abort raises
-        if not self.settings.permission:
+        entity = topic_entity(topic)
+        if entity is not None and not self.settings.can_view_all(entity):
+            # Single-object channels check the permission at subscription; /data/ChangeEvents
+            # and custom channels accept anyone and filter on delivery (`_subscribe`).
             await self._refuse(
                 context,
                 grpc.StatusCode.PERMISSION_DENIED,
                 TOPIC_PERMISSION,
-                f"the user lacks permission to subscribe to {topic}",
+                f"the user lacks the View All Records permission on {entity} needed to "
+                f"subscribe to {topic}",
             )
         return members
 
@@ -539,8 +565,8 @@ class PubSubService:
                             break
                         position = event.replay_id
                         entity = str(event.payload["ChangeEventHeader"]["entityName"]).lower()
-                        if entity not in members:
-                            continue
+                        if entity not in members or not self.settings.can_view_all(entity):
+                            continue  # not on this channel, or filtered on delivery
                         encoded = self.encode(event)
                         if encoded is not None:
                             batch.append(encoded)
