@@ -336,6 +336,8 @@ class Engine:
         self._drainer: asyncio.Task[None] | None = None
         self._breaker = Breaker(store, clock, probe_seconds=options.probe_interval)
         self._heal_lock = asyncio.Lock()
+        # Held keys `heal` notified: their holds stay (counted Pending) until they have run.
+        self._healing: set[str] = set()
         self._unlisten: Callable[[], None] | None = None
         self._notifying: set[asyncio.Task[None]] = set()
 
@@ -441,6 +443,22 @@ class Engine:
     def hold(self, keys: Sequence[Key], side: str) -> None:
         """Keep the keys waiting for `side` (or `PAUSED`) instead of parking them."""
         self._store.hold_keys(list(keys), side=side)
+
+    def release(self, keys: Sequence[Key]) -> None:
+        """Let go of the holds of keys that ran (`heal` notified them, not held again)."""
+        self._store.release_keys(list(keys))
+        self._healing.difference_update(keys)
+
+    async def _let_go(self, outcomes: Sequence[Outcome]) -> None:
+        # A key `heal` notified keeps its hold (counted Pending by `cosell status`) until it
+        # has run: released once it ends otherwise than held again or left to another worker.
+        ran = [
+            o.key
+            for o in outcomes
+            if o.key in self._healing and o.result not in (results.HELD, results.SKIPPED)
+        ]
+        if ran:
+            await workflows.release_step(ran)
 
     def blocked(self) -> tuple[str, str] | None:
         """What stops all sync now: (what it waits for, why), or None.
@@ -550,6 +568,8 @@ class Engine:
     async def heal(self) -> int:
         """Probe the open sides that are due; once nothing stops sync, notify the held keys.
 
+        A notified key keeps its hold (counted Pending) until it has run (`_let_go`).
+
         Called by every poll tick (and by tests): at most one probe per side per
         `EngineOptions.probe_interval`, never before a throttling side's `Retry-After`.
 
@@ -591,7 +611,7 @@ class Engine:
                 await workflows._enqueue_keys(
                     await workflows._unqueued_keys(keys), uuid.uuid4().hex
                 )
-            await asyncio.to_thread(self._store.release_keys, keys)
+            self._healing.update(keys)  # released by `_let_go` once each has run
             log.info("sync resumed: %d waiting key(s) notified", len(keys))
             return len(keys)
 
@@ -994,7 +1014,9 @@ class Engine:
     async def run_key(self, key: str, *, owner: str) -> Outcome:
         """The body of `reconcile_key_workflow`: attempts with backoff, then park."""
         with self._busy():
-            return await self._run_key_attempts(key, owner=owner)
+            outcome = await self._run_key_attempts(key, owner=owner)
+            await self._let_go([outcome])
+            return outcome
 
     async def _run_key_attempts(self, key: str, *, owner: str) -> Outcome:
         policy = self._options.backoff
@@ -1109,7 +1131,9 @@ class Engine:
     async def run_batch(self, keys: Sequence[str], *, owner: str) -> list[Outcome]:
         """The body of `reconcile_batch_workflow`: attempts with backoff, held keys notified."""
         with self._busy():
-            return await self._run_batch_attempts(keys, owner=owner)
+            outcomes = await self._run_batch_attempts(keys, owner=owner)
+            await self._let_go(outcomes)
+            return outcomes
 
     async def _run_batch_attempts(self, keys: Sequence[str], *, owner: str) -> list[Outcome]:
         policy = self._options.backoff

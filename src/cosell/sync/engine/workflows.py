@@ -80,6 +80,10 @@ class Runtime(Protocol):
         """Open the side's circuit for `error` when it is a side's; False for a bug."""
         ...
 
+    def release(self, keys: Sequence[Key]) -> None:
+        """Let go of the holds of keys that ran (`Engine.heal` notified them, still held)."""
+        ...
+
     async def trip_unreachable(self, side: str, message: str) -> bool:
         """Probe a side a key kept failing on; open its circuit when it is down."""
         ...
@@ -211,6 +215,12 @@ async def park_step(keys: list[str], message: str, lasting: bool = False) -> Non
 async def hold_step(keys: list[str], side: str) -> None:
     """Keep the keys waiting for `side` (a side's circuit, or "paused")."""
     _runtime().hold([Key(k) for k in keys], side)
+
+
+@DBOS.step(name="cosell.release_step")
+async def release_step(keys: list[str]) -> None:
+    """Let go of the holds of keys that ran and were not held again."""
+    _runtime().release([Key(k) for k in keys])
 
 
 @DBOS.step(name="cosell.trip_step")
