@@ -155,6 +155,7 @@ from cosell.sync.io.context import ApiCalls
 from cosell.sync.io.links import link_of
 from cosell.sync.io.preflight import check_side, preflight
 from cosell.sync.plan import outcome as results
+from cosell.sync.plan.holds import circuit_sentence, pause_sentence
 from cosell.sync.plan.keys import KeyRef
 from cosell.sync.plan.leads import LEAD
 from cosell.sync.plan.limits import BATCH_SIZE
@@ -449,11 +450,10 @@ class Engine:
         of all sync stops them too.
         """
         for circuit in self._breaker.open_circuits():
-            name = SIDE_NAMES[circuit.side]
-            return circuit.side, f"waiting for {name}: {circuit.cause}"
+            return circuit.side, circuit_sentence(circuit.side, circuit.cause, circuit.fix)
         for pause in self._store.pauses():
             if pause.target is None:
-                return PAUSED, f"all sync is paused by {pause.by}; run cosell resume to resume"
+                return PAUSED, pause_sentence(pause)
         return None
 
     def health_problems(self) -> list[str]:
@@ -491,10 +491,11 @@ class Engine:
         stop = self.blocked()
         if stop is not None:
             return stop[0], stop[1], list(keys)
-        paused = {p.target for p in self._store.pauses() if p.target is not None}
+        paused = {p.target: p for p in self._store.pauses() if p.target is not None}
         if not paused:
             return None
         waiting = []
+        why = ""
         for key in keys:
             try:
                 link = link_of(self._store, KeyRef.parse(key))
@@ -502,9 +503,10 @@ class Engine:
                 continue
             if link is not None and link.id in paused:
                 waiting.append(key)
+                why = why or pause_sentence(paused[link.id])
         if not waiting:
             return None
-        return PAUSED, "this deal's sync is paused; run cosell resume KEY to resume", waiting
+        return PAUSED, why, waiting
 
     def _classified(
         self, error: Exception, keys: Sequence[Key], *, persist: bool
