@@ -653,6 +653,10 @@ def create_console(
             except Exception as exc:  # noqa: BLE001 - the engine failed: say so, not a 500
                 return _not_queued(exc, session)
             log.info("console.sync", user=session.user, link=link.id, ok=ok)
+            if not ok:
+                held = await asyncio.to_thread(_why_held, store, link.id)
+                if held is not None:  # held by a pause or an open circuit: say so, not a failure
+                    return _html(pages.held_page(link.id, held, session=session), 200)
             done = "synced" if ok else "sync-failed"
             return _redirect(f"{BASE}/deals/{link.id}?notice={done}")
 
@@ -830,6 +834,13 @@ def _not_queued(exc: Exception, session: auth.Session, *, done: int = 0) -> Resp
         ),
         503,
     )
+
+
+def _why_held(store: Store, link_id: str) -> str | None:
+    """Why the deal's sync is held now (a pause, an open circuit), or None: `plan.holds`."""
+    from cosell.sync.plan.holds import why_held
+
+    return why_held(store.pauses(), store.circuits(), link_id)
 
 
 async def _show_pause(store: Store, link_id: str, notify: Notify) -> None:
