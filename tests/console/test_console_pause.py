@@ -229,3 +229,30 @@ def test_a_long_pause_by_hand_stays_degraded(
     assert any(r.startswith("a change has been pending for 3 h") for r in health.reasons)
     store.set_pause(None, paused=False, by="alice")  # not paused: the same wait is failing
     assert judge(overview(store, now=clock.now()), now=clock.now()).state == FAILING
+
+
+def test_re_sync_now_held_by_a_pause_or_a_circuit_says_why_and_what_to_do(
+    operator: TestClient, store: Store, clock: ManualClock, deals: Deals, synced_now: SyncedNow
+) -> None:
+    page = operator.get(f"/console/deals/{deals.failing.id}")
+    csrf = csrf_of(page.text)
+    synced_now.ok = False  # the engine's outcome: held, not synced
+    store.set_pause(None, paused=True, by="bob", reason="org migration")
+    held = operator.post(f"/console/deals/{deals.failing.id}/sync", data={"csrf": csrf})
+    assert held.status_code == 200
+    assert "Held, not synced" in held.text
+    assert f"all sync is paused by bob since {clock.now():%Y-%m-%d %H:%M} UTC" in held.text
+    assert "(org migration)" in held.text
+    assert "run cosell resume, or Resume in the console" in held.text
+    assert "did not end in sync" not in held.text
+
+    store.set_pause(None, paused=False, by="bob")
+    circuit = _open(store, clock)
+    held = operator.post(f"/console/deals/{deals.failing.id}/sync", data={"csrf": csrf})
+    assert held.status_code == 200
+    assert f"waiting for Salesforce: {escape(circuit.cause)}" in held.text
+    assert f"fix: {escape(circuit.fix)}" in held.text
+
+    store.set_circuit(Circuit("salesforce", "closed", "", "", clock.now(), None))
+    failed = operator.post(f"/console/deals/{deals.failing.id}/sync", data={"csrf": csrf})
+    assert failed.headers["location"].endswith("?notice=sync-failed")  # nothing holds it

@@ -6,8 +6,11 @@ store); `/readyz` answers unready with who paused it; `cosell status` shows it. 
 (`referral:<id>`, `salesforce:Opportunity:<id>`, or a link id from `cosell status --json`)
 only those deals pause: shown as Paused, never written, their changes held; the service
 writes Paused (who, since when, why) in the record's Partner Center Sync Status when it meets
-the deal's key (at its next change; the console's Pause this deal does it at once), and the
-first reconcile after the resume writes the status back.
+the deal's key, and the first reconcile after the resume writes the status back. Both reach
+the record promptly, by the engine path the console's Pause this deal takes: with a running
+`cosell serve` (its poll seen, as `cosell retry` checks) the deal's key gets a wake-up due
+now, which its next poll notifies; with none, the command meets the key with an engine of its
+own, as `cosell sync KEY` does.
 
 `cosell resume` lifts the pause; the running service notifies the held keys at its next poll
 tick, so every change made during the pause is synced with no other command. Each pause and
@@ -25,6 +28,9 @@ import typer
 from cosell.commands import ConfigOption
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
+    from cosell.config import Settings
     from cosell.store import Store
 
 KeysArgument = Annotated[
@@ -86,9 +92,11 @@ def _set(
 
     who = _who(by)
     verb = "paused" if paused else "resumed"
+    clock = SystemClock()
+    to_show: list[str] = []  # the keys of the deals whose record is to say so
     try:
         settings = Settings.load(config)
-        with Store.open(settings.store.url, clock=SystemClock()) as store:
+        with Store.open(settings.store.url, clock=clock) as store:
             targets: list[str | None] = (
                 [resolve_link(store, key) for key in keys] if keys else [None]
             )
@@ -99,9 +107,15 @@ def _set(
                     typer.echo(f"{what}: {verb} by {who}")
                 else:
                     typer.echo(f"{what}: already {verb}, nothing changed")
+                link = store.get_link(target) if changed and target is not None else None
+                if link is not None and link.keys:
+                    to_show.append(link.keys[0])
+            seen = _hand_to_service(store, settings, to_show, now=clock.now())
     except (ConfigError, StoreError) as error:
         typer.echo(f"Error: {error}", err=True)
         raise typer.Exit(code=1) from error
+    if to_show:
+        _show_on_records(settings, to_show, seen=seen, paused=paused)
     if paused:
         typer.echo(
             "Changes made meanwhile wait as Pending; `cosell resume` syncs them (cosell status "
@@ -109,6 +123,58 @@ def _set(
         )
     else:
         typer.echo("A running `cosell serve` syncs what waited at its next poll.")
+
+
+def _hand_to_service(
+    store: Store, settings: Settings, keys: list[str], *, now: datetime
+) -> datetime | None:
+    """Give the deals' keys to a running `cosell serve`: a wake-up due now for each.
+
+    Its next Partner Center poll notifies them, and the engine meets each key as it does when
+    the console's Pause notifies it: held for the pause, Paused written on the record
+    (`run.park.show_paused`); after a resume, reconciled and its status written back.
+
+    Returns:
+        When the service last polled; None when none runs (nothing is handed over).
+    """
+    from cosell.commands.retry import service_seen
+
+    seen = service_seen(store, settings, now) if keys else None
+    if seen is not None:
+        for key in keys:  # due at the service's last poll: on its clock, due at its next one
+            store.set_wakeup(key, seen)
+    return seen
+
+
+def _show_on_records(
+    settings: Settings, keys: list[str], *, seen: datetime | None, paused: bool
+) -> None:
+    """Say where the records are written: by the running service, or here, now."""
+    shown = "Paused" if paused else "its sync status"
+    if seen is not None:
+        typer.echo(
+            f"The running `cosell serve` (last poll {seen:%H:%M:%S} UTC) writes {shown} on the "
+            f"record within {settings.sync.poll_interval_seconds} s."
+        )
+        return
+    from rich.console import Console
+
+    from cosell.commands.sync import reconcile_here
+
+    typer.echo(f"No running `cosell serve` polled this store recently: writing {shown} here.")
+    try:
+        summary = reconcile_here(settings, keys, console=Console())
+    except typer.Exit:  # the error is printed; the pause or resume itself is stored
+        typer.echo(
+            f"The {'pause' if paused else 'resume'} stands; the record says so at the deal's "
+            "next change, or when `cosell serve` runs."
+        )
+        return
+    for outcome in summary.outcomes:
+        typer.echo(
+            f"  {outcome.key}: {outcome.result}"
+            + (f" ({outcome.message})" if outcome.message and outcome.result != "held" else "")
+        )
 
 
 def pause(

@@ -31,7 +31,7 @@ import asyncio
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Final
 
 import typer
 from rich.console import Console
@@ -59,6 +59,7 @@ def _user_errors() -> tuple[type[Exception], ...]:
     return (ConfigError, StoreError, MappingError, EngineError, PartnerCenterError, SalesforceError)
 
 
+_HELD_SHOWN: Final = 20  # held keys listed with why; a paused full pass holds them all
 _ROWS = (
     ("unchanged", "Unchanged"),
     ("synced", "Synced"),
@@ -113,7 +114,7 @@ def sync(
         typer.echo(f"Error: {error}", err=True)
         raise typer.Exit(code=1) from error
     render(summary, console)
-    raise typer.Exit(code=0 if summary.ok else 1)
+    raise typer.Exit(code=1 if summary.errors else 0)  # a held key waits: not a failure
 
 
 async def run_sync(settings: Settings, *, full: bool, dry_run: bool, console: Console) -> Summary:
@@ -212,14 +213,25 @@ def run_keys_here(
     settings: Settings, keys: Sequence[str], *, console: Console, dry_run: bool = False
 ) -> None:
     """Reconcile `keys` in this process (an engine of its own), print the summary, exit."""
+    summary = reconcile_here(settings, keys, console=console, dry_run=dry_run)
+    render(summary, console)
+    raise typer.Exit(code=1 if summary.errors else 0)  # a held key waits: not a failure
+
+
+def reconcile_here(
+    settings: Settings, keys: Sequence[str], *, console: Console, dry_run: bool = False
+) -> Summary:
+    """Reconcile `keys` in this process (an engine of its own) and return the summary.
+
+    Raises:
+        typer.Exit: a user error (configuration, credentials, store), printed first.
+    """
     try:
         with quiet_client_logs():
-            summary = asyncio.run(_run_keys(settings, keys, dry_run=dry_run, console=console))
+            return asyncio.run(_run_keys(settings, keys, dry_run=dry_run, console=console))
     except _user_errors() as error:
         typer.echo(f"Error: {error}", err=True)
         raise typer.Exit(code=1) from error
-    render(summary, console)
-    raise typer.Exit(code=0 if summary.ok else 1)
 
 
 async def _run_keys(
@@ -310,3 +322,18 @@ def render(summary: Summary, console: Console) -> None:
         console.print(f"[bold red]{len(summary.errors)} key(s) failed:[/bold red]")
         for key, message in summary.errors:
             console.print(f"  {key}: {message}", markup=False, highlight=False)
+    held = [o for o in summary.outcomes if o.result == "held"]
+    if held:
+        console.print(
+            f"[bold yellow]{len(held)} key(s) held, not failed[/bold yellow] (nothing was written "
+            "for them; they sync by themselves once sync resumes):"
+        )
+        for outcome in held[:_HELD_SHOWN]:
+            console.print(
+                f"  {outcome.key}: held: {outcome.message}",
+                markup=False,
+                highlight=False,
+                soft_wrap=True,
+            )
+        if len(held) > _HELD_SHOWN:
+            console.print(f"  and {len(held) - _HELD_SHOWN} more (cosell status shows them)")

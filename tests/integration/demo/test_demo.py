@@ -19,6 +19,9 @@ SECRET_SHAPES = re.compile(
 )
 
 
+ERROR_LINE = re.compile(r"^.*\[(?:error|critical)\s*\].*$", re.MULTILINE)
+
+
 def _demo(tmp_path: Path, *args: str, timeout: float = 90) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "cosell.cli", "demo", *args],
@@ -49,6 +52,10 @@ def test_the_demo_plays_every_step_with_its_latency_and_exits_0(tmp_path: Path) 
     assert "Every step synced (7 steps)." in result.stdout
     assert "not synced" not in result.stdout
     assert '"event"' not in result.stdout  # no log lines among the story
+    # The engine stops cleanly: DBOS is destroyed only once its workflows (a scheduled poll
+    # running as the story ends) have ended, so no error is logged at exit.
+    assert ERROR_LINE.findall(output) == [], output
+    assert "Traceback" not in output, output
     assert SECRET_SHAPES.findall(output) == []
     assert list(tmp_path.glob("cosell-demo-*")) == []  # its directory is removed at exit
 

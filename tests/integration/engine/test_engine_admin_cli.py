@@ -202,3 +202,54 @@ def test_retry_with_a_running_service_queues_through_the_store(
         assert store.audit(link.id)[0].message == "retry requested by dave (cosell retry)"
     finally:
         store.close()
+
+
+def test_pause_and_resume_of_a_deal_without_a_service_write_its_record_here(
+    sandboxes: dict[str, Any], tmp_path: Path
+) -> None:
+    settings = tmp_path / "cosell.toml"
+    settings.write_text(settings_toml(sandboxes, f"sqlite:///{tmp_path / 'cosell.db'}"))
+    opportunity = shared_opportunity(sandboxes["salesforce"], "Northwind - pause by hand")
+    key = f"salesforce:Opportunity:{opportunity}"
+    created = _cosell("sync", opportunity, "--config", str(settings))
+    assert created.returncode == 0, created.stdout + created.stderr
+
+    paused = _cosell(
+        "pause", key, "--by", "dave", "--reason", "legal review", "--config", str(settings)
+    )
+    assert paused.returncode == 0, paused.stdout + paused.stderr
+    assert "No running `cosell serve` polled this store recently: writing Paused here" in (
+        paused.stdout
+    )
+    record = _record(sandboxes, opportunity)
+    assert record["Partner_Center_Sync_Status__c"] == "Paused"  # at once, with no change
+    assert record["Partner_Center_Sync_Error__c"].startswith("Sync paused by dave")
+
+    # `cosell sync KEY` on a paused deal: held, and says why and what to do; not a failure.
+    held = _cosell("sync", opportunity, "--config", str(settings))
+    assert held.returncode == 0, held.stdout + held.stderr
+    assert "1 key(s) held, not failed" in held.stdout
+    assert "held: this deal's sync is paused by dave since " in held.stdout
+    assert "(legal review)" in held.stdout
+    assert "cosell resume KEY" in held.stdout
+
+    resumed = _cosell("resume", key, "--by", "dave", "--config", str(settings))
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert "writing its sync status here" in resumed.stdout
+    record = _record(sandboxes, opportunity)
+    assert (record["Partner_Center_Sync_Status__c"], record["Partner_Center_Sync_Error__c"]) == (
+        "Synced",
+        None,
+    )
+
+
+def _record(sandboxes: dict[str, Any], opportunity: str) -> dict[str, Any]:
+    import httpx
+
+    response = httpx.get(
+        f"{sandboxes['salesforce']['base_url']}/control/records/Opportunity/{opportunity}",
+        timeout=10,
+    )
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body

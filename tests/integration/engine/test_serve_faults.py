@@ -23,6 +23,7 @@ import logging
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, replace
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -39,11 +40,12 @@ from cosell.partnercenter.webhooks import SignatureVerifier
 from cosell.server.app import create_app
 from cosell.server.metrics import Metrics
 from cosell.server.readiness import Check, Readiness
-from cosell.store import SyncStatus
+from cosell.store import Store, SyncStatus
 from cosell.sync.engine import workflows as engine_module
 from cosell.sync.engine.backoff import BackoffPolicy
 from cosell.sync.engine.config import EngineOptions
 from cosell.sync.engine.core import Engine
+from cosell.sync.io.pollers import SERVICE_POLL_CURSOR
 from cosell_sandbox.salesforce.orgprofile import OrgProfile, apply_profile, parse_profile
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -427,13 +429,25 @@ async def _cosell(world: World, tmp_path: Path, *args: str) -> str:
 
 
 def _run_cli(world: World, tmp_path: Path, *args: str) -> str:
+    from unittest import mock
+
     from typer.testing import CliRunner
 
     from cosell.cli import app
+    from cosell.commands import retry
+
+    def seen(store: Store, settings: object, now: datetime) -> datetime | None:
+        # The served service polls on the world's clock, not the wall clock this command
+        # reads: it counts as running when it has polled at all.
+        del settings, now
+        return next(
+            (c.updated_at for c in store.summary().cursors if c.name == SERVICE_POLL_CURSOR), None
+        )
 
     config = tmp_path / "cosell.toml"
     config.write_text(f'[store]\nurl = "{world.store.url.render_as_string()}"\n')
-    result = CliRunner().invoke(app, [*args, "--config", str(config)])
+    with mock.patch.object(retry, "service_seen", seen):
+        result = CliRunner().invoke(app, [*args, "--config", str(config)])
     assert result.exit_code == 0, result.output
     return result.output
 
@@ -461,8 +475,16 @@ async def test_pause_and_resume_all_sync_and_one_deal(
     assert "cosell_sync_paused 1.0" in await served.metrics()
 
     # One deal paused, all sync resumed: the other deal syncs, the paused one waits.
-    await _cosell(world, tmp_path, "pause", f"salesforce:Opportunity:{held_opp}", "--by", "bob")
     assert "all sync: resumed by ada" in await _cosell(world, tmp_path, "resume", "--by", "ada")
+    await served.tick()  # the service polls: `cosell pause KEY` hands the deal to it
+    out = await _cosell(
+        world, tmp_path, "pause", f"salesforce:Opportunity:{held_opp}", "--by", "bob"
+    )
+    assert "The running `cosell serve`" in out
+    await served.tick()  # within a poll, with no change of the deal, its record says Paused
+    record = await world.seller.opportunity(held_opp)
+    assert record["Partner_Center_Sync_Status__c"] == "Paused"
+    assert record["Partner_Center_Sync_Error__c"].startswith("Sync paused by bob")
     await world.seller.edit("Opportunity", held_opp, {"Amount": 62000})
     await served.tick()
     assert (await world.microsoft.referral(free_ref))["details"]["dealValue"] == 61000
@@ -474,9 +496,15 @@ async def test_pause_and_resume_all_sync_and_one_deal(
     report = await _cosell(world, tmp_path, "status", "--json")
     assert '"Paused": 1' in report
 
-    await _cosell(world, tmp_path, "resume", f"referral:{held_ref}", "--by", "bob")
+    out = await _cosell(world, tmp_path, "resume", f"referral:{held_ref}", "--by", "bob")
+    assert "The running `cosell serve`" in out
     await served.tick()
     assert (await world.microsoft.referral(held_ref))["details"]["dealValue"] == 62000
+    record = await world.seller.opportunity(held_opp)
+    assert (record["Partner_Center_Sync_Status__c"], record["Partner_Center_Sync_Error__c"]) == (
+        "Synced",
+        None,
+    )
     link = world.store.link_for_record("Opportunity", held_opp)
     assert link is not None
     messages = [e.message for e in world.store.audit(link.id)]

@@ -26,8 +26,8 @@ POST /console/pause | /resume    operator: pause / resume all sync (`Store.set_p
                                  `cosell pause` / `cosell resume` call; optional `reason`)
 POST /console/deals/{id}/pause | /resume
                                  operator: pause / resume sync of one deal (the same verb); a
-                                 pause also notifies the deal's key, so the engine holds it
-                                 and writes Paused on the Salesforce record at once
+                                 pause or resume also notifies the deal's key, so the engine
+                                 writes Paused (or its status back) on the record at once
 GET  /console/console.css        the stylesheet
 ```
 
@@ -610,7 +610,7 @@ def create_console(
                     return _no_deal(session)
                 verb = "paused" if paused else "resumed"
                 log.info(f"console.{verb}", user=session.user, link=link_id, changed=changed)
-                if changed and paused and link_id is not None and notify is not None:
+                if changed and link_id is not None and notify is not None:
                     await _show_pause(store, link_id, notify)
                 code = (verb if link_id else f"{verb}-all") if changed else "unchanged"
                 target = f"{BASE}/deals/{link_id}" if link_id else f"{BASE}/"
@@ -653,6 +653,10 @@ def create_console(
             except Exception as exc:  # noqa: BLE001 - the engine failed: say so, not a 500
                 return _not_queued(exc, session)
             log.info("console.sync", user=session.user, link=link.id, ok=ok)
+            if not ok:
+                held = await asyncio.to_thread(_why_held, store, link.id)
+                if held is not None:  # held by a pause or an open circuit: say so, not a failure
+                    return _html(pages.held_page(link.id, held, session=session), 200)
             done = "synced" if ok else "sync-failed"
             return _redirect(f"{BASE}/deals/{link.id}?notice={done}")
 
@@ -832,11 +836,20 @@ def _not_queued(exc: Exception, session: auth.Session, *, done: int = 0) -> Resp
     )
 
 
-async def _show_pause(store: Store, link_id: str, notify: Notify) -> None:
-    """Let the engine meet the paused deal's key now, so its record says Paused at once.
+def _why_held(store: Store, link_id: str) -> str | None:
+    """Why the deal's sync is held now (a pause, an open circuit), or None: `plan.holds`."""
+    from cosell.sync.plan.holds import why_held
 
-    The engine holds the key and writes Paused on the record (`run.park.show_paused`). The
-    pause stands whether or not this is queued.
+    return why_held(store.pauses(), store.circuits(), link_id)
+
+
+async def _show_pause(store: Store, link_id: str, notify: Notify) -> None:
+    """Let the engine meet the deal's key now, so its record says Paused (or synced) at once.
+
+    Paused: the engine holds the key and writes Paused on the record (`run.park.show_paused`).
+    Resumed: it reconciles the key, which writes its status back. `cosell pause KEY` and
+    `cosell resume KEY` reach the same engine path (a wake-up for a running service, or an
+    engine of their own). The pause stands whether or not this is queued.
     """
     link = await asyncio.to_thread(store.get_link, link_id)
     if link is None or not link.keys:

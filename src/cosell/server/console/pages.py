@@ -821,6 +821,18 @@ def _who(details: object) -> str:
     return ""
 
 
+def held_page(link_id: str, why: str, *, session: Session | None) -> str:
+    """Re-sync now met a pause or an open circuit: nothing was written; why, and what to do."""
+    body = (
+        "<h1>Held, not synced</h1>"
+        f"<p id='held'>Nothing was written for this deal: {_e(why)}.</p>"
+        "<p>Its changes wait as Pending and sync by themselves once sync resumes; nothing "
+        "else needs doing for this deal.</p>"
+        f"<p><a href='{BASE}/deals/{_e(link_id)}'>Back to the deal</a></p>"
+    )
+    return layout("Held, not synced", body, session=session)
+
+
 def message_page(title: str, text: str, *, session: Session | None) -> str:
     """A page that only says something (not found, refused, unavailable)."""
     return layout(title, f"<h1>{_e(title)}</h1><p>{_e(text)}</p>", session=session)

@@ -126,7 +126,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Final, Protocol
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 import sqlalchemy as sa
 from dbos import DBOS, DBOSConfig, ScheduleInput, SetWorkflowID
@@ -155,6 +155,7 @@ from cosell.sync.io.context import ApiCalls
 from cosell.sync.io.links import link_of
 from cosell.sync.io.preflight import check_side, preflight
 from cosell.sync.plan import outcome as results
+from cosell.sync.plan.holds import circuit_sentence, pause_sentence
 from cosell.sync.plan.keys import KeyRef
 from cosell.sync.plan.leads import LEAD
 from cosell.sync.plan.limits import BATCH_SIZE
@@ -183,6 +184,39 @@ log = logging.getLogger(__name__)
 
 _LINK_PAGE: Final = 500  # parked links read per store query: small rows, few round trips
 PAUSED: Final = "paused"  # what a key held for a manual pause waits for (`Store.hold_keys`)
+_DRAIN_POLL_SECONDS: Final = 0.02  # how often `stop` looks whether DBOS's workflows ended
+
+
+def _dbos_instance() -> Any:
+    """The launched DBOS instance, or None (DBOS keeps it as a module global)."""
+    from dbos import _dbos
+
+    return getattr(_dbos, "_dbos_global_instance", None)
+
+
+def _stop_launching() -> None:
+    """Tell DBOS's scheduler and queue threads to start no more workflows.
+
+    What its destroy does first: `Engine.stop` can then wait for the running ones before it.
+    """
+    instance = _dbos_instance()
+    for event in getattr(instance, "background_thread_stop_events", ()):
+        event.set()
+
+
+async def _workflows_ended(deadline: float) -> None:
+    """Wait until no workflow runs in this process, or the loop's clock passes `deadline`."""
+    loop = asyncio.get_running_loop()
+    while True:  # DBOS offers no event for it: look every few hundredths of a second
+        if not _active_workflows() or loop.time() >= deadline:
+            return
+        await asyncio.sleep(_DRAIN_POLL_SECONDS)
+
+
+def _active_workflows() -> bool:
+    """Whether a workflow runs in this process (until it has recorded its outcome)."""
+    active = getattr(_dbos_instance(), "_active_workflows_set", None)
+    return bool(active is not None and active.activeList())
 
 
 class SyncPausedError(EngineError):
@@ -327,6 +361,7 @@ class Engine:
         self._started = False
         self._background = False
         self._running = 0  # reconcile and batch workflows running in this process
+        self._stopping = False  # `stop` began: scheduled polls and sweeps do nothing
         # Referrals a foreground pass listed, by key, until their batch ran (not durable: a
         # batch recovered elsewhere reads them again).
         self._listed: dict[Key, Referral] = {}
@@ -467,11 +502,10 @@ class Engine:
         of all sync stops them too.
         """
         for circuit in self._breaker.open_circuits():
-            name = SIDE_NAMES[circuit.side]
-            return circuit.side, f"waiting for {name}: {circuit.cause}"
+            return circuit.side, circuit_sentence(circuit.side, circuit.cause, circuit.fix)
         for pause in self._store.pauses():
             if pause.target is None:
-                return PAUSED, f"all sync is paused by {pause.by}; run cosell resume to resume"
+                return PAUSED, pause_sentence(pause)
         return None
 
     def health_problems(self) -> list[str]:
@@ -509,10 +543,11 @@ class Engine:
         stop = self.blocked()
         if stop is not None:
             return stop[0], stop[1], list(keys)
-        paused = {p.target for p in self._store.pauses() if p.target is not None}
+        paused = {p.target: p for p in self._store.pauses() if p.target is not None}
         if not paused:
             return None
         waiting = []
+        why = ""
         for key in keys:
             try:
                 link = link_of(self._store, KeyRef.parse(key))
@@ -520,9 +555,10 @@ class Engine:
                 continue
             if link is not None and link.id in paused:
                 waiting.append(key)
+                why = why or pause_sentence(paused[link.id])
         if not waiting:
             return None
-        return PAUSED, "this deal's sync is paused; run cosell resume KEY to resume", waiting
+        return PAUSED, why, waiting
 
     def _classified(
         self, error: Exception, keys: Sequence[Key], *, persist: bool
@@ -696,6 +732,7 @@ class Engine:
             await self._teardown()
             raise
         self._started = True
+        self._stopping = False
         self._background = background
         if background and self._options.preflight:
             # A failing side stays paused (its circuit open, probed at every poll tick);
@@ -739,9 +776,15 @@ class Engine:
             grace_seconds: how long running reconciles may take to finish; any still running
                 then is recovered at the next start (by a worker with the same executor id).
         """
+        self._stopping = True
+        deadline = asyncio.get_running_loop().time() + grace_seconds
+        _stop_launching()  # the scheduler and the queues start no workflow from now on
         if self._running:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._idle.wait(), grace_seconds)
+        # A workflow on this loop still records its outcome through DBOS's executor: DBOS is
+        # destroyed once none is active, so nothing is submitted to that executor after it shut.
+        await _workflows_ended(deadline)
         await self._teardown()
 
     def _sign_in_restored(self, ended: Exception) -> None:
@@ -773,6 +816,10 @@ class Engine:
         if self._unlisten is not None:
             self._unlisten()
             self._unlisten = None
+        for task in list(self._notifying):  # each enqueues through DBOS: not after it is gone
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         if self._drainer is not None:
             drainer, self._drainer = self._drainer, None
             drainer.cancel()  # pending events stay in the inbox: the next start drains them
@@ -1222,6 +1269,8 @@ class Engine:
         failing side is back or sync resumes, then notified by `heal`. A Salesforce poll is
         also skipped while a live CDC stream covers that side (`streamstate`).
         """
+        if self._stopping:  # launched as the engine stops: the next start polls
+            return 0
         await self.heal()
         if self._breaker.is_open(PARTNER_CENTER if side == "partner_center" else SALESFORCE):
             return 0
@@ -1262,6 +1311,8 @@ class Engine:
 
     async def run_sweep(self) -> int:
         """The body of `sweep_workflow`: every referral page as batch workflows."""
+        if self._stopping:  # launched as the engine stops: the next sweep does it
+            return 0
         if await asyncio.to_thread(self.blocked) is not None:
             return 0  # a paused side: the sweep would only hold every key
         queue = await DBOS.retrieve_queue_async(BATCH_QUEUE)
